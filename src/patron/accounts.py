@@ -1,0 +1,223 @@
+"""Accounts and their API keys.
+
+An account is one Ometria-style account (staging or live) with a 16-hex-character hash, which the
+JavaScript tag uses, and one or more API keys for the Data API. A key is 128 random bits shown once;
+only its SHA-256 is stored, and every lookup compares digests in constant time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from datetime import UTC, datetime
+from typing import Final
+
+import msgspec
+from sqlalchemy import Connection, Row, insert, select, update
+
+from patron import ratelimits
+from patron.store import Store
+from patron.store.schema import accounts, api_keys
+
+ENVIRONMENTS: Final = ("staging", "live")
+#: A revoked key stops working within this many seconds (the life of a cached lookup).
+KEY_CACHE_SECONDS: Final = 3.0
+
+
+class AccountError(ValueError):
+    """A request about accounts or keys that cannot be carried out (unknown account, bad limit, ...)."""
+
+
+class Account(msgspec.Struct, frozen=True):
+    id: int
+    hash: str
+    name: str
+    environment: str
+    limits: dict[str, str]  # overrides only; see `effective_limits`
+    created_at: datetime
+
+    @property
+    def effective_limits(self) -> dict[str, str]:
+        return ratelimits.effective(self.limits)
+
+
+class ApiKey(msgspec.Struct, frozen=True):
+    id: str
+    account_hash: str
+    label: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _account(row: Row[tuple[object, ...]]) -> Account:
+    m = row._mapping
+    return Account(
+        id=m["id"],
+        hash=m["hash"],
+        name=m["name"],
+        environment=m["environment"],
+        limits=dict(m["limits"] or {}),
+        created_at=m["created_at"],
+    )
+
+
+def _account_columns() -> list[object]:
+    return [
+        accounts.c.id,
+        accounts.c.hash,
+        accounts.c.name,
+        accounts.c.environment,
+        accounts.c.limits,
+        accounts.c.created_at,
+    ]
+
+
+# queries: plain functions of a connection, run by the store --------------------------------------
+
+
+def create_account(conn: Connection, name: str, environment: str) -> tuple[Account, str]:
+    """A new account and its first API key (returned in clear, the only time it exists in clear)."""
+    name = name.strip()
+    if not name:
+        raise AccountError("the account name must not be empty")
+    if environment not in ENVIRONMENTS:
+        raise AccountError(f"environment must be one of {', '.join(ENVIRONMENTS)}, not {environment!r}")
+    account_hash = secrets.token_hex(8)
+    while conn.execute(select(accounts.c.id).where(accounts.c.hash == account_hash)).first():
+        account_hash = secrets.token_hex(8)  # pragma: no cover - 1 in 2**64
+    created = now()
+    account_id = conn.execute(
+        insert(accounts).values(
+            hash=account_hash, name=name, environment=environment, limits={}, created_at=created
+        )
+    ).inserted_primary_key[0]
+    account = Account(account_id, account_hash, name, environment, {}, created)
+    _, key = create_key(conn, account_hash, label="first key")
+    return account, key
+
+
+def list_accounts(conn: Connection) -> list[Account]:
+    rows = conn.execute(select(*_account_columns()).order_by(accounts.c.id))  # type: ignore[call-overload]
+    return [_account(row) for row in rows]
+
+
+def get_account(conn: Connection, account_hash: str) -> Account:
+    row = conn.execute(
+        select(*_account_columns()).where(accounts.c.hash == account_hash)  # type: ignore[call-overload]
+    ).first()
+    if row is None:
+        raise AccountError(f"no account has the hash {account_hash!r}")
+    return _account(row)
+
+
+def find_account(conn: Connection, name: str) -> Account | None:
+    """The oldest account with this name, if any."""
+    row = conn.execute(
+        select(*_account_columns()).where(accounts.c.name == name).order_by(accounts.c.id)  # type: ignore[call-overload]
+    ).first()
+    return None if row is None else _account(row)
+
+
+def set_limits(conn: Connection, account_hash: str, changes: dict[str, str | None]) -> Account:
+    """Override (or, with ``None``, reset to the default) the rate limit of some endpoint classes."""
+    account = get_account(conn, account_hash)
+    limits = dict(account.limits)
+    for endpoint_class, value in changes.items():
+        try:
+            if value is None:
+                ratelimits.validate(endpoint_class, ratelimits.UNLIMITED)  # rejects an unknown class
+                limits.pop(endpoint_class, None)
+            else:
+                limits[endpoint_class] = ratelimits.validate(endpoint_class, value)
+        except ratelimits.InvalidLimit as exc:
+            raise AccountError(str(exc)) from exc
+    conn.execute(update(accounts).where(accounts.c.id == account.id).values(limits=limits))
+    return msgspec.structs.replace(account, limits=limits)
+
+
+def create_key(conn: Connection, account_hash: str, label: str = "") -> tuple[ApiKey, str]:
+    account = get_account(conn, account_hash)
+    key = secrets.token_hex(16)
+    public_id = "key_" + secrets.token_hex(6)
+    created = now()
+    conn.execute(
+        insert(api_keys).values(
+            public_id=public_id,
+            account_id=account.id,
+            key_hash=hash_key(key),
+            label=label,
+            created_at=created,
+        )
+    )
+    return ApiKey(public_id, account.hash, label, created, None), key
+
+
+def list_keys(conn: Connection, account_hash: str) -> list[ApiKey]:
+    account = get_account(conn, account_hash)
+    rows = conn.execute(
+        select(api_keys.c.public_id, api_keys.c.label, api_keys.c.created_at, api_keys.c.revoked_at)
+        .where(api_keys.c.account_id == account.id)
+        .order_by(api_keys.c.id)
+    )
+    return [ApiKey(r.public_id, account.hash, r.label, r.created_at, r.revoked_at) for r in rows]
+
+
+def revoke_key(conn: Connection, public_id: str) -> ApiKey:
+    row = conn.execute(
+        select(api_keys.c.id, api_keys.c.label, api_keys.c.created_at, api_keys.c.revoked_at, accounts.c.hash)
+        .join(accounts, accounts.c.id == api_keys.c.account_id)
+        .where(api_keys.c.public_id == public_id)
+    ).first()
+    if row is None:
+        raise AccountError(f"no API key has the id {public_id!r}")
+    revoked = row.revoked_at or now()
+    conn.execute(update(api_keys).where(api_keys.c.id == row.id).values(revoked_at=revoked))
+    return ApiKey(public_id, row.hash, row.label, row.created_at, revoked)
+
+
+def account_for_key(conn: Connection, key: str) -> Account | None:
+    """The account an unrevoked key belongs to, or None."""
+    digest = hash_key(key)
+    row = conn.execute(
+        select(*_account_columns(), api_keys.c.key_hash)  # type: ignore[call-overload]
+        .join(api_keys, api_keys.c.account_id == accounts.c.id)
+        .where(api_keys.c.key_hash == digest, api_keys.c.revoked_at.is_(None))
+    ).first()
+    if row is None or not hmac.compare_digest(row.key_hash, digest):
+        return None
+    return _account(row)
+
+
+# the key cache used on every request ------------------------------------------------------------
+
+
+class KeyResolver:
+    """Resolves an API key to its account, caching answers for :data:`KEY_CACHE_SECONDS`."""
+
+    def __init__(self, store: Store, ttl: float = KEY_CACHE_SECONDS, max_entries: int = 10_000) -> None:
+        self._store = store
+        self._ttl = ttl
+        self._max = max_entries
+        self._cache: dict[str, tuple[float, Account | None]] = {}
+
+    async def resolve(self, key: str) -> Account | None:
+        digest = hash_key(key)
+        hit = self._cache.get(digest)
+        clock = time.monotonic()
+        if hit is not None and hit[0] > clock:
+            return hit[1]
+        account = await self._store.read(lambda conn: account_for_key(conn, key))
+        if len(self._cache) >= self._max:
+            self._cache.clear()
+        self._cache[digest] = (clock + self._ttl, account)
+        return account

@@ -1,0 +1,48 @@
+"""The guard on every ``/v2`` route: the API key names the account, then the account's rate limit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request
+from litestar.connection import ASGIConnection
+from litestar.handlers.base import BaseRouteHandler
+
+from patron.accounts import Account, KeyResolver
+from patron.api.problems import NOT_AUTHORISED, ProblemError
+from patron.ratelimits import RateLimiter
+
+AUTH_HEADER = "X-Ometria-Auth"
+#: The endpoint class a handler counts against, set with ``opt={RATE_CLASS: "push"}``; default "data".
+RATE_CLASS = "rate_class"
+
+
+async def authorise(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    """Resolve ``X-Ometria-Auth`` to an account (403 if it names none), then count the request (429)."""
+    key = connection.headers.get(AUTH_HEADER)
+    resolver: KeyResolver = connection.app.state.key_resolver
+    account = await resolver.resolve(key) if key else None
+    if account is None:
+        raise ProblemError(403, NOT_AUTHORISED)
+    connection.state.account = account
+    endpoint_class = handler.opt.get(RATE_CLASS, "data")
+    limiter: RateLimiter = connection.app.state.limiter
+    decision = await limiter.hit(account.hash, endpoint_class, account.effective_limits[endpoint_class])
+    if not decision.allowed:
+        raise ProblemError(
+            429,
+            f"rate limit of {account.effective_limits[endpoint_class]} for {endpoint_class} requests exceeded;"
+            f" nothing was done, retry after {decision.reset_after} s",
+            headers={
+                "Retry-After": str(decision.reset_after),
+                "RateLimit-Limit": str(decision.limit),
+                "RateLimit-Remaining": str(decision.remaining),
+                "RateLimit-Reset": str(decision.reset_after),
+            },
+        )
+
+
+def current_account(request: Request[Any, Any, Any]) -> Account:
+    """The dependency ``account``: the account the request's key belongs to."""
+    account: Account = request.state.account
+    return account

@@ -1,0 +1,24 @@
+"""``GET /health`` (the process is up) and ``GET /ready`` (the store accepts writes). No key needed."""
+
+from __future__ import annotations
+
+import msgspec
+from litestar import get
+from litestar.datastructures import State
+
+from patron.health import accepts_writes
+
+
+class Status(msgspec.Struct):
+    status: str
+
+
+@get("/health", summary="The process is up", tags=["operations"], security=[{}])
+async def health() -> Status:
+    return Status("ok")
+
+
+@get("/ready", summary="Storage accepts writes (503 when it does not)", tags=["operations"], security=[{}])
+async def ready(state: State) -> Status:
+    await accepts_writes(state.store)
+    return Status("ready")

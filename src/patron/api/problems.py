@@ -1,0 +1,146 @@
+"""RFC 9457 problem details: the one shape of every error Patron answers with."""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+import msgspec
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+
+from patron.store import StoreUnavailable
+
+log = logging.getLogger("patron.http")
+
+PROBLEM_JSON = "application/problem+json"
+NOT_AUTHORISED = "API key is not authorised to access this resource"
+
+
+class FieldError(msgspec.Struct, omit_defaults=True):
+    """One offending field or parameter: its name (or path) and what is wrong with it."""
+
+    field: str
+    detail: str
+
+
+class Problem(msgspec.Struct, omit_defaults=True):
+    title: str
+    status: int
+    detail: str
+    type: str = "about:blank"
+    request_id: str | None = None
+    errors: list[FieldError] | None = None
+
+
+class ProblemError(Exception):
+    """Raised anywhere in the HTTP layer to answer with a problem."""
+
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        *,
+        errors: list[FieldError] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.errors = errors
+        self.headers = headers or {}
+
+
+def field_problem(status: int, field: str, detail: str) -> ProblemError:
+    """A problem about one named field or parameter."""
+    return ProblemError(status, f"{field}: {detail}", errors=[FieldError(field, detail)])
+
+
+def problem_response(
+    request: Request[Any, Any, Any],
+    status: int,
+    detail: str,
+    errors: list[FieldError] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response[Problem]:
+    body = Problem(
+        title=HTTPStatus(status).phrase,
+        status=status,
+        detail=detail,
+        request_id=request.scope.get("state", {}).get("request_id"),
+        errors=errors,
+    )
+    return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _validation_errors(exc: ValidationException) -> list[FieldError]:
+    found: list[FieldError] = []
+    for item in exc.extra if isinstance(exc.extra, list) else []:
+        if isinstance(item, dict):
+            name = str(item.get("key") or item.get("source") or "request")
+            found.append(FieldError(name, str(item.get("message", "is not valid"))))
+    return found
+
+
+def on_problem(request: Request[Any, Any, Any], exc: ProblemError) -> Response[Problem]:
+    return problem_response(request, exc.status, exc.detail, exc.errors, exc.headers)
+
+
+def on_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Problem]:
+    status = exc.status_code
+    headers = dict(exc.headers or {})
+    if isinstance(exc, ValidationException):
+        errors = _validation_errors(exc)
+        detail = "; ".join(f"{e.field}: {e.detail}" for e in errors) or "the request is not valid"
+        return problem_response(request, status, detail, errors or None, headers)
+    if status == HTTPStatus.NOT_FOUND:
+        detail = f"no resource at {request.url.path}"
+    elif status == HTTPStatus.METHOD_NOT_ALLOWED:
+        detail = f"{request.method} is not allowed on {request.url.path}"
+    elif status == HTTPStatus.REQUEST_ENTITY_TOO_LARGE:
+        cap = request.app.request_max_body_size
+        detail = f"body: the request body is larger than the {cap:,}-byte cap"
+        return problem_response(request, status, detail, [FieldError("body", detail)], headers)
+    elif status >= HTTPStatus.INTERNAL_SERVER_ERROR:
+        return on_unexpected(request, exc)
+    else:
+        detail = exc.detail or HTTPStatus(status).phrase
+    return problem_response(request, status, detail, None, headers)
+
+
+def on_store_unavailable(request: Request[Any, Any, Any], exc: StoreUnavailable) -> Response[Problem]:
+    log.error("storage unavailable", extra={"request_id": request.state.get("request_id"), "error": str(exc)})
+    detail = "storage is unavailable; nothing was stored, retry later"
+    return problem_response(request, HTTPStatus.SERVICE_UNAVAILABLE, detail, headers={"Retry-After": "5"})
+
+
+def on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
+    request_id = request.state.get("request_id")
+    log.error("unexpected failure", exc_info=exc, extra={"request_id": request_id})
+    detail = f"an unexpected error occurred; quote request id {request_id} when reporting it"
+    return problem_response(request, HTTPStatus.INTERNAL_SERVER_ERROR, detail)
+
+
+EXCEPTION_HANDLERS: Any = {
+    ProblemError: on_problem,
+    HTTPException: on_http_exception,
+    StoreUnavailable: on_store_unavailable,
+    Exception: on_unexpected,
+}
+
+
+def _spec(description: str) -> Any:
+    from litestar.openapi import ResponseSpec
+
+    return ResponseSpec(data_container=Problem, description=description, media_type=PROBLEM_JSON)
+
+
+#: The problem responses every authenticated route may give, for its OpenAPI ``responses``.
+ERRORS: dict[int, Any] = {
+    400: _spec("The request is not valid; `errors` names each offending field or parameter"),
+    403: _spec(NOT_AUTHORISED),
+    429: _spec("Over the account's rate limit for this endpoint class; nothing was done"),
+    500: _spec("An unexpected failure; the `request_id` also appears in the server's log"),
+    503: _spec("Storage is unavailable; nothing was stored"),
+}

@@ -1,0 +1,69 @@
+"""Builds the Litestar application: routes, guards, error handling, OpenAPI, and its lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from litestar import Litestar, Router
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.static_files import create_static_files_router
+
+from patron.accounts import KeyResolver
+from patron.api import account, docs, health, metrics
+from patron.api.auth import authorise, current_account
+from patron.api.observe import Metrics, Observer
+from patron.api.problems import EXCEPTION_HANDLERS
+from patron.config import Settings
+from patron.ratelimits import RateLimiter
+from patron.store import Store
+
+#: Every Data API route, all behind the API key and the account's rate limits.
+V2_HANDLERS = [account.read_account]
+
+
+def create_app(settings: Settings, store: Store) -> Litestar:
+    """The application for ``store``; the lifespan starts the store and closes it on shutdown."""
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        store.start()
+        try:
+            yield
+        finally:
+            store.close()
+
+    v2 = Router(
+        path="/v2",
+        route_handlers=V2_HANDLERS,
+        guards=[authorise],
+        dependencies={"account": Provide(current_account, sync_to_thread=False)},
+        security=[{"apikey": []}],
+    )
+    metrics_state = Metrics()
+    app = Litestar(
+        route_handlers=[
+            v2,
+            health.health,
+            health.ready,
+            metrics.metrics,
+            docs.swagger_json,
+            create_static_files_router(path=docs.ASSETS_PATH, directories=[docs.ASSETS], include_in_schema=False),
+        ],
+        state=State(
+            {
+                "store": store,
+                "key_resolver": KeyResolver(store),
+                "limiter": RateLimiter(settings.redis_url),
+                "metrics": metrics_state,
+            }
+        ),
+        lifespan=[lifespan],
+        exception_handlers=EXCEPTION_HANDLERS,
+        openapi_config=docs.openapi_config(),
+        request_max_body_size=settings.max_body_bytes,
+        logging_config=None,
+        debug=False,
+    )
+    app.asgi_handler = Observer(app.asgi_handler, metrics_state)
+    return app

@@ -1,0 +1,285 @@
+"""The ``patron`` command: serve, migrate, and manage accounts and API keys."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import Connection
+
+from patron import __version__, accounts, logs, ratelimits
+from patron.config import DEFAULT_HOST, DEFAULT_PORT, Settings
+from patron.store import Store, open_store
+
+T = TypeVar("T")
+out = Console(highlight=False, soft_wrap=True)
+DEMO_ACCOUNT = "demo"
+
+
+@contextmanager
+def _store(settings: Settings) -> Iterator[Store]:
+    store = open_store(settings)
+    store.start()
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def _run(ctx: click.Context, work: Callable[[Connection], T], *, write: bool = True) -> T:
+    """Run one unit of work against the store, turning domain errors into a clean CLI error."""
+    settings: Settings = ctx.obj
+    with _store(settings) as store:
+        try:
+            return store.write_blocking(work) if write else store.read_blocking(work)
+        except accounts.AccountError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
+def _print_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, default=str))
+
+
+@click.group()
+@click.version_option(__version__, prog_name="patron")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="PATRON_DATA_DIR",
+    default="./patron-data",
+    show_default=True,
+    help="Where the SQLite database and the generated certificates live.",
+)
+@click.option(
+    "--database-url",
+    envvar="PATRON_DATABASE_URL",
+    default=None,
+    help="Database URL; default sqlite:///<data dir>/patron.db.",
+)
+@click.pass_context
+def main(ctx: click.Context, data_dir: Path, database_url: str | None) -> None:
+    """Patron: a customer data platform that speaks the Ometria Data API v2."""
+    ctx.obj = replace(Settings(), data_dir=data_dir, database_url=database_url or None)
+
+
+# serve and migrate --------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--host", default=DEFAULT_HOST, show_default=True)
+@click.option("--port", default=DEFAULT_PORT, show_default=True, type=int)
+@click.option("--tls-cert", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--tls-key", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option(
+    "--behind-proxy",
+    is_flag=True,
+    help="Serve plain HTTP for a TLS-terminating proxy or load balancer in front (never exposed directly).",
+)
+@click.option("--log-level", default="INFO", show_default=True)
+@click.pass_context
+def serve(
+    ctx: click.Context,
+    host: str,
+    port: int,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    behind_proxy: bool,
+    log_level: str,
+) -> None:
+    """Serve the API over HTTPS (applying migrations first on SQLite)."""
+    from patron.server import serve as run_server
+
+    if (tls_cert is None) != (tls_key is None):
+        raise click.UsageError("give both --tls-cert and --tls-key, or neither")
+    if behind_proxy and tls_cert is not None:
+        raise click.UsageError("--behind-proxy serves plain HTTP; it takes no certificate")
+    settings = replace(
+        ctx.obj, host=host, port=port, tls_cert=tls_cert, tls_key=tls_key, behind_proxy=behind_proxy
+    )
+    logs.configure(log_level.upper())
+    run_server(settings, announce=lambda line: click.echo(line, err=True))
+
+
+@main.command()
+@click.pass_context
+def migrate(ctx: click.Context) -> None:
+    """Bring the database schema up to date."""
+    from patron.store.migrate import current_revision
+
+    revision = _run(ctx, current_revision)
+    click.echo(f"database at revision {revision}")
+
+
+# accounts ----------------------------------------------------------------------------------------
+
+
+@main.group(name="accounts")
+def accounts_group() -> None:
+    """Create and list accounts, and set their rate limits."""
+
+
+@accounts_group.command("create")
+@click.option("--name", required=True, help="A name for people, e.g. the shop's name.")
+@click.option("--env", "environment", type=click.Choice(accounts.ENVIRONMENTS), default="staging")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def accounts_create(ctx: click.Context, name: str, environment: str, as_json: bool) -> None:
+    """Create an account; prints its hash and its first API key (shown only this once)."""
+    account, key = _run(ctx, lambda conn: accounts.create_account(conn, name, environment))
+    if as_json:
+        _print_json({"name": account.name, "environment": environment, "account_hash": account.hash, "api_key": key})
+        return
+    click.echo(f"account:      {account.name} ({account.environment})")
+    click.echo(f"account hash: {account.hash}")
+    click.echo(f"api key:      {key}")
+    click.echo("The API key is shown only now; Patron keeps nothing but its SHA-256.", err=True)
+
+
+@accounts_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def accounts_list(ctx: click.Context, as_json: bool) -> None:
+    """List every account with its effective rate limits."""
+    found = _run(ctx, accounts.list_accounts, write=False)
+    if as_json:
+        _print_json(
+            [
+                {
+                    "name": a.name,
+                    "environment": a.environment,
+                    "account_hash": a.hash,
+                    "limits": a.effective_limits,
+                    "created_at": a.created_at.isoformat(),
+                }
+                for a in found
+            ]
+        )
+        return
+    table = Table("hash", "name", "environment", "limits", "created")
+    for a in found:
+        limits = ", ".join(f"{k} {v}" for k, v in a.effective_limits.items())
+        table.add_row(a.hash, a.name, a.environment, limits, f"{a.created_at:%Y-%m-%d %H:%M}")
+    out.print(table)
+
+
+def _limit_option(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option(
+        f"--{name}",
+        metavar="RATE",
+        help=f"{name} requests, e.g. {ratelimits.DEFAULT_LIMITS[name]} (the default), 'unlimited' or 'default'.",
+    )
+
+
+@accounts_group.command("set-limits")
+@click.argument("account_hash")
+@_limit_option("data")
+@_limit_option("push")
+@_limit_option("email")
+@_limit_option("gdpr")
+@_limit_option("merge")
+@click.pass_context
+def accounts_set_limits(ctx: click.Context, account_hash: str, **rates: str | None) -> None:
+    """Change an account's rate limits per endpoint class."""
+    changes = {name: (None if value == "default" else value) for name, value in rates.items() if value}
+    if not changes:
+        raise click.UsageError("give at least one of --data, --push, --email, --gdpr, --merge")
+    account = _run(ctx, lambda conn: accounts.set_limits(conn, account_hash, changes))
+    for name, value in account.effective_limits.items():
+        click.echo(f"{name:6} {value}")
+
+
+@main.command()
+@click.pass_context
+def demo(ctx: click.Context) -> None:
+    """Create the demo staging account on first run and print how to call it."""
+    settings: Settings = ctx.obj
+
+    def ensure(conn: Connection) -> tuple[accounts.Account, str | None]:
+        existing = accounts.find_account(conn, DEMO_ACCOUNT)
+        if existing is not None:
+            return existing, None
+        return accounts.create_account(conn, DEMO_ACCOUNT, "staging")
+
+    account, key = _run(ctx, ensure)
+    if key is None:
+        click.echo(f"demo account {account.hash} exists; its key was printed when it was created.")
+        click.echo(f"A new key: patron keys create --account {account.hash}")
+        return
+    ca = (settings.tls_dir / "ca.pem").resolve()
+    click.echo("Demo staging account created.")
+    click.echo(f"  account hash: {account.hash}")
+    click.echo(f"  api key:      {key}   (shown only now)")
+    click.echo("Try it once the server is up:")
+    click.echo(f"  curl --cacert {ca} -H 'X-Ometria-Auth: {key}' https://localhost:{DEFAULT_PORT}/v2/account")
+
+
+# keys --------------------------------------------------------------------------------------------
+
+
+@main.group(name="keys")
+def keys_group() -> None:
+    """Create, list and revoke API keys."""
+
+
+@keys_group.command("create")
+@click.option("--account", "account_hash", required=True, help="The account's hash.")
+@click.option("--label", default="", help="What the key is for.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def keys_create(ctx: click.Context, account_hash: str, label: str, as_json: bool) -> None:
+    """Create an API key for an account (shown only this once)."""
+    api_key, key = _run(ctx, lambda conn: accounts.create_key(conn, account_hash, label))
+    if as_json:
+        _print_json({"id": api_key.id, "account_hash": account_hash, "label": label, "api_key": key})
+        return
+    click.echo(f"key id:  {api_key.id}")
+    click.echo(f"api key: {key}")
+    click.echo("The API key is shown only now; Patron keeps nothing but its SHA-256.", err=True)
+
+
+@keys_group.command("list")
+@click.option("--account", "account_hash", required=True, help="The account's hash.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def keys_list(ctx: click.Context, account_hash: str, as_json: bool) -> None:
+    """List an account's keys (ids and dates; keys themselves are never stored)."""
+    found = _run(ctx, lambda conn: accounts.list_keys(conn, account_hash), write=False)
+    if as_json:
+        _print_json(
+            [
+                {
+                    "id": k.id,
+                    "label": k.label,
+                    "created_at": k.created_at.isoformat(),
+                    "revoked_at": k.revoked_at.isoformat() if k.revoked_at else None,
+                }
+                for k in found
+            ]
+        )
+        return
+    table = Table("id", "label", "created", "revoked")
+    for k in found:
+        revoked = f"{k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else ""
+        table.add_row(k.id, k.label, f"{k.created_at:%Y-%m-%d %H:%M}", revoked)
+    out.print(table)
+
+
+@keys_group.command("revoke")
+@click.argument("key_id")
+@click.pass_context
+def keys_revoke(ctx: click.Context, key_id: str) -> None:
+    """Revoke a key by its id; it stops working within seconds."""
+    api_key = _run(ctx, lambda conn: accounts.revoke_key(conn, key_id))
+    click.echo(f"revoked {api_key.id} of account {api_key.account_hash}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

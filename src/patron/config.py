@@ -1,0 +1,45 @@
+"""Settings from command-line flags and ``PATRON_*`` environment variables."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_DATA_DIR = "./patron-data"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8443
+#: The largest request body accepted, in bytes. A full push (100 records of at most 60,000 bytes each)
+#: is 6,000,000 bytes plus the array's punctuation; the cap leaves room for whitespace around it.
+MAX_BODY_BYTES = 8 * 1024 * 1024
+
+
+def _env(name: str) -> str | None:
+    value = os.environ.get(name)
+    return value if value else None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a Patron process needs to know about where its data lives and how it serves."""
+
+    data_dir: Path = field(default_factory=lambda: Path(_env("PATRON_DATA_DIR") or DEFAULT_DATA_DIR))
+    database_url: str | None = field(default_factory=lambda: _env("PATRON_DATABASE_URL"))
+    redis_url: str | None = field(default_factory=lambda: _env("PATRON_REDIS_URL"))
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    behind_proxy: bool = False
+    max_body_bytes: int = MAX_BODY_BYTES
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to the embedded SQLite file inside the data directory."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'patron.db').resolve()}"
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.data_dir / "tls"

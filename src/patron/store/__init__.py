@@ -1,0 +1,60 @@
+"""The store: where every byte Patron acknowledges is kept.
+
+Domain modules write their queries as plain functions of a SQLAlchemy ``Connection`` and hand them to
+the store, which decides how they run: on SQLite, writes go through one writer thread that commits the
+work of many concurrent callers together (group commit); reads run on their own connections. A
+PostgreSQL store implements the same interface, so nothing above this package knows which one it has.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol, TypeVar
+
+from sqlalchemy import Connection
+
+from patron.config import Settings
+
+T = TypeVar("T")
+
+#: A unit of work: a function that runs inside a transaction and returns a value.
+Work = Callable[[Connection], T]
+
+
+class StoreUnavailable(Exception):
+    """The store could not commit or read; the caller must not acknowledge anything."""
+
+
+class Store(Protocol):
+    """What the rest of Patron may ask of a store."""
+
+    url: str
+
+    def start(self) -> None:
+        """Open connections (and start the writer). Idempotent."""
+
+    def close(self) -> None:
+        """Finish queued writes and close every connection."""
+
+    async def write(self, work: Work[T]) -> T:
+        """Run ``work`` in a write transaction; return only after it is durably committed."""
+
+    def write_blocking(self, work: Work[T]) -> T:
+        """:meth:`write` for threads that are not on an event loop (the CLI, the worker)."""
+
+    async def read(self, work: Work[T]) -> T:
+        """Run ``work`` on a read-only connection, off the event loop."""
+
+    def read_blocking(self, work: Work[T]) -> T:
+        """:meth:`read` for threads that are not on an event loop."""
+
+
+def open_store(settings: Settings) -> Store:
+    """The store for ``settings``' database URL (not yet started)."""
+    url = settings.resolved_database_url
+    if url.startswith("sqlite"):
+        from patron.store.sqlite import SQLiteStore
+
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        return SQLiteStore(url)
+    raise ValueError(f"unsupported database URL scheme: {url.split(':', 1)[0]!r} (use sqlite:///PATH)")
