@@ -96,11 +96,13 @@ def create_account(conn: Connection, name: str, environment: str) -> tuple[Accou
     while conn.execute(select(accounts.c.id).where(accounts.c.hash == account_hash)).first():
         account_hash = secrets.token_hex(8)  # pragma: no cover - 1 in 2**64
     created = now()
-    account_id = conn.execute(
+    inserted = conn.execute(
         insert(accounts).values(
             hash=account_hash, name=name, environment=environment, limits={}, created_at=created
         )
-    ).inserted_primary_key[0]
+    ).inserted_primary_key
+    assert inserted is not None
+    account_id = int(inserted[0])
     account = Account(account_id, account_hash, name, environment, {}, created)
     _, key = create_key(conn, account_hash, label="first key")
     return account, key

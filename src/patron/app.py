@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+
 from litestar import Litestar, Router
 from litestar.datastructures import State
 from litestar.di import Provide
@@ -48,7 +49,9 @@ def create_app(settings: Settings, store: Store) -> Litestar:
             health.ready,
             metrics.metrics,
             docs.swagger_json,
-            create_static_files_router(path=docs.ASSETS_PATH, directories=[docs.ASSETS], include_in_schema=False),
+            create_static_files_router(
+                path=docs.ASSETS_PATH, directories=[docs.ASSETS], include_in_schema=False
+            ),
         ],
         state=State(
             {

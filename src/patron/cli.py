@@ -135,7 +135,9 @@ def accounts_create(ctx: click.Context, name: str, environment: str, as_json: bo
     """Create an account; prints its hash and its first API key (shown only this once)."""
     account, key = _run(ctx, lambda conn: accounts.create_account(conn, name, environment))
     if as_json:
-        _print_json({"name": account.name, "environment": environment, "account_hash": account.hash, "api_key": key})
+        _print_json(
+            {"name": account.name, "environment": environment, "account_hash": account.hash, "api_key": key}
+        )
         return
     click.echo(f"account:      {account.name} ({account.environment})")
     click.echo(f"account hash: {account.hash}")
@@ -174,7 +176,7 @@ def _limit_option(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any
     return click.option(
         f"--{name}",
         metavar="RATE",
-        help=f"{name} requests, e.g. {ratelimits.DEFAULT_LIMITS[name]} (the default), 'unlimited' or 'default'.",
+        help=f"{name} requests: e.g. {ratelimits.DEFAULT_LIMITS[name]} (default), 'unlimited', 'default'.",
     )
 
 
@@ -186,7 +188,7 @@ def _limit_option(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any
 @_limit_option("gdpr")
 @_limit_option("merge")
 @click.pass_context
-def accounts_set_limits(ctx: click.Context, account_hash: str, **rates: str | None) -> None:
+def accounts_set_limits(ctx: click.Context, /, account_hash: str, **rates: str | None) -> None:
     """Change an account's rate limits per endpoint class."""
     changes = {name: (None if value == "default" else value) for name, value in rates.items() if value}
     if not changes:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, cast
 
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, Storage
@@ -65,8 +65,10 @@ class RateLimiter:
     """Checks and counts one request of an account against the limit of an endpoint class."""
 
     def __init__(self, storage_url: str | None = None) -> None:
-        storage: Storage = (
-            MemoryStorage() if storage_url is None else storage_from_string(f"async+{storage_url}")
+        storage = (
+            MemoryStorage()
+            if storage_url is None
+            else cast(Storage, storage_from_string(f"async+{storage_url}"))
         )
         self._limiter = MovingWindowRateLimiter(storage)
         self._parsed: dict[str, RateLimitItem] = {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 from litestar import get
 
-from patron.accounts import Account
+from patron.api.auth import CurrentAccount
 from patron.api.problems import ERRORS
 
 
@@ -18,7 +18,7 @@ class AccountView(msgspec.Struct):
 
 
 @get("/account", summary="The account the API key belongs to", tags=["account"], responses=ERRORS)
-async def read_account(account: Account) -> AccountView:
+async def read_account(account: CurrentAccount) -> AccountView:
     return AccountView(
         name=account.name,
         environment=account.environment,

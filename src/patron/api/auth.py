@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeAlias
 
 from litestar import Request
 from litestar.connection import ASGIConnection
+from litestar.di import NamedDependency
 from litestar.handlers.base import BaseRouteHandler
+from litestar.params import SkipValidation
 
 from patron.accounts import Account, KeyResolver
 from patron.api.problems import NOT_AUTHORISED, ProblemError
@@ -15,6 +17,8 @@ from patron.ratelimits import RateLimiter
 AUTH_HEADER = "X-Ometria-Auth"
 #: The endpoint class a handler counts against, set with ``opt={RATE_CLASS: "push"}``; default "data".
 RATE_CLASS = "rate_class"
+#: A handler parameter ``account: CurrentAccount`` receives the account the request's key belongs to.
+CurrentAccount: TypeAlias = NamedDependency[SkipValidation[Account]]
 
 
 async def authorise(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
@@ -27,11 +31,12 @@ async def authorise(connection: ASGIConnection[Any, Any, Any, Any], handler: Bas
     connection.state.account = account
     endpoint_class = handler.opt.get(RATE_CLASS, "data")
     limiter: RateLimiter = connection.app.state.limiter
-    decision = await limiter.hit(account.hash, endpoint_class, account.effective_limits[endpoint_class])
+    limit = account.effective_limits[endpoint_class]
+    decision = await limiter.hit(account.hash, endpoint_class, limit)
     if not decision.allowed:
         raise ProblemError(
             429,
-            f"rate limit of {account.effective_limits[endpoint_class]} for {endpoint_class} requests exceeded;"
+            f"rate limit of {limit} for {endpoint_class} requests exceeded;"
             f" nothing was done, retry after {decision.reset_after} s",
             headers={
                 "Retry-After": str(decision.reset_after),

@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from litestar import Request, Response, Router, get
+from litestar.exceptions import NotFoundException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from patron import __version__
 from patron.api.auth import AUTH_HEADER
-from patron.api.problems import PROBLEM_JSON, Problem
 
 ASSETS = Path(__file__).parent.parent / "static" / "swagger-ui"
 DOCS_PATH = "/v2/docs"
@@ -27,8 +27,7 @@ ASSETS_PATH = f"{DOCS_PATH}/assets"
 def _not_found_as_problem(response: Response[Any]) -> Response[Any]:
     """Litestar answers unknown paths under the docs with an HTML page; make it a problem like the rest."""
     if response.status_code == 404:
-        detail = "no documentation page at this path; see /v2/docs"
-        return Response(Problem("Not Found", 404, detail), status_code=404, media_type=PROBLEM_JSON)
+        raise NotFoundException()
     return response
 
 

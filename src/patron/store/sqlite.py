@@ -73,6 +73,9 @@ class SQLiteStore:
         self._write_engine: Engine | None = None
         self._read_engine: Engine | None = None
         self._read_pool: ThreadPoolExecutor | None = None
+        #: Transactions committed, and units of work committed in them (group commit: fewer of the first).
+        self.commits = 0
+        self.committed_writes = 0
 
     # lifecycle -----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -159,6 +162,8 @@ class SQLiteStore:
             conn.close()
             assert self._write_engine is not None
             return self._write_engine.connect()
+        self.commits += 1
+        self.committed_writes += sum(1 for _, ok, _ in outcomes if ok)
         for future, ok, value in outcomes:
             if ok:
                 future.set_result(value)

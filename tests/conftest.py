@@ -1,0 +1,171 @@
+"""Fixtures shared by the whole suite: a real store in a temporary directory, the app, accounts, and a
+real ``patron serve`` subprocess speaking HTTPS."""
+
+from __future__ import annotations
+
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from litestar.testing import TestClient
+
+from patron import accounts
+from patron.app import create_app
+from patron.config import Settings
+from patron.store import Store, open_store
+
+PATRON = [sys.executable, "-m", "patron"]
+
+
+@dataclass(frozen=True)
+class Tenant:
+    """An account as a client sees it: its hash and a working API key."""
+
+    hash: str
+    key: str
+    name: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"X-Ometria-Auth": self.key}
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return replace(Settings(), data_dir=tmp_path / "data", database_url=None, redis_url=None)
+
+
+@pytest.fixture
+def store(settings: Settings) -> Iterator[Store]:
+    store = open_store(settings)
+    store.start()
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def make_tenant(store: Store) -> Callable[..., Tenant]:
+    """Create an account (with every rate limit lifted unless ``limits`` are given)."""
+
+    def make(
+        name: str = "shop", environment: str = "staging", limits: dict[str, str] | None = None
+    ) -> Tenant:
+        account, key = store.write_blocking(lambda conn: accounts.create_account(conn, name, environment))
+        changes: dict[str, str | None] = (
+            dict(limits) if limits is not None else dict.fromkeys(account.effective_limits, "unlimited")
+        )
+        if changes:
+            store.write_blocking(lambda conn: accounts.set_limits(conn, account.hash, changes))
+        return Tenant(account.hash, key, name)
+
+    return make
+
+
+@pytest.fixture
+def tenant(make_tenant: Callable[..., Tenant]) -> Tenant:
+    return make_tenant("shop")
+
+
+@pytest.fixture
+def client(settings: Settings, store: Store) -> Iterator[TestClient]:  # type: ignore[type-arg]
+    with TestClient(create_app(settings, store)) as client:
+        yield client
+
+
+# a real server ----------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run_cli(data_dir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PATRON_DATA_DIR": str(data_dir)}
+    env.pop("PATRON_DATABASE_URL", None)
+    return subprocess.run([*PATRON, *args], env=env, capture_output=True, text=True, check=check, timeout=120)
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[str]
+    url: str
+    port: int
+    ca: Path | None
+    data_dir: Path
+    log_path: Path
+
+    def client(self, **kwargs: Any) -> httpx.Client:
+        """An HTTPS client trusting the server's generated CA (or ``verify=...`` as given)."""
+        kwargs.setdefault("verify", ssl.create_default_context(cafile=self.ca) if self.ca else True)
+        return httpx.Client(base_url=self.url, timeout=30, **kwargs)
+
+    def log_lines(self) -> list[str]:
+        return self.log_path.read_text().splitlines()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_server(data_dir: Path, *extra: str, scheme: str = "https", port: int | None = None) -> Server:
+    port = port or free_port()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log_path = data_dir.parent / f"server-{port}.log"
+    env = {**os.environ, "PATRON_DATA_DIR": str(data_dir)}
+    env.pop("PATRON_DATABASE_URL", None)
+    with log_path.open("w") as log:  # the child keeps its own descriptor
+        process = subprocess.Popen(
+            [*PATRON, "serve", "--port", str(port), *extra],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    ca = data_dir / "tls" / "ca.pem" if scheme == "https" and "--tls-cert" not in extra else None
+    server = Server(process, f"{scheme}://localhost:{port}", port, ca, data_dir, log_path)
+    deadline = time.monotonic() + 60
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"patron serve exited with {process.returncode}:\n{log_path.read_text()}")
+        try:
+            if ca is None or ca.exists():
+                with server.client(verify=False) if ca is None else server.client() as c:
+                    if c.get("/health").status_code == 200:
+                        return server
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            server.stop()
+            raise RuntimeError(f"patron serve did not come up:\n{log_path.read_text()}")
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    server = start_server(tmp_path / "served")
+    yield server
+    server.stop()
+
+
+def create_tenant_cli(data_dir: Path, name: str = "shop") -> Tenant:
+    import json
+
+    result = run_cli(data_dir, "accounts", "create", "--name", name, "--json")
+    created = json.loads(result.stdout)
+    return Tenant(created["account_hash"], created["api_key"], name)

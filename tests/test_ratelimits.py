@@ -1,0 +1,87 @@
+"""Per-account rate limits by endpoint class: 429 problem with Retry-After and RateLimit-* headers."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+from litestar.testing import TestClient
+
+from conftest import Tenant
+from patron import ratelimits
+
+
+def statuses(client: TestClient, tenant: Tenant, n: int) -> list[int]:  # type: ignore[type-arg]
+    return [client.get("/v2/account", headers=tenant.headers).status_code for _ in range(n)]
+
+
+def test_over_the_limit_is_a_429_problem_with_headers(
+    client: TestClient,  # type: ignore[type-arg]
+    make_tenant: Callable[..., Tenant],
+) -> None:
+    shop = make_tenant("shop", limits={"data": "4/minute"})
+    assert statuses(client, shop, 4) == [200] * 4
+    response = client.get("/v2/account", headers=shop.headers)
+    assert response.status_code == 429
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["status"] == 429 and "4/minute" in problem["detail"] and "data" in problem["detail"]
+    assert 1 <= int(response.headers["retry-after"]) <= 60
+    assert response.headers["ratelimit-limit"] == "4"
+    assert response.headers["ratelimit-remaining"] == "0"
+    assert int(response.headers["ratelimit-reset"]) == int(response.headers["retry-after"])
+
+
+def test_limits_are_per_account(client: TestClient, make_tenant: Callable[..., Tenant]) -> None:  # type: ignore[type-arg]
+    first = make_tenant("first", limits={"data": "2/minute"})
+    second = make_tenant("second", limits={"data": "2/minute"})
+    assert statuses(client, first, 3) == [200, 200, 429]
+    assert statuses(client, second, 3) == [200, 200, 429]
+
+
+def test_the_default_data_limit_is_four_per_second(
+    client: TestClient, make_tenant: Callable[..., Tenant]
+) -> None:  # type: ignore[type-arg]
+    shop = make_tenant("shop", limits={})
+    assert client.get("/v2/account", headers=shop.headers).json()["limits"] == ratelimits.DEFAULT_LIMITS
+    # Every request of a burst of ten within one window: at most four pass.
+    results = statuses(client, shop, 10)
+    assert results.count(200) <= 4 and 429 in results
+
+
+def test_a_window_frees_requests_again(client: TestClient, make_tenant: Callable[..., Tenant]) -> None:  # type: ignore[type-arg]
+    shop = make_tenant("shop", limits={"data": "1/second"})
+    assert statuses(client, shop, 2) == [200, 429]
+    deadline = time.monotonic() + 5
+    while client.get("/v2/account", headers=shop.headers).status_code == 429:
+        assert time.monotonic() < deadline, "the limit never let a request through again"
+        time.sleep(0.1)
+
+
+def test_unlimited_never_answers_429(client: TestClient, tenant: Tenant) -> None:  # type: ignore[type-arg]
+    assert set(statuses(client, tenant, 30)) == {200}
+
+
+@pytest.mark.parametrize(
+    ("value", "canonical"),
+    [
+        ("8/second", "8/second"),
+        ("6 per minute", "6/minute"),
+        ("10/2 seconds", "10/2 seconds"),
+        (" Unlimited ", "unlimited"),
+    ],
+)
+def test_limits_are_validated_and_canonical(value: str, canonical: str) -> None:
+    assert ratelimits.validate("push", value) == canonical
+
+
+@pytest.mark.parametrize("value", ["banana", "0/second", "-1/second", "4/fortnight", ""])
+def test_bad_limits_are_refused(value: str) -> None:
+    with pytest.raises(ratelimits.InvalidLimit):
+        ratelimits.validate("push", value)
+
+
+def test_unknown_endpoint_class_is_refused() -> None:
+    with pytest.raises(ratelimits.InvalidLimit, match="unknown endpoint class"):
+        ratelimits.validate("everything", "1/second")
