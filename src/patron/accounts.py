@@ -24,6 +24,8 @@ from patron.store.schema import accounts, api_keys
 ENVIRONMENTS: Final = ("staging", "live")
 #: A revoked key stops working within this many seconds (the life of a cached lookup).
 KEY_CACHE_SECONDS: Final = 3.0
+#: Ometria's backlog limit: more queued records than this and a push gets 429.
+DEFAULT_QUEUE_LIMIT: Final = 50_000
 
 
 class AccountError(ValueError):
@@ -37,6 +39,7 @@ class Account(msgspec.Struct, frozen=True):
     environment: str
     limits: dict[str, str]  # overrides only; see `effective_limits`
     created_at: datetime
+    queue_limit: int = DEFAULT_QUEUE_LIMIT
 
     @property
     def effective_limits(self) -> dict[str, str]:
@@ -68,6 +71,7 @@ def _account(row: Row[tuple[object, ...]]) -> Account:
         environment=m["environment"],
         limits=dict(m["limits"] or {}),
         created_at=m["created_at"],
+        queue_limit=m["queue_limit"],
     )
 
 
@@ -79,6 +83,7 @@ def _account_columns() -> list[object]:
         accounts.c.environment,
         accounts.c.limits,
         accounts.c.created_at,
+        accounts.c.queue_limit,
     ]
 
 
@@ -98,7 +103,12 @@ def create_account(conn: Connection, name: str, environment: str) -> tuple[Accou
     created = now()
     inserted = conn.execute(
         insert(accounts).values(
-            hash=account_hash, name=name, environment=environment, limits={}, created_at=created
+            hash=account_hash,
+            name=name,
+            environment=environment,
+            limits={},
+            created_at=created,
+            queue_limit=DEFAULT_QUEUE_LIMIT,
         )
     ).inserted_primary_key
     assert inserted is not None
@@ -130,9 +140,17 @@ def find_account(conn: Connection, name: str) -> Account | None:
     return None if row is None else _account(row)
 
 
-def set_limits(conn: Connection, account_hash: str, changes: dict[str, str | None]) -> Account:
-    """Override (or, with ``None``, reset to the default) the rate limit of some endpoint classes."""
+def set_limits(
+    conn: Connection, account_hash: str, changes: dict[str, str | None], queue_limit: int | None = None
+) -> Account:
+    """Override (or, with ``None``, reset to the default) the rate limit of some endpoint classes, and
+    optionally the queue limit."""
     account = get_account(conn, account_hash)
+    if queue_limit is not None:
+        if queue_limit < 1:
+            raise AccountError("the queue limit must be at least 1 record")
+        conn.execute(update(accounts).where(accounts.c.id == account.id).values(queue_limit=queue_limit))
+        account = msgspec.structs.replace(account, queue_limit=queue_limit)
     limits = dict(account.limits)
     for endpoint_class, value in changes.items():
         try:

@@ -11,27 +11,38 @@ from litestar.di import Provide
 from litestar.static_files import create_static_files_router
 
 from patron.accounts import KeyResolver
-from patron.api import account, docs, health, metrics
+from patron.api import account, docs, entities, health, metrics, push
 from patron.api.auth import authorise, current_account
 from patron.api.observe import Metrics, Observer
 from patron.api.problems import EXCEPTION_HANDLERS
 from patron.config import Settings
+from patron.ingest.worker import Worker
 from patron.ratelimits import RateLimiter
 from patron.store import Store
 
 #: Every Data API route, all behind the API key and the account's rate limits.
-V2_HANDLERS = [account.read_account]
+V2_HANDLERS = [
+    account.read_account,
+    push.push,
+    push.push_errors,
+    push.push_status,
+    *entities.HANDLERS,
+]
 
 
 def create_app(settings: Settings, store: Store) -> Litestar:
     """The application for ``store``; the lifespan starts the store and closes it on shutdown."""
 
+    worker = Worker(store)
+
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         store.start()
+        worker.start()
         try:
             yield
         finally:
+            worker.stop()
             store.close()
 
     v2 = Router(
@@ -59,6 +70,7 @@ def create_app(settings: Settings, store: Store) -> Litestar:
                 "key_resolver": KeyResolver(store),
                 "limiter": RateLimiter(settings.redis_url),
                 "metrics": metrics_state,
+                "worker": worker,
             }
         ),
         lifespan=[lifespan],

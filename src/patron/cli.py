@@ -187,15 +187,19 @@ def _limit_option(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any
 @_limit_option("email")
 @_limit_option("gdpr")
 @_limit_option("merge")
+@click.option("--queue", type=click.IntRange(min=1), help="Most queued push records before 429 (50000).")
 @click.pass_context
-def accounts_set_limits(ctx: click.Context, /, account_hash: str, **rates: str | None) -> None:
-    """Change an account's rate limits per endpoint class."""
+def accounts_set_limits(
+    ctx: click.Context, /, account_hash: str, queue: int | None, **rates: str | None
+) -> None:
+    """Change an account's rate limits per endpoint class, and its push queue limit."""
     changes = {name: (None if value == "default" else value) for name, value in rates.items() if value}
-    if not changes:
-        raise click.UsageError("give at least one of --data, --push, --email, --gdpr, --merge")
-    account = _run(ctx, lambda conn: accounts.set_limits(conn, account_hash, changes))
+    if not changes and queue is None:
+        raise click.UsageError("give at least one of --data, --push, --email, --gdpr, --merge, --queue")
+    account = _run(ctx, lambda conn: accounts.set_limits(conn, account_hash, changes, queue))
     for name, value in account.effective_limits.items():
         click.echo(f"{name:6} {value}")
+    click.echo(f"queue  {account.queue_limit} records")
 
 
 @main.command()

@@ -133,7 +133,9 @@ EXCEPTION_HANDLERS: Any = {
 def _spec(description: str) -> Any:
     from litestar.openapi import ResponseSpec
 
-    return ResponseSpec(data_container=Problem, description=description, media_type=PROBLEM_JSON)
+    return ResponseSpec(
+        data_container=Problem, description=description, media_type=PROBLEM_JSON, generate_examples=False
+    )
 
 
 #: The problem responses every authenticated route may give, for its OpenAPI ``responses``.

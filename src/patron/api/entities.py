@@ -1,0 +1,279 @@
+"""Reading and writing single entities: contacts, orders, products and custom events (reference §3).
+
+Reads come straight from the stored documents. Writes go through the same validation and queue as
+``/v2/push``; a single-record POST whose record is invalid gets a 400 and stores nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from litestar import Request, Response, get, post
+from litestar.datastructures import State
+from litestar.params import Parameter
+from sqlalchemy import ColumnElement
+
+from patron import entities
+from patron.accounts import Account
+from patron.api.auth import BODY_TYPE, CurrentAccount
+from patron.api.body import decode, read_json
+from patron.api.problems import ERRORS, field_problem
+from patron.api.push import accept
+from patron.ingest.apply import KINDS
+from patron.ingest.push import PushReply
+from patron.records.types import Contact, CustomEvent, Order, Product
+
+JSON = "application/json"
+Limit = Annotated[int, Parameter(description="Records per page: default 10, at most 250 (larger is clamped)")]
+Offset = Annotated[int, Parameter(ge=0, description="Index of the first record")]
+OrderBy = Annotated[
+    Literal["timestamp_update"] | None,
+    Parameter(description="Sort by last update instead of the internal id"),
+]
+_object = msgspec.json.Decoder(dict[str, Any])
+_encode = msgspec.json.Encoder().encode
+
+
+async def _page(
+    state: State,
+    account: Account,
+    record_type: str,
+    limit: int,
+    offset: int,
+    orderby: str | None,
+    where: list[ColumnElement[bool]] | None = None,
+) -> Response[bytes]:
+    page = entities.Page.of(limit, offset, orderby)
+    docs = await state.store.read(
+        lambda conn: entities.list_documents(conn, record_type, account.id, page, where or [])
+    )
+    return Response(entities.as_array(docs), media_type=JSON)
+
+
+async def _one(state: State, account: Account, record_type: str, *key: str) -> Response[bytes]:
+    doc = await state.store.read(lambda conn: entities.get_document(conn, record_type, account.id, *key))
+    if doc is None:
+        what = " ".join(key)
+        raise field_problem(404, "id", f"no {record_type.replace('_', ' ')} {what!r} in this account")
+    return Response(doc.encode(), media_type=JSON)
+
+
+async def _post_one(
+    request: Request[Any, Any, Any], state: State, account: Account, record_type: str, **from_path: str
+) -> PushReply:
+    """One record from the body, its type and key taken from the URL (and checked against the body)."""
+    record = decode(await read_json(request), _object)
+    for name, value in {"@type": record_type, **from_path}.items():
+        given = record.setdefault(name, value)
+        if str(given) != value:
+            raise field_problem(400, f"root > {name}", f"is {given!r} but the URL says {value!r}")
+    reply, _ = await accept(state, account, _encode([record]), all_or_nothing=True)
+    return reply
+
+
+def _spec(container: Any) -> dict[int, Any]:
+    from litestar.openapi import ResponseSpec
+
+    spec = ResponseSpec(data_container=container, description="Request fulfilled", generate_examples=False)
+    return {200: spec, **ERRORS}
+
+
+# contacts ---------------------------------------------------------------------------------------
+
+
+class Collection(msgspec.Struct):
+    collection: str
+    count: int
+
+
+@get(
+    "/contacts",
+    summary="Contact collections with counts, or contacts by email",
+    tags=["contacts"],
+    responses=ERRORS,
+)
+async def list_collections(
+    account: CurrentAccount,
+    state: State,
+    email: str | None = None,
+    limit: Limit = entities.DEFAULT_LIMIT,
+    offset: Offset = 0,
+) -> Response[Any]:
+    if email is not None:
+        where = [KINDS["contact"].table.c.email == email]
+        return await _page(state, account, "contact", limit, offset, None, where)
+    page = entities.Page.of(limit, offset, None)
+    found = await state.store.read(
+        lambda conn: entities.collections(conn, account.id, page.limit, page.offset)
+    )
+    return Response([Collection(**c) for c in found], media_type=JSON)
+
+
+@get(
+    "/contacts/{collection:str}",
+    summary="Contacts of a collection",
+    tags=["contacts"],
+    responses=_spec(list[Contact]),
+)
+async def list_contacts(
+    collection: str,
+    account: CurrentAccount,
+    state: State,
+    limit: Limit = entities.DEFAULT_LIMIT,
+    offset: Offset = 0,
+    orderby: OrderBy = None,
+) -> Response[bytes]:
+    where = [KINDS["contact"].table.c.collection == collection]
+    return await _page(state, account, "contact", limit, offset, orderby, where)
+
+
+@get(
+    "/contacts/{collection:str}/{contact_id:str}",
+    summary="One contact",
+    tags=["contacts"],
+    responses=_spec(Contact),
+)
+async def read_contact(
+    collection: str, contact_id: str, account: CurrentAccount, state: State
+) -> Response[bytes]:
+    return await _one(state, account, "contact", collection, contact_id)
+
+
+@post(
+    "/contacts/{collection:str}/{contact_id:str}",
+    status_code=202,
+    summary="Create or update one contact",
+    tags=["contacts"],
+    responses=ERRORS,
+    opt={BODY_TYPE: Contact},
+)
+async def write_contact(
+    request: Request[Any, Any, Any], collection: str, contact_id: str, account: CurrentAccount, state: State
+) -> PushReply:
+    return await _post_one(
+        request, state, account, "contact", **{"@collection": collection, "id": contact_id}
+    )
+
+
+# orders -----------------------------------------------------------------------------------------
+
+
+@get("/orders", summary="Orders", tags=["orders"], responses=_spec(list[Order]))
+async def list_orders(
+    account: CurrentAccount,
+    state: State,
+    limit: Limit = entities.DEFAULT_LIMIT,
+    offset: Offset = 0,
+    orderby: OrderBy = None,
+) -> Response[bytes]:
+    return await _page(state, account, "order", limit, offset, orderby)
+
+
+@get("/orders/{order_id:str}", summary="One order", tags=["orders"], responses=_spec(Order))
+async def read_order(order_id: str, account: CurrentAccount, state: State) -> Response[bytes]:
+    return await _one(state, account, "order", order_id)
+
+
+@post(
+    "/orders/{order_id:str}",
+    status_code=202,
+    summary="Create or update one order",
+    tags=["orders"],
+    responses=ERRORS,
+    opt={BODY_TYPE: Order},
+)
+async def write_order(
+    request: Request[Any, Any, Any], order_id: str, account: CurrentAccount, state: State
+) -> PushReply:
+    return await _post_one(request, state, account, "order", id=order_id)
+
+
+# products ---------------------------------------------------------------------------------------
+
+
+@get("/products", summary="Products", tags=["products"], responses=_spec(list[Product]))
+async def list_products(
+    account: CurrentAccount,
+    state: State,
+    limit: Limit = entities.DEFAULT_LIMIT,
+    offset: Offset = 0,
+    orderby: OrderBy = None,
+    active: bool | None = None,
+    include_variants: Annotated[bool, Parameter(query="includeVariants")] = False,
+) -> Response[bytes]:
+    where = entities.product_filters(active, include_variants)
+    return await _page(state, account, "product", limit, offset, orderby, where)
+
+
+@get("/products/{product_id:str}", summary="One product", tags=["products"], responses=_spec(Product))
+async def read_product(product_id: str, account: CurrentAccount, state: State) -> Response[bytes]:
+    return await _one(state, account, "product", product_id)
+
+
+@post(
+    "/products/{product_id:str}",
+    status_code=201,
+    summary="Create or update one product",
+    tags=["products"],
+    responses=ERRORS,
+    opt={BODY_TYPE: Product},
+)
+async def write_product(
+    request: Request[Any, Any, Any], product_id: str, account: CurrentAccount, state: State
+) -> PushReply:
+    return await _post_one(request, state, account, "product", id=product_id)
+
+
+# custom events ----------------------------------------------------------------------------------
+
+
+@get(
+    "/custom-events",
+    summary="Custom events (an extension)",
+    tags=["custom events"],
+    responses=_spec(list[CustomEvent]),
+)
+async def list_custom_events(
+    account: CurrentAccount,
+    state: State,
+    limit: Limit = entities.DEFAULT_LIMIT,
+    offset: Offset = 0,
+    orderby: OrderBy = None,
+    event_type: str | None = None,
+    identity_email: str | None = None,
+    identity_account_id: str | None = None,
+    profile_id: str | None = None,
+) -> Response[bytes]:
+    where = entities.event_filters(event_type, identity_email, identity_account_id, profile_id)
+    return await _page(state, account, "custom_event", limit, offset, orderby, where)
+
+
+@post(
+    "/custom-events",
+    status_code=202,
+    summary="Record one custom event",
+    tags=["custom events"],
+    responses=ERRORS,
+    opt={BODY_TYPE: CustomEvent},
+)
+async def write_custom_event(
+    request: Request[Any, Any, Any], account: CurrentAccount, state: State
+) -> PushReply:
+    return await _post_one(request, state, account, "custom_event")
+
+
+HANDLERS = [
+    list_collections,
+    list_contacts,
+    read_contact,
+    write_contact,
+    list_orders,
+    read_order,
+    write_order,
+    list_products,
+    read_product,
+    write_product,
+    list_custom_events,
+    write_custom_event,
+]

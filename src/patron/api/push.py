@@ -1,0 +1,86 @@
+"""``POST /v2/push``, ``GET /v2/push/_errors`` and ``GET /v2/push/{request_id}``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Request, Response, get, post
+from litestar.datastructures import State
+from litestar.params import Parameter
+
+from patron.accounts import Account, now
+from patron.api.auth import BODY_TYPE, RATE_CLASS, CurrentAccount
+from patron.api.body import read_json
+from patron.api.problems import ERRORS, FieldError, ProblemError, field_problem
+from patron.ingest import push as ingest
+from patron.ingest.queue import BacklogFull, BatchStatus, PushError, batch_status, latest_errors
+from patron.records.types import AnyRecord
+from patron.records.validate import BatchInvalid, RecordsInvalid
+
+
+async def accept(
+    state: State, account: Account, body: bytes, *, all_or_nothing: bool = False
+) -> tuple[ingest.PushReply, dict[str, str]]:
+    """Queue a push body; a body that is not a push, or a full queue, changes nothing (nor does a
+    rejected record when ``all_or_nothing``, as for the single-record POSTs)."""
+    try:
+        reply, size = await ingest.push(state.store, account, body, now(), all_or_nothing=all_or_nothing)
+    except BatchInvalid as exc:
+        size = await ingest.queue_size(state.store, account)
+        error = FieldError(exc.field, exc.message)
+        raise ProblemError(400, f"{exc.field}: {exc.message}", errors=[error], headers=size.headers) from exc
+    except RecordsInvalid as exc:
+        errors = [FieldError(e.error_path, e.error_message) for e in exc.errors]
+        raise ProblemError(400, "; ".join(f"{e.field}: {e.detail}" for e in errors), errors=errors) from exc
+    except BacklogFull as exc:
+        size = ingest.QueueSize(exc.limit, exc.limit - exc.queued)
+        detail = (
+            f"the account has {exc.queued:,} records queued, over its limit of {exc.limit:,};"
+            " nothing was stored"
+        )
+        raise ProblemError(429, detail, headers={**size.headers, "Retry-After": "5"}) from exc
+    state.worker.wake()
+    return reply, size.headers
+
+
+@post(
+    "/push",
+    status_code=202,
+    summary="Push up to 100 records of one type",
+    tags=["push"],
+    responses=ERRORS,
+    opt={RATE_CLASS: "push", BODY_TYPE: list[AnyRecord]},
+)
+async def push(
+    request: Request[Any, Any, Any], account: CurrentAccount, state: State
+) -> Response[ingest.PushReply]:
+    reply, headers = await accept(state, account, await read_json(request))
+    return Response(reply, status_code=202, headers=headers)
+
+
+@get("/push/_errors", summary="The latest rejected records, newest first", tags=["push"], responses=ERRORS)
+async def push_errors(
+    account: CurrentAccount,
+    state: State,
+    limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Parameter(ge=0)] = 0,
+) -> list[PushError]:
+    found: list[PushError] = await state.store.read(
+        lambda conn: latest_errors(conn, account.id, limit, offset)
+    )
+    return found
+
+
+@get(
+    "/push/{request_id:str}",
+    summary="Whether a push request is queued or applied",
+    tags=["push"],
+    responses=ERRORS,
+)
+async def push_status(request_id: str, account: CurrentAccount, state: State) -> BatchStatus:
+    found: BatchStatus | None = await state.store.read(
+        lambda conn: batch_status(conn, account.id, request_id)
+    )
+    if found is None:
+        raise field_problem(404, "request_id", f"no push request {request_id!r} in this account")
+    return found

@@ -1,0 +1,1 @@
+"""Ingest: validating pushes, the durable import queue, and the worker that applies it."""

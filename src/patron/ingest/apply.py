@@ -1,0 +1,155 @@
+"""Applying queued records to the entity tables, with Ometria's merge rules.
+
+A record is upserted by ``(account, @type, id)`` (contacts by ``(account, @collection, id)``). Its
+fields merge into the stored document: a field replaces the stored one, JSON ``null`` deletes it, the
+string ``"null"`` is an ordinary string, ``properties`` merge key by key, and arrays (``lineitems``,
+``listings``, ``attributes``, ``variant_options``) replace whole. ``"@merge": false`` replaces the
+whole stored document instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import msgspec
+from sqlalchemy import Column, Connection, Table, bindparam, insert, select, update
+
+from patron.store.schema import contacts, custom_events, orders, products
+
+Document = dict[str, Any]
+#: Keys that instruct the import and are not part of the stored record.
+DIRECTIVES = frozenset({"@merge", "@force_optin", "@add_to_lists", "@remove_from_lists", "@profile_id"})
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder(dict[str, Any]).decode
+
+
+def merge(stored: Document | None, incoming: Document) -> Document:
+    """The stored document after ``incoming`` is applied to it."""
+    replace = incoming.get("@merge") is False
+    doc = {} if stored is None or replace else dict(stored)
+    for key, value in incoming.items():
+        if key in DIRECTIVES:
+            continue
+        if value is None:
+            doc.pop(key, None)
+        elif key == "properties":
+            properties = dict(doc.get(key) or {})
+            for name, item in value.items():
+                if item is None:
+                    properties.pop(name, None)
+                else:
+                    properties[name] = item
+            doc[key] = properties
+        else:
+            doc[key] = value
+    return doc
+
+
+@dataclass(frozen=True)
+class Kind:
+    """How one record type is stored: its table, its key, and the columns taken from the document."""
+
+    table: Table
+    key: dict[str, str]  # document field -> column, forming the record's key within the account
+    columns: dict[str, Callable[[Document], Any]]  # column -> its value, read from the document
+
+    def key_of(self, doc: Document) -> tuple[str, ...]:
+        return tuple(str(doc[field]) for field in self.key)
+
+    def key_columns(self) -> list[Column[Any]]:
+        return [self.table.c[column] for column in self.key.values()]
+
+
+def _get(*path: str) -> Callable[[Document], Any]:
+    def get(doc: Document) -> Any:
+        value: Any = doc
+        for step in path:
+            value = value.get(step) if isinstance(value, dict) else None
+        return value
+
+    return get
+
+
+KINDS: dict[str, Kind] = {
+    "contact": Kind(
+        contacts,
+        {"@collection": "collection", "id": "contact_id"},
+        {
+            "email": _get("email"),
+            "customer_id": _get("customer_id"),
+            "phone_number": _get("phone_number"),
+        },
+    ),
+    "order": Kind(
+        orders,
+        {"id": "order_id"},
+        {"customer_id": _get("customer", "id"), "customer_email": _get("customer", "email")},
+    ),
+    "product": Kind(
+        products, {"id": "product_id"}, {"is_active": _get("is_active"), "is_variant": _get("is_variant")}
+    ),
+    "custom_event": Kind(
+        custom_events,
+        {"id": "event_id"},
+        {
+            "event_type": _get("event_type"),
+            "identity_email": _get("identity_email"),
+            "identity_account_id": _get("identity_account_id"),
+            "profile_id": _get("profile_id"),
+        },
+    ),
+}
+
+
+def apply_records(
+    conn: Connection, account_id: int, record_type: str, records: list[Document], now: datetime
+) -> None:
+    """Merge ``records`` (in order) into the account's stored entities of ``record_type``."""
+    kind = KINDS[record_type]
+    table = kind.table
+    if record_type == "contact":
+        for record in records:
+            record.setdefault("@collection", "default")
+    keys = {kind.key_of(r) for r in records}
+    key_cols = kind.key_columns()
+    stored: dict[tuple[str, ...], tuple[int, Document]] = {}
+    for chunk in _chunks(sorted(keys), 400):
+        condition = key_cols[-1].in_([k[-1] for k in chunk])
+        rows = conn.execute(
+            select(table.c.id, table.c.data, *key_cols).where(table.c.account_id == account_id, condition)
+        )
+        for row in rows:
+            key = tuple(str(v) for v in row[2:])
+            if key in keys:
+                stored[key] = (row.id, _decode(row.data))
+    merged: dict[tuple[str, ...], Document] = {}
+    for record in records:
+        key = kind.key_of(record)
+        previous = merged.get(key)
+        if previous is None and key in stored:
+            previous = stored[key][1]
+        merged[key] = merge(previous, record)
+    inserts, updates = [], []
+    for key, doc in merged.items():
+        values = {name: get(doc) for name, get in kind.columns.items()}
+        values["data"] = _encode(doc).decode()
+        if key in stored:
+            updates.append({"_id": stored[key][0], **values})
+        else:
+            key_values = {c.name: v for c, v in zip(key_cols, key, strict=True)}
+            inserts.append({**key_values, **values})
+    if inserts:
+        conn.execute(insert(table).values(account_id=account_id, created_at=now, updated_at=now), inserts)
+    if updates:
+        conn.execute(
+            update(table).where(table.c.id == bindparam("_id")).values(updated_at=now),
+            updates,
+        )
+
+
+def _chunks(items: list[tuple[str, ...]], size: int) -> list[list[tuple[str, ...]]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]

@@ -1,0 +1,58 @@
+"""A push, from body to durable queue: what ``POST /v2/push`` and the single-record POSTs share."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+import msgspec
+
+from patron.accounts import Account
+from patron.ingest.queue import Enqueued, backlog, enqueue
+from patron.records.validate import FieldWarning, RecordError, RecordsInvalid, split_raw, validate
+from patron.store import Store
+
+
+class PushReply(msgspec.Struct, omit_defaults=True):
+    """Ometria's push reply, with the rejected records and the unknown fields spelled out."""
+
+    status: str
+    request_id: str
+    accepted: int
+    rejected: int
+    errors: list[RecordError] = []
+    warnings: list[FieldWarning] = []
+
+
+class QueueSize(msgspec.Struct):
+    limit: int
+    remaining: int
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"X-QueueSize-Limit": str(self.limit), "X-QueueSize-Remaining": str(max(0, self.remaining))}
+
+
+async def queue_size(store: Store, account: Account) -> QueueSize:
+    queued = await store.read(lambda conn: backlog(conn, account.id))
+    return QueueSize(account.queue_limit, account.queue_limit - queued)
+
+
+async def push(
+    store: Store, account: Account, body: bytes, received: datetime, *, all_or_nothing: bool = False
+) -> tuple[PushReply, QueueSize]:
+    """Validate ``body`` and commit its accepted records to the queue before returning.
+
+    Raises ``BatchInvalid`` (the body is not a push), ``BacklogFull``, or with ``all_or_nothing``
+    ``RecordsInvalid`` when any record is rejected; in each case nothing is stored.
+    """
+    batch = validate(body, received)
+    if all_or_nothing and batch.errors:
+        raise RecordsInvalid(batch.errors)
+    raws = split_raw(body) if batch.errors else []
+    request_id = str(uuid.uuid4())
+    done: Enqueued = await store.write(
+        lambda conn: enqueue(conn, account.id, account.queue_limit, request_id, batch, raws, received)
+    )
+    reply = PushReply("OK", request_id, done.accepted, done.rejected, batch.errors, batch.warnings)
+    return reply, QueueSize(account.queue_limit, account.queue_limit - done.queued)

@@ -1,0 +1,188 @@
+"""The import queue: one ``import_batches`` row per accepted push request, and the push errors.
+
+Everything here is a function of a connection, run by the store inside one transaction: the backlog
+check, the batch row and the rejected records of a request are committed together or not at all.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import msgspec
+from sqlalchemy import Connection, func, insert, select
+
+from patron.records.validate import Batch
+from patron.store.schema import import_batches, push_errors
+
+QUEUED = "queued"
+APPLIED = "applied"
+_encode = msgspec.json.Encoder().encode
+
+
+class BacklogFull(Exception):
+    def __init__(self, queued: int, limit: int) -> None:
+        super().__init__(f"{queued} records are queued; the limit is {limit}")
+        self.queued = queued
+        self.limit = limit
+
+
+class Enqueued(msgspec.Struct):
+    request_id: str
+    accepted: int
+    rejected: int
+    queued: int  # records queued for the account, this request's included
+
+
+class BatchStatus(msgspec.Struct):
+    request_id: str
+    status: str
+    record_type: str
+    accepted: int
+    rejected: int
+    applied: int | None
+    timestamp_received: str
+    timestamp_applied: str | None
+
+
+class PushError(msgspec.Struct):
+    request_id: str
+    record_type: str
+    index: int
+    id: str | None
+    error_path: str
+    error_message: str
+    timestamp: str
+    record: Any = None
+
+
+def backlog(conn: Connection, account_id: int) -> int:
+    """Records accepted for the account and not yet applied."""
+    total = conn.execute(
+        select(func.coalesce(func.sum(import_batches.c.accepted), 0)).where(
+            import_batches.c.account_id == account_id, import_batches.c.status == QUEUED
+        )
+    ).scalar_one()
+    return int(total)
+
+
+def enqueue(
+    conn: Connection,
+    account_id: int,
+    queue_limit: int,
+    request_id: str,
+    batch: Batch,
+    raw_records: list[bytes],
+    received: datetime,
+) -> Enqueued:
+    """Queue a validated request and keep its rejected records; raises :class:`BacklogFull`."""
+    queued = backlog(conn, account_id)
+    if queued > queue_limit:
+        raise BacklogFull(queued, queue_limit)
+    accepted = len(batch.accepted)
+    conn.execute(
+        insert(import_batches).values(
+            request_id=request_id,
+            account_id=account_id,
+            record_type=batch.record_type,
+            records=_encode(batch.accepted),
+            accepted=accepted,
+            rejected=len(batch.errors),
+            status=QUEUED if accepted else APPLIED,
+            applied=None if accepted else 0,
+            received_at=received,
+            applied_at=None if accepted else received,
+        )
+    )
+    if batch.errors:
+        record_errors(
+            conn,
+            account_id,
+            request_id,
+            batch.record_type,
+            [(e.index, e.id, e.error_path, e.error_message, raw_records[e.index]) for e in batch.errors],
+            received,
+        )
+    return Enqueued(request_id, accepted, len(batch.errors), queued + accepted)
+
+
+def record_errors(
+    conn: Connection,
+    account_id: int,
+    request_id: str,
+    record_type: str,
+    errors: list[tuple[int, str | None, str, str, bytes | None]],
+    at: datetime,
+) -> None:
+    """Keep rejected records (index, id, path, message, the record as sent) for ``/v2/push/_errors``."""
+    from patron.records.fields import MAX_RECORD_BYTES
+
+    conn.execute(
+        insert(push_errors),
+        [
+            {
+                "account_id": account_id,
+                "request_id": request_id,
+                "record_type": record_type,
+                "record_index": index,
+                "record_id": record_id,
+                "error_path": path,
+                "error_message": message,
+                "record": raw.decode() if raw is not None and len(raw) <= MAX_RECORD_BYTES else None,
+                "created_at": at,
+            }
+            for index, record_id, path, message, raw in errors
+        ],
+    )
+
+
+def batch_status(conn: Connection, account_id: int, request_id: str) -> BatchStatus | None:
+    t = import_batches
+    row = conn.execute(
+        select(
+            t.c.request_id,
+            t.c.status,
+            t.c.record_type,
+            t.c.accepted,
+            t.c.rejected,
+            t.c.applied,
+            t.c.received_at,
+            t.c.applied_at,
+        ).where(t.c.account_id == account_id, t.c.request_id == request_id)
+    ).first()
+    if row is None:
+        return None
+    return BatchStatus(
+        row.request_id,
+        row.status,
+        row.record_type,
+        row.accepted,
+        row.rejected,
+        row.applied,
+        row.received_at.isoformat(),
+        row.applied_at.isoformat() if row.applied_at else None,
+    )
+
+
+_decode_any = msgspec.json.Decoder()
+
+
+def latest_errors(conn: Connection, account_id: int, limit: int, offset: int) -> list[PushError]:
+    """The account's rejected records, newest first."""
+    t = push_errors
+    rows = conn.execute(
+        select(t).where(t.c.account_id == account_id).order_by(t.c.id.desc()).limit(limit).offset(offset)
+    )
+    return [
+        PushError(
+            r.request_id,
+            r.record_type,
+            r.record_index,
+            r.record_id,
+            r.error_path,
+            r.error_message,
+            r.created_at.isoformat(),
+            _decode_any.decode(r.record) if r.record is not None else None,
+        )
+        for r in rows
+    ]

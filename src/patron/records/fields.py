@@ -1,0 +1,112 @@
+"""Field types of the wire records, and the checks msgspec cannot express as a constraint.
+
+Each constrained type is an ``Annotated`` msgspec type, so a wrong value fails during decoding with
+its exact path. Checks that need code (a currency in ISO 4217, a real calendar date, a timestamp's
+offset) run in the records' ``__post_init__`` through :func:`check`, which also normalises values
+(ids to strings, timestamps to UTC).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime, timedelta, timezone
+from typing import Annotated, Any, Final
+
+import pycountry
+from msgspec import UNSET, Meta
+
+#: Ometria's limit on one record, and its error text.
+MAX_RECORD_BYTES: Final = 60_000
+RECORD_TOO_LARGE: Final = "Payload invalid: Record is too large."
+
+CURRENCIES: Final = frozenset(c.alpha_3 for c in pycountry.currencies)
+COUNTRIES: Final = frozenset(c.alpha_2 for c in pycountry.countries)
+
+ID_PATTERN: Final = r"^\S+$"
+EMAIL_PATTERN: Final = r"^[^@\s]+@[^@\s]+\.[^@\s.]+$"
+#: E.164: a plus sign and up to 15 digits, the first not zero.
+PHONE_PATTERN: Final = r"^\+[1-9]\d{6,14}$"
+CURRENCY_PATTERN: Final = r"^[A-Za-z]{3}$"
+COUNTRY_PATTERN: Final = r"^[A-Za-z]{2}$"
+#: ISO 8601 date and time with an offset: ``Z``, ``+00:00``, ``+0000`` or ``+00``.
+TIMESTAMP_PATTERN: Final = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|z|[+-]\d{2}(:?\d{2})?)$"
+DAY_PATTERN: Final = r"^\d{4}-\d{2}-\d{2}$"
+
+#: An id: a string without whitespace (a number is accepted and stored as a string).
+Id = Annotated[str, Meta(min_length=1, max_length=512, pattern=ID_PATTERN)] | int
+Text = Annotated[str, Meta(max_length=4096)]
+Email = Annotated[str, Meta(max_length=254, pattern=EMAIL_PATTERN)]
+Phone = Annotated[str, Meta(pattern=PHONE_PATTERN)]
+Currency = Annotated[str, Meta(pattern=CURRENCY_PATTERN)]
+Country = Annotated[str, Meta(pattern=COUNTRY_PATTERN)]
+Timestamp = Annotated[str, Meta(pattern=TIMESTAMP_PATTERN)]
+Day = Annotated[str, Meta(pattern=DAY_PATTERN)]
+Money = float
+Quantity = Annotated[int, Meta(ge=0)]
+Properties = dict[str, Any]
+
+_TS = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?"
+    r"(?:(Z|z)|([+-])(\d{2}):?(\d{2})?)$"
+)
+
+
+class Invalid(ValueError):
+    """A field failed a check; msgspec reports it with the record's path, and we add the field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field} :: {message}")
+
+
+def utc_timestamp(value: str) -> str:
+    """``2018-04-19T09:00:00+01`` -> ``2018-04-19T08:00:00+00:00``; raises ValueError if not a moment."""
+    m = _TS.match(value)
+    if m is None:
+        raise ValueError("not an ISO 8601 timestamp with an offset")
+    year, month, day, hour, minute, second, fraction, zulu, sign, off_h, off_m = m.groups()
+    offset = timedelta(0)
+    if not zulu:
+        offset = timedelta(hours=int(off_h), minutes=int(off_m or 0))
+        if sign == "-":
+            offset = -offset
+    micro = int((fraction or "0").ljust(6, "0")[:6])
+    moment = datetime(
+        int(year), int(month), int(day), int(hour), int(minute), int(second or 0), micro, timezone(offset)
+    )
+    return moment.astimezone(UTC).isoformat()
+
+
+def parse_utc(value: str) -> datetime:
+    """A stored (normalised) timestamp back to a datetime."""
+    return datetime.fromisoformat(value)
+
+
+def check(record: Any, spec: dict[str, str]) -> None:
+    """Check and normalise the fields of ``record`` named in ``spec`` (field -> kind), in place."""
+    for field, kind in spec.items():
+        value = getattr(record, field)
+        if value is UNSET or value is None:
+            continue
+        if kind == "id":
+            if isinstance(value, int):
+                setattr(record, field, str(value))
+        elif kind == "timestamp":
+            try:
+                setattr(record, field, utc_timestamp(value))
+            except ValueError as exc:
+                raise Invalid(field, f"{value!r} is not a valid ISO 8601 timestamp with an offset") from exc
+        elif kind == "day":
+            try:
+                date.fromisoformat(value)
+            except ValueError as exc:
+                raise Invalid(field, f"{value!r} is not a valid YYYY-MM-DD date") from exc
+        elif kind == "currency":
+            if value.upper() not in CURRENCIES:
+                raise Invalid(field, f"{value!r} is not an ISO 4217 currency code")
+            setattr(record, field, value.upper())
+        elif kind == "country":
+            if value.upper() not in COUNTRIES:
+                raise Invalid(field, f"{value!r} is not an ISO 3166-1 alpha-2 country code")
+            setattr(record, field, value.upper())
+        else:  # pragma: no cover - a programming error in a spec
+            raise AssertionError(kind)
