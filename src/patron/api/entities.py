@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from litestar import Request, Response, get, post
 from litestar.datastructures import State
-from litestar.params import Parameter
+from litestar.params import FromPath, FromQuery, QueryParameter
 from sqlalchemy import ColumnElement
 
 from patron import entities
@@ -25,11 +25,11 @@ from patron.ingest.push import PushReply
 from patron.records.types import Contact, CustomEvent, Order, Product
 
 JSON = "application/json"
-Limit = Annotated[int, Parameter(description="Records per page: default 10, at most 250 (larger is clamped)")]
-Offset = Annotated[int, Parameter(ge=0, description="Index of the first record")]
+Limit = Annotated[int, QueryParameter(description="Records per page: default 10, at most 250 (clamped)")]
+Offset = Annotated[int, QueryParameter(ge=0, description="Index of the first record")]
 OrderBy = Annotated[
     Literal["timestamp_update"] | None,
-    Parameter(description="Sort by last update instead of the internal id"),
+    QueryParameter(description="Sort by last update instead of the internal id"),
 ]
 _object = msgspec.json.Decoder(dict[str, Any])
 _encode = msgspec.json.Encoder().encode
@@ -96,7 +96,7 @@ class Collection(msgspec.Struct):
 async def list_collections(
     account: CurrentAccount,
     state: State,
-    email: str | None = None,
+    email: FromQuery[str | None] = None,
     limit: Limit = entities.DEFAULT_LIMIT,
     offset: Offset = 0,
 ) -> Response[Any]:
@@ -117,7 +117,7 @@ async def list_collections(
     responses=_spec(list[Contact]),
 )
 async def list_contacts(
-    collection: str,
+    collection: FromPath[str],
     account: CurrentAccount,
     state: State,
     limit: Limit = entities.DEFAULT_LIMIT,
@@ -135,7 +135,7 @@ async def list_contacts(
     responses=_spec(Contact),
 )
 async def read_contact(
-    collection: str, contact_id: str, account: CurrentAccount, state: State
+    collection: FromPath[str], contact_id: FromPath[str], account: CurrentAccount, state: State
 ) -> Response[bytes]:
     return await _one(state, account, "contact", collection, contact_id)
 
@@ -149,7 +149,11 @@ async def read_contact(
     opt={BODY_TYPE: Contact},
 )
 async def write_contact(
-    request: Request[Any, Any, Any], collection: str, contact_id: str, account: CurrentAccount, state: State
+    request: Request[Any, Any, Any],
+    collection: FromPath[str],
+    contact_id: FromPath[str],
+    account: CurrentAccount,
+    state: State,
 ) -> PushReply:
     return await _post_one(
         request, state, account, "contact", **{"@collection": collection, "id": contact_id}
@@ -171,7 +175,7 @@ async def list_orders(
 
 
 @get("/orders/{order_id:str}", summary="One order", tags=["orders"], responses=_spec(Order))
-async def read_order(order_id: str, account: CurrentAccount, state: State) -> Response[bytes]:
+async def read_order(order_id: FromPath[str], account: CurrentAccount, state: State) -> Response[bytes]:
     return await _one(state, account, "order", order_id)
 
 
@@ -184,7 +188,7 @@ async def read_order(order_id: str, account: CurrentAccount, state: State) -> Re
     opt={BODY_TYPE: Order},
 )
 async def write_order(
-    request: Request[Any, Any, Any], order_id: str, account: CurrentAccount, state: State
+    request: Request[Any, Any, Any], order_id: FromPath[str], account: CurrentAccount, state: State
 ) -> PushReply:
     return await _post_one(request, state, account, "order", id=order_id)
 
@@ -199,15 +203,15 @@ async def list_products(
     limit: Limit = entities.DEFAULT_LIMIT,
     offset: Offset = 0,
     orderby: OrderBy = None,
-    active: bool | None = None,
-    include_variants: Annotated[bool, Parameter(query="includeVariants")] = False,
+    active: FromQuery[bool | None] = None,
+    include_variants: Annotated[bool, QueryParameter(name="includeVariants")] = False,
 ) -> Response[bytes]:
     where = entities.product_filters(active, include_variants)
     return await _page(state, account, "product", limit, offset, orderby, where)
 
 
 @get("/products/{product_id:str}", summary="One product", tags=["products"], responses=_spec(Product))
-async def read_product(product_id: str, account: CurrentAccount, state: State) -> Response[bytes]:
+async def read_product(product_id: FromPath[str], account: CurrentAccount, state: State) -> Response[bytes]:
     return await _one(state, account, "product", product_id)
 
 
@@ -220,7 +224,7 @@ async def read_product(product_id: str, account: CurrentAccount, state: State) -
     opt={BODY_TYPE: Product},
 )
 async def write_product(
-    request: Request[Any, Any, Any], product_id: str, account: CurrentAccount, state: State
+    request: Request[Any, Any, Any], product_id: FromPath[str], account: CurrentAccount, state: State
 ) -> PushReply:
     return await _post_one(request, state, account, "product", id=product_id)
 
@@ -240,10 +244,10 @@ async def list_custom_events(
     limit: Limit = entities.DEFAULT_LIMIT,
     offset: Offset = 0,
     orderby: OrderBy = None,
-    event_type: str | None = None,
-    identity_email: str | None = None,
-    identity_account_id: str | None = None,
-    profile_id: str | None = None,
+    event_type: FromQuery[str | None] = None,
+    identity_email: FromQuery[str | None] = None,
+    identity_account_id: FromQuery[str | None] = None,
+    profile_id: FromQuery[str | None] = None,
 ) -> Response[bytes]:
     where = entities.event_filters(event_type, identity_email, identity_account_id, profile_id)
     return await _page(state, account, "custom_event", limit, offset, orderby, where)

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from litestar import Request, Response, get, post
 from litestar.datastructures import State
-from litestar.params import Parameter
+from litestar.params import FromPath, QueryParameter
 
 from patron.accounts import Account, now
 from patron.api.auth import BODY_TYPE, RATE_CLASS, CurrentAccount
@@ -62,8 +62,8 @@ async def push(
 async def push_errors(
     account: CurrentAccount,
     state: State,
-    limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Parameter(ge=0)] = 0,
+    limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
+    offset: Annotated[int, QueryParameter(ge=0)] = 0,
 ) -> list[PushError]:
     found: list[PushError] = await state.store.read(
         lambda conn: latest_errors(conn, account.id, limit, offset)
@@ -77,7 +77,7 @@ async def push_errors(
     tags=["push"],
     responses=ERRORS,
 )
-async def push_status(request_id: str, account: CurrentAccount, state: State) -> BatchStatus:
+async def push_status(request_id: FromPath[str], account: CurrentAccount, state: State) -> BatchStatus:
     found: BatchStatus | None = await state.store.read(
         lambda conn: batch_status(conn, account.id, request_id)
     )
