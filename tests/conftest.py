@@ -169,3 +169,27 @@ def create_tenant_cli(data_dir: Path, name: str = "shop") -> Tenant:
     result = run_cli(data_dir, "accounts", "create", "--name", name, "--json")
     created = json.loads(result.stdout)
     return Tenant(created["account_hash"], created["api_key"], name)
+
+
+# pushing ----------------------------------------------------------------------------------------
+
+
+def wait_applied(client: Any, tenant: Tenant, request_id: str, timeout: float = 30) -> dict[str, Any]:
+    """Poll ``GET /v2/push/{request_id}`` until the worker has applied the request; its status."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status: dict[str, Any] = client.get(f"/v2/push/{request_id}", headers=tenant.headers).json()
+        if status.get("status") == "applied":
+            return status
+        assert time.monotonic() < deadline, f"push {request_id} was not applied in {timeout} s: {status}"
+        time.sleep(0.02)
+
+
+def push(client: Any, tenant: Tenant, records: list[dict[str, Any]], *, wait: bool = True) -> dict[str, Any]:
+    """Push ``records``, assert the 202, and (by default) wait until they are applied; the reply."""
+    response = client.post("/v2/push", json=records, headers=tenant.headers)
+    assert response.status_code == 202, response.text
+    reply: dict[str, Any] = response.json()
+    if wait:
+        wait_applied(client, tenant, reply["request_id"])
+    return reply
