@@ -47,7 +47,7 @@ def create_app(settings: Settings, store: Store) -> Litestar:
 
     v2 = Router(
         path="/v2",
-        route_handlers=V2_HANDLERS,
+        route_handlers=[*V2_HANDLERS, *([push.noop] if settings.bench_noop else [])],
         guards=[authorise],
         dependencies={"account": Provide(current_account, sync_to_thread=False)},
         security=[{"apikey": []}],

@@ -84,6 +84,7 @@ def main(ctx: click.Context, data_dir: Path, database_url: str | None) -> None:
     help="Serve plain HTTP for a TLS-terminating proxy or load balancer in front (never exposed directly).",
 )
 @click.option("--log-level", default="INFO", show_default=True)
+@click.option("--bench-noop", is_flag=True, hidden=True, help="Serve POST /v2/_bench/noop for bench/push.py.")
 @click.pass_context
 def serve(
     ctx: click.Context,
@@ -93,6 +94,7 @@ def serve(
     tls_key: Path | None,
     behind_proxy: bool,
     log_level: str,
+    bench_noop: bool,
 ) -> None:
     """Serve the API over HTTPS (applying migrations first on SQLite)."""
     from patron.server import serve as run_server
@@ -102,7 +104,13 @@ def serve(
     if behind_proxy and tls_cert is not None:
         raise click.UsageError("--behind-proxy serves plain HTTP; it takes no certificate")
     settings = replace(
-        ctx.obj, host=host, port=port, tls_cert=tls_cert, tls_key=tls_key, behind_proxy=behind_proxy
+        ctx.obj,
+        host=host,
+        port=port,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        behind_proxy=behind_proxy,
+        bench_noop=bench_noop,
     )
     logs.configure(log_level.upper())
     run_server(settings, announce=lambda line: click.echo(line, err=True))

@@ -32,6 +32,9 @@ class Settings:
     tls_key: Path | None = None
     behind_proxy: bool = False
     max_body_bytes: int = MAX_BODY_BYTES
+    #: Serve ``POST /v2/_bench/noop`` (auth, rate limit and body read, nothing else): the HTTP ceiling
+    #: that ``bench/push.py`` measures pushes against.
+    bench_noop: bool = False
 
     @property
     def resolved_database_url(self) -> str:

@@ -58,6 +58,13 @@ async def push(
     return Response(reply, status_code=202, headers=headers)
 
 
+@post("/_bench/noop", status_code=202, include_in_schema=False, opt={RATE_CLASS: "push"})
+async def noop(request: Request[Any, Any, Any], account: CurrentAccount) -> Response[bytes]:
+    """What a push costs before validation and storage: the benchmark's ceiling (``--bench-noop``)."""
+    await read_json(request)
+    return Response(b'{"status":"OK"}', status_code=202, media_type="application/json")
+
+
 @get("/push/_errors", summary="The latest rejected records, newest first", tags=["push"], responses=ERRORS)
 async def push_errors(
     account: CurrentAccount,

@@ -30,16 +30,19 @@ from patron.records.fields import (
 
 
 class Part(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """A part of a record; subclasses list the fields :func:`check` normalises."""
+    """A part of a record."""
+
+
+class Checked(Part):
+    """A part with fields :func:`check` validates and normalises after decoding (``checks``)."""
 
     checks: ClassVar[dict[str, str]] = {}
 
     def __post_init__(self) -> None:
-        if self.checks:
-            check(self, self.checks)
+        check(self, self.checks)
 
 
-class Record(Part, tag_field="@type"):
+class Record(Checked, tag_field="@type"):
     """A pushed record: one of the subclasses, told apart by ``@type``."""
 
     id: Id
@@ -52,7 +55,7 @@ MarketingOptin = Literal["EXPLICITLY_OPTEDIN", "EXPLICITLY_OPTEDOUT", "NOT_SPECI
 ListId = Id
 
 
-class SmsChannel(Part):
+class SmsChannel(Checked):
     checks: ClassVar[dict[str, str]] = {
         "dt_updated_marketing": "timestamp",
         "dt_updated_transactional": "timestamp",
@@ -107,7 +110,7 @@ class Contact(Record, tag="contact"):
 # order ------------------------------------------------------------------------------------------
 
 
-class Customer(Part):
+class Customer(Checked):
     checks: ClassVar[dict[str, str]] = {"id": "id"}
     id: Id | UnsetType | None = UNSET
     email: Email | UnsetType | None = UNSET
@@ -116,7 +119,7 @@ class Customer(Part):
     lastname: Text | UnsetType | None = UNSET
 
 
-class Address(Part):
+class Address(Checked):
     checks: ClassVar[dict[str, str]] = {"country_code": "country"}
     firstname: Text | UnsetType | None = UNSET
     lastname: Text | UnsetType | None = UNSET
@@ -132,7 +135,7 @@ class VariantOption(Part):
     label: Text
 
 
-class LineTotals(Part):
+class LineTotals(Checked):
     checks: ClassVar[dict[str, str]] = {"currency": "currency"}
     currency: Currency | UnsetType | None = UNSET
     unit_price: Money | UnsetType | None = UNSET
@@ -148,7 +151,7 @@ class LineTotalsPair(Part):
     local: LineTotals | UnsetType | None = UNSET
 
 
-class LineItem(Part):
+class LineItem(Checked):
     checks: ClassVar[dict[str, str]] = {"product_id": "id", "variant_id": "id"}
     product_id: Id
     quantity: Quantity
@@ -167,7 +170,7 @@ class LineItem(Part):
     properties: Properties | UnsetType | None = UNSET
 
 
-class OrderTotals(Part):
+class OrderTotals(Checked):
     checks: ClassVar[dict[str, str]] = {"currency": "currency"}
     currency: Currency | UnsetType | None = UNSET
     subtotal: Money | UnsetType | None = UNSET
@@ -213,14 +216,14 @@ class Order(Record, tag="order"):
 # product ----------------------------------------------------------------------------------------
 
 
-class Attribute(Part):
+class Attribute(Checked):
     checks: ClassVar[dict[str, str]] = {"id": "id"}
     type: Text
     id: Id
     label: Text | UnsetType | None = UNSET
 
 
-class Listing(Part):
+class Listing(Checked):
     checks: ClassVar[dict[str, str]] = {
         "currency": "currency",
         "special_price_dt_from": "timestamp",

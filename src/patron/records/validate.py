@@ -153,15 +153,17 @@ def split(body: bytes) -> list[tuple[msgspec.Raw, _Head]]:
 
 
 @cache
-def _children(cls: type[Part]) -> dict[str, type[Part] | None]:
-    """Each JSON field name of ``cls`` and the Struct type nested under it, if any."""
+def _shape(cls: type[Part]) -> tuple[frozenset[str], dict[str, type[Part]]]:
+    """The JSON field names of ``cls``, and those of them that hold nested Structs (with their type)."""
     hints = typing.get_type_hints(cls)
-    children: dict[str, type[Part] | None] = {}
+    names = {"@type"} if issubclass(cls, Record) else set()
+    nested: dict[str, type[Part]] = {}
     for info in msgspec.structs.fields(cls):
-        children[info.encode_name] = _struct_in(hints[info.name])
-    if issubclass(cls, Record):
-        children["@type"] = None
-    return children
+        names.add(info.encode_name)
+        child = _struct_in(hints[info.name])
+        if child is not None:
+            nested[info.encode_name] = child
+    return frozenset(names), nested
 
 
 def _struct_in(hint: Any) -> type[Part] | None:
@@ -178,20 +180,15 @@ def unknown_fields(value: Any, cls: type[Part], path: str = "root") -> list[str]
     """The paths of every key in ``value`` that ``cls`` (recursively) does not know."""
     if not isinstance(value, dict):
         return []
-    found = []
-    children = _children(cls)
-    for key, item in value.items():
-        if key not in children:
-            found.append(f"{path} > {key}")
-            continue
-        child = children[key]
-        if child is None:
-            continue
+    names, nested = _shape(cls)
+    found = [f"{path} > {key}" for key in value.keys() - names]
+    for key in value.keys() & nested.keys():
+        item = value[key]
         if isinstance(item, list):
             for i, element in enumerate(item):
-                found.extend(unknown_fields(element, child, f"{path} > {key} > {i}"))
+                found.extend(unknown_fields(element, nested[key], f"{path} > {key} > {i}"))
         else:
-            found.extend(unknown_fields(item, child, f"{path} > {key}"))
+            found.extend(unknown_fields(item, nested[key], f"{path} > {key}"))
     return found
 
 

@@ -1,0 +1,208 @@
+"""Push throughput and latency, beside the same server's no-op ceiling, measured in one run.
+
+    python bench/push.py [--seconds 10] [--connections 32]
+
+Starts ``patron serve --bench-noop`` on a free loopback port with a fresh data directory, then:
+
+1. ``wrk`` POSTs 100-record bodies to ``/v2/_bench/noop`` (auth, rate limit and body read only): the
+   HTTP ceiling.
+2. ``wrk`` POSTs the same bodies to ``/v2/push`` (validate every record, commit to the queue, 202).
+3. The queue left behind is drained by the worker with no load: records/s applied.
+4. An asyncio client pushes at a steady 50 requests/s: push latency p50/p99.
+
+Results go to standard output and replace the push section of docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import shutil
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
+from conftest import Server, create_tenant_cli, run_cli, start_server  # noqa: E402
+
+ROOT = Path(__file__).parent.parent
+RECORDS_PER_REQUEST = 100
+
+
+def order(prefix: str, i: int) -> dict[str, Any]:
+    """A realistic order: customer, addresses, two line items with variant options."""
+    return {
+        "@type": "order",
+        "id": f"o-@N@-{i}".replace("@N@", prefix),
+        "timestamp": "2026-11-20T10:15:00+00:00",
+        "grand_total": 84.5,
+        "subtotal": 79.0,
+        "shipping": 5.5,
+        "tax": 14.08,
+        "currency": "GBP",
+        "status": "complete",
+        "is_valid": True,
+        "channel": "online",
+        "store": "example.com/uk",
+        "customer": {"id": f"cust-{i}", "email": f"shopper{i}@example.com", "firstname": "Ada", "lastname": "Byron"},
+        "shipping_address": {"city": "London", "postcode": "N1 9GU", "country_code": "GB"},
+        "lineitems": [
+            {
+                "product_id": "sku-100",
+                "sku": "sku-100-m",
+                "quantity": 1,
+                "unit_price": 49.0,
+                "subtotal": 49.0,
+                "variant_options": [{"id": "m", "type": "size", "label": "M"}],
+            },
+            {"product_id": "sku-200", "quantity": 2, "unit_price": 15.0, "subtotal": 30.0},
+        ],
+        "properties": {"gift_wrap": False, "source": "web"},
+    }
+
+
+def body_template() -> str:
+    return json.dumps([order("@N@", i) for i in range(RECORDS_PER_REQUEST)])
+
+
+def wrk(server: Server, key: str, body: Path, path: str, seconds: int, connections: int) -> dict[str, float]:
+    env = {**os.environ, "PATRON_PATH": path, "PATRON_KEY": key, "PATRON_BODY": str(body)}
+    command = [
+        "wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(ROOT / "bench" / "push.lua"),
+        f"https://127.0.0.1:{server.port}",
+    ]  # fmt: skip
+    out = subprocess.run(command, env=env, capture_output=True, text=True, check=True, timeout=seconds + 60).stdout
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    if bad:
+        raise SystemExit(f"{path}: {bad.group(1)} responses were not 2xx:\n{out}")
+    return {"requests_per_s": rate, "records_per_s": rate * RECORDS_PER_REQUEST}
+
+
+def queued(server: Server, data_dir: Path) -> int:
+    import sqlite3
+
+    db = sqlite3.connect(f"file:{data_dir / 'patron.db'}?mode=ro", uri=True)
+    try:
+        row = db.execute("select coalesce(sum(accepted), 0) from import_batches where status = 'queued'").fetchone()
+        return int(row[0])
+    finally:
+        db.close()
+
+
+def drain(server: Server, data_dir: Path, timeout: float = 600) -> dict[str, float]:
+    start_backlog = queued(server, data_dir)
+    started = time.monotonic()
+    while (left := queued(server, data_dir)) > 0:
+        if time.monotonic() - started > timeout:
+            raise SystemExit(f"the queue did not drain in {timeout} s ({left} left)")
+        time.sleep(0.05)
+    elapsed = time.monotonic() - started
+    return {"records": start_backlog, "seconds": elapsed, "records_per_s": start_backlog / elapsed if elapsed else 0}
+
+
+async def steady(server: Server, key: str, rate: int, seconds: int) -> dict[str, float]:
+    body = body_template().replace("@N@", "lat").encode()
+    context = ssl.create_default_context(cafile=server.ca)
+    latencies: list[float] = []
+    async with httpx.AsyncClient(base_url=server.url, verify=context, timeout=30) as client:
+
+        async def one() -> None:
+            started = time.perf_counter()
+            r = await client.post(
+                "/v2/push", content=body, headers={"X-Ometria-Auth": key, "Content-Type": "application/json"}
+            )
+            latencies.append(time.perf_counter() - started)
+            assert r.status_code == 202, r.text
+
+        await one()  # warm the connection
+        latencies.clear()
+        tasks = []
+        begin = time.perf_counter()
+        for i in range(rate * seconds):
+            await asyncio.sleep(max(0.0, begin + i / rate - time.perf_counter()))
+            tasks.append(asyncio.create_task(one()))
+        await asyncio.gather(*tasks)
+    ordered = sorted(latencies)
+    return {
+        "requests": len(ordered),
+        "p50_ms": statistics.median(ordered) * 1000,
+        "p99_ms": ordered[int(len(ordered) * 0.99) - 1] * 1000,
+    }
+
+
+def machine() -> str:
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if "model name" in line),
+        platform.processor(),
+    )
+    return f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, {platform.system()}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/performance.md")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed (Debian: apt-get install wrk)")
+    work = Path(tempfile.mkdtemp(prefix="patron-bench-"))
+    data_dir = work / "data"
+    run_cli(data_dir, "migrate")
+    tenant = create_tenant_cli(data_dir, "bench")
+    run_cli(data_dir, "accounts", "set-limits", tenant.hash, "--push", "unlimited", "--queue", "100000000")
+    body = work / "body.json"
+    body.write_text(body_template())
+    server = start_server(data_dir, "--bench-noop", "--log-level", "WARNING")
+    try:
+        ceiling = wrk(server, tenant.key, body, "/v2/_bench/noop", args.seconds, args.connections)
+        pushed = wrk(server, tenant.key, body, "/v2/push", args.seconds, args.connections)
+        applied = drain(server, data_dir)
+        latency = asyncio.run(steady(server, tenant.key, rate=50, seconds=args.seconds))
+    finally:
+        server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    results = {"ceiling": ceiling, "push": pushed, "apply": applied, "latency_at_50_rps": latency}
+    print(json.dumps(results, indent=2))
+    if not args.no_docs:
+        write_docs(results, args)
+
+
+def write_docs(r: dict[str, dict[str, float]], args: argparse.Namespace) -> None:
+    ratio = r["push"]["records_per_s"] / r["ceiling"]["records_per_s"]
+    section = f"""<!-- push-bench -->
+Measured by `python bench/push.py --seconds {args.seconds} --connections {args.connections}` on
+{time.strftime("%Y-%m-%d")}, {machine()}; `wrk` with 2 threads and {args.connections} connections over
+HTTPS on loopback, sharing the 2 cores with the server. Each request carries 100 orders (two line
+items each, about 62 KB).
+
+| Figure | Result | Beside | Ratio | Target |
+|---|---|---|---|---|
+| push, records/s acknowledged (validated, committed, 202) | {r["push"]["records_per_s"]:,.0f} ({r["push"]["requests_per_s"]:,.0f} req/s) | no-op POST of the same bodies: {r["ceiling"]["records_per_s"]:,.0f} ({r["ceiling"]["requests_per_s"]:,.0f} req/s) | {ratio:.2f} | ≥ 30,000 and ≥ 0.5 of the ceiling |
+| records/s applied by the worker (queue drained after the push run) | {r["apply"]["records_per_s"]:,.0f} ({r["apply"]["records"]:,.0f} records in {r["apply"]["seconds"]:.1f} s) | | | ≥ 10,000 |
+| push latency at a steady 50 requests/s (5,000 records/s) | p50 {r["latency_at_50_rps"]["p50_ms"]:.1f} ms, p99 {r["latency_at_50_rps"]["p99_ms"]:.1f} ms | | | p99 < 50 ms |
+<!-- /push-bench -->"""
+    path = ROOT / "docs" / "performance.md"
+    text = path.read_text()
+    start, end = text.find("<!-- push-bench -->"), text.find("<!-- /push-bench -->")
+    if start == -1 or end == -1:
+        text = text.rstrip() + "\n\n## Push\n\n" + section + "\n"
+    else:
+        text = text[:start] + section + text[end + len("<!-- /push-bench -->") :]
+    path.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
