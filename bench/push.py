@@ -34,7 +34,7 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
-from conftest import Server, create_tenant_cli, run_cli, start_server  # noqa: E402
+from conftest import Server, create_tenant_cli, run_cli, start_server
 
 ROOT = Path(__file__).parent.parent
 RECORDS_PER_REQUEST = 100
@@ -55,7 +55,12 @@ def order(prefix: str, i: int) -> dict[str, Any]:
         "is_valid": True,
         "channel": "online",
         "store": "example.com/uk",
-        "customer": {"id": f"cust-{i}", "email": f"shopper{i}@example.com", "firstname": "Ada", "lastname": "Byron"},
+        "customer": {
+            "id": f"c-{i}",
+            "email": f"shopper{i}@example.com",
+            "firstname": "Ada",
+            "lastname": "Byron",
+        },
         "shipping_address": {"city": "London", "postcode": "N1 9GU", "country_code": "GB"},
         "lineitems": [
             {
@@ -78,11 +83,11 @@ def body_template() -> str:
 
 def wrk(server: Server, key: str, body: Path, path: str, seconds: int, connections: int) -> dict[str, float]:
     env = {**os.environ, "PATRON_PATH": path, "PATRON_KEY": key, "PATRON_BODY": str(body)}
-    command = [
-        "wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(ROOT / "bench" / "push.lua"),
-        f"https://127.0.0.1:{server.port}",
-    ]  # fmt: skip
-    out = subprocess.run(command, env=env, capture_output=True, text=True, check=True, timeout=seconds + 60).stdout
+    script = str(ROOT / "bench" / "push.lua")
+    url = f"https://127.0.0.1:{server.port}"
+    command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", script, url]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=True, timeout=seconds + 60)
+    out = done.stdout
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     if bad:
@@ -95,8 +100,8 @@ def queued(server: Server, data_dir: Path) -> int:
 
     db = sqlite3.connect(f"file:{data_dir / 'patron.db'}?mode=ro", uri=True)
     try:
-        row = db.execute("select coalesce(sum(accepted), 0) from import_batches where status = 'queued'").fetchone()
-        return int(row[0])
+        query = "select coalesce(sum(accepted), 0) from import_batches where status = 'queued'"
+        return int(db.execute(query).fetchone()[0])
     finally:
         db.close()
 
@@ -109,7 +114,8 @@ def drain(server: Server, data_dir: Path, timeout: float = 600) -> dict[str, flo
             raise SystemExit(f"the queue did not drain in {timeout} s ({left} left)")
         time.sleep(0.05)
     elapsed = time.monotonic() - started
-    return {"records": start_backlog, "seconds": elapsed, "records_per_s": start_backlog / elapsed if elapsed else 0}
+    rate = start_backlog / elapsed if elapsed else 0.0
+    return {"records": start_backlog, "seconds": elapsed, "records_per_s": rate}
 
 
 async def steady(server: Server, key: str, rate: int, seconds: int) -> dict[str, float]:
@@ -143,15 +149,17 @@ async def steady(server: Server, key: str, rate: int, seconds: int) -> dict[str,
 
 
 def machine() -> str:
+    lines = Path("/proc/cpuinfo").read_text().splitlines()
     cpu = next(
-        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if "model name" in line),
-        platform.processor(),
+        (line.split(":", 1)[1].strip() for line in lines if "model name" in line), platform.processor()
     )
     return f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, {platform.system()}"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/performance.md")
@@ -181,18 +189,40 @@ def main() -> None:
 
 
 def write_docs(r: dict[str, dict[str, float]], args: argparse.Namespace) -> None:
-    ratio = r["push"]["records_per_s"] / r["ceiling"]["records_per_s"]
+    push, ceiling, apply, latency = r["push"], r["ceiling"], r["apply"], r["latency_at_50_rps"]
+    rows = [
+        (
+            "push, records/s acknowledged (validated, committed, 202)",
+            f"{push['records_per_s']:,.0f} ({push['requests_per_s']:,.0f} req/s)",
+            f"no-op POST of the same bodies: {ceiling['records_per_s']:,.0f} ({ceiling['requests_per_s']:,.0f} req/s)",
+            f"{push['records_per_s'] / ceiling['records_per_s']:.2f}",
+            "≥ 30,000 and ≥ 0.5 of the ceiling",
+        ),
+        (
+            "records/s applied by the worker (the queue left by the push run, drained with no load)",
+            f"{apply['records_per_s']:,.0f} ({apply['records']:,.0f} records in {apply['seconds']:.1f} s)",
+            "",
+            "",
+            "≥ 10,000",
+        ),
+        (
+            "push latency at a steady 50 requests/s (5,000 records/s)",
+            f"p50 {latency['p50_ms']:.1f} ms, p99 {latency['p99_ms']:.1f} ms",
+            "",
+            "",
+            "p99 < 50 ms",
+        ),
+    ]
+    table = "\n".join("| " + " | ".join(row) + " |" for row in rows)
     section = f"""<!-- push-bench -->
 Measured by `python bench/push.py --seconds {args.seconds} --connections {args.connections}` on
 {time.strftime("%Y-%m-%d")}, {machine()}; `wrk` with 2 threads and {args.connections} connections over
 HTTPS on loopback, sharing the 2 cores with the server. Each request carries 100 orders (two line
-items each, about 62 KB).
+items each, about 75 KB).
 
 | Figure | Result | Beside | Ratio | Target |
 |---|---|---|---|---|
-| push, records/s acknowledged (validated, committed, 202) | {r["push"]["records_per_s"]:,.0f} ({r["push"]["requests_per_s"]:,.0f} req/s) | no-op POST of the same bodies: {r["ceiling"]["records_per_s"]:,.0f} ({r["ceiling"]["requests_per_s"]:,.0f} req/s) | {ratio:.2f} | ≥ 30,000 and ≥ 0.5 of the ceiling |
-| records/s applied by the worker (queue drained after the push run) | {r["apply"]["records_per_s"]:,.0f} ({r["apply"]["records"]:,.0f} records in {r["apply"]["seconds"]:.1f} s) | | | ≥ 10,000 |
-| push latency at a steady 50 requests/s (5,000 records/s) | p50 {r["latency_at_50_rps"]["p50_ms"]:.1f} ms, p99 {r["latency_at_50_rps"]["p99_ms"]:.1f} ms | | | p99 < 50 ms |
+{table}
 <!-- /push-bench -->"""
     path = ROOT / "docs" / "performance.md"
     text = path.read_text()
