@@ -194,7 +194,8 @@ def write_docs(r: dict[str, dict[str, float]], args: argparse.Namespace) -> None
         (
             "push, records/s acknowledged (validated, committed, 202)",
             f"{push['records_per_s']:,.0f} ({push['requests_per_s']:,.0f} req/s)",
-            f"no-op POST of the same bodies: {ceiling['records_per_s']:,.0f} ({ceiling['requests_per_s']:,.0f} req/s)",
+            f"no-op POST of the same bodies: {ceiling['records_per_s']:,.0f}"
+            f" ({ceiling['requests_per_s']:,.0f} req/s)",
             f"{push['records_per_s'] / ceiling['records_per_s']:.2f}",
             "≥ 30,000 and ≥ 0.5 of the ceiling",
         ),
