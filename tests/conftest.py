@@ -139,6 +139,16 @@ def start_server(data_dir: Path, *extra: str, scheme: str = "https", port: int |
         )
     ca = data_dir / "tls" / "ca.pem" if scheme == "https" and "--tls-cert" not in extra else None
     server = Server(process, f"{scheme}://localhost:{port}", port, ca, data_dir, log_path)
+    try:
+        _wait_until_up(server)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def _wait_until_up(server: Server) -> None:
+    process, ca, log_path = server.process, server.ca, server.log_path
     deadline = time.monotonic() + 60
     while True:
         if process.poll() is not None:
@@ -147,11 +157,10 @@ def start_server(data_dir: Path, *extra: str, scheme: str = "https", port: int |
             if ca is None or ca.exists():
                 with server.client(verify=False) if ca is None else server.client() as c:
                     if c.get("/health").status_code == 200:
-                        return server
+                        return
         except httpx.HTTPError:
             pass
         if time.monotonic() > deadline:
-            server.stop()
             raise RuntimeError(f"patron serve did not come up:\n{log_path.read_text()}")
         time.sleep(0.1)
 

@@ -26,6 +26,7 @@ ENVIRONMENTS: Final = ("staging", "live")
 KEY_CACHE_SECONDS: Final = 3.0
 #: Ometria's backlog limit: more queued records than this and a push gets 429.
 DEFAULT_QUEUE_LIMIT: Final = 50_000
+NAME_MAX: Final = 200
 
 
 class AccountError(ValueError):
@@ -93,8 +94,8 @@ def _account_columns() -> list[object]:
 def create_account(conn: Connection, name: str, environment: str) -> tuple[Account, str]:
     """A new account and its first API key (returned in clear, the only time it exists in clear)."""
     name = name.strip()
-    if not name:
-        raise AccountError("the account name must not be empty")
+    if not name or len(name) > NAME_MAX:
+        raise AccountError(f"the account name must be 1 to {NAME_MAX} characters")
     if environment not in ENVIRONMENTS:
         raise AccountError(f"environment must be one of {', '.join(ENVIRONMENTS)}, not {environment!r}")
     account_hash = secrets.token_hex(8)
@@ -132,10 +133,12 @@ def get_account(conn: Connection, account_hash: str) -> Account:
     return _account(row)
 
 
-def find_account(conn: Connection, name: str) -> Account | None:
-    """The oldest account with this name, if any."""
+def find_account(conn: Connection, name: str, environment: str) -> Account | None:
+    """The oldest account with this name in this environment, if any."""
     row = conn.execute(
-        select(*_account_columns()).where(accounts.c.name == name).order_by(accounts.c.id)  # type: ignore[call-overload]
+        select(*_account_columns())  # type: ignore[call-overload]
+        .where(accounts.c.name == name, accounts.c.environment == environment)
+        .order_by(accounts.c.id)
     ).first()
     return None if row is None else _account(row)
 
@@ -166,6 +169,8 @@ def set_limits(
 
 
 def create_key(conn: Connection, account_hash: str, label: str = "") -> tuple[ApiKey, str]:
+    if len(label) > NAME_MAX:
+        raise AccountError(f"a key's label must be at most {NAME_MAX} characters")
     account = get_account(conn, account_hash)
     key = secrets.token_hex(16)
     public_id = "key_" + secrets.token_hex(6)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -117,6 +117,24 @@ def serve(
 
 
 @main.command()
+@click.option("--wake-stdin", is_flag=True, hidden=True, help="Woken by bytes on stdin; exit at its end.")
+@click.option("--log-level", default="INFO", show_default=True)
+@click.pass_context
+def worker(ctx: click.Context, wake_stdin: bool, log_level: str) -> None:
+    """Apply queued pushes (``patron serve`` runs the worker itself on SQLite)."""
+    import signal
+    import threading
+
+    from patron.ingest.worker import run
+
+    logs.configure(log_level.upper())
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with _store(ctx.obj) as store, suppress(KeyboardInterrupt):
+        run(store, stop, wake_fd=sys.stdin.fileno() if wake_stdin else None)
+
+
+@main.command()
 @click.pass_context
 def migrate(ctx: click.Context) -> None:
     """Bring the database schema up to date."""
@@ -201,7 +219,11 @@ def accounts_set_limits(
     ctx: click.Context, /, account_hash: str, queue: int | None, **rates: str | None
 ) -> None:
     """Change an account's rate limits per endpoint class, and its push queue limit."""
-    changes = {name: (None if value == "default" else value) for name, value in rates.items() if value}
+    changes = {
+        name: (None if value.strip().lower() == "default" else value)
+        for name, value in rates.items()
+        if value
+    }
     if not changes and queue is None:
         raise click.UsageError("give at least one of --data, --push, --email, --gdpr, --merge, --queue")
     account = _run(ctx, lambda conn: accounts.set_limits(conn, account_hash, changes, queue))
@@ -217,7 +239,7 @@ def demo(ctx: click.Context) -> None:
     settings: Settings = ctx.obj
 
     def ensure(conn: Connection) -> tuple[accounts.Account, str | None]:
-        existing = accounts.find_account(conn, DEMO_ACCOUNT)
+        existing = accounts.find_account(conn, DEMO_ACCOUNT, "staging")
         if existing is not None:
             return existing, None
         return accounts.create_account(conn, DEMO_ACCOUNT, "staging")

@@ -20,6 +20,7 @@ from litestar.routes import HTTPRoute
 
 from patron import __version__
 from patron.api.auth import AUTH_HEADER, BODY_TYPE
+from patron.records import types
 
 ASSETS = Path(__file__).parent.parent / "static" / "swagger-ui"
 DOCS_PATH = "/v2/docs"
@@ -71,7 +72,7 @@ def with_raw_bodies(app: Litestar) -> dict[str, Any]:
     """
     document = app.openapi_schema.to_schema()
     raw = [
-        (route.path_format, method.lower(), handler.opt[BODY_TYPE])
+        (route.path_format, method.lower(), getattr(types, handler.opt[BODY_TYPE]))
         for route in app.routes
         if isinstance(route, HTTPRoute)
         for method, (handler, _) in route.route_handler_map.items()
@@ -80,6 +81,11 @@ def with_raw_bodies(app: Litestar) -> dict[str, Any]:
     schemas, components = msgspec.json.schema_components(
         [body for _, _, body in raw], ref_template="#/components/schemas/{name}"
     )
+    if "CustomEvent" in components:  # at least one identity, which JSON Schema says with anyOf
+        components["CustomEvent"]["anyOf"] = [
+            {"required": [name], "properties": {name: {"not": {"type": "null"}}}}
+            for name in ("identity_email", "identity_account_id", "profile_id")
+        ]
     document.setdefault("components", {}).setdefault("schemas", {}).update(components)
     for (path, method, _), schema in zip(raw, schemas, strict=True):
         document["paths"][path][method]["requestBody"] = {

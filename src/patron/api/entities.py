@@ -18,7 +18,7 @@ from patron import entities
 from patron.accounts import Account
 from patron.api.auth import BODY_TYPE, CurrentAccount
 from patron.api.body import decode, read_json
-from patron.api.problems import ERRORS, field_problem
+from patron.api.problems import ERRORS, ITEM_ERRORS, field_problem
 from patron.api.push import accept
 from patron.ingest.apply import KINDS
 from patron.ingest.push import PushReply
@@ -26,7 +26,7 @@ from patron.records.types import Contact, CustomEvent, Order, Product
 
 JSON = "application/json"
 Limit = Annotated[int, QueryParameter(description="Records per page: default 10, at most 250 (clamped)")]
-Offset = Annotated[int, QueryParameter(ge=0, description="Index of the first record")]
+Offset = Annotated[int, QueryParameter(ge=0, le=2**62, description="Index of the first record")]
 OrderBy = Annotated[
     Literal["timestamp_update"] | None,
     QueryParameter(description="Sort by last update instead of the internal id"),
@@ -51,7 +51,13 @@ async def _page(
     return Response(entities.as_array(docs), media_type=JSON)
 
 
+def _last(segment: str) -> str:
+    """An id from the end of an item URL (``{id:path}``, so that ``2024%2F0001`` reads as ``2024/0001``)."""
+    return segment.removeprefix("/")
+
+
 async def _one(state: State, account: Account, record_type: str, *key: str) -> Response[bytes]:
+    key = (*key[:-1], _last(key[-1]))
     doc = await state.store.read(lambda conn: entities.get_document(conn, record_type, account.id, *key))
     if doc is None:
         what = " ".join(key)
@@ -64,6 +70,8 @@ async def _post_one(
 ) -> PushReply:
     """One record from the body, its type and key taken from the URL (and checked against the body)."""
     record = decode(await read_json(request), _object)
+    if "id" in from_path:
+        from_path["id"] = _last(from_path["id"])
     for name, value in {"@type": record_type, **from_path}.items():
         given = record.setdefault(name, value)
         if str(given) != value:
@@ -76,7 +84,7 @@ def _spec(container: Any) -> dict[int, Any]:
     from litestar.openapi import ResponseSpec
 
     spec = ResponseSpec(data_container=container, description="Request fulfilled", generate_examples=False)
-    return {200: spec, **ERRORS}
+    return {200: spec, **ITEM_ERRORS}
 
 
 # contacts ---------------------------------------------------------------------------------------
@@ -129,7 +137,7 @@ async def list_contacts(
 
 
 @get(
-    "/contacts/{collection:str}/{contact_id:str}",
+    "/contacts/{collection:str}/{contact_id:path}",
     summary="One contact",
     tags=["contacts"],
     responses=_spec(Contact),
@@ -141,12 +149,12 @@ async def read_contact(
 
 
 @post(
-    "/contacts/{collection:str}/{contact_id:str}",
+    "/contacts/{collection:str}/{contact_id:path}",
     status_code=202,
     summary="Create or update one contact",
     tags=["contacts"],
     responses=ERRORS,
-    opt={BODY_TYPE: Contact},
+    opt={BODY_TYPE: "Contact"},
 )
 async def write_contact(
     request: Request[Any, Any, Any],
@@ -174,18 +182,18 @@ async def list_orders(
     return await _page(state, account, "order", limit, offset, orderby)
 
 
-@get("/orders/{order_id:str}", summary="One order", tags=["orders"], responses=_spec(Order))
+@get("/orders/{order_id:path}", summary="One order", tags=["orders"], responses=_spec(Order))
 async def read_order(order_id: FromPath[str], account: CurrentAccount, state: State) -> Response[bytes]:
     return await _one(state, account, "order", order_id)
 
 
 @post(
-    "/orders/{order_id:str}",
+    "/orders/{order_id:path}",
     status_code=202,
     summary="Create or update one order",
     tags=["orders"],
     responses=ERRORS,
-    opt={BODY_TYPE: Order},
+    opt={BODY_TYPE: "Order"},
 )
 async def write_order(
     request: Request[Any, Any, Any], order_id: FromPath[str], account: CurrentAccount, state: State
@@ -210,18 +218,18 @@ async def list_products(
     return await _page(state, account, "product", limit, offset, orderby, where)
 
 
-@get("/products/{product_id:str}", summary="One product", tags=["products"], responses=_spec(Product))
+@get("/products/{product_id:path}", summary="One product", tags=["products"], responses=_spec(Product))
 async def read_product(product_id: FromPath[str], account: CurrentAccount, state: State) -> Response[bytes]:
     return await _one(state, account, "product", product_id)
 
 
 @post(
-    "/products/{product_id:str}",
+    "/products/{product_id:path}",
     status_code=201,
     summary="Create or update one product",
     tags=["products"],
     responses=ERRORS,
-    opt={BODY_TYPE: Product},
+    opt={BODY_TYPE: "Product"},
 )
 async def write_product(
     request: Request[Any, Any, Any], product_id: FromPath[str], account: CurrentAccount, state: State
@@ -259,7 +267,7 @@ async def list_custom_events(
     summary="Record one custom event",
     tags=["custom events"],
     responses=ERRORS,
-    opt={BODY_TYPE: CustomEvent},
+    opt={BODY_TYPE: "CustomEvent"},
 )
 async def write_custom_event(
     request: Request[Any, Any, Any], account: CurrentAccount, state: State

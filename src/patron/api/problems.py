@@ -146,3 +146,5 @@ ERRORS: dict[int, Any] = {
     500: _spec("An unexpected failure; the `request_id` also appears in the server's log"),
     503: _spec("Storage is unavailable; nothing was stored"),
 }
+#: The same, for routes that name one object, which may not exist.
+ITEM_ERRORS: dict[int, Any] = {**ERRORS, 404: _spec("No such object in this account")}

@@ -11,10 +11,9 @@ from litestar.params import FromPath, QueryParameter
 from patron.accounts import Account, now
 from patron.api.auth import BODY_TYPE, RATE_CLASS, CurrentAccount
 from patron.api.body import read_json
-from patron.api.problems import ERRORS, FieldError, ProblemError, field_problem
+from patron.api.problems import ERRORS, ITEM_ERRORS, FieldError, ProblemError, field_problem
 from patron.ingest import push as ingest
 from patron.ingest.queue import BacklogFull, BatchStatus, PushError, batch_status, latest_errors
-from patron.records.types import AnyRecord
 from patron.records.validate import BatchInvalid, RecordsInvalid
 
 
@@ -35,8 +34,8 @@ async def accept(
     except BacklogFull as exc:
         size = ingest.QueueSize(exc.limit, exc.limit - exc.queued)
         detail = (
-            f"the account has {exc.queued:,} records queued, over its limit of {exc.limit:,};"
-            " nothing was stored"
+            f"the account has {exc.queued:,} records queued and may queue {exc.limit:,}; this push does not"
+            " fit, and nothing was stored"
         )
         raise ProblemError(429, detail, headers={**size.headers, "Retry-After": "5"}) from exc
     state.worker.wake()
@@ -49,7 +48,7 @@ async def accept(
     summary="Push up to 100 records of one type",
     tags=["push"],
     responses=ERRORS,
-    opt={RATE_CLASS: "push", BODY_TYPE: list[AnyRecord]},
+    opt={RATE_CLASS: "push", BODY_TYPE: "PushBody"},
 )
 async def push(
     request: Request[Any, Any, Any], account: CurrentAccount, state: State
@@ -70,7 +69,7 @@ async def push_errors(
     account: CurrentAccount,
     state: State,
     limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
-    offset: Annotated[int, QueryParameter(ge=0)] = 0,
+    offset: Annotated[int, QueryParameter(ge=0, le=2**62)] = 0,
 ) -> list[PushError]:
     found: list[PushError] = await state.store.read(
         lambda conn: latest_errors(conn, account.id, limit, offset)
@@ -82,7 +81,7 @@ async def push_errors(
     "/push/{request_id:str}",
     summary="Whether a push request is queued or applied",
     tags=["push"],
-    responses=ERRORS,
+    responses=ITEM_ERRORS,
 )
 async def push_status(request_id: FromPath[str], account: CurrentAccount, state: State) -> BatchStatus:
     found: BatchStatus | None = await state.store.read(

@@ -105,16 +105,27 @@ KINDS: dict[str, Kind] = {
 }
 
 
-def apply_records(
-    conn: Connection, account_id: int, record_type: str, records: list[Document], now: datetime
-) -> None:
-    """Merge ``records`` (in order) into the account's stored entities of ``record_type``."""
+@dataclass
+class Changes:
+    """The rows that applying some records of one type to one account will insert and update."""
+
+    kind: Kind
+    account_id: int
+    inserts: list[dict[str, Any]]
+    updates: list[dict[str, Any]]
+
+
+def plan(
+    conn: Connection, account_id: int, record_type: str, records: list[tuple[Document, datetime]]
+) -> Changes:
+    """Merge ``records`` (each with the time its request is applied at, in order) into the stored
+    documents they name. Only reads: :func:`write` stores the result."""
     kind = KINDS[record_type]
     table = kind.table
     if record_type == "contact":
-        for record in records:
+        for record, _ in records:
             record.setdefault("@collection", "default")
-    keys = {kind.key_of(r) for r in records}
+    keys = {kind.key_of(r) for r, _ in records}
     key_cols = kind.key_columns()
     stored: dict[tuple[str, ...], tuple[int, Document]] = {}
     for chunk in _chunks(sorted(keys), 400):
@@ -126,29 +137,41 @@ def apply_records(
             key = tuple(str(v) for v in row[2:])
             if key in keys:
                 stored[key] = (row.id, _decode(row.data))
-    merged: dict[tuple[str, ...], Document] = {}
-    for record in records:
+    merged: dict[tuple[str, ...], tuple[Document, datetime, datetime]] = {}  # doc, first and last touch
+    for record, at in records:
         key = kind.key_of(record)
-        previous = merged.get(key)
-        if previous is None and key in stored:
-            previous = stored[key][1]
-        merged[key] = merge(previous, record)
+        previous: Document | None
+        if key in merged:
+            previous, first, _ = merged[key]
+        else:
+            previous, first = (stored[key][1] if key in stored else None), at
+        merged[key] = (merge(previous, record), first, at)
     inserts, updates = [], []
-    for key, doc in merged.items():
+    for key, (doc, first, last) in merged.items():
         values = {name: get(doc) for name, get in kind.columns.items()}
         values["data"] = _encode(doc).decode()
+        values["updated_at"] = last
         if key in stored:
             updates.append({"_id": stored[key][0], **values})
         else:
             key_values = {c.name: v for c, v in zip(key_cols, key, strict=True)}
-            inserts.append({**key_values, **values})
-    if inserts:
-        conn.execute(insert(table).values(account_id=account_id, created_at=now, updated_at=now), inserts)
-    if updates:
-        conn.execute(
-            update(table).where(table.c.id == bindparam("_id")).values(updated_at=now),
-            updates,
-        )
+            inserts.append({**key_values, **values, "created_at": first})
+    return Changes(kind, account_id, inserts, updates)
+
+
+def write(conn: Connection, changes: Changes) -> None:
+    table = changes.kind.table
+    if changes.inserts:
+        conn.execute(insert(table).values(account_id=changes.account_id), changes.inserts)
+    if changes.updates:
+        conn.execute(update(table).where(table.c.id == bindparam("_id")), changes.updates)
+
+
+def apply_records(
+    conn: Connection, account_id: int, record_type: str, records: list[Document], at: datetime
+) -> None:
+    """Plan and write in one go (the worker's record-by-record path)."""
+    write(conn, plan(conn, account_id, record_type, [(r, at) for r in records]))
 
 
 def _chunks(items: list[tuple[str, ...]], size: int) -> list[list[tuple[str, ...]]]:

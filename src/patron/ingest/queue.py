@@ -10,10 +10,10 @@ from datetime import datetime
 from typing import Any
 
 import msgspec
-from sqlalchemy import Connection, func, insert, select
+from sqlalchemy import Connection, insert, select, update
 
 from patron.records.validate import Batch
-from patron.store.schema import import_batches, push_errors
+from patron.store.schema import accounts, import_batches, push_errors
 
 QUEUED = "queued"
 APPLIED = "applied"
@@ -58,12 +58,18 @@ class PushError(msgspec.Struct):
 
 def backlog(conn: Connection, account_id: int) -> int:
     """Records accepted for the account and not yet applied."""
-    total = conn.execute(
-        select(func.coalesce(func.sum(import_batches.c.accepted), 0)).where(
-            import_batches.c.account_id == account_id, import_batches.c.status == QUEUED
-        )
-    ).scalar_one()
-    return int(total)
+    return int(
+        conn.execute(select(accounts.c.queued_records).where(accounts.c.id == account_id)).scalar_one()
+    )
+
+
+def count_queued(conn: Connection, account_id: int, change: int) -> None:
+    """Move the account's queued-record count by ``change`` (in the transaction that queues or applies)."""
+    conn.execute(
+        update(accounts)
+        .where(accounts.c.id == account_id)
+        .values(queued_records=accounts.c.queued_records + change)
+    )
 
 
 def enqueue(
@@ -75,11 +81,14 @@ def enqueue(
     raw_records: list[bytes],
     received: datetime,
 ) -> Enqueued:
-    """Queue a validated request and keep its rejected records; raises :class:`BacklogFull`."""
+    """Queue a validated request and keep its rejected records; raises :class:`BacklogFull` when its
+    records do not fit under the account's queue limit."""
     queued = backlog(conn, account_id)
-    if queued > queue_limit:
-        raise BacklogFull(queued, queue_limit)
     accepted = len(batch.accepted)
+    if accepted and queued + accepted > queue_limit:
+        raise BacklogFull(queued, queue_limit)
+    if accepted:
+        count_queued(conn, account_id, accepted)
     conn.execute(
         insert(import_batches).values(
             request_id=request_id,

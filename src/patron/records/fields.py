@@ -22,19 +22,26 @@ RECORD_TOO_LARGE: Final = "Payload invalid: Record is too large."
 CURRENCIES: Final = frozenset(c.alpha_3 for c in pycountry.currencies)
 COUNTRIES: Final = frozenset(c.alpha_2 for c in pycountry.countries)
 
-ID_PATTERN: Final = r"^\S+$"
-EMAIL_PATTERN: Final = r"^[^@\s]+@[^@\s]+\.[^@\s.]+$"
+# Patterns end with ``$(?!\n)``: ``$`` alone also matches before a final newline (in Python's and in
+# JavaScript's regular expressions alike), which would let ``"id\n"`` through.
+ID_PATTERN: Final = r"^\S+$(?!\n)"
+EMAIL_PATTERN: Final = r"^[^@\s]+@[^@\s]+\.[^@\s.]+$(?!\n)"
 #: E.164: a plus sign and up to 15 digits, the first not zero.
-PHONE_PATTERN: Final = r"^\+[1-9]\d{6,14}$"
-CURRENCY_PATTERN: Final = r"^[A-Za-z]{3}$"
-COUNTRY_PATTERN: Final = r"^[A-Za-z]{2}$"
+PHONE_PATTERN: Final = r"^\+[1-9]\d{6,14}$(?!\n)"
+CURRENCY_PATTERN: Final = r"^[A-Za-z]{3}$(?!\n)"
+COUNTRY_PATTERN: Final = r"^[A-Za-z]{2}$(?!\n)"
 #: ISO 8601 date and time with an offset: ``Z``, ``+00:00``, ``+0000`` or ``+00``.
-TIMESTAMP_PATTERN: Final = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|z|[+-]\d{2}(:?\d{2})?)$"
-DAY_PATTERN: Final = r"^\d{4}-\d{2}-\d{2}$"
+TIMESTAMP_PATTERN: Final = (
+    r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|z|[+-]\d{2}(:?\d{2})?)$(?!\n)"
+)
+DAY_PATTERN: Final = r"^\d{4}-\d{2}-\d{2}$(?!\n)"
 
 #: An id: a string without whitespace (a number is accepted and stored as a string).
 Id = Annotated[str, Meta(min_length=1, max_length=512, pattern=ID_PATTERN)] | int
 Text = Annotated[str, Meta(max_length=4096)]
+COLLECTION_PATTERN: Final = r"^[^/\s]+$(?!\n)"
+#: A contact collection: like an id, and without "/" (it is a segment of /v2/contacts/{collection}/{id}).
+Collection = Annotated[str, Meta(min_length=1, max_length=200, pattern=COLLECTION_PATTERN)]
 Email = Annotated[str, Meta(max_length=254, pattern=EMAIL_PATTERN)]
 Phone = Annotated[str, Meta(pattern=PHONE_PATTERN)]
 Currency = Annotated[str, Meta(pattern=CURRENCY_PATTERN)]
@@ -66,6 +73,8 @@ def utc_timestamp(value: str) -> str:
     year, month, day, hour, minute, second, fraction, zulu, sign, off_h, off_m = m.groups()
     offset = timedelta(0)
     if not zulu:
+        if int(off_m or 0) > 59:
+            raise ValueError("offset minutes over 59")
         offset = timedelta(hours=int(off_h), minutes=int(off_m or 0))
         if sign == "-":
             offset = -offset
@@ -73,7 +82,10 @@ def utc_timestamp(value: str) -> str:
     moment = datetime(
         int(year), int(month), int(day), int(hour), int(minute), int(second or 0), micro, timezone(offset)
     )
-    return moment.astimezone(UTC).isoformat()
+    try:
+        return moment.astimezone(UTC).isoformat()
+    except OverflowError as exc:  # year 1 or 9999 shifted out of range by its offset
+        raise ValueError("out of the representable range") from exc
 
 
 def parse_utc(value: str) -> datetime:

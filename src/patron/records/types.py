@@ -13,6 +13,7 @@ import msgspec
 from msgspec import UNSET, Meta, UnsetType, field
 
 from patron.records.fields import (
+    Collection,
     Country,
     Currency,
     Day,
@@ -50,7 +51,6 @@ class Record(Checked, tag_field="@type"):
 
 # contact ----------------------------------------------------------------------------------------
 
-Collection = Annotated[str, Meta(min_length=1, max_length=200)]
 MarketingOptin = Literal["EXPLICITLY_OPTEDIN", "EXPLICITLY_OPTEDOUT", "NOT_SPECIFIED"]
 ListId = Id
 
@@ -304,6 +304,8 @@ RECORD_TYPES: dict[str, type[Record]] = {
     "custom_event": CustomEvent,
 }
 AnyRecord = Contact | Order | Product | CustomEvent
+#: The body of ``POST /v2/push`` as the OpenAPI document describes it (validation is done record by record).
+PushBody = Annotated[list[AnyRecord], Meta(min_length=1, max_length=100)]
 
 
 def encode_name(cls: type[Any], name: str) -> str:

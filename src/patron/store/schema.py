@@ -72,6 +72,8 @@ accounts = Table(
     Column("limits", JSON, nullable=False, default=dict),
     # The most records this account may have queued before a push gets 429 (Ometria: 50,000).
     Column("queue_limit", Integer, nullable=False, default=50_000, server_default="50000"),
+    # Records accepted and not yet applied, kept in step by enqueue and by the worker.
+    Column("queued_records", Integer, nullable=False, default=0, server_default="0"),
     Column("created_at", UTCDateTime(), nullable=False),
 )
 

@@ -17,7 +17,7 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from patron.store import StoreUnavailable, Work
@@ -30,9 +30,10 @@ _STOP = object()
 #: The most units of work committed in one transaction.
 MAX_GROUP = 512
 READERS = 4
+CHECKPOINT_SECONDS = 0.5
 
 
-def _engine(url: str, *, begin: str, pool_size: int, query_only: bool) -> Engine:
+def _engine(url: str, *, begin: str, pool_size: int, query_only: bool, autocheckpoint: int = 1000) -> Engine:
     engine = create_engine(
         url,
         pool_size=pool_size,
@@ -51,6 +52,7 @@ def _engine(url: str, *, begin: str, pool_size: int, query_only: bool) -> Engine
             "busy_timeout=30000",
             "temp_store=MEMORY",
             f"query_only={int(query_only)}",
+            f"wal_autocheckpoint={autocheckpoint}",
         ):
             dbapi_connection.execute(f"PRAGMA {pragma}")
 
@@ -76,13 +78,19 @@ class SQLiteStore:
         #: Transactions committed, and units of work committed in them (group commit: fewer of the first).
         self.commits = 0
         self.committed_writes = 0
+        self._checkpointer: threading.Thread | None = None
+        self._stop_checkpoints = threading.Event()
 
     # lifecycle -----------------------------------------------------------------------------------
     def start(self) -> None:
         with self._lock:
             if self._thread is not None:
                 return
-            self._write_engine = _engine(self.url, begin="BEGIN IMMEDIATE", pool_size=1, query_only=False)
+            # The writer never checkpoints inside a commit (which would stall every request of its
+            # group); the checkpointer thread copies the WAL back into the database instead.
+            self._write_engine = _engine(
+                self.url, begin="BEGIN IMMEDIATE", pool_size=1, query_only=False, autocheckpoint=0
+            )
             self._read_engine = _engine(self.url, begin="BEGIN", pool_size=self._readers, query_only=True)
             with self._write_engine.connect() as conn:
                 upgrade(conn)
@@ -90,6 +98,11 @@ class SQLiteStore:
             self._read_pool = ThreadPoolExecutor(self._readers, thread_name_prefix="patron-read")
             self._thread = threading.Thread(target=self._write_loop, name="patron-writer", daemon=True)
             self._thread.start()
+            self._stop_checkpoints.clear()
+            self._checkpointer = threading.Thread(
+                target=self._checkpoint_loop, name="patron-checkpoint", daemon=True
+            )
+            self._checkpointer.start()
 
     def close(self) -> None:
         with self._lock:
@@ -98,6 +111,9 @@ class SQLiteStore:
                 return
             self._queue.put(_STOP)
             thread.join()
+            self._stop_checkpoints.set()
+            if self._checkpointer is not None:
+                self._checkpointer.join()
             assert self._read_pool is not None and self._read_engine and self._write_engine
             self._read_pool.shutdown(wait=True)
             self._read_engine.dispose()
@@ -170,6 +186,22 @@ class SQLiteStore:
             else:
                 future.set_exception(value)
         return conn
+
+    def _checkpoint_loop(self) -> None:
+        """Copy committed WAL pages into the database file every :data:`CHECKPOINT_SECONDS`, beside
+        the writer rather than inside its commits; truncate the WAL on the way out."""
+        db = sqlite3.connect(str(make_url(self.url).database), timeout=30, isolation_level=None)
+        try:
+            while True:
+                stopping = self._stop_checkpoints.wait(CHECKPOINT_SECONDS)
+                try:
+                    db.execute(f"PRAGMA wal_checkpoint({'TRUNCATE' if stopping else 'PASSIVE'})").fetchall()
+                except sqlite3.Error:
+                    log.warning("checkpoint failed; the next one will retry", exc_info=True)
+                if stopping:
+                    return
+        finally:
+            db.close()
 
     # reads ---------------------------------------------------------------------------------------
     def read_blocking(self, work: Work[T]) -> T:

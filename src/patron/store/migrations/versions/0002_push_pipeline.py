@@ -21,6 +21,7 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("accounts") as batch_op:
         batch_op.add_column(sa.Column("queue_limit", sa.Integer(), nullable=False, server_default="50000"))
+        batch_op.add_column(sa.Column("queued_records", sa.Integer(), nullable=False, server_default="0"))
     op.create_table(
         "contacts",
         sa.Column(
@@ -173,6 +174,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     with op.batch_alter_table("accounts") as batch_op:
+        batch_op.drop_column("queued_records")
         batch_op.drop_column("queue_limit")
     with op.batch_alter_table("push_errors", schema=None) as batch_op:
         batch_op.drop_index("ix_push_errors_account_id_id")
