@@ -374,8 +374,6 @@ def test_a_bad_filter_is_a_400_naming_it(client: Client, tenant: Tenant, path: s
     assert_problem(client.get(path, headers=tenant.headers), 400, field)
 
 
-
-
 @pytest.mark.parametrize(
     ("record", "path"),
     [
