@@ -66,7 +66,27 @@ class Invalid(ValueError):
 
 
 def utc_timestamp(value: str) -> str:
-    """``2018-04-19T09:00:00+01`` -> ``2018-04-19T08:00:00+00:00``; raises ValueError if not a moment."""
+    """``2018-04-19T09:00:00+01`` -> ``2018-04-19T08:00:00+00:00``; raises ValueError if not a moment.
+
+    Only strings that already match :data:`TIMESTAMP_PATTERN` come here.
+    """
+    zulu = value[-1] in "Zz"
+    if not (zulu or (value[-6] in "+-" and value[-3] == ":" and value[-2] < "6")):
+        return _utc_timestamp(value)
+    try:  # the common forms (Z or +hh:mm), in C
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return _utc_timestamp(value)
+    if moment.tzinfo is None:  # pragma: no cover - the pattern requires an offset
+        raise ValueError("no offset")
+    try:
+        return moment.astimezone(UTC).isoformat()
+    except OverflowError as exc:  # year 1 or 9999 shifted out of range by its offset
+        raise ValueError("out of the representable range") from exc
+
+
+def _utc_timestamp(value: str) -> str:
+    """The forms ``datetime.fromisoformat`` does not read (``+00``, nine fraction digits, ...)."""
     m = _TS.match(value)
     if m is None:
         raise ValueError("not an ISO 8601 timestamp with an offset")

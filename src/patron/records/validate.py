@@ -9,6 +9,7 @@ timestamps in UTC) and fields the schema does not know are left out, each report
 from __future__ import annotations
 
 import re
+import types
 import typing
 from datetime import datetime
 from functools import cache
@@ -68,10 +69,48 @@ class _Head(msgspec.Struct):
     id: Any = None
 
 
+@cache
+def _strict(hint: Any) -> Any:
+    """``hint`` with every record Struct in it replaced by a twin that refuses unknown fields."""
+    if isinstance(hint, type) and issubclass(hint, Part):
+        return _strict_struct(hint)
+    args = typing.get_args(hint)
+    origin = typing.get_origin(hint)
+    if origin is typing.Annotated:
+        return typing.Annotated[(_strict(args[0]), *hint.__metadata__)]
+    if origin in (typing.Union, types.UnionType):
+        return typing.Union[tuple(_strict(a) for a in args)]  # noqa: UP007
+    if origin is list:
+        return list[_strict(args[0])]  # type: ignore[misc]
+    return hint
+
+
+@cache
+def _strict_struct(cls: type[Part]) -> type[Part]:
+    fields = []
+    for info in msgspec.structs.fields(cls):
+        default: dict[str, Any] = {}
+        if info.default is not msgspec.NODEFAULT:
+            default["default"] = info.default
+        elif info.default_factory is not msgspec.NODEFAULT:
+            default["default_factory"] = info.default_factory
+        fields.append((info.name, _strict(info.type), msgspec.field(name=info.encode_name, **default)))
+    tag = cls.__struct_config__.tag
+    extra: dict[str, Any] = {} if tag is None else {"tag": tag}
+    strict = msgspec.defstruct(
+        cls.__name__, fields, bases=(cls,), kw_only=True, forbid_unknown_fields=True, **extra
+    )
+    return typing.cast(type[Part], strict)
+
+
 _split = msgspec.json.Decoder(list[msgspec.Raw])
 _head = msgspec.json.Decoder(_Head)
 _generic = msgspec.json.Decoder()
 _decoders = {name: msgspec.json.Decoder(cls) for name, cls in RECORD_TYPES.items()}
+#: Decoding with a strict twin first means a record without unknown fields (nearly all of them) is
+#: decoded once; only a record the twin refuses is decoded again, leniently, to list its warnings.
+_strict_decoders = {name: msgspec.json.Decoder(_strict(cls)) for name, cls in RECORD_TYPES.items()}
+_UNKNOWN = "Object contains unknown field"
 
 
 def ometria_path(msgspec_path: str) -> str:
@@ -198,6 +237,7 @@ def validate(body: bytes, received: datetime) -> Batch:
     records = split(body)
     record_type = str(records[0][1].type)
     decoder = _decoders[record_type]
+    strict = _strict_decoders[record_type]
     cls = RECORD_TYPES[record_type]
     accepted: list[Record] = []
     errors: list[RecordError] = []
@@ -208,7 +248,16 @@ def validate(body: bytes, received: datetime) -> Batch:
             errors.append(RecordError(index, record_id, "root", RECORD_TOO_LARGE))
             continue
         try:
-            record = decoder.decode(raw)
+            try:
+                record = strict.decode(raw)
+            except msgspec.ValidationError as exc:
+                if not str(exc).startswith(_UNKNOWN):
+                    raise
+                record = decoder.decode(raw)
+                warnings.extend(
+                    FieldWarning(index, record_id, path, "unknown field; not stored")
+                    for path in unknown_fields(_generic.decode(raw), cls)
+                )
         except msgspec.ValidationError as exc:
             path, message = split_error(str(exc))
             errors.append(RecordError(index, record_id, path, message))
@@ -216,8 +265,4 @@ def validate(body: bytes, received: datetime) -> Batch:
         if isinstance(record, CustomEvent) and record.timestamp is UNSET:
             record.timestamp = received.isoformat()
         accepted.append(record)
-        warnings.extend(
-            FieldWarning(index, record_id, path, "unknown field; not stored")
-            for path in unknown_fields(_generic.decode(raw), cls)
-        )
     return Batch(record_type, accepted, errors, warnings)
