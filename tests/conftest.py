@@ -129,7 +129,7 @@ def start_server(data_dir: Path, *extra: str, scheme: str = "https", port: int |
     log_path = data_dir.parent / f"server-{port}.log"
     env = {**os.environ, "PATRON_DATA_DIR": str(data_dir)}
     env.pop("PATRON_DATABASE_URL", None)
-    with log_path.open("w") as log:  # the child keeps its own descriptor
+    with log_path.open("a") as log:  # the child keeps its own descriptor; a restart appends
         process = subprocess.Popen(
             [*PATRON, "serve", "--port", str(port), *extra],
             env=env,

@@ -7,30 +7,15 @@ Bodies over the size cap never get here: Litestar refuses them with 413 while re
 
 from __future__ import annotations
 
-import re
 from typing import Any, TypeVar
 
 import msgspec
 from litestar import Request
 
 from patron.api.problems import field_problem
+from patron.records.validate import split_error
 
 T = TypeVar("T")
-_INDEX = re.compile(r"\[(\d+)\]")
-
-
-def ometria_path(msgspec_path: str) -> str:
-    """``$.lineitems[0].quantity`` -> ``root > lineitems > 0 > quantity`` (Ometria's error paths)."""
-    parts = _INDEX.sub(r".\1", msgspec_path.removeprefix("$")).split(".")
-    return " > ".join(["root", *(p for p in parts if p)])
-
-
-def _split_error(message: str) -> tuple[str, str]:
-    """msgspec's ``Expected `int`, got `str` - at `$.a[1]``` -> (path, message)."""
-    text, sep, where = message.rpartition(" - at `")
-    if not sep:
-        return "root", message
-    return ometria_path(where.rstrip("`")), text
 
 
 async def read_json(request: Request[Any, Any, Any]) -> bytes:
@@ -54,7 +39,7 @@ def decode(body: bytes | msgspec.Raw, decoder: msgspec.json.Decoder[T]) -> T:
     try:
         return decoder.decode(body)
     except msgspec.ValidationError as exc:
-        path, message = _split_error(str(exc))
+        path, message = split_error(str(exc))
         raise field_problem(400, path, message) from exc
     except msgspec.DecodeError as exc:
         raise field_problem(400, "body", str(exc)) from exc

@@ -6,6 +6,7 @@ Reads come straight from the stored documents. Writes go through the same valida
 
 from __future__ import annotations
 
+import reprlib
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -31,7 +32,7 @@ OrderBy = Annotated[
     Literal["timestamp_update"] | None,
     QueryParameter(description="Sort by last update instead of the internal id"),
 ]
-_object = msgspec.json.Decoder(dict[str, Any])
+_object = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _encode = msgspec.json.Encoder().encode
 
 
@@ -69,13 +70,18 @@ async def _post_one(
     request: Request[Any, Any, Any], state: State, account: Account, record_type: str, **from_path: str
 ) -> PushReply:
     """One record from the body, its type and key taken from the URL (and checked against the body)."""
+    # Fields stay raw JSON, so that only the record's own decoder reads (and names) its values.
     record = decode(await read_json(request), _object)
     if "id" in from_path:
         from_path["id"] = _last(from_path["id"])
     for name, value in {"@type": record_type, **from_path}.items():
-        given = record.setdefault(name, value)
-        if str(given) != value:
-            raise field_problem(400, f"root > {name}", f"is {given!r} but the URL says {value!r}")
+        if name not in record:
+            record[name] = msgspec.Raw(_encode(value))
+            continue
+        given = msgspec.json.decode(record[name])
+        if not isinstance(given, str | int) or str(given) != value:
+            shown = reprlib.repr(given)
+            raise field_problem(400, f"root > {name}", f"is {shown} but the URL says {value!r}")
     reply, _ = await accept(state, account, _encode([record]), all_or_nothing=True)
     return reply
 

@@ -7,7 +7,6 @@ check, the batch row and the rejected records of a request are committed togethe
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 import msgspec
 from sqlalchemy import Connection, insert, select, update
@@ -53,7 +52,7 @@ class PushError(msgspec.Struct):
     error_path: str
     error_message: str
     timestamp: str
-    record: Any = None
+    record: msgspec.Raw | None = None  # the record as it was sent, passed through untouched
 
 
 def backlog(conn: Connection, account_id: int) -> int:
@@ -173,9 +172,6 @@ def batch_status(conn: Connection, account_id: int, request_id: str) -> BatchSta
     )
 
 
-_decode_any = msgspec.json.Decoder()
-
-
 def latest_errors(conn: Connection, account_id: int, limit: int, offset: int) -> list[PushError]:
     """The account's rejected records, newest first."""
     t = push_errors
@@ -191,7 +187,7 @@ def latest_errors(conn: Connection, account_id: int, limit: int, offset: int) ->
             r.error_path,
             r.error_message,
             r.created_at.isoformat(),
-            _decode_any.decode(r.record) if r.record is not None else None,
+            msgspec.Raw(r.record.encode()) if r.record is not None else None,
         )
         for r in rows
     ]

@@ -9,6 +9,7 @@ timestamps in UTC) and fields the schema does not know are left out, each report
 from __future__ import annotations
 
 import re
+import reprlib
 import types
 import typing
 from datetime import datetime
@@ -114,8 +115,11 @@ _UNKNOWN = "Object contains unknown field"
 
 
 def ometria_path(msgspec_path: str) -> str:
-    """``$.lineitems[0].quantity`` -> ``root > lineitems > 0 > quantity``."""
-    parts = _INDEX.sub(r".\1", msgspec_path.removeprefix("$")).split(".")
+    """``$.lineitems[0].quantity`` -> ``root > lineitems > 0 > quantity``.
+
+    msgspec writes ``[...]`` for a key of a free-form object; the path stops at that object.
+    """
+    parts = _INDEX.sub(r".\1", msgspec_path.removeprefix("$").split("[...]", 1)[0]).split(".")
     return " > ".join(["root", *(p for p in parts if p)])
 
 
@@ -180,9 +184,10 @@ def split(body: bytes) -> list[tuple[msgspec.Raw, _Head]]:
             raise BatchInvalid(f"root > {index}", "every record must be a JSON object") from exc
         except RecursionError as exc:
             raise BatchInvalid(f"root > {index}", "is nested too deeply") from exc
-        if head.type not in RECORD_TYPES:
+        if not isinstance(head.type, str) or head.type not in RECORD_TYPES:
             known = ", ".join(RECORD_TYPES)
-            raise BatchInvalid(f"root > {index} > @type", f"must be one of {known}, not {head.type!r}")
+            given = reprlib.repr(head.type)
+            raise BatchInvalid(f"root > {index} > @type", f"must be one of {known}, not {given}")
         heads.append(head)
     types = {h.type for h in heads}
     if len(types) > 1:
