@@ -16,7 +16,7 @@ from patron.api.auth import authorise, current_account
 from patron.api.observe import Metrics, Observer
 from patron.api.problems import EXCEPTION_HANDLERS
 from patron.config import Settings
-from patron.ingest.worker import WorkerThread
+from patron.ingest.supervisor import WorkerProcess
 from patron.ratelimits import RateLimiter
 from patron.store import Store
 
@@ -33,7 +33,7 @@ V2_HANDLERS = [
 def create_app(settings: Settings, store: Store) -> Litestar:
     """The application for ``store``; the lifespan starts the store and closes it on shutdown."""
 
-    worker = WorkerThread(store)
+    worker = WorkerProcess(settings)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:

@@ -1,6 +1,7 @@
 """The worker: takes queued batches in arrival order and applies them.
 
-On SQLite it is a thread inside ``patron serve``; ``patron worker`` runs it as a process of its own.
+It runs as a process of its own: ``patron worker``, which ``patron serve`` starts and supervises on
+SQLite, so that applying records and acknowledging pushes each have a core.
 Each round takes the oldest queued batches (up to about :data:`ROUND_RECORDS` records), applies them
 and marks them applied in the same transaction, so a crash in the middle of a round leaves the
 batches queued and the next start applies them again from scratch, with the same result. A round
@@ -10,7 +11,6 @@ becomes a push error and never stalls the queue.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import select as io_select
@@ -168,64 +168,22 @@ def _apply_batch(
 def run(store: Store, stop: threading.Event, wake_fd: int | None = None, idle_poll: float = 1.0) -> None:
     """Apply rounds until the queue is empty, then wait for a wake-up byte on ``wake_fd`` (or for
     ``idle_poll`` seconds) and start again. Returns when ``stop`` is set, or when ``wake_fd`` reaches
-    its end: the process that was waking the worker has gone, and the worker goes with it."""
+    its end: the process that was waking the worker has gone (even by SIGKILL), and the worker goes
+    with it after its current round."""
     while not stop.is_set():
         try:
             applied = apply_round(store)
         except (StoreUnavailable, Conflict):
-            log.exception("the worker could not write; retrying")
+            log.exception("the worker could not apply a round; retrying")
             applied = 0
-        if applied:
-            continue
         if wake_fd is None:
-            stop.wait(idle_poll)
-            continue
-        readable, _, _ = io_select.select([wake_fd], [], [], idle_poll)
-        if readable and not os.read(wake_fd, 65536):
+            if not applied:
+                stop.wait(idle_poll)
+        elif not _woken(wake_fd, 0 if applied else idle_poll):
             return
 
 
-class WorkerThread:
-    """The worker inside ``patron serve`` on SQLite: :func:`run` on a thread, woken through a pipe.
-
-    Measured against a separate worker process (docs/performance.md), the thread acknowledges more
-    pushes with a lower p99: two processes writing one SQLite file wait on each other's locks, while
-    in one process the worker's writes join the group commits of the writer thread.
-    """
-
-    def __init__(self, store: Store) -> None:
-        self._store = store
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._wake_write = -1
-
-    def start(self) -> None:
-        if self._thread is not None:
-            return
-        wake_read, self._wake_write = os.pipe()
-        os.set_blocking(self._wake_write, False)
-        self._stop.clear()
-        self._thread = threading.Thread(
-            target=self._run, args=(wake_read,), name="patron-worker", daemon=True
-        )
-        self._thread.start()
-
-    def _run(self, wake_read: int) -> None:
-        try:
-            run(self._store, self._stop, wake_read)
-        finally:
-            os.close(wake_read)
-
-    def wake(self) -> None:
-        """Tell the worker there is work; never blocks (a full pipe already holds a wake-up)."""
-        with contextlib.suppress(BlockingIOError, OSError):
-            os.write(self._wake_write, b"\0")
-
-    def stop(self) -> None:
-        """Let the worker finish its round, then end it."""
-        if self._thread is None:
-            return
-        self._stop.set()
-        os.close(self._wake_write)
-        self._thread.join()
-        self._thread = None
+def _woken(fd: int, timeout: float) -> bool:
+    """Wait up to ``timeout`` for wake-up bytes on ``fd`` and take them; False once ``fd`` has ended."""
+    readable, _, _ = io_select.select([fd], [], [], timeout)
+    return not readable or bool(os.read(fd, 65536))
