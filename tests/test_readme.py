@@ -65,3 +65,4 @@ def test_every_tour_block_runs_and_shows_what_it_says(server: Server, demo: dict
     assert f"{account_hash.group(1)} staging" in everything  # the Python example
     assert "my shop" in run_cli(server.data_dir, "accounts", "list").stdout
     assert "/v2/account" in everything
+    assert '"lastname":"Lovelace"' in everything and '"error_path":"root > id"' in everything
