@@ -216,6 +216,8 @@ _WRONG: list[tuple[str, Any]] = [
 
 
 def kinds(t: mi.Type) -> set[str]:
+    if isinstance(t, mi.Metadata):  # a type with extra JSON schema (the currency and country codes)
+        return kinds(t.type)
     if isinstance(t, mi.UnionType):
         return set().union(*(kinds(member) for member in t.types))
     if isinstance(t, mi.LiteralType):
@@ -231,6 +233,8 @@ def wrong_value(t: mi.Type) -> Any:
 
 def sample(t: mi.Type) -> Any:
     """A valid value of ``t``: for a Struct, its required fields only."""
+    if isinstance(t, mi.Metadata):
+        return sample(t.type)
     if isinstance(t, mi.UnionType):
         return sample(next(m for m in t.types if not isinstance(m, mi.NoneType)))
     if isinstance(t, mi.StructType):

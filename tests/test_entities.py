@@ -150,7 +150,7 @@ def test_a_body_disagreeing_with_the_url_is_a_400_naming_the_field(
             {"channels": {"sms": {"allow_marketing": "yes"}}},
             "root > channels > sms > allow_marketing",
         ),
-        ("/v2/contacts/default/c%201", {"email": "a@example.com"}, "root > id"),
+        ("/v2/contacts/default/c%201", {"email": "a@example.com"}, "contact_id"),
         (
             "/v2/orders/o1",
             {"lineitems": [{"product_id": "p", "quantity": "x"}]},

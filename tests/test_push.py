@@ -693,6 +693,11 @@ def test_numbers_are_accepted_as_ids_and_stored_as_strings(client: Client, tenan
     assert read(client, tenant, "/v2/contacts/default/1")["customer_id"] == "2"
     push(client, tenant, [{"@type": "custom_event", "id": 5, "event_type": "t", "identity_account_id": 2}])
     assert stored(client, tenant, "custom_event")["5"]["identity_account_id"] == "2"
+    huge = 2**63  # larger than any integer column: it must arrive as a string, and be applied
+    event = {"@type": "custom_event", "id": 6, "event_type": "t", "profile_id": huge}
+    status = wait_applied(client, tenant, push(client, tenant, [event])["request_id"])
+    assert status["applied"] == 1
+    assert stored(client, tenant, "custom_event")["6"]["profile_id"] == str(huge)
 
 
 TIMESTAMPS = [

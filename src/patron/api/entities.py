@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from litestar import Request, Response, get, post
 from litestar.datastructures import State
-from litestar.params import FromPath, FromQuery, QueryParameter
+from litestar.params import FromQuery, PathParameter, QueryParameter
 from sqlalchemy import ColumnElement
 
 from patron import entities
@@ -23,11 +23,16 @@ from patron.api.problems import ERRORS, ITEM_ERRORS, field_problem
 from patron.api.push import accept
 from patron.ingest.apply import KINDS
 from patron.ingest.push import PushReply
+from patron.records.fields import COLLECTION_PATTERN, ID_PATTERN
 from patron.records.types import Contact, CustomEvent, Order, Product
 
 JSON = "application/json"
+#: The path segments that name a record, with the checks of the record's own fields (an id segment
+#: is ``{id:path}``, so that ``2024%2F0001`` reads as ``2024/0001``, and arrives with a leading "/").
+CollectionSegment = Annotated[str, PathParameter(pattern=COLLECTION_PATTERN, max_length=200)]
+IdSegment = Annotated[str, PathParameter(pattern=ID_PATTERN, max_length=513)]
 Limit = Annotated[int, QueryParameter(description="Records per page: default 10, at most 250 (clamped)")]
-Offset = Annotated[int, QueryParameter(ge=0, le=2**62, description="Index of the first record")]
+Offset = Annotated[int, QueryParameter(ge=0, le=10**18, description="Index of the first record")]
 OrderBy = Annotated[
     Literal["timestamp_update"] | None,
     QueryParameter(description="Sort by last update instead of the internal id"),
@@ -131,7 +136,7 @@ async def list_collections(
     responses=_spec(list[Contact]),
 )
 async def list_contacts(
-    collection: FromPath[str],
+    collection: CollectionSegment,
     account: CurrentAccount,
     state: State,
     limit: Limit = entities.DEFAULT_LIMIT,
@@ -149,7 +154,7 @@ async def list_contacts(
     responses=_spec(Contact),
 )
 async def read_contact(
-    collection: FromPath[str], contact_id: FromPath[str], account: CurrentAccount, state: State
+    collection: CollectionSegment, contact_id: IdSegment, account: CurrentAccount, state: State
 ) -> Response[bytes]:
     return await _one(state, account, "contact", collection, contact_id)
 
@@ -164,8 +169,8 @@ async def read_contact(
 )
 async def write_contact(
     request: Request[Any, Any, Any],
-    collection: FromPath[str],
-    contact_id: FromPath[str],
+    collection: CollectionSegment,
+    contact_id: IdSegment,
     account: CurrentAccount,
     state: State,
 ) -> PushReply:
@@ -189,7 +194,7 @@ async def list_orders(
 
 
 @get("/orders/{order_id:path}", summary="One order", tags=["orders"], responses=_spec(Order))
-async def read_order(order_id: FromPath[str], account: CurrentAccount, state: State) -> Response[bytes]:
+async def read_order(order_id: IdSegment, account: CurrentAccount, state: State) -> Response[bytes]:
     return await _one(state, account, "order", order_id)
 
 
@@ -202,7 +207,7 @@ async def read_order(order_id: FromPath[str], account: CurrentAccount, state: St
     opt={BODY_TYPE: "Order"},
 )
 async def write_order(
-    request: Request[Any, Any, Any], order_id: FromPath[str], account: CurrentAccount, state: State
+    request: Request[Any, Any, Any], order_id: IdSegment, account: CurrentAccount, state: State
 ) -> PushReply:
     return await _post_one(request, state, account, "order", id=order_id)
 
@@ -225,7 +230,7 @@ async def list_products(
 
 
 @get("/products/{product_id:path}", summary="One product", tags=["products"], responses=_spec(Product))
-async def read_product(product_id: FromPath[str], account: CurrentAccount, state: State) -> Response[bytes]:
+async def read_product(product_id: IdSegment, account: CurrentAccount, state: State) -> Response[bytes]:
     return await _one(state, account, "product", product_id)
 
 
@@ -238,7 +243,7 @@ async def read_product(product_id: FromPath[str], account: CurrentAccount, state
     opt={BODY_TYPE: "Product"},
 )
 async def write_product(
-    request: Request[Any, Any, Any], product_id: FromPath[str], account: CurrentAccount, state: State
+    request: Request[Any, Any, Any], product_id: IdSegment, account: CurrentAccount, state: State
 ) -> PushReply:
     return await _post_one(request, state, account, "product", id=product_id)
 

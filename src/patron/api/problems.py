@@ -10,6 +10,7 @@ import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
+from patron.records.validate import in_words
 from patron.store import StoreUnavailable
 
 log = logging.getLogger("patron.http")
@@ -79,7 +80,7 @@ def _validation_errors(exc: ValidationException) -> list[FieldError]:
     for item in exc.extra if isinstance(exc.extra, list) else []:
         if isinstance(item, dict):
             name = str(item.get("key") or item.get("source") or "request")
-            found.append(FieldError(name, str(item.get("message", "is not valid"))))
+            found.append(FieldError(name, in_words(str(item.get("message", "is not valid")))))
     return found
 
 

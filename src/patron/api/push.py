@@ -69,7 +69,7 @@ async def push_errors(
     account: CurrentAccount,
     state: State,
     limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
-    offset: Annotated[int, QueryParameter(ge=0, le=2**62)] = 0,
+    offset: Annotated[int, QueryParameter(ge=0, le=10**18)] = 0,
 ) -> list[PushError]:
     found: list[PushError] = await state.store.read(
         lambda conn: latest_errors(conn, account.id, limit, offset)

@@ -22,30 +22,35 @@ RECORD_TOO_LARGE: Final = "Payload invalid: Record is too large."
 CURRENCIES: Final = frozenset(c.alpha_3 for c in pycountry.currencies)
 COUNTRIES: Final = frozenset(c.alpha_2 for c in pycountry.countries)
 
-# Patterns end with ``$(?!\n)``: ``$`` alone also matches before a final newline (in Python's and in
-# JavaScript's regular expressions alike), which would let ``"id\n"`` through.
-ID_PATTERN: Final = r"^\S+$(?!\n)"
-EMAIL_PATTERN: Final = r"^[^@\s]+@[^@\s]+\.[^@\s.]+$(?!\n)"
+# The patterns are written to mean the same in Python's ``re`` (the server) and in ECMA-262 (the
+# OpenAPI document a client validates with): whitespace is spelled out (``\s`` differs between the
+# two), digits are ``[0-9]`` (Python's ``\d`` takes any script's digits), and each ends with
+# ``$(?!\n)`` because ``$`` alone also matches before a final newline.
+_WS: Final = r"\t\n\v\f\r \x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+ID_PATTERN: Final = rf"^[^{_WS}]+$(?!\n)"
+EMAIL_PATTERN: Final = rf"^[^@{_WS}]+@[^@{_WS}]+\.[^@.{_WS}]+$(?!\n)"
 #: E.164: a plus sign and up to 15 digits, the first not zero.
-PHONE_PATTERN: Final = r"^\+[1-9]\d{6,14}$(?!\n)"
+PHONE_PATTERN: Final = r"^\+[1-9][0-9]{6,14}$(?!\n)"
 CURRENCY_PATTERN: Final = r"^[A-Za-z]{3}$(?!\n)"
 COUNTRY_PATTERN: Final = r"^[A-Za-z]{2}$(?!\n)"
 #: ISO 8601 date and time with an offset: ``Z``, ``+00:00``, ``+0000`` or ``+00``.
 TIMESTAMP_PATTERN: Final = (
-    r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|z|[+-]\d{2}(:?\d{2})?)$(?!\n)"
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,9})?)?"
+    r"(Z|z|[+-][0-9]{2}(:?[0-9]{2})?)$(?!\n)"
 )
-DAY_PATTERN: Final = r"^\d{4}-\d{2}-\d{2}$(?!\n)"
+DAY_PATTERN: Final = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$(?!\n)"
+#: A contact collection: like an id, and without "/" (it is a segment of /v2/contacts/{collection}/{id}).
+COLLECTION_PATTERN: Final = rf"^[^/{_WS}]+$(?!\n)"
 
 #: An id: a string without whitespace (a number is accepted and stored as a string).
 Id = Annotated[str, Meta(min_length=1, max_length=512, pattern=ID_PATTERN)] | int
 Text = Annotated[str, Meta(max_length=4096)]
-COLLECTION_PATTERN: Final = r"^[^/\s]+$(?!\n)"
-#: A contact collection: like an id, and without "/" (it is a segment of /v2/contacts/{collection}/{id}).
 Collection = Annotated[str, Meta(min_length=1, max_length=200, pattern=COLLECTION_PATTERN)]
 Email = Annotated[str, Meta(max_length=254, pattern=EMAIL_PATTERN)]
 Phone = Annotated[str, Meta(pattern=PHONE_PATTERN)]
-Currency = Annotated[str, Meta(pattern=CURRENCY_PATTERN)]
-Country = Annotated[str, Meta(pattern=COUNTRY_PATTERN)]
+# Either case is accepted (and stored upper-case); the document lists the upper-case codes.
+Currency = Annotated[str, Meta(pattern=CURRENCY_PATTERN, extra_json_schema={"enum": sorted(CURRENCIES)})]
+Country = Annotated[str, Meta(pattern=COUNTRY_PATTERN, extra_json_schema={"enum": sorted(COUNTRIES)})]
 Timestamp = Annotated[str, Meta(pattern=TIMESTAMP_PATTERN)]
 Day = Annotated[str, Meta(pattern=DAY_PATTERN)]
 Money = float

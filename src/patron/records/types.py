@@ -79,6 +79,7 @@ class Contact(Record, tag="contact"):
         "timestamp_acquired": "timestamp",
         "timestamp_subscribed": "timestamp",
         "timestamp_unsubscribed": "timestamp",
+        "profile_id": "id",
     }
     collection: Collection = field(name="@collection", default="default")
     merge: bool | UnsetType = field(name="@merge", default=UNSET)
@@ -272,13 +273,16 @@ class Product(Record, tag="product"):
 
 # custom event -----------------------------------------------------------------------------------
 
-#: Ometria truncates longer event types; Patron refuses them so nothing is silently changed.
-EVENT_TYPE_MAX = 32
-
 
 class CustomEvent(Record, tag="custom_event"):
-    checks: ClassVar[dict[str, str]] = {"id": "id", "timestamp": "timestamp", "identity_account_id": "id"}
-    event_type: Text
+    checks: ClassVar[dict[str, str]] = {
+        "id": "id",
+        "timestamp": "timestamp",
+        "identity_account_id": "id",
+        "profile_id": "id",
+    }
+    #: Ometria truncates longer event types; Patron refuses them so nothing is silently changed.
+    event_type: Annotated[str, Meta(min_length=1, max_length=32)]
     timestamp: Timestamp | UnsetType = UNSET
     identity_email: Email | UnsetType | None = UNSET
     identity_account_id: Id | UnsetType | None = UNSET
@@ -287,8 +291,6 @@ class CustomEvent(Record, tag="custom_event"):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if len(self.event_type) > EVENT_TYPE_MAX:
-            raise Invalid("event_type", f"is longer than {EVENT_TYPE_MAX} characters")
         if not any(
             v not in (UNSET, None) for v in (self.identity_email, self.identity_account_id, self.profile_id)
         ):
@@ -304,8 +306,9 @@ RECORD_TYPES: dict[str, type[Record]] = {
     "custom_event": CustomEvent,
 }
 AnyRecord = Contact | Order | Product | CustomEvent
-#: The body of ``POST /v2/push`` as the OpenAPI document describes it (validation is done record by record).
-PushBody = Annotated[list[AnyRecord], Meta(min_length=1, max_length=100)]
+#: The bodies of ``POST /v2/push`` as the OpenAPI document describes them: 1 to 100 records of one
+#: type (the server validates them record by record).
+PushBody = tuple(Annotated[list[cls], Meta(min_length=1, max_length=100)] for cls in RECORD_TYPES.values())  # type: ignore[valid-type]
 
 
 def encode_name(cls: type[Any], name: str) -> str:

@@ -136,15 +136,21 @@ _PATTERNS = {
 }
 
 
+def in_words(message: str) -> str:
+    """msgspec's "Expected `str` matching regex '...'" as what the pattern means."""
+    if "matching regex " not in message:
+        return message
+    pattern = message.split("matching regex ", 1)[1].strip("'").encode().decode("unicode_escape")
+    return _PATTERNS.get(pattern, message)
+
+
 def split_error(message: str) -> tuple[str, str]:
     """A msgspec error (``Expected `int`, got `str` - at `$.a[1]```) as (Ometria path, message)."""
     text, sep, where = message.rpartition(" - at `")
     if not sep:
         text, where = message, "$"
     path = ometria_path(where.rstrip("`"))
-    if "matching regex" in text:
-        pattern = text.split("matching regex ", 1)[1].strip("'").encode().decode("unicode_escape")
-        text = _PATTERNS.get(pattern, text)
+    text = in_words(text)
     field, sep, rest = text.partition(" :: ")  # raised by a record's own check (fields.Invalid)
     if sep:
         return f"{path} > {field}", rest

@@ -1,0 +1,598 @@
+"""Account isolation: an API key reaches its own account's data and never another account's.
+
+``ISOLATION_CASES`` maps every ``/v2`` route the app serves (method, path template) to a case that
+calls the route with one tenant's key on the other tenant's objects. A route without a case fails
+``test_every_v2_route_has_an_isolation_case``, so the table grows with every endpoint.
+
+The cases share one app for the module, with two *owners* (``alpha`` and ``bravo``) seeded once with
+records of every type, a rejected record and known push requests. Each case runs against each owner
+in turn, called by a new, empty account: its reads must find nothing of the owner's (lists are empty,
+items are 404 problems), and its writes reusing the owner's ids must create records of its own and
+leave everything the owner can read byte-for-byte as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, unquote, urlencode, urlsplit
+
+import httpx
+import pytest
+from litestar import Litestar, post
+from litestar.handlers import HTTPRouteHandler
+from litestar.routes import HTTPRoute
+from litestar.testing import TestClient
+
+from conftest import Tenant, push, wait_applied
+from patron import accounts
+from patron.api import account, entities
+from patron.api import push as push_api
+from patron.app import V2_HANDLERS, create_app
+from patron.config import Settings
+from patron.records.types import RECORD_TYPES
+from patron.store import Store
+from test_push import App, running_app
+
+Client = TestClient[Any]
+NOT_AUTHORISED = "API key is not authorised to access this resource"
+PROBLEM = "application/problem+json"
+#: How long a revoked key may keep working: the key cache lives 3 s, plus some slack.
+REVOCATION_DEADLINE = 5.0
+#: What the caller writes into its own records, so that they can be told from the owner's.
+MINE = "written by the caller"
+CALLER_EMAIL = "caller@example.com"
+#: Added to an owner's id, it names an object no account has.
+NOBODY = "-of-nobody"
+
+
+# the owners' data --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Seed:
+    """The records an owner holds; every value names the owner (``tag``), so none can be mistaken."""
+
+    contact_id: str
+    collections: tuple[str, str]
+    email: str
+    firstname: str
+    customer_id: str
+    profile_id: str
+    order_id: str
+    rejected_order_id: str
+    product_id: str
+    variant_id: str
+    title: str
+    event_id: str
+    event_type: str
+
+    @classmethod
+    def of(cls, tag: str) -> Seed:
+        return cls(
+            contact_id=f"{tag}-contact",
+            collections=(f"{tag}-newsletter", f"{tag}-loyalty"),
+            email=f"{tag}.shopper@example.com",
+            firstname=f"{tag.title()}firstname",
+            customer_id=f"{tag}-customer",
+            profile_id=f"{tag}-profile",
+            order_id=f"{tag}/order-1",  # item routes take ids with '/'
+            rejected_order_id=f"{tag}-rejected-order",
+            product_id=f"{tag}-product",
+            variant_id=f"{tag}-variant",
+            title=f"{tag.title()} product title",
+            event_id=f"{tag}-event",
+            event_type=f"{tag}_visit",
+        )
+
+    @property
+    def values(self) -> tuple[str, ...]:
+        """Every value above, the collections one by one."""
+        return tuple(
+            v for value in vars(self).values() for v in (value if isinstance(value, tuple) else [value])
+        )
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The ids the caller reuses for records of its own."""
+        return (self.contact_id, *self.collections, self.order_id, self.product_id, self.event_id)
+
+    def pushes(self) -> list[list[dict[str, Any]]]:
+        """One push per record type: the contact in both collections, an order and a rejected one, a
+        product and its (inactive) variant, and a custom event naming the contact three ways."""
+        contact = {
+            "@type": "contact",
+            "id": self.contact_id,
+            "email": self.email,
+            "firstname": self.firstname,
+        }
+        return [
+            [{**contact, "@collection": collection} for collection in self.collections],
+            [
+                {
+                    "@type": "order",
+                    "id": self.order_id,
+                    "status": "complete",
+                    "customer": {"id": self.customer_id, "email": self.email, "firstname": self.firstname},
+                    "lineitems": [{"product_id": self.product_id, "quantity": 1}],
+                },
+                {"@type": "order", "id": self.rejected_order_id, "currency": "not a currency"},
+            ],
+            [
+                {"@type": "product", "id": self.product_id, "title": self.title, "is_active": True},
+                {
+                    "@type": "product",
+                    "id": self.variant_id,
+                    "title": self.title,
+                    "is_variant": True,
+                    "parent_id": self.product_id,
+                    "is_active": False,
+                },
+            ],
+            [
+                {
+                    "@type": "custom_event",
+                    "id": self.event_id,
+                    "event_type": self.event_type,
+                    "identity_email": self.email,
+                    "identity_account_id": self.customer_id,
+                    "profile_id": self.profile_id,
+                }
+            ],
+        ]
+
+    def own_copies(self) -> dict[str, tuple[str, dict[str, Any]]]:
+        """Per record type: the caller's own record under these ids, and the URL it is posted to and
+        read back from."""
+        collection = self.collections[0]
+        return {
+            "contact": (
+                item("/v2/contacts", collection, self.contact_id),
+                {
+                    "@type": "contact",
+                    "@collection": collection,
+                    "id": self.contact_id,
+                    "email": CALLER_EMAIL,
+                    "firstname": MINE,
+                },
+            ),
+            "order": (
+                item("/v2/orders", self.order_id),
+                {"@type": "order", "id": self.order_id, "status": MINE},
+            ),
+            "product": (
+                item("/v2/products", self.product_id),
+                {"@type": "product", "id": self.product_id, "title": MINE},
+            ),
+            "custom_event": (
+                "/v2/custom-events",
+                {
+                    "@type": "custom_event",
+                    "id": self.event_id,
+                    "event_type": "caller_event",
+                    "identity_email": CALLER_EMAIL,
+                    "properties": {"note": MINE},
+                },
+            ),
+        }
+
+
+@dataclass(frozen=True)
+class Owner:
+    """A seeded account: its key, its records, and the ids of its push requests."""
+
+    tenant: Tenant
+    seed: Seed
+    request_ids: tuple[str, ...]
+
+    @property
+    def traces(self) -> tuple[str, ...]:
+        """Every string that would give away this account or its data."""
+        return (*identity(self.tenant), *self.seed.values, *self.request_ids)
+
+
+def identity(tenant: Tenant) -> tuple[str, ...]:
+    return tenant.hash, tenant.name, tenant.key
+
+
+def item(base: str, *ids: str) -> str:
+    return "/".join([base, *(quote(each, safe="") for each in ids)])
+
+
+def path_ids(url: str) -> list[str]:
+    """The segments of ``url``'s path, unquoted one by one (so that an id holding '/' stays whole)."""
+    return [unquote(segment) for segment in urlsplit(url).path.split("/")]
+
+
+def with_query(path: str, **params: str) -> str:
+    return f"{path}?{urlencode(params)}"
+
+
+def seed(app: App, name: str) -> Owner:
+    """A new account holding :meth:`Seed.pushes`, all applied."""
+    tenant = app.tenant(name)
+    data = Seed.of(name.split()[0])
+    replies = [push(app.client, tenant, records, wait=False) for records in data.pushes()]
+    for reply in replies:
+        wait_applied(app.client, tenant, reply["request_id"])
+    assert sum(reply["rejected"] for reply in replies) == 1, replies
+    return Owner(tenant, data, tuple(reply["request_id"] for reply in replies))
+
+
+# what an owner reads, by route -------------------------------------------------------------------
+
+
+def collections_and_by_email(owner: Owner) -> list[str]:
+    return ["/v2/contacts", with_query("/v2/contacts", email=owner.seed.email)]
+
+
+def contacts_of_collections(owner: Owner) -> list[str]:
+    return [item("/v2/contacts", collection) for collection in owner.seed.collections]
+
+
+def events_filtered(owner: Owner) -> list[str]:
+    s = owner.seed
+    return [
+        "/v2/custom-events",
+        with_query("/v2/custom-events", event_type=s.event_type),
+        with_query("/v2/custom-events", identity_email=s.email),
+        with_query("/v2/custom-events", identity_account_id=s.customer_id),
+        with_query("/v2/custom-events", profile_id=s.profile_id),
+    ]
+
+
+def order_lists(owner: Owner) -> list[str]:
+    return ["/v2/orders", with_query("/v2/orders", orderby="timestamp_update")]
+
+
+def product_lists(owner: Owner) -> list[str]:
+    return [
+        "/v2/products",
+        with_query("/v2/products", active="true"),
+        with_query("/v2/products", active="false", includeVariants="true"),
+    ]
+
+
+def push_error_lists(owner: Owner) -> list[str]:
+    return ["/v2/push/_errors"]
+
+
+def contact_items(owner: Owner) -> list[str]:
+    return [item("/v2/contacts", collection, owner.seed.contact_id) for collection in owner.seed.collections]
+
+
+def order_items(owner: Owner) -> list[str]:
+    return [item("/v2/orders", owner.seed.order_id)]
+
+
+def product_items(owner: Owner) -> list[str]:
+    return [item("/v2/products", owner.seed.product_id), item("/v2/products", owner.seed.variant_id)]
+
+
+def push_statuses(owner: Owner) -> list[str]:
+    return [item("/v2/push", request_id) for request_id in owner.request_ids]
+
+
+LISTS = (
+    collections_and_by_email,
+    contacts_of_collections,
+    events_filtered,
+    order_lists,
+    product_lists,
+    push_error_lists,
+)
+ITEMS = (contact_items, order_items, product_items, push_statuses)
+
+
+def snapshot(client: Client, owner: Owner) -> dict[str, tuple[int, bytes]]:
+    """Everything the owner reads through the API, as status and bytes by URL."""
+    responses = {url: get(client, owner.tenant, url) for urls in (*LISTS, *ITEMS) for url in urls(owner)}
+    return {url: (response.status_code, response.content) for url, response in responses.items()}
+
+
+# assertions --------------------------------------------------------------------------------------
+
+
+def get(client: Client, tenant: Tenant, url: str) -> httpx.Response:
+    return client.get(url, headers=tenant.headers)
+
+
+def assert_no_trace_of(response: httpx.Response, traces: Iterable[str], echoed: Iterable[str] = ()) -> None:
+    """None of ``traces`` is in the body, once the strings the caller itself sent (``echoed``) are cut."""
+    text = response.text
+    for sent in echoed:
+        text = text.replace(sent, "")
+    assert [trace for trace in traces if trace in text] == [], response.text
+
+
+def assert_lists_hide(client: Client, caller: Tenant, owner: Owner, urls: list[str]) -> None:
+    """Each of ``urls`` lists some of the owner's data for the owner, and nothing for the caller."""
+    for url in urls:
+        theirs = get(client, owner.tenant, url)
+        assert theirs.status_code == 200, theirs.text
+        assert theirs.json() != [], url
+        mine = get(client, caller, url)
+        assert mine.status_code == 200, mine.text
+        assert mine.json() == [], url
+        assert_no_trace_of(mine, owner.traces)
+
+
+def problem(response: httpx.Response, unsay: str = "") -> dict[str, Any]:
+    """The problem in ``response`` (without ``unsay`` wherever it was said), its request id left out."""
+    assert response.headers["content-type"].split(";")[0] == PROBLEM, response.text
+    found: dict[str, Any] = json.loads(response.text.replace(unsay, ""))
+    found.pop("request_id")
+    return found
+
+
+def assert_items_hide(client: Client, caller: Tenant, owner: Owner, urls: list[str]) -> None:
+    """Each of ``urls`` is one of the owner's objects for the owner; for the caller it is a 404 problem
+    just like the one for an object no account has, and gives away nothing but the ids in the URL."""
+    for url in urls:
+        assert get(client, owner.tenant, url).status_code == 200, url
+        mine, nobodys = get(client, caller, url), get(client, caller, url + NOBODY)
+        assert (mine.status_code, nobodys.status_code) == (404, 404), mine.text
+        assert problem(mine) == problem(nobodys, unsay=NOBODY)
+        assert_no_trace_of(mine, owner.traces, echoed=path_ids(url))
+
+
+def assert_writes_stay_home(
+    client: Client, caller: Tenant, owner: Owner, record_types: Iterable[str], *, via_push: bool = False
+) -> None:
+    """The caller writes its own record under the owner's ids, for each of ``record_types`` (to the
+    record's URL, or to ``/v2/push``): it reads back its own record, with nothing of the owner's but
+    the ids, and everything the owner reads is unchanged to the byte."""
+    before = snapshot(client, owner)
+    copies = owner.seed.own_copies()
+    for record_type in record_types:
+        url, record = copies[record_type]
+        if via_push:
+            reply = push(client, caller, [record])
+        else:
+            response = client.post(url, json=record, headers=caller.headers)
+            assert response.status_code in (201, 202), response.text
+            reply = response.json()
+            wait_applied(client, caller, reply["request_id"])
+        assert (reply["accepted"], reply["rejected"]) == (1, 0), reply
+        mine = get(client, caller, url)
+        assert mine.status_code == 200, mine.text
+        assert MINE in mine.text, mine.text
+        assert_no_trace_of(mine, owner.traces, echoed=owner.seed.keys)
+    assert snapshot(client, owner) == before
+
+
+# the cases ---------------------------------------------------------------------------------------
+
+#: A case calls a route with ``caller``'s key on ``owner``'s objects and asserts that it sees only
+#: ``caller``'s data, none of ``owner``'s (and, for a write, that it changes nothing of ``owner``'s).
+IsolationCase = Callable[[Client, Tenant, Owner], None]
+
+
+def assert_own_account(client: Client, caller: Tenant, other_traces: Iterable[str]) -> None:
+    response = client.get("/v2/account", headers=caller.headers)
+    assert response.status_code == 200, response.text
+    assert response.json()["account_hash"] == caller.hash
+    assert response.json()["name"] == caller.name
+    assert_no_trace_of(response, other_traces)
+
+
+def read_account(client: Client, caller: Tenant, owner: Owner) -> None:
+    assert_own_account(client, caller, owner.traces)
+
+
+def list_collections_or_find_by_email(client: Client, caller: Tenant, owner: Owner) -> None:
+    assert_lists_hide(client, caller, owner, collections_and_by_email(owner))
+
+
+def list_contacts_of_a_collection(client: Client, caller: Tenant, owner: Owner) -> None:
+    assert_lists_hide(client, caller, owner, contacts_of_collections(owner))
+
+
+def read_a_contact(client: Client, caller: Tenant, owner: Owner) -> None:
+    assert_items_hide(client, caller, owner, contact_items(owner))
+
+
+def write_a_contact(client: Client, caller: Tenant, owner: Owner) -> None:
+    assert_writes_stay_home(client, caller, owner, ["contact"])
+
+
+def list_custom_events(client: Client, caller: Tenant, owner: Owner) -> None:
+    assert_lists_hide(client, caller, owner, events_filtered(owner))
+
+
+def write_a_custom_event(client: Client, caller: Tenant, owner: Owner) -> None:
+    assert_writes_stay_home(client, caller, owner, ["custom_event"])
+
+
+def list_orders(client: Client, caller: Tenant, owner: Owner) -> None:
+    assert_lists_hide(client, caller, owner, order_lists(owner))
+
+
+def read_an_order(client: Client, caller: Tenant, owner: Owner) -> None:
+    assert_items_hide(client, caller, owner, order_items(owner))
+
+
+def write_an_order(client: Client, caller: Tenant, owner: Owner) -> None:
+    assert_writes_stay_home(client, caller, owner, ["order"])
+
+
+def list_products(client: Client, caller: Tenant, owner: Owner) -> None:
+    assert_lists_hide(client, caller, owner, product_lists(owner))
+
+
+def read_a_product(client: Client, caller: Tenant, owner: Owner) -> None:
+    assert_items_hide(client, caller, owner, product_items(owner))
+
+
+def write_a_product(client: Client, caller: Tenant, owner: Owner) -> None:
+    assert_writes_stay_home(client, caller, owner, ["product"])
+
+
+def list_push_errors(client: Client, caller: Tenant, owner: Owner) -> None:
+    assert_lists_hide(client, caller, owner, push_error_lists(owner))
+
+
+def read_a_push_status(client: Client, caller: Tenant, owner: Owner) -> None:
+    assert_items_hide(client, caller, owner, push_statuses(owner))
+
+
+def push_records_of_every_type(client: Client, caller: Tenant, owner: Owner) -> None:
+    assert_writes_stay_home(client, caller, owner, list(RECORD_TYPES), via_push=True)
+
+
+def route(handler: HTTPRouteHandler) -> tuple[str, str]:
+    """The (method, path template) ``handler`` is served at, named as :func:`v2_routes` names it."""
+    [method] = handler.http_methods
+    [path] = handler.paths
+    return method, HTTPRoute(path=f"/v2{path}", route_handlers=[handler]).path_format
+
+
+ISOLATION_CASES: dict[tuple[str, str], IsolationCase] = {
+    route(account.read_account): read_account,
+    route(entities.list_collections): list_collections_or_find_by_email,
+    route(entities.list_contacts): list_contacts_of_a_collection,
+    route(entities.read_contact): read_a_contact,
+    route(entities.write_contact): write_a_contact,
+    route(entities.list_custom_events): list_custom_events,
+    route(entities.write_custom_event): write_a_custom_event,
+    route(entities.list_orders): list_orders,
+    route(entities.read_order): read_an_order,
+    route(entities.write_order): write_an_order,
+    route(entities.list_products): list_products,
+    route(entities.read_product): read_a_product,
+    route(entities.write_product): write_a_product,
+    route(push_api.push_errors): list_push_errors,
+    route(push_api.push_status): read_a_push_status,
+    route(push_api.push): push_records_of_every_type,
+}
+
+
+def is_documentation(path: str) -> bool:
+    return path in ("/v2/docs", "/v2/swagger.json") or path.startswith("/v2/docs/")
+
+
+def is_automatic_options(handler: HTTPRouteHandler) -> bool:
+    """Litestar's own ``OPTIONS`` handler on every route: it answers ``Allow`` and nothing else."""
+    return handler.fn.__qualname__.startswith("HTTPRoute.create_options_handler.")
+
+
+def v2_routes(app: Litestar) -> set[tuple[str, str]]:
+    """Every (method, path template) the app serves under ``/v2``, documentation aside."""
+    return {
+        (method, route.path_format)
+        for route in app.routes
+        if isinstance(route, HTTPRoute)
+        and route.path_format.startswith("/v2/")
+        and not is_documentation(route.path_format)
+        for method, (handler, _) in route.route_handler_map.items()
+        if not is_automatic_options(handler)
+    }
+
+
+def missing_cases(app: Litestar) -> list[tuple[str, str]]:
+    return sorted(v2_routes(app) - ISOLATION_CASES.keys())
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
+    with running_app(tmp_path_factory.mktemp("isolation")) as app:
+        yield app
+
+
+@pytest.fixture(scope="module")
+def owners(shared: App) -> tuple[Owner, Owner]:
+    return seed(shared, "alpha outfitters"), seed(shared, "bravo boutique")
+
+
+@pytest.fixture
+def alpha(make_tenant: Callable[..., Tenant]) -> Tenant:
+    return make_tenant("alpha outfitters")
+
+
+@pytest.fixture
+def bravo(make_tenant: Callable[..., Tenant]) -> Tenant:
+    return make_tenant("bravo boutique")
+
+
+# the table covers every route --------------------------------------------------------------------
+
+
+def test_every_v2_route_has_an_isolation_case(client: TestClient) -> None:
+    missing = missing_cases(client.app)
+    assert not missing, (
+        f"no account-isolation case for {missing}: add one to ISOLATION_CASES in tests/test_isolation.py"
+        " that calls the route with one tenant's key on the other tenant's objects and asserts that"
+        " none of the other tenant's data comes back"
+    )
+
+
+def test_every_isolation_case_names_a_route_the_app_serves(client: TestClient) -> None:
+    assert sorted(ISOLATION_CASES.keys() - v2_routes(client.app)) == []
+
+
+def test_a_new_v2_route_without_a_case_is_reported(
+    settings: Settings, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    @post("/segments", include_in_schema=False, sync_to_thread=False)
+    def create_segment() -> None: ...
+
+    monkeypatch.setattr("patron.app.V2_HANDLERS", [*V2_HANDLERS, create_segment])
+    assert ("POST", "/v2/segments") in missing_cases(create_app(settings, store))
+
+
+# the cases ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("route", sorted(ISOLATION_CASES), ids=" ".join)
+def test_a_key_never_reaches_the_other_accounts_data(
+    shared: App, owners: tuple[Owner, Owner], route: tuple[str, str]
+) -> None:
+    case = ISOLATION_CASES[route]
+    for owner in owners:  # alpha's data, then bravo's, each time for a new account's key
+        case(shared.client, shared.tenant("newcomer"), owner)
+
+
+# keys --------------------------------------------------------------------------------------------
+
+
+def assert_not_authorised(response: httpx.Response) -> None:
+    assert response.status_code == 403, response.text
+    assert response.headers["content-type"].split(";")[0] == "application/problem+json"
+    assert response.json()["detail"] == NOT_AUTHORISED
+
+
+def revoke_the_key(store: Store, tenant: Tenant) -> None:
+    [key] = store.read_blocking(lambda conn: accounts.list_keys(conn, tenant.hash))
+    store.write_blocking(lambda conn: accounts.revoke_key(conn, key.id))
+
+
+def first_refusal(client: TestClient, tenant: Tenant, within: float) -> httpx.Response:
+    """The first answer to ``tenant``'s key that is not a 200, or the last 200 once ``within`` s passed."""
+    deadline = time.monotonic() + within
+    while True:
+        response = client.get("/v2/account", headers=tenant.headers)
+        if response.status_code != 200 or time.monotonic() > deadline:
+            return response
+        time.sleep(0.1)
+
+
+def test_a_revoked_key_is_refused_within_five_seconds(
+    client: TestClient, store: Store, alpha: Tenant, bravo: Tenant
+) -> None:
+    assert client.get("/v2/account", headers=bravo.headers).status_code == 200  # cached as valid
+    revoke_the_key(store, bravo)
+    assert_not_authorised(first_refusal(client, bravo, within=REVOCATION_DEADLINE))
+    assert_own_account(client, alpha, identity(bravo))  # the other account's key still works
+
+
+@pytest.mark.parametrize("header", ["X-Ometria-Auth", "x-ometria-auth", "X-OMETRIA-AUTH"])
+def test_the_key_header_name_is_case_insensitive(
+    client: TestClient, alpha: Tenant, bravo: Tenant, header: str
+) -> None:
+    response = client.get("/v2/account", headers={header: alpha.key})
+    assert response.status_code == 200, response.text
+    assert response.json()["account_hash"] == alpha.hash
+    assert_no_trace_of(response, identity(bravo))
