@@ -78,24 +78,12 @@ def apply_round(store: Store, limit_records: int = ROUND_RECORDS) -> int:
     time as possible. Only the worker writes entities, so nothing changes them in between.
     """
 
-    def prepare(conn: Connection) -> tuple[list[Queued], list[datetime], list[Changes]]:
-        batches = _oldest(conn, limit_records)
-        times = _times(len(batches))
-        groups: dict[tuple[int, str], list[tuple[dict[str, Any], datetime]]] = {}
-        for batch, at in zip(batches, times, strict=True):
-            groups.setdefault((batch.account_id, batch.record_type), []).extend(
-                (r, at) for r in batch.records
-            )
-        return (
-            batches,
-            times,
-            [plan(conn, account, kind, records) for (account, kind), records in groups.items()],
-        )
-
-    batches, times, changes = store.read_blocking(prepare)
+    batches = store.read_blocking(lambda conn: _oldest(conn, limit_records))
     if not batches:
         return 0
+    times = _times(len(batches))
     try:
+        changes = store.read_blocking(lambda conn: _plan(conn, batches, times))
         store.write_blocking(lambda conn: _commit(conn, batches, times, changes))
     except (Conflict, StoreUnavailable):
         raise
@@ -104,6 +92,15 @@ def apply_round(store: Store, limit_records: int = ROUND_RECORDS) -> int:
         for batch, at in zip(batches, times, strict=True):
             store.write_blocking(lambda conn, b=batch, t=at: _apply_alone(conn, b, t))  # type: ignore[misc]
     return len(batches)
+
+
+def _plan(conn: Connection, batches: list[Queued], times: list[datetime]) -> list[Changes]:
+    """The changes of a round: the records of each account and type, merged in arrival order."""
+    groups: dict[tuple[int, str], list[tuple[dict[str, Any], datetime]]] = {}
+    for batch, at in zip(batches, times, strict=True):
+        group = groups.setdefault((batch.account_id, batch.record_type), [])
+        group.extend((dict(record), at) for record in batch.records)
+    return [plan(conn, account, kind, records) for (account, kind), records in groups.items()]
 
 
 def _commit(conn: Connection, batches: list[Queued], times: list[datetime], changes: list[Changes]) -> None:
@@ -123,15 +120,14 @@ def _commit(conn: Connection, batches: list[Queued], times: list[datetime], chan
 
 
 def _apply_alone(conn: Connection, batch: Queued, at: datetime) -> None:
+    """Apply one batch, record by record where need be, unless another worker already has."""
     t = import_batches
+    claim = update(t).where(t.c.id == batch.id, t.c.status == QUEUED).values(status=APPLIED, applied_at=at)
+    if conn.execute(claim).rowcount != 1:
+        return
     applied = _apply_batch(conn, batch.account_id, batch.request_id, batch.record_type, batch.records, at)
-    marked = conn.execute(
-        update(t)
-        .where(t.c.id == batch.id, t.c.status == QUEUED)
-        .values(status=APPLIED, applied=applied, applied_at=at)
-    )
-    if marked.rowcount == 1:
-        count_queued(conn, batch.account_id, -batch.accepted)
+    conn.execute(update(t).where(t.c.id == batch.id).values(applied=applied))
+    count_queued(conn, batch.account_id, -batch.accepted)
 
 
 def _apply_batch(
@@ -175,6 +171,10 @@ def run(store: Store, stop: threading.Event, wake_fd: int | None = None, idle_po
             applied = apply_round(store)
         except (StoreUnavailable, Conflict):
             log.exception("the worker could not apply a round; retrying")
+            applied = 0
+        except Exception:  # a bug: say so, and do not spin on it
+            log.exception("the worker failed; retrying")
+            stop.wait(idle_poll)
             applied = 0
         if wake_fd is None:
             if not applied:

@@ -1,0 +1,110 @@
+"""The worker on its own: records that cannot be applied, and the ``patron worker`` process."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+import uuid
+from typing import Any
+
+import msgspec
+from sqlalchemy import Connection, insert, select
+
+from conftest import PATRON, Tenant
+from patron import accounts
+from patron.config import Settings
+from patron.ingest.queue import latest_errors
+from patron.ingest.worker import apply_round
+from patron.store import Store
+from patron.store.schema import accounts as accounts_table
+from patron.store.schema import import_batches, orders
+
+
+def queue(store: Store, tenant: Tenant, records: list[dict[str, Any]]) -> str:
+    """Queue records as a push would, bypassing validation (as a batch written by an older version
+    might be); returns the request id."""
+    request_id = str(uuid.uuid4())
+
+    def work(conn: Connection) -> None:
+        account = accounts.get_account(conn, tenant.hash)
+        conn.execute(
+            insert(import_batches).values(
+                request_id=request_id,
+                account_id=account.id,
+                record_type="order",
+                records=msgspec.json.encode(records),
+                accepted=len(records),
+                rejected=0,
+                status="queued",
+                received_at=accounts.now(),
+            )
+        )
+        count = accounts_table.c.queued_records
+        conn.execute(
+            accounts_table.update()
+            .where(accounts_table.c.id == account.id)
+            .values(queued_records=count + len(records))
+        )
+
+    store.write_blocking(work)
+    return request_id
+
+
+def order_ids(store: Store) -> list[str]:
+    return list(
+        store.read_blocking(
+            lambda conn: conn.execute(select(orders.c.order_id).order_by(orders.c.id)).scalars()
+        )
+    )
+
+
+def test_a_record_that_cannot_be_applied_becomes_a_push_error_and_the_queue_moves_on(
+    store: Store, tenant: Tenant
+) -> None:
+    good = {"@type": "order", "id": "o1", "status": "complete"}
+    broken = {"@type": "order", "status": "no id"}  # cannot be keyed
+    first = queue(store, tenant, [good, broken, {**good, "id": "o2"}])
+    second = queue(store, tenant, [{**good, "id": "o3"}])
+    while apply_round(store):
+        pass
+    assert order_ids(store) == ["o1", "o2", "o3"]
+    account = store.read_blocking(lambda conn: accounts.get_account(conn, tenant.hash))
+    errors = store.read_blocking(lambda conn: latest_errors(conn, account.id, 10, 0))
+    assert [(e.request_id, e.index, e.error_path) for e in errors] == [(first, 1, "root")]
+    assert errors[0].error_message.startswith("could not be applied")
+    rows = store.read_blocking(
+        lambda conn: conn.execute(
+            select(import_batches.c.request_id, import_batches.c.status, import_batches.c.applied).order_by(
+                import_batches.c.id
+            )
+        ).all()
+    )
+    assert [tuple(r) for r in rows] == [(first, "applied", 2), (second, "applied", 1)]
+    queued = accounts_table.c.queued_records
+    left = store.read_blocking(
+        lambda conn: conn.execute(select(queued).where(accounts_table.c.id == account.id)).scalar_one()
+    )
+    assert left == 0
+
+
+def test_patron_worker_applies_when_woken_and_exits_when_its_waker_goes(
+    settings: Settings, store: Store, tenant: Tenant
+) -> None:
+    queue(store, tenant, [{"@type": "order", "id": "w1"}])
+    worker = subprocess.Popen(
+        [*PATRON, "--data-dir", str(settings.data_dir), "worker", "--wake-stdin"], stdin=subprocess.PIPE
+    )
+    try:
+        assert worker.stdin is not None
+        worker.stdin.write(b"\0")
+        worker.stdin.flush()
+        deadline = time.monotonic() + 30
+        while order_ids(store) != ["w1"]:
+            assert time.monotonic() < deadline, "the worker did not apply the queued batch"
+            time.sleep(0.05)
+        worker.stdin.close()  # as when patron serve dies
+        assert worker.wait(timeout=30) == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
