@@ -37,5 +37,10 @@ lint: $(VENV)/.installed-test
 test: lint
 	$(BIN)/pytest
 
+# Benchmarks (loopback only, a minute or two); they rewrite their tables in docs/performance.md.
+bench: $(VENV)/.installed-test
+	@command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+	$(BIN)/python bench/push.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
