@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PATRON := $(BIN)/patron
 LINTED := src tests $(wildcard bench)
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench clean system-packages
 
 # A virtualenv with pip; Debian ships venv's ensurepip separately, so install it when missing.
 $(BIN)/python:
@@ -34,7 +34,17 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff format --check $(LINTED)
 	$(BIN)/mypy
 
-test: lint
+# Debian packages the tests use: Chromium for the browser tests (Playwright drives Debian's build;
+# it never downloads a browser of its own).
+SYSTEM_PACKAGES := chromium
+system-packages:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+test: lint system-packages
 	$(BIN)/pytest
 
 # Benchmarks (loopback only, a minute or two); they rewrite their tables in docs/performance.md.
