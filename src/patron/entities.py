@@ -15,6 +15,8 @@ from sqlalchemy import ColumnElement, Connection, Select, func, or_, select
 from patron.ingest.apply import KINDS
 from patron.store.schema import contacts
 
+#: Conditions on the rows of one entity table, built by the ``*_filters`` functions below.
+Filters = Sequence[ColumnElement[bool]]
 DEFAULT_LIMIT: Final = 10
 MAX_LIMIT: Final = 250
 
@@ -46,7 +48,7 @@ def list_documents(
     record_type: str,
     account_id: int,
     page: Page,
-    where: Sequence[ColumnElement[bool]] = (),
+    where: Filters = (),
 ) -> list[str]:
     table = KINDS[record_type].table
     query = select(table.c.data).where(table.c.account_id == account_id, *where)
@@ -74,7 +76,13 @@ def collections(conn: Connection, account_id: int, limit: int, offset: int) -> l
     return [{"collection": r.collection, "count": r.count} for r in conn.execute(query)]
 
 
-def product_filters(active: bool | None, include_variants: bool) -> list[ColumnElement[bool]]:
+def contact_filters(collection: str | None = None, email: str | None = None) -> Filters:
+    table = KINDS["contact"].table
+    wanted = {"collection": collection, "email": email}
+    return [table.c[name] == value for name, value in wanted.items() if value is not None]
+
+
+def product_filters(active: bool | None, include_variants: bool) -> Filters:
     """``active=true|false`` (omitted: both) and ``includeVariants`` (default: parents only)."""
     table = KINDS["product"].table
     where: list[ColumnElement[bool]] = []
@@ -91,7 +99,7 @@ def event_filters(
     identity_email: str | None,
     identity_account_id: str | None,
     profile_id: str | None,
-) -> list[ColumnElement[bool]]:
+) -> Filters:
     table = KINDS["custom_event"].table
     wanted = {
         "event_type": event_type,

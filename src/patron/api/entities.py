@@ -13,7 +13,6 @@ import msgspec
 from litestar import Request, Response, get, post
 from litestar.datastructures import State
 from litestar.params import FromQuery, PathParameter, QueryParameter
-from sqlalchemy import ColumnElement
 
 from patron import entities
 from patron.accounts import Account
@@ -21,7 +20,6 @@ from patron.api.auth import BODY_TYPE, CurrentAccount
 from patron.api.body import decode, read_json
 from patron.api.problems import ERRORS, ITEM_ERRORS, field_problem
 from patron.api.push import accept
-from patron.ingest.apply import KINDS
 from patron.ingest.push import PushReply
 from patron.records.fields import COLLECTION_PATTERN, ID_PATTERN
 from patron.records.types import Contact, CustomEvent, Order, Product
@@ -48,11 +46,11 @@ async def _page(
     limit: int,
     offset: int,
     orderby: str | None,
-    where: list[ColumnElement[bool]] | None = None,
+    where: entities.Filters = (),
 ) -> Response[bytes]:
     page = entities.Page.of(limit, offset, orderby)
     docs = await state.store.read(
-        lambda conn: entities.list_documents(conn, record_type, account.id, page, where or [])
+        lambda conn: entities.list_documents(conn, record_type, account.id, page, where)
     )
     return Response(entities.as_array(docs), media_type=JSON)
 
@@ -120,7 +118,7 @@ async def list_collections(
     offset: Offset = 0,
 ) -> Response[Any]:
     if email is not None:
-        where = [KINDS["contact"].table.c.email == email]
+        where = entities.contact_filters(email=email)
         return await _page(state, account, "contact", limit, offset, None, where)
     page = entities.Page.of(limit, offset, None)
     found = await state.store.read(
@@ -143,7 +141,7 @@ async def list_contacts(
     offset: Offset = 0,
     orderby: OrderBy = None,
 ) -> Response[bytes]:
-    where = [KINDS["contact"].table.c.collection == collection]
+    where = entities.contact_filters(collection=collection)
     return await _page(state, account, "contact", limit, offset, orderby, where)
 
 
