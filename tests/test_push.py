@@ -920,3 +920,12 @@ def test_over_the_push_rate_limit_is_a_429_and_stores_nothing(
     assert "2/minute" in problem["detail"] and "push" in problem["detail"]
     barrier(client, shop)
     assert list(stored(client, shop, "order")) == ["o0", "o1"]
+
+
+def test_a_rejected_record_s_long_id_is_reported_cut_to_512_characters(
+    client: Client, tenant: Tenant
+) -> None:
+    long_id = "has space " + "x" * 1000
+    reply = post(client, tenant, [{"@type": "contact", "id": long_id}]).json()
+    assert reply["errors"][0]["id"] == long_id[:512]
+    assert errors(client, tenant)[0]["id"] == long_id[:512]

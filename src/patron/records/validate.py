@@ -158,7 +158,11 @@ def split_error(message: str) -> tuple[str, str]:
 
 
 def _id(value: Any) -> str | None:
-    return None if value is None or isinstance(value, dict | list) else str(value)
+    """A record's id as errors report it: as sent, cut to 512 characters (an id column's width), with
+    any NUL written as ``\\u0000`` (which a PostgreSQL text column cannot hold)."""
+    if value is None or isinstance(value, dict | list):
+        return None
+    return str(value).replace("\x00", "\\u0000")[:512]
 
 
 def split_raw(body: bytes) -> list[bytes]:
