@@ -34,9 +34,10 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff format --check $(LINTED)
 	$(BIN)/mypy
 
-# Debian packages the tests use: Chromium for the browser tests (Playwright drives Debian's build;
+# Debian packages the tests use: PostgreSQL (every in-process test runs on SQLite and on a throwaway
+# PostgreSQL cluster), Chromium for the browser tests (Playwright drives Debian's build;
 # it never downloads a browser of its own).
-SYSTEM_PACKAGES := chromium
+SYSTEM_PACKAGES := chromium postgresql
 system-packages:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

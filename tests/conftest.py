@@ -4,10 +4,12 @@ real ``patron serve`` subprocess speaking HTTPS."""
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -39,9 +41,111 @@ class Tenant:
         return {"X-Ometria-Auth": self.key}
 
 
+# the two stores --------------------------------------------------------------------------------
+#
+# Every test that asks for ``settings`` (and so ``store``, ``client``, ``make_tenant``...) runs on
+# SQLite and on PostgreSQL: ``backend`` is a session-wide parameter. A module that is about one store
+# only, or that has not been taught the other yet, overrides ``backend`` with a plain fixture.
+
+BACKENDS = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+class PostgresCluster:
+    """A throwaway PostgreSQL cluster (``initdb`` into a temporary directory, a free port), and a
+    migrated template that every test's database is copied from."""
+
+    TEMPLATE = "patron_template"
+
+    def __init__(self, directory: Path) -> None:
+        bins = sorted(Path("/usr/lib/postgresql").glob("*/bin"))
+        if not bins:
+            raise RuntimeError("PostgreSQL is not installed: `make test` installs it (Debian: postgresql)")
+        self.bin = bins[-1]
+        self.directory = directory
+        self.port = free_port()
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}"
+        self._counter = 0
+        as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        self._run = lambda *args: subprocess.run(
+            [*as_postgres, *args], check=True, capture_output=True, text=True, timeout=120
+        )
+        if as_postgres:
+            shutil.chown(directory, "postgres")
+        data = directory / "data"
+        self._run(
+            str(self.bin / "initdb"),
+            "-D",
+            str(data),
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "--locale=C",
+            "-E",
+            "UTF8",
+        )
+        options = f"-p {self.port} -k {directory} -c listen_addresses=127.0.0.1 -c max_connections=300"
+        self._run(
+            str(self.bin / "pg_ctl"),
+            "-D",
+            str(data),
+            "-o",
+            options,
+            "-l",
+            str(directory / "log"),
+            "-w",
+            "start",
+        )
+        self._sql(f"CREATE DATABASE {self.TEMPLATE}")
+        template = open_store(replace(Settings(), database_url=f"{self.url}/{self.TEMPLATE}"))
+        template.migrate()
+
+    def _sql(self, statement: str) -> None:
+        import psycopg
+
+        with psycopg.connect(f"{self.url}/postgres", autocommit=True) as conn:
+            conn.execute(statement)  # type: ignore[arg-type]
+
+    def new_database(self) -> str:
+        """The URL of a new, migrated, empty database."""
+        self._counter += 1
+        name = f"test_{os.getpid()}_{self._counter}"
+        self._sql(f"CREATE DATABASE {name} TEMPLATE {self.TEMPLATE}")
+        return f"{self.url}/{name}"
+
+    def stop(self) -> None:
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.directory / "data"), "-m", "immediate", "stop")
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresCluster]:
+    # Not under pytest's temporary directory, which only root may enter: the cluster runs as postgres.
+    directory = Path(tempfile.mkdtemp(prefix="patron-postgres-"))
+    try:
+        cluster = PostgresCluster(directory)
+        yield cluster
+        cluster.stop()
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def new_database_url(backend: str, request: pytest.FixtureRequest) -> Callable[[], str | None]:
+    """Makes the database URL of a fresh store of the session's backend (None: SQLite in the data dir)."""
+    if backend == "sqlite":
+        return lambda: None
+    cluster: PostgresCluster = request.getfixturevalue("postgres")
+    return cluster.new_database
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return replace(Settings(), data_dir=tmp_path / "data", database_url=None, redis_url=None)
+def settings(tmp_path: Path, new_database_url: Callable[[], str | None]) -> Settings:
+    return replace(Settings(), data_dir=tmp_path / "data", database_url=new_database_url(), redis_url=None)
 
 
 @pytest.fixture

@@ -37,6 +37,12 @@ DATE = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}")
 UNKNOWN_HASH = "0000000000000000"
 
 
+@pytest.fixture(scope="session")
+def backend() -> str:
+    """The CLI runs on SQLite here; on PostgreSQL it is the same code behind PATRON_DATABASE_URL."""
+    return "sqlite"
+
+
 @pytest.fixture
 def cli(settings: Settings) -> Cli:
     """``patron --data-dir <tmp> ARGS...`` in this process, untouched by the caller's environment."""

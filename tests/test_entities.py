@@ -388,8 +388,10 @@ def test_an_id_with_a_slash_reads_back(
     assert read(client, tenant, path) == record
 
 
-def test_an_update_applied_in_one_round_with_earlier_pushes_still_sorts_last(tmp_path: Path) -> None:
-    with running_app(tmp_path) as app:
+def test_an_update_applied_in_one_round_with_earlier_pushes_still_sorts_last(
+    tmp_path: Path, new_database_url: Callable[[], str | None]
+) -> None:
+    with running_app(tmp_path, new_database_url()) as app:
         client, tenant = app.client, app.tenant()
         client.app.state.worker.stop()
         for batch in [

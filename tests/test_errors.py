@@ -135,3 +135,20 @@ def test_storage_failure_is_a_503_problem_with_retry_after(client: TestClient, t
     response = client.get("/ready")
     assert_problem(response, 503)
     assert int(response.headers["retry-after"]) > 0
+
+
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [
+        ("/v2/custom-events?event_type=a%00b", "event_type"),
+        ("/v2/contacts?email=a%00@b.co", "email"),
+        ("/v2/push/a%00b", "request_id"),
+    ],
+)
+def test_a_nul_in_a_parameter_is_a_400_naming_it(
+    client: TestClient,  # type: ignore[type-arg]
+    tenant: Tenant,
+    path: str,
+    field: str,
+) -> None:
+    assert_problem(client.get(path, headers=tenant.headers), 400, field)

@@ -497,8 +497,10 @@ def missing_cases(app: Litestar) -> list[tuple[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
-    with running_app(tmp_path_factory.mktemp("isolation")) as app:
+def shared(
+    tmp_path_factory: pytest.TempPathFactory, new_database_url: Callable[[], str | None]
+) -> Iterator[App]:
+    with running_app(tmp_path_factory.mktemp("isolation"), new_database_url()) as app:
         yield app
 
 

@@ -62,9 +62,9 @@ class App:
 
 
 @contextmanager
-def running_app(directory: Path) -> Iterator[App]:
-    """The real app, with its worker, on a real SQLite store in ``directory``."""
-    settings = replace(Settings(), data_dir=directory / "data", database_url=None, redis_url=None)
+def running_app(directory: Path, database_url: str | None) -> Iterator[App]:
+    """The real app, with its worker, on a real store: SQLite in ``directory``, or ``database_url``."""
+    settings = replace(Settings(), data_dir=directory / "data", database_url=database_url, redis_url=None)
     store = open_store(settings)
     store.start()
     try:
@@ -79,8 +79,10 @@ def app_fixtures() -> tuple[Any, Any, Any]:
     override conftest's (so conftest's ``tenant`` is a fresh account of the shared app)."""
 
     @pytest.fixture(scope="module")
-    def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
-        with running_app(tmp_path_factory.mktemp("app")) as app:
+    def shared(
+        tmp_path_factory: pytest.TempPathFactory, new_database_url: Callable[[], str | None]
+    ) -> Iterator[App]:
+        with running_app(tmp_path_factory.mktemp("app"), new_database_url()) as app:
             yield app
 
     @pytest.fixture(scope="module")
@@ -98,8 +100,8 @@ shared, client, make_tenant = app_fixtures()
 
 
 @pytest.fixture
-def isolated(tmp_path: Path) -> Iterator[App]:
-    with running_app(tmp_path) as app:
+def isolated(tmp_path: Path, new_database_url: Callable[[], str | None]) -> Iterator[App]:
+    with running_app(tmp_path, new_database_url()) as app:
         yield app
 
 

@@ -19,6 +19,12 @@ from patron.store.schema import accounts, metadata
 from patron.store.sqlite import SQLiteStore
 
 
+@pytest.fixture(scope="session")
+def backend() -> str:
+    """These tests are about the SQLite store itself."""
+    return "sqlite"
+
+
 def _insert(n: int):  # type: ignore[no-untyped-def]
     def work(conn: Connection) -> int:
         conn.execute(

@@ -91,8 +91,10 @@ def test_patron_worker_applies_when_woken_and_exits_when_its_waker_goes(
     settings: Settings, store: Store, tenant: Tenant
 ) -> None:
     queue(store, tenant, [{"@type": "order", "id": "w1"}])
+    database = ["--database-url", settings.database_url] if settings.database_url else []
     worker = subprocess.Popen(
-        [*PATRON, "--data-dir", str(settings.data_dir), "worker", "--wake-stdin"], stdin=subprocess.PIPE
+        [*PATRON, "--data-dir", str(settings.data_dir), *database, "worker", "--wake-stdin"],
+        stdin=subprocess.PIPE,
     )
     try:
         assert worker.stdin is not None

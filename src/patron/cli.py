@@ -137,10 +137,11 @@ def worker(ctx: click.Context, wake_stdin: bool, log_level: str) -> None:
 @main.command()
 @click.pass_context
 def migrate(ctx: click.Context) -> None:
-    """Bring the database schema up to date."""
+    """Bring the database schema up to date (PostgreSQL: run it before starting servers and workers)."""
     from patron.store.migrate import current_revision
 
-    revision = _run(ctx, current_revision)
+    open_store(ctx.obj).migrate()
+    revision = _run(ctx, current_revision, write=False)
     click.echo(f"database at revision {revision}")
 
 

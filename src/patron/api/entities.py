@@ -21,7 +21,7 @@ from patron.api.body import decode, read_json
 from patron.api.problems import ERRORS, ITEM_ERRORS, field_problem
 from patron.api.push import accept
 from patron.ingest.push import PushReply
-from patron.records.fields import COLLECTION_PATTERN, ID_PATTERN
+from patron.records.fields import COLLECTION_PATTERN, ID_PATTERN, NO_NUL_PATTERN
 from patron.records.types import Contact, CustomEvent, Order, Product
 
 JSON = "application/json"
@@ -29,6 +29,8 @@ JSON = "application/json"
 #: is ``{id:path}``, so that ``2024%2F0001`` reads as ``2024/0001``, and arrives with a leading "/").
 CollectionSegment = Annotated[str, PathParameter(pattern=COLLECTION_PATTERN, max_length=200)]
 IdSegment = Annotated[str, PathParameter(pattern=ID_PATTERN, max_length=513)]
+#: A query filter's value (stored text never holds a NUL, so a filter with one is refused).
+Filter = Annotated[str | None, QueryParameter(pattern=NO_NUL_PATTERN)]
 Limit = Annotated[int, QueryParameter(description="Records per page: default 10, at most 250 (clamped)")]
 Offset = Annotated[int, QueryParameter(ge=0, le=10**18, description="Index of the first record")]
 OrderBy = Annotated[
@@ -113,7 +115,7 @@ class Collection(msgspec.Struct):
 async def list_collections(
     account: CurrentAccount,
     state: State,
-    email: FromQuery[str | None] = None,
+    email: Filter = None,
     limit: Limit = entities.DEFAULT_LIMIT,
     offset: Offset = 0,
 ) -> Response[Any]:
@@ -261,10 +263,10 @@ async def list_custom_events(
     limit: Limit = entities.DEFAULT_LIMIT,
     offset: Offset = 0,
     orderby: OrderBy = None,
-    event_type: FromQuery[str | None] = None,
-    identity_email: FromQuery[str | None] = None,
-    identity_account_id: FromQuery[str | None] = None,
-    profile_id: FromQuery[str | None] = None,
+    event_type: Filter = None,
+    identity_email: Filter = None,
+    identity_account_id: Filter = None,
+    profile_id: Filter = None,
 ) -> Response[bytes]:
     where = entities.event_filters(event_type, identity_email, identity_account_id, profile_id)
     return await _page(state, account, "custom_event", limit, offset, orderby, where)

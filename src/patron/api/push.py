@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from litestar import Request, Response, get, post
 from litestar.datastructures import State
-from litestar.params import FromPath, QueryParameter
+from litestar.params import PathParameter, QueryParameter
 
 from patron.accounts import Account, now
 from patron.api.auth import BODY_TYPE, RATE_CLASS, CurrentAccount
@@ -14,6 +14,7 @@ from patron.api.body import read_json
 from patron.api.problems import ERRORS, ITEM_ERRORS, FieldError, ProblemError, field_problem
 from patron.ingest import push as ingest
 from patron.ingest.queue import BacklogFull, BatchStatus, PushError, batch_status, latest_errors
+from patron.records.fields import NO_NUL_PATTERN
 from patron.records.validate import BatchInvalid, RecordsInvalid
 
 
@@ -57,6 +58,9 @@ async def push(
     return Response(reply, status_code=202, headers=headers)
 
 
+RequestId = Annotated[str, PathParameter(pattern=NO_NUL_PATTERN)]
+
+
 @post("/_bench/noop", status_code=202, include_in_schema=False, opt={RATE_CLASS: "push"})
 async def noop(request: Request[Any, Any, Any], account: CurrentAccount) -> Response[bytes]:
     """What a push costs before validation and storage: the benchmark's ceiling (``--bench-noop``)."""
@@ -83,7 +87,7 @@ async def push_errors(
     tags=["push"],
     responses=ITEM_ERRORS,
 )
-async def push_status(request_id: FromPath[str], account: CurrentAccount, state: State) -> BatchStatus:
+async def push_status(request_id: RequestId, account: CurrentAccount, state: State) -> BatchStatus:
     found: BatchStatus | None = await state.store.read(
         lambda conn: batch_status(conn, account.id, request_id)
     )

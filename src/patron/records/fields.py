@@ -26,7 +26,8 @@ COUNTRIES: Final = frozenset(c.alpha_2 for c in pycountry.countries)
 # OpenAPI document a client validates with): whitespace is spelled out (``\s`` differs between the
 # two), digits are ``[0-9]`` (Python's ``\d`` takes any script's digits), and each ends with
 # ``$(?!\n)`` because ``$`` alone also matches before a final newline.
-_WS: Final = r"\t\n\v\f\r \x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+# NUL is refused with the whitespace: a PostgreSQL text column cannot hold it.
+_WS: Final = r"\x00\t\n\v\f\r \x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
 ID_PATTERN: Final = rf"^[^{_WS}]+$(?!\n)"
 EMAIL_PATTERN: Final = rf"^[^@{_WS}]+@[^@{_WS}]+\.[^@.{_WS}]+$(?!\n)"
 #: E.164: a plus sign and up to 15 digits, the first not zero.
@@ -45,6 +46,10 @@ COLLECTION_PATTERN: Final = rf"^[^/{_WS}]+$(?!\n)"
 #: An id: a string without whitespace (a number is accepted and stored as a string).
 Id = Annotated[str, Meta(min_length=1, max_length=512, pattern=ID_PATTERN)] | int
 Text = Annotated[str, Meta(max_length=4096)]
+#: Text without NUL, which a PostgreSQL text column cannot hold (nor match in a query).
+NO_NUL_PATTERN: Final = r"^[^\x00]*$(?!\n)"
+#: A name that becomes a column (``event_type``).
+Name = Annotated[str, Meta(min_length=1, max_length=32, pattern=NO_NUL_PATTERN)]
 Collection = Annotated[str, Meta(min_length=1, max_length=200, pattern=COLLECTION_PATTERN)]
 Email = Annotated[str, Meta(max_length=254, pattern=EMAIL_PATTERN)]
 Phone = Annotated[str, Meta(pattern=PHONE_PATTERN)]

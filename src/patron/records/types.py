@@ -21,6 +21,7 @@ from patron.records.fields import (
     Id,
     Invalid,
     Money,
+    Name,
     Phone,
     Properties,
     Quantity,
@@ -282,7 +283,7 @@ class CustomEvent(Record, tag="custom_event"):
         "profile_id": "id",
     }
     #: Ometria truncates longer event types; Patron refuses them so nothing is silently changed.
-    event_type: Annotated[str, Meta(min_length=1, max_length=32)]
+    event_type: Name
     timestamp: Timestamp | UnsetType = UNSET
     identity_email: Email | UnsetType | None = UNSET
     identity_account_id: Id | UnsetType | None = UNSET

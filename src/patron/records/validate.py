@@ -133,6 +133,7 @@ _PATTERNS = {
     fields.TIMESTAMP_PATTERN: "is not an ISO 8601 timestamp with an offset (2023-05-25T15:32:52+00:00)",
     fields.DAY_PATTERN: "is not a YYYY-MM-DD date",
     fields.COLLECTION_PATTERN: "must be a string without whitespace or '/'",
+    fields.NO_NUL_PATTERN: "must not contain NUL",
 }
 
 

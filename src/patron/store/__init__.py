@@ -30,6 +30,9 @@ class Store(Protocol):
 
     url: str
 
+    def migrate(self) -> None:
+        """Bring the schema up to date (SQLite does it on :meth:`start`; PostgreSQL only here)."""
+
     def start(self) -> None:
         """Open connections (and start the writer). Idempotent."""
 
@@ -57,4 +60,9 @@ def open_store(settings: Settings) -> Store:
 
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         return SQLiteStore(url)
-    raise ValueError(f"unsupported database URL scheme: {url.split(':', 1)[0]!r} (use sqlite:///PATH)")
+    if url.startswith(("postgresql:", "postgres:", "postgresql+psycopg:")):
+        from patron.store.postgres import PostgresStore
+
+        return PostgresStore(url)
+    scheme = url.split(":", 1)[0]
+    raise ValueError(f"unsupported database URL scheme {scheme!r}: use sqlite:///PATH or postgresql://...")

@@ -20,7 +20,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event, make_url
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from patron.store import StoreUnavailable, Work
 from patron.store.migrate import upgrade
@@ -116,9 +116,7 @@ class SQLiteStore:
             )
             self._read_engine = _engine(self.url, begin="BEGIN", pool_size=self._readers, query_only=True)
             self._writers = WriterLock(f"{make_url(self.url).database}.writer-lock")
-            with self._writers, self._write_engine.connect() as conn:
-                upgrade(conn)
-                conn.commit()
+            self._migrate()
             self._read_pool = ThreadPoolExecutor(self._readers, thread_name_prefix="patron-read")
             self._thread = threading.Thread(target=self._write_loop, name="patron-writer", daemon=True)
             self._thread.start()
@@ -127,6 +125,18 @@ class SQLiteStore:
                 target=self._checkpoint_loop, name="patron-checkpoint", daemon=True
             )
             self._checkpointer.start()
+
+    def migrate(self) -> None:
+        """Migrations run on every start on SQLite; this starts and stops the store if it is not running."""
+        if self._thread is None:
+            self.start()
+            self.close()
+
+    def _migrate(self) -> None:
+        assert self._write_engine is not None
+        with self._writers, self._write_engine.connect() as conn:
+            upgrade(conn)
+            conn.commit()
 
     def close(self) -> None:
         with self._lock:
@@ -186,11 +196,9 @@ class SQLiteStore:
                     try:
                         with conn.begin_nested():
                             outcomes.append((future, True, work(conn)))
-                    except (DBAPIError, sqlite3.Error) as exc:
-                        if not isinstance(exc, IntegrityError):
-                            raise
-                        outcomes.append((future, False, exc))
-                    except Exception as exc:
+                    except (OperationalError, InterfaceError, sqlite3.OperationalError):
+                        raise  # the database's fault: the whole group fails, below
+                    except Exception as exc:  # the unit's own fault: it alone fails
                         outcomes.append((future, False, exc))
         except Exception as exc:
             # The commit (or the database itself) failed: nothing in this group is durable.
@@ -236,8 +244,8 @@ class SQLiteStore:
             with self._read_engine.connect() as conn:
                 return work(conn)
         except DBAPIError as exc:
-            if isinstance(exc, IntegrityError):
-                raise
+            if not isinstance(exc, OperationalError | InterfaceError):
+                raise  # the data's fault (a constraint, a value), not the database's: the caller's to handle
             raise StoreUnavailable(f"the database could not be read: {exc}") from exc
 
     async def read(self, work: Work[T]) -> T:

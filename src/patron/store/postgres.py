@@ -1,0 +1,112 @@
+"""The scaled-out store: PostgreSQL through SQLAlchemy and psycopg 3.
+
+Each unit of work runs in its own transaction on a pooled connection, in a thread; PostgreSQL groups
+concurrent commits itself. Migrations are never applied implicitly here: several processes must not
+race to migrate, so ``patron migrate`` is an explicit step, and a store on an outdated schema refuses
+to start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+from patron.store import StoreUnavailable, Work
+from patron.store.migrate import current_revision, head_revision, upgrade
+
+T = TypeVar("T")
+THREADS = 8
+
+
+def driver_url(url: str) -> str:
+    """``postgresql://...`` with the psycopg 3 driver named, as SQLAlchemy wants it."""
+    parsed = make_url(url)
+    return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+
+
+class PostgresStore:
+    """A :class:`patron.store.Store` on one PostgreSQL database."""
+
+    def __init__(self, url: str, *, threads: int = THREADS) -> None:
+        self.url = url
+        self._threads = threads
+        self._engine: Engine | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def _connect(self) -> Engine:
+        return create_engine(
+            driver_url(self.url), pool_size=self._threads, max_overflow=2, pool_pre_ping=True
+        )
+
+    def migrate(self) -> None:
+        engine = self._engine or self._connect()
+        try:
+            with engine.begin() as conn:
+                upgrade(conn)
+        finally:
+            if engine is not self._engine:
+                engine.dispose()
+
+    def start(self) -> None:
+        with self._lock:
+            if self._engine is not None:
+                return
+            engine = self._connect()
+            with engine.connect() as conn:
+                found = current_revision(conn)
+            if found != head_revision():
+                engine.dispose()
+                raise StoreUnavailable(f"the database is at revision {found}; run `patron migrate` first")
+            self._engine = engine
+            self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="patron-db")
+
+    def close(self) -> None:
+        with self._lock:
+            engine, self._engine = self._engine, None
+            pool, self._pool = self._pool, None
+            if engine is None or pool is None:
+                return
+            pool.shutdown(wait=True)
+            engine.dispose()
+
+    def _run(self, work: Work[T], *, write: bool) -> T:
+        if self._engine is None:
+            raise StoreUnavailable("the store is not running")
+        try:
+            if write:
+                with self._engine.begin() as conn:
+                    return work(conn)
+            with self._engine.connect() as conn:
+                conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+                return work(conn)
+        except DBAPIError as exc:
+            if not isinstance(exc, OperationalError | InterfaceError):
+                raise  # the data's fault (a constraint, a value), not the database's: the caller's to handle
+            raise StoreUnavailable(
+                f"the database could not {'commit' if write else 'be read'}: {exc}"
+            ) from exc
+
+    def write_blocking(self, work: Work[T]) -> T:
+        return self._run(work, write=True)
+
+    def read_blocking(self, work: Work[T]) -> T:
+        return self._run(work, write=False)
+
+    async def write(self, work: Work[T]) -> T:
+        return await self._in_pool(work, write=True)
+
+    async def read(self, work: Work[T]) -> T:
+        return await self._in_pool(work, write=False)
+
+    async def _in_pool(self, work: Work[T], *, write: bool) -> T:
+        if self._pool is None:
+            raise StoreUnavailable("the store is not running")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, lambda: self._run(work, write=write))
