@@ -35,9 +35,9 @@ lint: $(VENV)/.installed-test
 	$(BIN)/mypy
 
 # Debian packages the tests use: PostgreSQL (every in-process test runs on SQLite and on a throwaway
-# PostgreSQL cluster), Chromium for the browser tests (Playwright drives Debian's build;
+# PostgreSQL cluster), Redis (shared rate limits), Chromium for the browser tests (Playwright drives Debian's build;
 # it never downloads a browser of its own).
-SYSTEM_PACKAGES := chromium postgresql
+SYSTEM_PACKAGES := chromium postgresql redis-server
 system-packages:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 from litestar.testing import TestClient
 
 from conftest import Tenant
 from patron import ratelimits
+from patron.app import create_app
+from patron.config import Settings
+from patron.store import Store
 
 
 def statuses(client: TestClient, tenant: Tenant, n: int) -> list[int]:  # type: ignore[type-arg]
@@ -85,3 +89,15 @@ def test_bad_limits_are_refused(value: str) -> None:
 def test_unknown_endpoint_class_is_refused() -> None:
     with pytest.raises(ratelimits.InvalidLimit, match="unknown endpoint class"):
         ratelimits.validate("everything", "1/second")
+
+
+def test_limits_in_redis_hold_across_processes(
+    settings: Settings, store: Store, make_tenant: Callable[..., Tenant], redis_url: str
+) -> None:
+    """Two servers (two apps with their own limiters) on one Redis count one account's requests together."""
+    shared = replace(settings, redis_url=redis_url)
+    shop = make_tenant("shop", limits={"data": "5/minute"})
+    with TestClient(create_app(shared, store)) as first, TestClient(create_app(shared, store)) as second:
+        answers = [(first if i % 2 else second).get("/v2/account", headers=shop.headers) for i in range(8)]
+    assert [a.status_code for a in answers] == [200] * 5 + [429] * 3
+    assert {a.headers.get("ratelimit-limit") for a in answers[5:]} == {"5"}

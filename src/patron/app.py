@@ -34,6 +34,7 @@ def create_app(settings: Settings, store: Store) -> Litestar:
     """The application for ``store``; the lifespan starts the store and closes it on shutdown."""
 
     worker = WorkerProcess(settings)
+    limiter = RateLimiter(settings.redis_url)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -43,6 +44,7 @@ def create_app(settings: Settings, store: Store) -> Litestar:
             yield
         finally:
             worker.stop()
+            await limiter.close()
             store.close()
 
     v2 = Router(
@@ -68,7 +70,7 @@ def create_app(settings: Settings, store: Store) -> Litestar:
             {
                 "store": store,
                 "key_resolver": KeyResolver(store),
-                "limiter": RateLimiter(settings.redis_url),
+                "limiter": limiter,
                 "metrics": metrics_state,
                 "worker": worker,
             }

@@ -65,11 +65,14 @@ class RateLimiter:
     """Checks and counts one request of an account against the limit of an endpoint class."""
 
     def __init__(self, storage_url: str | None = None) -> None:
+        """Counters in this process's memory, or in the Redis at ``storage_url`` (``redis://host:6379``),
+        shared by every process that uses it."""
         storage = (
             MemoryStorage()
             if storage_url is None
-            else cast(Storage, storage_from_string(f"async+{storage_url}"))
+            else cast(Storage, storage_from_string(f"async+{storage_url}", implementation="redispy"))
         )
+        self._storage = storage
         self._limiter = MovingWindowRateLimiter(storage)
         self._parsed: dict[str, RateLimitItem] = {}
 
@@ -78,6 +81,13 @@ class RateLimiter:
         if item is None:
             item = self._parsed[value] = parse(value)
         return item
+
+    async def close(self) -> None:
+        """Close the connection to Redis, if any (``limits`` offers no public way: its client is
+        reached through the storage's bridge)."""
+        client = getattr(getattr(self._storage, "bridge", None), "storage", None)
+        if client is not None:
+            await client.aclose()
 
     async def hit(self, account_hash: str, endpoint_class: str, value: str) -> Decision:
         """Count one request; ``allowed`` is False (and nothing is counted) when over the limit."""
