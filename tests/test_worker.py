@@ -5,17 +5,21 @@ from __future__ import annotations
 import subprocess
 import time
 import uuid
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import msgspec
+from litestar.testing import TestClient
 from sqlalchemy import Connection, insert, select
 
-from conftest import PATRON, Tenant
+from conftest import PATRON, PostgresCluster, Tenant, push, wait_applied
 from patron import accounts
+from patron.app import create_app
 from patron.config import Settings
 from patron.ingest.queue import latest_errors
 from patron.ingest.worker import apply_round
-from patron.store import Store
+from patron.store import Store, open_store
 from patron.store.schema import accounts as accounts_table
 from patron.store.schema import import_batches, orders
 
@@ -110,3 +114,28 @@ def test_patron_worker_applies_when_woken_and_exits_when_its_waker_goes(
         if worker.poll() is None:
             worker.kill()
             worker.wait()
+
+
+def test_on_postgresql_idle_workers_are_woken_by_notify_not_by_polling(
+    tmp_path: Path, postgres: PostgresCluster
+) -> None:
+    """``patron serve --no-worker`` and a ``patron worker`` of its own, which looks at the idle queue
+    only every ten minutes: a push still reaches it at once, through LISTEN/NOTIFY."""
+    settings = replace(Settings(), data_dir=tmp_path, database_url=postgres.new_database(), run_worker=False)
+    store = open_store(settings)
+    store.start()
+    worker = subprocess.Popen(
+        [*PATRON, "--database-url", str(settings.database_url), "worker", "--idle-poll", "600"]
+    )
+    try:
+        with TestClient(create_app(settings, store)) as client:
+            account, key = store.write_blocking(lambda c: accounts.create_account(c, "pg", "staging"))
+            shop = Tenant(account.hash, key, "pg")
+            first = push(client, shop, [{"@type": "order", "id": "n1"}], wait=False)
+            wait_applied(client, shop, first["request_id"])  # the worker's first round, or a notification
+            second = push(client, shop, [{"@type": "order", "id": "n2"}], wait=False)
+            wait_applied(client, shop, second["request_id"], timeout=20)  # far less than 600 s
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+        store.close()

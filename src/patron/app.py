@@ -16,7 +16,7 @@ from patron.api.auth import authorise, current_account
 from patron.api.observe import Metrics, Observer
 from patron.api.problems import EXCEPTION_HANDLERS
 from patron.config import Settings
-from patron.ingest.supervisor import WorkerProcess
+from patron.ingest.supervisor import NoWorker, WorkerProcess
 from patron.ratelimits import RateLimiter
 from patron.store import Store
 
@@ -33,7 +33,7 @@ V2_HANDLERS = [
 def create_app(settings: Settings, store: Store) -> Litestar:
     """The application for ``store``; the lifespan starts the store and closes it on shutdown."""
 
-    worker = WorkerProcess(settings)
+    worker = WorkerProcess(settings) if settings.run_worker else NoWorker()
     limiter = RateLimiter(settings.redis_url)
 
     @asynccontextmanager

@@ -84,6 +84,9 @@ def main(ctx: click.Context, data_dir: Path, database_url: str | None) -> None:
     help="Serve plain HTTP for a TLS-terminating proxy or load balancer in front (never exposed directly).",
 )
 @click.option("--log-level", default="INFO", show_default=True)
+@click.option(
+    "--no-worker", is_flag=True, help="Do not start a worker: run `patron worker` processes instead."
+)
 @click.option("--bench-noop", is_flag=True, hidden=True, help="Serve POST /v2/_bench/noop for bench/push.py.")
 @click.pass_context
 def serve(
@@ -94,6 +97,7 @@ def serve(
     tls_key: Path | None,
     behind_proxy: bool,
     log_level: str,
+    no_worker: bool,
     bench_noop: bool,
 ) -> None:
     """Serve the API over HTTPS (applying migrations first on SQLite)."""
@@ -111,6 +115,7 @@ def serve(
         tls_key=tls_key,
         behind_proxy=behind_proxy,
         bench_noop=bench_noop,
+        run_worker=not no_worker,
     )
     logs.configure(log_level.upper())
     run_server(settings, announce=lambda line: click.echo(line, err=True))
@@ -118,20 +123,36 @@ def serve(
 
 @main.command()
 @click.option("--wake-stdin", is_flag=True, hidden=True, help="Woken by bytes on stdin; exit at its end.")
+@click.option(
+    "--idle-poll",
+    default=30.0,
+    show_default=True,
+    help="Seconds between looks at an idle queue (a safety net).",
+)
 @click.option("--log-level", default="INFO", show_default=True)
 @click.pass_context
-def worker(ctx: click.Context, wake_stdin: bool, log_level: str) -> None:
-    """Apply queued pushes (``patron serve`` runs the worker itself on SQLite)."""
+def worker(ctx: click.Context, wake_stdin: bool, idle_poll: float, log_level: str) -> None:
+    """Apply queued pushes (``patron serve`` runs one itself unless ``--no-worker``).
+
+    It is woken by ``patron serve`` through a pipe, or on PostgreSQL by ``LISTEN/NOTIFY``."""
     import signal
     import threading
 
-    from patron.ingest.worker import run
+    from patron.ingest.worker import Wait, pipe_waker, run
 
     logs.configure(log_level.upper())
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with _store(ctx.obj) as store, suppress(KeyboardInterrupt):
-        run(store, stop, wake_fd=sys.stdin.fileno() if wake_stdin else None)
+        listen = getattr(store, "listen", None)
+        wait: Wait
+        if wake_stdin:
+            wait = pipe_waker(sys.stdin.fileno())
+        elif listen is not None:
+            wait = listen(stop)
+        else:
+            wait = lambda timeout: not stop.wait(timeout)  # noqa: E731
+        run(store, stop, wait, idle_poll)
 
 
 @main.command()

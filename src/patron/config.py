@@ -35,6 +35,8 @@ class Settings:
     #: Serve ``POST /v2/_bench/noop`` (auth, rate limit and body read, nothing else): the HTTP ceiling
     #: that ``bench/push.py`` measures pushes against.
     bench_noop: bool = False
+    #: Start a ``patron worker`` with the server (``--no-worker``: workers run on their own).
+    run_worker: bool = True
 
     @property
     def resolved_database_url(self) -> str:

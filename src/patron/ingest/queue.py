@@ -14,6 +14,8 @@ from sqlalchemy import Connection, insert, select, update
 from patron.records.validate import Batch
 from patron.store.schema import accounts, import_batches, push_errors
 
+#: The PostgreSQL channel a push notifies and idle workers listen on.
+CHANNEL = "patron_queue"
 QUEUED = "queued"
 APPLIED = "applied"
 _encode = msgspec.json.Encoder().encode
@@ -102,6 +104,8 @@ def enqueue(
             applied_at=None if accepted else received,
         )
     )
+    if accepted and conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"NOTIFY {CHANNEL}")  # delivered to listening workers at commit
     if batch.errors:
         record_errors(
             conn,

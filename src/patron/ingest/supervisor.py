@@ -22,6 +22,20 @@ log = logging.getLogger("patron.worker")
 RESTART_DELAY = 1.0
 
 
+class NoWorker:
+    """``patron serve --no-worker``: the workers run on their own (on PostgreSQL they are woken by
+    ``LISTEN/NOTIFY``)."""
+
+    def start(self) -> None:
+        pass
+
+    def wake(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+
 class WorkerProcess:
     def __init__(self, settings: Settings) -> None:
         self._command = [
@@ -33,6 +47,8 @@ class WorkerProcess:
             *(["--database-url", settings.database_url] if settings.database_url else []),
             "worker",
             "--wake-stdin",
+            "--idle-poll",
+            "1",
         ]
         self._process: subprocess.Popen[bytes] | None = None
         self._stopping = threading.Event()

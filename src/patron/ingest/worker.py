@@ -15,6 +15,7 @@ import logging
 import os
 import select as io_select
 import threading
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
@@ -161,11 +162,14 @@ def _apply_batch(
     return applied
 
 
-def run(store: Store, stop: threading.Event, wake_fd: int | None = None, idle_poll: float = 1.0) -> None:
-    """Apply rounds until the queue is empty, then wait for a wake-up byte on ``wake_fd`` (or for
-    ``idle_poll`` seconds) and start again. Returns when ``stop`` is set, or when ``wake_fd`` reaches
-    its end: the process that was waking the worker has gone (even by SIGKILL), and the worker goes
-    with it after its current round."""
+#: How the worker waits for work: ``wait(timeout)`` returns once woken or after ``timeout`` seconds,
+#: and False when whatever wakes the worker has gone for good.
+Wait = Callable[[float], bool]
+
+
+def run(store: Store, stop: threading.Event, wait: Wait, idle_poll: float = 1.0) -> None:
+    """Apply rounds until the queue is empty, then wait to be woken (at most ``idle_poll`` seconds)
+    and start again. Returns when ``stop`` is set, or when ``wait`` says its waker has gone."""
     while not stop.is_set():
         try:
             applied = apply_round(store)
@@ -176,11 +180,14 @@ def run(store: Store, stop: threading.Event, wake_fd: int | None = None, idle_po
             log.exception("the worker failed; retrying")
             stop.wait(idle_poll)
             applied = 0
-        if wake_fd is None:
-            if not applied:
-                stop.wait(idle_poll)
-        elif not _woken(wake_fd, 0 if applied else idle_poll):
+        if not wait(0 if applied else idle_poll):
             return
+
+
+def pipe_waker(fd: int) -> Wait:
+    """Woken by bytes on ``fd`` (the pipe from ``patron serve``); gone when the pipe ends, as it does
+    when the server dies, even by SIGKILL."""
+    return lambda timeout: _woken(fd, timeout)
 
 
 def _woken(fd: int, timeout: float) -> bool:

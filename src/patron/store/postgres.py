@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
@@ -92,6 +94,32 @@ class PostgresStore:
             raise StoreUnavailable(
                 f"the database could not {'commit' if write else 'be read'}: {exc}"
             ) from exc
+
+    def listen(self, stop: threading.Event) -> Callable[[float], bool]:
+        """A worker's wait: returns once a push has notified the queue channel, after the timeout, or
+        (within a second) once ``stop`` is set."""
+        import psycopg
+
+        from patron.ingest.queue import CHANNEL
+
+        conn = psycopg.connect(
+            make_url(self.url).set(drivername="postgresql").render_as_string(False), autocommit=True
+        )
+        conn.execute(f"LISTEN {CHANNEL}")
+
+        def wait(timeout: float) -> bool:
+            deadline = time.monotonic() + timeout
+            while not stop.is_set():
+                left = deadline - time.monotonic()
+                if any(True for _ in conn.notifies(timeout=max(0.0, min(left, 1.0)), stop_after=1)):
+                    for _ in conn.notifies(timeout=0):  # take the others that came meanwhile
+                        pass
+                    return True
+                if left <= 1.0:
+                    return True
+            return True
+
+        return wait
 
     def write_blocking(self, work: Work[T]) -> T:
         return self._run(work, write=True)
