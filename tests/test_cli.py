@@ -37,10 +37,10 @@ DATE = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}")
 UNKNOWN_HASH = "0000000000000000"
 
 
-@pytest.fixture(scope="session")
-def backend() -> str:
+@pytest.fixture
+def new_database_url() -> Callable[[], str | None]:
     """The CLI runs on SQLite here; on PostgreSQL it is the same code behind PATRON_DATABASE_URL."""
-    return "sqlite"
+    return lambda: None
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,10 +20,10 @@ from patron.store.schema import accounts, metadata
 from patron.store.sqlite import SQLiteStore
 
 
-@pytest.fixture(scope="session")
-def backend() -> str:
+@pytest.fixture
+def new_database_url() -> Callable[[], str | None]:
     """These tests are about the SQLite store itself."""
-    return "sqlite"
+    return lambda: None
 
 
 def _insert(n: int):  # type: ignore[no-untyped-def]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import threading
 import time
 import uuid
 from dataclasses import replace
@@ -138,4 +139,52 @@ def test_on_postgresql_idle_workers_are_woken_by_notify_not_by_polling(
     finally:
         worker.terminate()
         worker.wait(timeout=30)
+        store.close()
+
+
+def test_on_postgresql_workers_apply_accounts_in_parallel_and_each_account_in_order(
+    tmp_path: Path, postgres: PostgresCluster
+) -> None:
+    """Three workers drain one queue of three accounts: every batch is applied once, and within each
+    account in arrival order (each batch sets a later version of the same orders)."""
+    settings = replace(Settings(), data_dir=tmp_path, database_url=postgres.new_database())
+    store = open_store(settings)
+    store.start()
+    try:
+        shops = []
+        for name in ("a", "b", "c"):
+            account, key = store.write_blocking(lambda c, n=name: accounts.create_account(c, n, "staging"))
+            shops.append(Tenant(account.hash, key, name))
+        for version in range(12):
+            for shop in shops:
+                records = [{"@type": "order", "id": f"o{i}", "properties": {"v": version}} for i in range(5)]
+                queue(store, shop, records)
+
+        def anything_queued() -> bool:
+            query = select(import_batches.c.id).where(import_batches.c.status == "queued")
+            return store.read_blocking(lambda c: c.execute(query).first()) is not None
+
+        def work() -> None:
+            while apply_round(store, limit_records=10) or anything_queued():
+                pass  # the accounts left may be another worker's for now
+
+        workers = [threading.Thread(target=work) for _ in range(3)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(timeout=120)
+        rows = store.read_blocking(
+            lambda c: c.execute(
+                select(
+                    import_batches.c.account_id, import_batches.c.applied, import_batches.c.applied_at
+                ).order_by(import_batches.c.id)
+            ).all()
+        )
+        assert [r.applied for r in rows] == [5] * 36
+        for account_id in {r.account_id for r in rows}:
+            times = [r.applied_at for r in rows if r.account_id == account_id]
+            assert times == sorted(times)  # arrival order within the account
+        docs = store.read_blocking(lambda c: c.execute(select(orders.c.data)).scalars().all())
+        assert len(docs) == 15 and all(msgspec.json.decode(d)["properties"] == {"v": 11} for d in docs)
+    finally:
         store.close()

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 import msgspec
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, bindparam, func, select, update
 
 from patron.accounts import now
 from patron.ingest.apply import Changes, apply_records, plan, write
@@ -47,14 +47,15 @@ class Conflict(Exception):
     """A batch of the round was no longer queued when the round committed."""
 
 
-def _oldest(conn: Connection, limit_records: int) -> list[Queued]:
+def _oldest(conn: Connection, limit_records: int, account_id: int | None = None) -> list[Queued]:
     t = import_batches
-    rows = conn.execute(
+    query = (
         select(t.c.id, t.c.request_id, t.c.account_id, t.c.record_type, t.c.accepted, t.c.records)
         .where(t.c.status == QUEUED)
         .order_by(t.c.id)
         .limit(max(1, limit_records // 10))
     )
+    rows = conn.execute(query if account_id is None else query.where(t.c.account_id == account_id))
     taken: list[Queued] = []
     total = 0
     for row in rows:
@@ -71,6 +72,33 @@ def _times(n: int) -> list[datetime]:
     return [start + timedelta(microseconds=i) for i in range(n)]
 
 
+#: The first key of the PostgreSQL advisory locks by which a worker claims an account.
+ACCOUNT_LOCKS = 0x7061  # "pa"
+
+
+def _lock_account(conn: Connection, account_id: int, *, wait: bool) -> bool:
+    """On PostgreSQL, hold the account's claim until the end of the transaction."""
+    lock = func.pg_advisory_xact_lock if wait else func.pg_try_advisory_xact_lock
+    return conn.execute(select(lock(ACCOUNT_LOCKS, account_id))).scalar() is not False
+
+
+def _claimed_round(conn: Connection, limit_records: int) -> int:
+    """PostgreSQL: claim an account that has queued batches and no other worker, and plan and write
+    its oldest batches in the same transaction. Workers on other accounts run in parallel; one
+    account's batches stay in arrival order."""
+    t = import_batches
+    waiting = conn.execute(select(t.c.account_id).where(t.c.status == QUEUED).order_by(t.c.id).limit(100))
+    for account_id in dict.fromkeys(waiting.scalars()):
+        if not _lock_account(conn, account_id, wait=False):
+            continue  # another worker's, for now
+        batches = _oldest(conn, limit_records, account_id)
+        if batches:  # (none if a worker finished them since the look above)
+            times = _times(len(batches))
+            _commit(conn, batches, times, _plan(conn, batches, times))
+            return len(batches)
+    return 0
+
+
 def apply_round(store: Store, limit_records: int = ROUND_RECORDS) -> int:
     """Apply the oldest queued batches; returns how many were applied.
 
@@ -79,6 +107,13 @@ def apply_round(store: Store, limit_records: int = ROUND_RECORDS) -> int:
     time as possible. Only the worker writes entities, so nothing changes them in between.
     """
 
+    if store.parallel_workers:
+        try:
+            return store.write_blocking(lambda conn: _claimed_round(conn, limit_records))
+        except (Conflict, StoreUnavailable):
+            raise
+        except Exception:
+            log.warning("a round failed to apply as a whole; applying its batches one by one", exc_info=True)
     batches = store.read_blocking(lambda conn: _oldest(conn, limit_records))
     if not batches:
         return 0
@@ -122,6 +157,8 @@ def _commit(conn: Connection, batches: list[Queued], times: list[datetime], chan
 
 def _apply_alone(conn: Connection, batch: Queued, at: datetime) -> None:
     """Apply one batch, record by record where need be, unless another worker already has."""
+    if conn.dialect.name == "postgresql":
+        _lock_account(conn, batch.account_id, wait=True)
     t = import_batches
     claim = update(t).where(t.c.id == batch.id, t.c.status == QUEUED).values(status=APPLIED, applied_at=at)
     if conn.execute(claim).rowcount != 1:

@@ -29,6 +29,9 @@ class Store(Protocol):
     """What the rest of Patron may ask of a store."""
 
     url: str
+    #: Whether several workers may apply the queue at once, each holding a claim on one account
+    #: (PostgreSQL); on SQLite one worker applies everything.
+    parallel_workers: bool
 
     def migrate(self) -> None:
         """Bring the schema up to date (SQLite does it on :meth:`start`; PostgreSQL only here)."""

@@ -35,6 +35,8 @@ def driver_url(url: str) -> str:
 class PostgresStore:
     """A :class:`patron.store.Store` on one PostgreSQL database."""
 
+    parallel_workers = True
+
     def __init__(self, url: str, *, threads: int = THREADS) -> None:
         self.url = url
         self._threads = threads

@@ -89,6 +89,8 @@ class WriterLock:
 class SQLiteStore:
     """A :class:`patron.store.Store` on one SQLite file."""
 
+    parallel_workers = False
+
     def __init__(self, url: str, *, readers: int = READERS) -> None:
         self.url = url
         self._readers = readers
