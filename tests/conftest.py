@@ -194,9 +194,17 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def run_cli(data_dir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PATRON_DATA_DIR": str(data_dir)}
-    env.pop("PATRON_DATABASE_URL", None)
+def _environment(data_dir: Path, extra: dict[str, str] | None) -> dict[str, str]:
+    """The environment of a patron subprocess: this one's, on ``data_dir``'s SQLite unless ``extra``
+    names a database (``PATRON_DATABASE_URL``) or a Redis (``PATRON_REDIS_URL``)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PATRON_DATABASE_URL", "PATRON_REDIS_URL")}
+    return {**env, "PATRON_DATA_DIR": str(data_dir), **(extra or {})}
+
+
+def run_cli(
+    data_dir: Path, *args: str, check: bool = True, environment: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = _environment(data_dir, environment)
     return subprocess.run([*PATRON, *args], env=env, capture_output=True, text=True, check=check, timeout=120)
 
 
@@ -227,12 +235,17 @@ class Server:
                 self.process.wait()
 
 
-def start_server(data_dir: Path, *extra: str, scheme: str = "https", port: int | None = None) -> Server:
+def start_server(
+    data_dir: Path,
+    *extra: str,
+    scheme: str = "https",
+    port: int | None = None,
+    environment: dict[str, str] | None = None,
+) -> Server:
     port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir.parent / f"server-{port}.log"
-    env = {**os.environ, "PATRON_DATA_DIR": str(data_dir)}
-    env.pop("PATRON_DATABASE_URL", None)
+    env = _environment(data_dir, environment)
     with log_path.open("a") as log:  # the child keeps its own descriptor; a restart appends
         process = subprocess.Popen(
             [*PATRON, "serve", "--port", str(port), *extra],
