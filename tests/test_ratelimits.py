@@ -5,15 +5,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from litestar.testing import TestClient
 
-from conftest import Tenant
-from patron import ratelimits
+from conftest import PostgresCluster, Tenant
+from patron import accounts, ratelimits
 from patron.app import create_app
 from patron.config import Settings
-from patron.store import Store
+from patron.store import Store, open_store
 
 
 def statuses(client: TestClient, tenant: Tenant, n: int) -> list[int]:  # type: ignore[type-arg]
@@ -101,3 +102,26 @@ def test_limits_in_redis_hold_across_processes(
         answers = [(first if i % 2 else second).get("/v2/account", headers=shop.headers) for i in range(8)]
     assert [a.status_code for a in answers] == [200] * 5 + [429] * 3
     assert {a.headers.get("ratelimit-limit") for a in answers[5:]} == {"5"}
+
+
+def test_on_postgresql_without_redis_limits_are_counted_in_the_database(
+    tmp_path: Path, postgres: PostgresCluster
+) -> None:
+    """Two servers on one PostgreSQL database and no Redis still count one account's requests together."""
+    settings = replace(Settings(), data_dir=tmp_path, database_url=postgres.new_database(), run_worker=False)
+    store = open_store(settings)
+    store.start()
+    try:
+        account, key = store.write_blocking(lambda conn: accounts.create_account(conn, "shop", "staging"))
+        # A fixed window of an hour: eight requests in a few milliseconds fall in one.
+        store.write_blocking(lambda conn: accounts.set_limits(conn, account.hash, {"data": "5/hour"}))
+        headers = {"X-Ometria-Auth": key}
+        with (
+            TestClient(create_app(settings, store)) as first,
+            TestClient(create_app(settings, store)) as second,
+        ):
+            answers = [(first if i % 2 else second).get("/v2/account", headers=headers) for i in range(8)]
+    finally:
+        store.close()
+    assert [a.status_code for a in answers] == [200] * 5 + [429] * 3
+    assert all(1 <= int(a.headers["retry-after"]) <= 3600 for a in answers[5:])

@@ -34,7 +34,9 @@ def create_app(settings: Settings, store: Store) -> Litestar:
     """The application for ``store``; the lifespan starts the store and closes it on shutdown."""
 
     worker = WorkerProcess(settings) if settings.run_worker else NoWorker()
-    limiter = RateLimiter(settings.redis_url)
+    # Processes that share a PostgreSQL database and no Redis count requests in the database.
+    shared = store if store.parallel_workers and not settings.redis_url else None
+    limiter = RateLimiter(settings.redis_url, shared)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:

@@ -15,6 +15,11 @@ from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
+from sqlalchemy import Connection, delete, select
+from sqlalchemy.dialects import postgresql
+
+from patron.store import Store
+from patron.store.schema import rate_windows
 
 #: The endpoint classes and Ometria's documented default limit for each.
 DEFAULT_LIMITS: Final[dict[str, str]] = {
@@ -61,12 +66,33 @@ class Decision:
     reset_after: int  # whole seconds until the window frees a request
 
 
+def _count_in_window(conn: Connection, key: str, window_start: int, limit: int) -> int | None:
+    """Count one request in the window, unless it already holds ``limit``; the new count, or None."""
+    if limit < 1:
+        return None
+    insert = postgresql.insert(rate_windows).values(key=key, window_start=window_start, count=1)
+    counted = conn.execute(
+        insert.on_conflict_do_update(
+            index_elements=["key", "window_start"],
+            set_={"count": rate_windows.c.count + 1},
+            where=rate_windows.c.count < limit,
+        ).returning(rate_windows.c.count)
+    ).scalar_one_or_none()
+    if counted == 1:  # a new window: forget the key's windows of more than a day ago
+        old = (rate_windows.c.key == key) & (rate_windows.c.window_start < window_start - 86_400)
+        conn.execute(delete(rate_windows).where(old))
+    return None if counted is None else int(counted)
+
+
 class RateLimiter:
     """Checks and counts one request of an account against the limit of an endpoint class."""
 
-    def __init__(self, storage_url: str | None = None) -> None:
-        """Counters in this process's memory, or in the Redis at ``storage_url`` (``redis://host:6379``),
-        shared by every process that uses it."""
+    def __init__(self, storage_url: str | None = None, store: Store | None = None) -> None:
+        """Counters in this process's memory; or in the Redis at ``storage_url``
+        (``redis://host:6379``), or in ``store``'s database (PostgreSQL), shared by every process
+        that uses it. The database counts in sliding windows (two fixed windows, the older one
+        weighted); memory and Redis in moving windows."""
+        self._store = store
         storage = (
             MemoryStorage()
             if storage_url is None
@@ -94,7 +120,33 @@ class RateLimiter:
         if value == UNLIMITED:
             return Decision(True, 0, 0, 0)
         item = self._item(value)
+        if self._store is not None:
+            return await self._hit_in_store(item, f"{account_hash}/{endpoint_class}/{value}")
         allowed = await self._limiter.hit(item, account_hash, endpoint_class)
         stats = await self._limiter.get_window_stats(item, account_hash, endpoint_class)
         reset_after = max(1, math.ceil(stats.reset_time - time.time()))
         return Decision(allowed, item.amount, stats.remaining, reset_after)
+
+    async def _hit_in_store(self, item: RateLimitItem, key: str) -> Decision:
+        """A sliding window counter: the previous window's count, weighted by how much of it still
+        lies within one window of now, leaves that much less room in the current window (so that a
+        burst across a window's boundary cannot pass twice the limit)."""
+        assert self._store is not None
+        now = time.time()
+        window = item.get_expiry()
+        start = int(now // window * window)
+
+        def count(conn: Connection) -> int | None:
+            previous = conn.execute(
+                select(rate_windows.c.count).where(
+                    rate_windows.c.key == key, rate_windows.c.window_start == start - window
+                )
+            ).scalar_one_or_none()
+            carried = math.ceil((previous or 0) * (1 - (now - start) / window))
+            return _count_in_window(conn, key, start, item.amount - carried)
+
+        counted = await self._store.write(count)
+        reset_after = max(1, math.ceil(start + window - now))
+        if counted is None:
+            return Decision(False, item.amount, 0, reset_after)
+        return Decision(True, item.amount, max(0, item.amount - counted), reset_after)

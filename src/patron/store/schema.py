@@ -195,3 +195,13 @@ custom_events = _entity(
     Column("profile_id", String(512), nullable=True),
 )
 Index("ix_custom_events_account_type", custom_events.c.account_id, custom_events.c.event_type)
+
+#: Rate-limit counters when several processes share a PostgreSQL database and no Redis: one row per
+#: account, endpoint class and fixed window.
+rate_windows = Table(
+    "rate_windows",
+    metadata,
+    Column("key", String(80), primary_key=True),  # <account hash>/<endpoint class>/<limit>
+    Column("window_start", BigInteger, primary_key=True),  # unix seconds
+    Column("count", Integer, nullable=False),
+)
