@@ -144,6 +144,13 @@ def new_database_url(backend: str, request: pytest.FixtureRequest) -> Callable[[
 
 
 @pytest.fixture
+def patron_environment(new_database_url: Callable[[], str | None]) -> dict[str, str]:
+    """The environment that puts ``patron`` subprocesses on a fresh store of the session's backend."""
+    url = new_database_url()
+    return {} if url is None else {"PATRON_DATABASE_URL": url}
+
+
+@pytest.fixture
 def settings(tmp_path: Path, new_database_url: Callable[[], str | None]) -> Settings:
     return replace(Settings(), data_dir=tmp_path / "data", database_url=new_database_url(), redis_url=None)
 
@@ -289,10 +296,12 @@ def server(tmp_path: Path) -> Iterator[Server]:
     server.stop()
 
 
-def create_tenant_cli(data_dir: Path, name: str = "shop") -> Tenant:
+def create_tenant_cli(
+    data_dir: Path, name: str = "shop", environment: dict[str, str] | None = None
+) -> Tenant:
     import json
 
-    result = run_cli(data_dir, "accounts", "create", "--name", name, "--json")
+    result = run_cli(data_dir, "accounts", "create", "--name", name, "--json", environment=environment)
     created = json.loads(result.stdout)
     return Tenant(created["account_hash"], created["api_key"], name)
 

@@ -323,14 +323,27 @@ class Served:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+def served(
+    tmp_path_factory: pytest.TempPathFactory, new_database_url: Callable[[], str | None]
+) -> Iterator[Served]:
+    """One server for the module, on the session's backend."""
     data_dir = tmp_path_factory.mktemp("bad-input") / "data"
-    tenant, control = (create_tenant_cli(data_dir, name) for name in ("shop", "control"))
+    url = new_database_url()
+    env = {} if url is None else {"PATRON_DATABASE_URL": url}
+    tenant, control = (create_tenant_cli(data_dir, name, env) for name in ("shop", "control"))
     for account in (tenant, control):
         run_cli(
-            data_dir, "accounts", "set-limits", account.hash, "--push", "unlimited", "--data", "unlimited"
+            data_dir,
+            "accounts",
+            "set-limits",
+            account.hash,
+            "--push",
+            "unlimited",
+            "--data",
+            "unlimited",
+            environment=env,
         )
-    server = start_server(data_dir)
+    server = start_server(data_dir, environment=env)
     try:
         with server.client() as client:
             yield Served(server, client, tenant, control)

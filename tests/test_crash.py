@@ -255,16 +255,27 @@ def read_one(client: httpx.Client, tenant: Tenant, key: Key) -> dict[str, Any]:
 # the test ----------------------------------------------------------------------------------------
 
 
-def test_acknowledged_pushes_survive_sigkill(tmp_path: Path) -> None:
+def test_acknowledged_pushes_survive_sigkill(tmp_path: Path, patron_environment: dict[str, str]) -> None:
     data_dir = tmp_path / "data"
-    tenant = create_tenant_cli(data_dir)
-    run_cli(data_dir, "accounts", "set-limits", tenant.hash, "--push", "unlimited", "--data", "unlimited")
+    env = patron_environment
+    tenant = create_tenant_cli(data_dir, environment=env)
+    run_cli(
+        data_dir,
+        "accounts",
+        "set-limits",
+        tenant.hash,
+        "--push",
+        "unlimited",
+        "--data",
+        "unlimited",
+        environment=env,
+    )
     seed = random.randrange(2**32)
     rng = random.Random(seed)
     port = free_port()
     ledger = Ledger()
     orphans: list[psutil.Process] = []  # processes of killed servers left running
-    server = start_server(data_dir, port=port)
+    server = start_server(data_dir, port=port, environment=env)
     writers = [Writer(server, tenant, kind, n, ledger) for kind, n in WRITERS]
     try:
         for writer in writers:
@@ -277,7 +288,7 @@ def test_acknowledged_pushes_survive_sigkill(tmp_path: Path) -> None:
             time.sleep(rng.uniform(*TRAFFIC))
             orphans += crash(server, whole_tree=kill % 2 == 0)
             shutil.copy(server.log_path, server.log_path.with_suffix(f".killed-{kill}.log"))
-            server = start_server(data_dir, port=port)
+            server = start_server(data_dir, port=port, environment=env)
         more_acks(ledger, writers, "after the last restart")
         for writer in writers:
             writer.stop.set()
