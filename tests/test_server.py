@@ -28,7 +28,7 @@ import psutil
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import PATRON, Tenant, create_tenant_cli, free_port
+from conftest import PATRON, Tenant, create_tenant_cli, free_port, run_cli, start_server, wait_applied
 from patron.tls import local_certificates
 
 HOST = "127.0.0.1"
@@ -338,3 +338,29 @@ def test_metrics_count_requests_by_route_and_status(served: Served, tenant_of: T
         ("GET", "/v2/account", "403"): 2,
         ("GET", "/health", "200"): 1,
     }
+
+
+def test_workers_n_serves_from_several_processes_with_one_limit_and_one_worker(tmp_path: Path) -> None:
+    """``patron serve --workers 2``: two API processes behind one port, sharing the account's push
+    limit (counted in the database), and one worker applying what either acknowledges."""
+    data_dir = tmp_path / "data"
+    tenant = create_tenant_cli(data_dir)
+    run_cli(data_dir, "accounts", "set-limits", tenant.hash, "--push", "6/hour", "--data", "unlimited")
+    server = start_server(data_dir, "--workers", "2")
+    try:
+        processes = psutil.Process(server.process.pid).children(recursive=True)
+        assert len([p for p in processes if "worker" in " ".join(p.cmdline())]) == 1
+        assert len(processes) >= 3  # two API processes (and uvicorn's helper), one worker
+        replies = []
+        for i in range(9):  # a new connection each time, so that both processes take some
+            with server.client() as client:
+                replies.append(
+                    client.post("/v2/push", json=[{"@type": "order", "id": f"o{i}"}], headers=tenant.headers)
+                )
+        assert [r.status_code for r in replies] == [202] * 6 + [429] * 3
+        with server.client() as client:
+            for reply in replies[:6]:
+                assert wait_applied(client, tenant, reply.json()["request_id"])["applied"] == 1
+    finally:
+        server.stop()
+    assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in processes)

@@ -34,8 +34,10 @@ def create_app(settings: Settings, store: Store) -> Litestar:
     """The application for ``store``; the lifespan starts the store and closes it on shutdown."""
 
     worker = WorkerProcess(settings) if settings.run_worker else NoWorker()
-    # Processes that share a PostgreSQL database and no Redis count requests in the database.
-    shared = store if store.parallel_workers and not settings.redis_url else None
+    # Processes that share a database (PostgreSQL, or `serve --workers N`) and no Redis count
+    # requests in the database.
+    several = store.parallel_workers or settings.api_processes > 1
+    shared = store if several and not settings.redis_url else None
     limiter = RateLimiter(settings.redis_url, shared)
 
     @asynccontextmanager

@@ -87,6 +87,14 @@ def main(ctx: click.Context, data_dir: Path, database_url: str | None) -> None:
 @click.option(
     "--no-worker", is_flag=True, help="Do not start a worker: run `patron worker` processes instead."
 )
+@click.option(
+    "--workers",
+    "api_processes",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="API processes.",
+)
 @click.option("--bench-noop", is_flag=True, hidden=True, help="Serve POST /v2/_bench/noop for bench/push.py.")
 @click.pass_context
 def serve(
@@ -98,6 +106,7 @@ def serve(
     behind_proxy: bool,
     log_level: str,
     no_worker: bool,
+    api_processes: int,
     bench_noop: bool,
 ) -> None:
     """Serve the API over HTTPS (applying migrations first on SQLite)."""
@@ -116,6 +125,7 @@ def serve(
         behind_proxy=behind_proxy,
         bench_noop=bench_noop,
         run_worker=not no_worker,
+        api_processes=api_processes,
     )
     logs.configure(log_level.upper())
     run_server(settings, announce=lambda line: click.echo(line, err=True))

@@ -37,6 +37,8 @@ class Settings:
     bench_noop: bool = False
     #: Start a ``patron worker`` with the server (``--no-worker``: workers run on their own).
     run_worker: bool = True
+    #: API processes of one ``patron serve`` (``--workers N``).
+    api_processes: int = 1
 
     @property
     def resolved_database_url(self) -> str:

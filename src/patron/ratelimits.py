@@ -16,7 +16,7 @@ from limits.aio.storage import MemoryStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
 from sqlalchemy import Connection, delete, select
-from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import postgresql, sqlite
 
 from patron.store import Store
 from patron.store.schema import rate_windows
@@ -70,7 +70,8 @@ def _count_in_window(conn: Connection, key: str, window_start: int, limit: int) 
     """Count one request in the window, unless it already holds ``limit``; the new count, or None."""
     if limit < 1:
         return None
-    insert = postgresql.insert(rate_windows).values(key=key, window_start=window_start, count=1)
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    insert = dialect.insert(rate_windows).values(key=key, window_start=window_start, count=1)
     counted = conn.execute(
         insert.on_conflict_do_update(
             index_elements=["key", "window_start"],
@@ -89,7 +90,7 @@ class RateLimiter:
 
     def __init__(self, storage_url: str | None = None, store: Store | None = None) -> None:
         """Counters in this process's memory; or in the Redis at ``storage_url``
-        (``redis://host:6379``), or in ``store``'s database (PostgreSQL), shared by every process
+        (``redis://host:6379``), or in ``store``'s database, shared by every process
         that uses it. The database counts in sliding windows (two fixed windows, the older one
         weighted); memory and Redis in moving windows."""
         self._store = store

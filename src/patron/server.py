@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Callable
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
 
 import uvicorn
+from litestar import Litestar
 
+from patron import logs
 from patron.app import create_app
 from patron.config import Settings
+from patron.ingest.supervisor import WorkerProcess
 from patron.store import open_store
 from patron.tls import TLSFiles, local_certificates, minimum_tls12
 
@@ -19,10 +27,22 @@ def tls_files(settings: Settings) -> TLSFiles:
     return local_certificates(settings.tls_dir)
 
 
+SETTINGS_VARIABLE = "PATRON_SERVE_SETTINGS"
+
+
+def app_from_environment() -> Litestar:
+    """The app of one of the API processes of ``patron serve --workers N`` (uvicorn imports it)."""
+    fields = json.loads(os.environ[SETTINGS_VARIABLE])
+    for name in ("data_dir", "tls_cert", "tls_key"):
+        fields[name] = Path(fields[name]) if fields[name] else None
+    settings = Settings(**fields)
+    logs.configure(os.environ.get("PATRON_LOG_LEVEL", "INFO"))
+    return create_app(settings, open_store(settings))
+
+
 def serve(settings: Settings, announce: Callable[[str], None]) -> None:
-    store = open_store(settings)
-    app = create_app(settings, store)
-    common = {
+    several = settings.api_processes > 1
+    common: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
         "access_log": False,
@@ -31,19 +51,35 @@ def serve(settings: Settings, announce: Callable[[str], None]) -> None:
         "timeout_graceful_shutdown": 10,
     }
     if settings.behind_proxy:
-        config = uvicorn.Config(app, proxy_headers=True, **common)  # type: ignore[arg-type]
+        common["proxy_headers"] = True
         announce(f"patron: plain HTTP on http://{settings.host}:{settings.port} for the proxy in front")
     else:
         files = tls_files(settings)
-        config = uvicorn.Config(
-            app,
+        common.update(
             ssl_certfile=files.cert,
             ssl_keyfile=files.key,
             ssl_context_factory=minimum_tls12,
             proxy_headers=False,
-            **common,  # type: ignore[arg-type]
         )
         announce(f"patron: serving https://{settings.host}:{settings.port}/v2 (docs at /v2/docs)")
         if files.ca is not None:
             announce(f"patron: clients trust the local CA at {files.ca.resolve()}")
-    uvicorn.Server(config).run()
+    if not several:
+        uvicorn.Server(uvicorn.Config(create_app(settings, open_store(settings)), **common)).run()
+        return
+    # N API processes, each with its own store and app, and one worker for them all, started here.
+    children = replace(settings, run_worker=False)
+    os.environ[SETTINGS_VARIABLE] = json.dumps(
+        {k: str(v) if isinstance(v, Path) else v for k, v in asdict(children).items()}
+    )
+    worker = WorkerProcess(settings, woken_by_pipe=False) if settings.run_worker else None
+    if worker is not None:
+        worker.start()
+    try:
+        announce(f"patron: {settings.api_processes} API processes")
+        uvicorn.run(
+            "patron.server:app_from_environment", factory=True, workers=settings.api_processes, **common
+        )
+    finally:
+        if worker is not None:
+            worker.stop()

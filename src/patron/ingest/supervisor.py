@@ -37,7 +37,12 @@ class NoWorker:
 
 
 class WorkerProcess:
-    def __init__(self, settings: Settings) -> None:
+    """One ``patron worker``, woken through its standard input after each push; or, when the pushes
+    arrive in other processes (``patron serve --workers N``), by ``LISTEN/NOTIFY`` on PostgreSQL and
+    by a look at the queue every fifth of a second on SQLite."""
+
+    def __init__(self, settings: Settings, *, woken_by_pipe: bool = True) -> None:
+        self._piped = woken_by_pipe
         self._command = [
             sys.executable,
             "-m",
@@ -46,9 +51,7 @@ class WorkerProcess:
             str(settings.data_dir),
             *(["--database-url", settings.database_url] if settings.database_url else []),
             "worker",
-            "--wake-stdin",
-            "--idle-poll",
-            "1",
+            *(["--wake-stdin", "--idle-poll", "1"] if woken_by_pipe else ["--idle-poll", "0.2"]),
         ]
         self._process: subprocess.Popen[bytes] | None = None
         self._stopping = threading.Event()
@@ -65,9 +68,10 @@ class WorkerProcess:
 
     def _spawn(self) -> None:
         with self._lock:
-            self._process = subprocess.Popen(self._command, stdin=subprocess.PIPE)
-            assert self._process.stdin is not None
-            os.set_blocking(self._process.stdin.fileno(), False)
+            stdin = subprocess.PIPE if self._piped else subprocess.DEVNULL
+            self._process = subprocess.Popen(self._command, stdin=stdin)
+            if self._process.stdin is not None:
+                os.set_blocking(self._process.stdin.fileno(), False)
 
     def _supervise(self) -> None:
         while True:
@@ -94,7 +98,9 @@ class WorkerProcess:
         with self._lock:
             process = self._process
             if process is not None and process.stdin is not None:
-                process.stdin.close()
+                process.stdin.close()  # the pipe's end tells the worker to finish its round and go
+            elif process is not None:
+                process.terminate()  # so does SIGTERM
         if process is not None:
             try:
                 process.wait(timeout)
