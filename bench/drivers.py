@@ -99,9 +99,8 @@ def main() -> None:
     finally:
         cluster.stop()
     for name, figures in results.items():
-        print(
-            f"{name:8} enqueue {figures['enqueue_tx_per_s']:8,.0f} tx/s   apply {figures['apply_rows_per_s']:9,.0f} rows/s"
-        )
+        enqueue, apply = figures["enqueue_tx_per_s"], figures["apply_rows_per_s"]
+        print(f"{name:8} enqueue {enqueue:8,.0f} tx/s   apply {apply:9,.0f} rows/s")
 
 
 if __name__ == "__main__":
