@@ -55,7 +55,10 @@ def _oldest(conn: Connection, limit_records: int, account_id: int | None = None)
         .order_by(t.c.id)
         .limit(max(1, limit_records // 10))
     )
-    rows = conn.execute(query if account_id is None else query.where(t.c.account_id == account_id))
+    if account_id is not None:
+        # The account's claim keeps its batches in order; FOR UPDATE SKIP LOCKED claims the rows too.
+        query = query.where(t.c.account_id == account_id).with_for_update(skip_locked=True)
+    rows = conn.execute(query)
     taken: list[Queued] = []
     total = 0
     for row in rows:
