@@ -28,7 +28,16 @@ import psutil
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import PATRON, Tenant, create_tenant_cli, free_port, run_cli, start_server, wait_applied
+from conftest import (
+    PATRON,
+    Tenant,
+    create_tenant_cli,
+    free_port,
+    run_cli,
+    start_server,
+    stop_process,
+    wait_applied,
+)
 from patron.tls import local_certificates
 
 HOST = "127.0.0.1"
@@ -60,13 +69,7 @@ class Served:
         return self.stderr() + self.stdout_path.read_text()
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=20)
+        stop_process(self.process)
 
 
 def _wait_until_listening(server: Served, seconds: float = 30) -> None:
@@ -363,4 +366,5 @@ def test_workers_n_serves_from_several_processes_with_one_limit_and_one_worker(t
                 assert wait_applied(client, tenant, reply.json()["request_id"])["applied"] == 1
     finally:
         server.stop()
-    assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in processes)
+    _, alive = psutil.wait_procs(processes, timeout=30)
+    assert not alive  # the API processes and the worker all went with the server
