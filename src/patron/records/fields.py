@@ -118,11 +118,6 @@ def _utc_timestamp(value: str) -> str:
         raise ValueError("out of the representable range") from exc
 
 
-def parse_utc(value: str) -> datetime:
-    """A stored (normalised) timestamp back to a datetime."""
-    return datetime.fromisoformat(value)
-
-
 def check(record: Any, spec: dict[str, str]) -> None:
     """Check and normalise the fields of ``record`` named in ``spec`` (field -> kind), in place."""
     for field, kind in spec.items():
