@@ -168,6 +168,13 @@ def set_limits(
     return msgspec.structs.replace(account, limits=limits)
 
 
+def set_phone_matching(conn: Connection, account_hash: str, enabled: bool) -> Account:
+    """Whether the account's profiles are also matched by phone number (Ometria: off unless enabled)."""
+    account = get_account(conn, account_hash)
+    conn.execute(update(accounts).where(accounts.c.id == account.id).values(match_phone=enabled))
+    return account
+
+
 def create_key(conn: Connection, account_hash: str, label: str = "") -> tuple[ApiKey, str]:
     if len(label) > NAME_MAX:
         raise AccountError(f"a key's label must be at most {NAME_MAX} characters")

@@ -11,7 +11,7 @@ from litestar.di import Provide
 from litestar.static_files import create_static_files_router
 
 from patron.accounts import KeyResolver
-from patron.api import account, docs, entities, health, metrics, push
+from patron.api import account, docs, entities, health, lists, metrics, profiles, push, unsubscribes
 from patron.api.auth import authorise, current_account
 from patron.api.observe import Metrics, Observer
 from patron.api.problems import EXCEPTION_HANDLERS
@@ -27,6 +27,9 @@ V2_HANDLERS = [
     push.push_errors,
     push.push_status,
     *entities.HANDLERS,
+    *profiles.HANDLERS,
+    *lists.HANDLERS,
+    *unsubscribes.HANDLERS,
 ]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import replace
@@ -17,6 +18,11 @@ from sqlalchemy import Connection
 
 from patron import __version__, accounts, logs, ratelimits
 from patron.config import DEFAULT_HOST, DEFAULT_PORT, Settings
+from patron.entities import Page
+from patron.ingest.queue import enqueue_operation
+from patron.profiles import build, read
+from patron.profiles.link import UNSUBSCRIBE
+from patron.profiles.requests import Unsubscribe
 from patron.store import Store, open_store
 
 T = TypeVar("T")
@@ -264,6 +270,18 @@ def accounts_set_limits(
     click.echo(f"queue  {account.queue_limit} records")
 
 
+@accounts_group.command("set-matching")
+@click.argument("account_hash")
+@click.option(
+    "--phone", type=click.Choice(["on", "off"]), required=True, help="Match profiles by phone number."
+)
+@click.pass_context
+def accounts_set_matching(ctx: click.Context, account_hash: str, phone: str) -> None:
+    """Choose which identifiers join contacts into one profile (customer id and email always do)."""
+    _run(ctx, lambda conn: accounts.set_phone_matching(conn, account_hash, phone == "on"))
+    click.echo(f"phone number matching {phone} for {account_hash}")
+
+
 @main.command()
 @click.pass_context
 def demo(ctx: click.Context) -> None:
@@ -347,6 +365,62 @@ def keys_revoke(ctx: click.Context, key_id: str) -> None:
     """Revoke a key by its id; it stops working within seconds."""
     api_key = _run(ctx, lambda conn: accounts.revoke_key(conn, key_id))
     click.echo(f"revoked {api_key.id} of account {api_key.account_hash}")
+
+
+@main.group(name="profiles")
+def profiles_group() -> None:
+    """The single customer view."""
+
+
+@profiles_group.command("rebuild")
+@click.option("--account", "account_hash", help="Only this account (default: every account).")
+@click.pass_context
+def profiles_rebuild(ctx: click.Context, account_hash: str | None) -> None:
+    """Recompute every profile from the stored records, and say how many changed (0 when the worker
+    kept them up to date)."""
+    settings: Settings = ctx.obj
+    with _store(settings) as store:
+        try:
+            chosen = store.read_blocking(
+                lambda conn: (
+                    [accounts.get_account(conn, account_hash)]
+                    if account_hash
+                    else accounts.list_accounts(conn)
+                )
+            )
+        except accounts.AccountError as exc:
+            raise click.ClickException(str(exc)) from exc
+        for account in chosen:
+            ids = store.read_blocking(lambda conn, a=account.id: build.live_profiles(conn, a))  # type: ignore[misc]
+            changed = 0
+            for start in range(0, len(ids), build.CHUNK):
+                chunk = ids[start : start + build.CHUNK]
+                changed += store.write_blocking(
+                    lambda conn, a=account.id, c=chunk: build.refresh(conn, a, c, accounts.now())  # type: ignore[misc]
+                )
+            click.echo(f"{account.hash}: {len(ids)} profiles recomputed, {changed} changed")
+
+
+@main.command()
+@click.option("--account", "account_hash", required=True, help="The account's hash.")
+@click.option("--email", required=True, help="The email address to unsubscribe.")
+@click.option("--reason", help="Why, as GET /v2/unsubscribes shows it.")
+@click.pass_context
+def unsubscribe(ctx: click.Context, account_hash: str, email: str, reason: str | None) -> None:
+    """Unsubscribe an email from marketing, as the account's operator (type "app")."""
+    request_id = str(uuid.uuid4())
+
+    def queue(conn: Connection) -> None:
+        account = accounts.get_account(conn, account_hash)
+        if not read.by_email(conn, account.id, email, Page()):
+            raise accounts.AccountError(f"no profile of account {account_hash} has the email {email!r}")
+        body = Unsubscribe(email, "app", reason)
+        enqueue_operation(
+            conn, account.id, account.queue_limit, request_id, UNSUBSCRIBE, body, accounts.now()
+        )
+
+    _run(ctx, queue)
+    click.echo(f"queued {request_id}: the worker applies it after the pushes before it")
 
 
 if __name__ == "__main__":  # pragma: no cover

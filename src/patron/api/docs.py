@@ -63,6 +63,11 @@ def openapi_config() -> OpenAPIConfig:
     )
 
 
+def _body_type(declared: Any) -> Any:
+    """A declared body: a Struct, or the name of one in ``patron.records.types`` (a tuple of them)."""
+    return getattr(types, declared) if isinstance(declared, str) else declared
+
+
 def with_raw_bodies(app: Litestar) -> dict[str, Any]:
     """Litestar's document, plus the request bodies of handlers that read their body raw.
 
@@ -73,7 +78,7 @@ def with_raw_bodies(app: Litestar) -> dict[str, Any]:
     """
     document = app.openapi_schema.to_schema()
     raw = [
-        (route.path_format, method.lower(), getattr(types, handler.opt[BODY_TYPE]))
+        (route.path_format, method.lower(), _body_type(handler.opt[BODY_TYPE]))
         for route in app.routes
         if isinstance(route, HTTPRoute)
         for method, (handler, _) in route.route_handler_map.items()

@@ -12,11 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 from sqlalchemy import Column, Connection, Table, bindparam, insert, select, update
 
+from patron.profiles import stats
 from patron.store.schema import contacts, custom_events, orders, products
 
 Document = dict[str, Any]
@@ -87,7 +88,14 @@ KINDS: dict[str, Kind] = {
     "order": Kind(
         orders,
         {"id": "order_id"},
-        {"customer_id": _get("customer", "id"), "customer_email": _get("customer", "email")},
+        {
+            "customer_id": _get("customer", "id"),
+            "customer_email": _get("customer", "email"),
+            "counted": stats.counted,
+            "revenue": stats.revenue,
+            "items": stats.items,
+            "placed_at": stats.placed_at,
+        },
     ),
     "product": Kind(
         products, {"id": "product_id"}, {"is_active": _get("is_active"), "is_variant": _get("is_variant")}
@@ -105,14 +113,27 @@ KINDS: dict[str, Kind] = {
 }
 
 
+Key = tuple[str, ...]
+
+
+class Step(NamedTuple):
+    """One record applied: its key, the stored document before it and the document after it."""
+
+    key: Key
+    before: Document | None
+    after: Document
+
+
 @dataclass
 class Changes:
-    """The rows that applying some records of one type to one account will insert and update."""
+    """The rows that applying some records of one type to one account will write, by record key:
+    ``rows`` holds each key's new column values, ``stored`` the internal id of keys already stored."""
 
     kind: Kind
     account_id: int
-    inserts: list[dict[str, Any]]
-    updates: list[dict[str, Any]]
+    rows: dict[Key, dict[str, Any]]
+    stored: dict[Key, int]
+    steps: list[Step]  # one per record, in the order given
 
 
 def plan(
@@ -127,17 +148,18 @@ def plan(
             record.setdefault("@collection", "default")
     keys = {kind.key_of(r) for r, _ in records}
     key_cols = kind.key_columns()
-    stored: dict[tuple[str, ...], tuple[int, Document]] = {}
+    stored: dict[Key, tuple[int, Document]] = {}
     for chunk in _chunks(sorted(keys), 400):
         condition = key_cols[-1].in_([k[-1] for k in chunk])
-        rows = conn.execute(
+        found = conn.execute(
             select(table.c.id, table.c.data, *key_cols).where(table.c.account_id == account_id, condition)
         )
-        for row in rows:
+        for row in found:
             key = tuple(str(v) for v in row[2:])
             if key in keys:
                 stored[key] = (row.id, _decode(row.data))
-    merged: dict[tuple[str, ...], tuple[Document, datetime, datetime]] = {}  # doc, first and last touch
+    merged: dict[Key, tuple[Document, datetime, datetime]] = {}  # doc, first and last touch
+    steps: list[Step] = []
     for record, at in records:
         key = kind.key_of(record)
         previous: Document | None
@@ -145,34 +167,36 @@ def plan(
             previous, first, _ = merged[key]
         else:
             previous, first = (stored[key][1] if key in stored else None), at
-        merged[key] = (merge(previous, record), first, at)
-    inserts, updates = [], []
+        doc = merge(previous, record)
+        merged[key] = (doc, first, at)
+        steps.append(Step(key, previous, doc))
+    rows: dict[Key, dict[str, Any]] = {}
     for key, (doc, first, last) in merged.items():
+        rows[key] = {"data": doc, "updated_at": last}
+        if key not in stored:
+            rows[key].update({c.name: v for c, v in zip(key_cols, key, strict=True)}, created_at=first)
+    return Changes(kind, account_id, rows, {key: stored[key][0] for key in keys & stored.keys()}, steps)
+
+
+def write(conn: Connection, changes: Changes, links: dict[Key, str | None] | None = None) -> None:
+    """Store the planned rows, with the profile each record belongs to when ``links`` are given."""
+    kind, table = changes.kind, changes.kind.table
+    inserts, updates = [], []
+    for key, row in changes.rows.items():
+        doc = row["data"]
         values = {name: get(doc) for name, get in kind.columns.items()}
-        values["data"] = _encode(doc).decode()
-        values["updated_at"] = last
-        if key in stored:
-            updates.append({"_id": stored[key][0], **values})
+        values.update(row, data=_encode(doc).decode())
+        if links is not None:
+            values["profile"] = links.get(key)
+        if key in changes.stored:
+            updates.append({"_id": changes.stored[key], **values})
         else:
-            key_values = {c.name: v for c, v in zip(key_cols, key, strict=True)}
-            inserts.append({**key_values, **values, "created_at": first})
-    return Changes(kind, account_id, inserts, updates)
+            inserts.append(values)
+    if inserts:
+        conn.execute(insert(table).values(account_id=changes.account_id), inserts)
+    if updates:
+        conn.execute(update(table).where(table.c.id == bindparam("_id")), updates)
 
 
-def write(conn: Connection, changes: Changes) -> None:
-    table = changes.kind.table
-    if changes.inserts:
-        conn.execute(insert(table).values(account_id=changes.account_id), changes.inserts)
-    if changes.updates:
-        conn.execute(update(table).where(table.c.id == bindparam("_id")), changes.updates)
-
-
-def apply_records(
-    conn: Connection, account_id: int, record_type: str, records: list[Document], at: datetime
-) -> None:
-    """Plan and write in one go (the worker's record-by-record path)."""
-    write(conn, plan(conn, account_id, record_type, [(r, at) for r in records]))
-
-
-def _chunks(items: list[tuple[str, ...]], size: int) -> list[list[tuple[str, ...]]]:
+def _chunks(items: list[Key], size: int) -> list[list[Key]]:
     return [items[i : i + size] for i in range(0, len(items), size)]

@@ -6,6 +6,7 @@ check, the batch row and the rejected records of a request are committed togethe
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 import msgspec
@@ -84,8 +85,46 @@ def enqueue(
 ) -> Enqueued:
     """Queue a validated request and keep its rejected records; raises :class:`BacklogFull` when its
     records do not fit under the account's queue limit."""
+    return _enqueue(
+        conn,
+        account_id,
+        queue_limit,
+        request_id,
+        batch.record_type,
+        batch.accepted,
+        batch,
+        raw_records,
+        received,
+    )
+
+
+def enqueue_operation(
+    conn: Connection,
+    account_id: int,
+    queue_limit: int,
+    request_id: str,
+    operation: str,
+    body: msgspec.Struct,
+    received: datetime,
+) -> Enqueued:
+    """Queue an operation (a profile merge, an operator's unsubscribe), so that the worker applies it
+    in order with the records pushed before and after it."""
+    return _enqueue(conn, account_id, queue_limit, request_id, operation, [body], None, [], received)
+
+
+def _enqueue(
+    conn: Connection,
+    account_id: int,
+    queue_limit: int,
+    request_id: str,
+    record_type: str,
+    records: Sequence[msgspec.Struct],
+    batch: Batch | None,
+    raw_records: list[bytes],
+    received: datetime,
+) -> Enqueued:
     queued = backlog(conn, account_id)
-    accepted = len(batch.accepted)
+    accepted = len(records)
     if accepted and queued + accepted > queue_limit:
         raise BacklogFull(queued, queue_limit)
     if accepted:
@@ -94,10 +133,10 @@ def enqueue(
         insert(import_batches).values(
             request_id=request_id,
             account_id=account_id,
-            record_type=batch.record_type,
-            records=_encode(batch.accepted),
+            record_type=record_type,
+            records=_encode(records),
             accepted=accepted,
-            rejected=len(batch.errors),
+            rejected=len(batch.errors) if batch else 0,
             status=QUEUED if accepted else APPLIED,
             applied=None if accepted else 0,
             received_at=received,
@@ -106,7 +145,7 @@ def enqueue(
     )
     if accepted and conn.dialect.name == "postgresql":
         conn.exec_driver_sql(f"NOTIFY {CHANNEL}")  # delivered to listening workers at commit
-    if batch.errors:
+    if batch and batch.errors:
         record_errors(
             conn,
             account_id,
@@ -115,7 +154,7 @@ def enqueue(
             [(e.index, e.id, e.error_path, e.error_message, raw_records[e.index]) for e in batch.errors],
             received,
         )
-    return Enqueued(request_id, accepted, len(batch.errors), queued + accepted)
+    return Enqueued(request_id, accepted, len(batch.errors) if batch else 0, queued + accepted)
 
 
 def record_errors(

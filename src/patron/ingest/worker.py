@@ -23,8 +23,9 @@ import msgspec
 from sqlalchemy import Connection, bindparam, func, select, update
 
 from patron.accounts import now
-from patron.ingest.apply import Changes, apply_records, plan, write
+from patron.ingest.apply import KINDS, Changes, plan, write
 from patron.ingest.queue import APPLIED, QUEUED, count_queued, record_errors
+from patron.profiles.link import Linker, Op
 from patron.store import Store, StoreUnavailable
 from patron.store.schema import import_batches
 
@@ -133,16 +134,22 @@ def apply_round(store: Store, limit_records: int = ROUND_RECORDS) -> int:
     return len(batches)
 
 
-def _plan(conn: Connection, batches: list[Queued], times: list[datetime]) -> list[Changes]:
-    """The changes of a round: the records of each account and type, merged in arrival order."""
+Planned = dict[tuple[int, str], Changes]
+
+
+def _plan(conn: Connection, batches: list[Queued], times: list[datetime]) -> Planned:
+    """The entity changes of a round: the records of each account and type, merged in arrival order."""
     groups: dict[tuple[int, str], list[tuple[dict[str, Any], datetime]]] = {}
     for batch, at in zip(batches, times, strict=True):
-        group = groups.setdefault((batch.account_id, batch.record_type), [])
-        group.extend((dict(record), at) for record in batch.records)
-    return [plan(conn, account, kind, records) for (account, kind), records in groups.items()]
+        if batch.record_type in KINDS:
+            group = groups.setdefault((batch.account_id, batch.record_type), [])
+            group.extend((dict(record), at) for record in batch.records)
+    return {
+        (account, kind): plan(conn, account, kind, records) for (account, kind), records in groups.items()
+    }
 
 
-def _commit(conn: Connection, batches: list[Queued], times: list[datetime], changes: list[Changes]) -> None:
+def _commit(conn: Connection, batches: list[Queued], times: list[datetime], changes: Planned) -> None:
     t = import_batches
     marked = conn.execute(
         update(t)
@@ -152,10 +159,36 @@ def _commit(conn: Connection, batches: list[Queued], times: list[datetime], chan
     )
     if marked.rowcount != len(batches):
         raise Conflict("a batch of this round was applied elsewhere")
-    for change in changes:
-        write(conn, change)
+    for request_id in _write(conn, batches, times, changes):
+        conn.execute(update(t).where(t.c.request_id == request_id).values(applied=t.c.applied - 1))
     for account_id in {b.account_id for b in batches}:
         count_queued(conn, account_id, -sum(b.accepted for b in batches if b.account_id == account_id))
+
+
+def _write(conn: Connection, batches: list[Queued], times: list[datetime], changes: Planned) -> list[str]:
+    """Link the round's records to profiles in arrival order, write them, and recompute the profiles
+    they touched; returns the request id of each operation that failed (and became a push error)."""
+    failed = []
+    for account_id in dict.fromkeys(b.account_id for b in batches):
+        linker = Linker(conn, account_id)
+        steps = {kind: iter(c.steps) for (account, kind), c in changes.items() if account == account_id}
+        for batch, at in zip(batches, times, strict=True):
+            if batch.account_id != account_id:
+                continue
+            for index, record in enumerate(batch.records):
+                step = next(steps[batch.record_type]) if batch.record_type in steps else None
+                linker.apply(Op(batch.record_type, record, step, at, batch.request_id, index))
+        for (account, kind), change in changes.items():
+            if account == account_id:
+                linker.patch(change)
+                write(conn, change, linker.links.get(kind))
+        linker.finish(max(times))
+        for failure in linker.failures:
+            raw = msgspec.json.encode(failure.record)
+            entry = (failure.position, None, "root", failure.message, raw)
+            record_errors(conn, account_id, failure.request_id, failure.record_type, [entry], max(times))
+        failed += [failure.request_id for failure in linker.failures]
+    return failed
 
 
 def _apply_alone(conn: Connection, batch: Queued, at: datetime) -> None:
@@ -166,39 +199,37 @@ def _apply_alone(conn: Connection, batch: Queued, at: datetime) -> None:
     claim = update(t).where(t.c.id == batch.id, t.c.status == QUEUED).values(status=APPLIED, applied_at=at)
     if conn.execute(claim).rowcount != 1:
         return
-    applied = _apply_batch(conn, batch.account_id, batch.request_id, batch.record_type, batch.records, at)
+    applied = _apply_batch(conn, batch, at)
     conn.execute(update(t).where(t.c.id == batch.id).values(applied=applied))
     count_queued(conn, batch.account_id, -batch.accepted)
 
 
-def _apply_batch(
-    conn: Connection,
-    account_id: int,
-    request_id: str,
-    record_type: str,
-    records: list[dict[str, Any]],
-    at: Any,
-) -> int:
+def _apply_records(conn: Connection, batch: Queued, at: datetime) -> int:
+    """Plan and write ``batch`` on one connection; returns how many of its records applied."""
+    changes = _plan(conn, [batch], [at])
+    return len(batch.records) - len(_write(conn, [batch], [at], changes))
+
+
+def _apply_batch(conn: Connection, batch: Queued, at: datetime) -> int:
     try:
         with conn.begin_nested():
-            apply_records(conn, account_id, record_type, [dict(r) for r in records], at)
-        return len(records)
+            return _apply_records(conn, batch, at)
     except Exception:
         log.warning(
-            "batch failed to apply as a whole; applying record by record", extra={"request_id": request_id}
+            "batch failed to apply as a whole; applying record by record",
+            extra={"request_id": batch.request_id},
         )
     applied = 0
     failures: list[tuple[int, str | None, str, str, bytes | None]] = []
-    for index, record in enumerate(records):
+    for index, record in enumerate(batch.records):
         try:
             with conn.begin_nested():
-                apply_records(conn, account_id, record_type, [dict(record)], at)
-            applied += 1
+                applied += _apply_records(conn, batch._replace(records=[record]), at)
         except Exception as exc:
             raw = msgspec.json.encode(record)
             failures.append((index, str(record.get("id")), "root", f"could not be applied: {exc}", raw))
     if failures:
-        record_errors(conn, account_id, request_id, record_type, failures, at)
+        record_errors(conn, batch.account_id, batch.request_id, batch.record_type, failures, at)
     return applied
 
 

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -74,6 +75,8 @@ accounts = Table(
     Column("queue_limit", Integer, nullable=False, default=50_000, server_default="50000"),
     # Records accepted and not yet applied, kept in step by enqueue and by the worker.
     Column("queued_records", Integer, nullable=False, default=0, server_default="0"),
+    # Whether contacts with the same phone number join one profile (Ometria: off unless enabled).
+    Column("match_phone", Boolean, nullable=False, default=False, server_default="0"),
     Column("created_at", UTCDateTime(), nullable=False),
 )
 
@@ -144,7 +147,7 @@ push_errors = Table(
 # entities: the merged document of every record, with the columns reads and joins need ------------
 
 
-def _entity(name: str, key: Column[str], *columns: Column[object], scope: tuple[str, ...] = ()) -> Table:
+def _entity(name: str, key: Column[str], *columns: Column[Any], scope: tuple[str, ...] = ()) -> Table:
     return Table(
         name,
         metadata,
@@ -160,6 +163,11 @@ def _entity(name: str, key: Column[str], *columns: Column[object], scope: tuple[
     )
 
 
+def _profile() -> Column[str]:
+    """The profile a record belongs to (``profiles.profile_id``), set by the worker."""
+    return Column("profile", String(32), nullable=True)
+
+
 contacts = _entity(
     "contacts",
     Column("contact_id", String(512), nullable=False),
@@ -167,17 +175,26 @@ contacts = _entity(
     Column("email", String(254), nullable=True),
     Column("customer_id", String(512), nullable=True),
     Column("phone_number", String(16), nullable=True),
+    _profile(),
     scope=("collection",),
 )
 Index("ix_contacts_account_email", contacts.c.account_id, contacts.c.email)
 Index("ix_contacts_account_customer", contacts.c.account_id, contacts.c.customer_id)
+Index("ix_contacts_account_profile", contacts.c.account_id, contacts.c.profile)
 
 orders = _entity(
     "orders",
     Column("order_id", String(512), nullable=False),
     Column("customer_id", String(512), nullable=True),
     Column("customer_email", String(254), nullable=True),
+    _profile(),
+    # What the profile's stats take from the order, kept in step with ``data`` by the worker.
+    Column("counted", Boolean, nullable=False, default=True, server_default="1"),  # valid, not cancelled
+    Column("revenue", Float, nullable=False, default=0, server_default="0"),  # base currency
+    Column("items", Integer, nullable=False, default=0, server_default="0"),
+    Column("placed_at", String(40), nullable=True),  # the order's timestamp, UTC ISO 8601 (sorts as text)
 )
+Index("ix_orders_account_profile", orders.c.account_id, orders.c.profile)
 
 products = _entity(
     "products",
@@ -193,8 +210,118 @@ custom_events = _entity(
     Column("identity_email", String(254), nullable=True),
     Column("identity_account_id", String(512), nullable=True),
     Column("profile_id", String(512), nullable=True),
+    _profile(),
 )
 Index("ix_custom_events_account_type", custom_events.c.account_id, custom_events.c.event_type)
+Index("ix_custom_events_account_profile", custom_events.c.account_id, custom_events.c.profile)
+
+
+# the single customer view --------------------------------------------------------------------------
+
+#: Profiles: one person, built by the worker from the contacts, orders and events linked to it.
+profiles = Table(
+    "profiles",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    _account_id(),
+    Column("profile_id", String(32), nullable=False),  # public id, e.g. 2695-c473e2-4aaf58
+    Column("email", String(254), nullable=True),  # the shown email, lower case (GET /profiles?email=)
+    Column("merged_into", String(32), nullable=True),  # the surviving profile, once merged away
+    Column("data", Text, nullable=False),  # the profile document, JSON
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("account_id", "profile_id", name="uq_profiles_account_key"),
+    Index("ix_profiles_account_updated", "account_id", "updated_at", "id"),
+    Index("ix_profiles_account_email", "account_id", "email"),
+)
+
+#: Identifiers (customer id, email, phone) and the one profile each belongs to.
+identities = Table(
+    "identities",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    _account_id(),
+    Column("kind", String(16), nullable=False),  # customer_id | email | phone_number
+    Column("value", String(512), nullable=False),  # normalised: emails in lower case
+    Column("profile", String(32), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("account_id", "kind", "value", name="uq_identities_account_key"),
+    Index("ix_identities_account_profile", "account_id", "profile"),
+)
+
+#: Every change of a profile's consent, per channel, in the order it happened.
+consents = Table(
+    "consents",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    _account_id(),
+    Column("profile", String(32), nullable=False),
+    Column("channel", String(8), nullable=False),  # email | sms
+    Column("status", String(16), nullable=False),  # subscribed | unsubscribed | not_specified | pending
+    Column("source", String(32), nullable=False),  # api | app | preferences_centre | list_unsubscribe ...
+    Column("email", String(254), nullable=True),  # the profile's email when it happened
+    Column("collection", String(200), nullable=True),  # the contact that changed, when one did
+    Column("contact_id", String(512), nullable=True),
+    Column("reason", Text, nullable=True),
+    Column("occurred_at", UTCDateTime(), nullable=False),  # the timestamp sent, or when applied
+    Column("created_at", UTCDateTime(), nullable=False),
+    Index("ix_consents_account_profile", "account_id", "profile", "channel", "id"),
+    Index("ix_consents_account_occurred", "account_id", "occurred_at"),
+)
+
+#: Lists (Ometria's segments). Patron's lists are static: filled by ``@add_to_lists``.
+lists = Table(
+    "lists",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    _account_id(),
+    Column("list_id", String(512), nullable=False),
+    Column("title", String(200), nullable=True),
+    Column("description", Text, nullable=True),
+    Column("archived", Boolean, nullable=False, default=False, server_default="0"),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),  # membership or details last changed
+    UniqueConstraint("account_id", "list_id", name="uq_lists_account_key"),
+)
+
+list_members = Table(
+    "list_members",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    _account_id(),
+    Column("list_id", String(512), nullable=False),
+    Column("profile", String(32), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("account_id", "list_id", "profile", name="uq_list_members_account_key"),
+    Index("ix_list_members_account_profile", "account_id", "profile"),
+)
+
+#: ``list_enter`` / ``list_exit`` events, for ``GET /v2/lists/{id}/changes``.
+list_changes = Table(
+    "list_changes",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    _account_id(),
+    Column("list_id", String(512), nullable=False),
+    Column("profile", String(32), nullable=False),
+    Column("event", String(16), nullable=False),  # list_enter | list_exit
+    Column("created_at", UTCDateTime(), nullable=False),
+    Index("ix_list_changes_account_list", "account_id", "list_id", "created_at"),
+)
+
+#: Merge jobs (``POST /v2/merge-profile``) once the worker has run them.
+merge_jobs = Table(
+    "merge_jobs",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    _account_id(),
+    Column("job_id", String(36), nullable=False, unique=True),  # the request id of its queued batch
+    Column("status", String(16), nullable=False),  # completed | failed
+    Column("survivor", String(32), nullable=True),
+    Column("merged", Text, nullable=False),  # JSON array of the profile ids merged into the survivor
+    Column("error", Text, nullable=True),
+    Column("completed_at", UTCDateTime(), nullable=False),
+)
 
 #: Rate-limit counters when several processes share a PostgreSQL database and no Redis: one row per
 #: account, endpoint class and fixed window.

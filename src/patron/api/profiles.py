@@ -1,0 +1,104 @@
+"""Profiles and profile merges: ``GET /v2/profiles``, ``GET /v2/profiles/{id}``, ``POST /v2/merge-profile``
+and the merge job's status (an extension)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Request, Response, get, post
+from litestar.datastructures import State
+from litestar.params import PathParameter, QueryParameter
+
+from patron import entities
+from patron.accounts import now
+from patron.api.auth import BODY_TYPE, RATE_CLASS, CurrentAccount
+from patron.api.body import decode, read_json
+from patron.api.entities import JSON, Filter, Limit, Offset
+from patron.api.problems import ERRORS, ITEM_ERRORS, ProblemError, field_problem
+from patron.ingest.queue import BacklogFull, enqueue_operation
+from patron.profiles import read
+from patron.profiles.link import MERGE
+from patron.profiles.requests import MergeRequest
+from patron.records.fields import NO_NUL_PATTERN
+
+ProfileId = Annotated[str, PathParameter(pattern=NO_NUL_PATTERN, max_length=64)]
+_merge_request = msgspec.json.Decoder(MergeRequest)
+
+
+@get("/profiles", summary="Profiles, or the profiles with an email", tags=["profiles"], responses=ERRORS)
+async def list_profiles(
+    account: CurrentAccount,
+    state: State,
+    limit: Limit = entities.DEFAULT_LIMIT,
+    offset: Offset = 0,
+    update_since: Annotated[
+        date | None, QueryParameter(name="updateSince", description="Profiles updated on or after this day")
+    ] = None,
+    email: Filter = None,
+) -> Response[bytes]:
+    page = entities.Page.of(limit, offset, None)
+    since = datetime.combine(update_since, datetime.min.time(), UTC) if update_since else None
+    if email is not None:
+        docs = await state.store.read(lambda conn: read.by_email(conn, account.id, email, page))
+    else:
+        docs = await state.store.read(lambda conn: read.list_profiles(conn, account.id, page, since))
+    return Response(entities.as_array(docs), media_type=JSON)
+
+
+@get(
+    "/profiles/{profile_id:str}",
+    summary="One profile (an id merged away answers with the surviving profile)",
+    tags=["profiles"],
+    responses=ITEM_ERRORS,
+)
+async def read_profile(profile_id: ProfileId, account: CurrentAccount, state: State) -> Response[bytes]:
+    doc = await state.store.read(lambda conn: read.get_profile(conn, account.id, profile_id))
+    if doc is None:
+        raise field_problem(404, "profile_id", f"no profile {profile_id!r} in this account")
+    return Response(doc.encode(), media_type=JSON)
+
+
+@post(
+    "/merge-profile",
+    status_code=202,
+    summary="Merge profiles into a survivor (a job the worker runs in order with pushes)",
+    tags=["profiles"],
+    responses=ERRORS,
+    opt={RATE_CLASS: "merge", BODY_TYPE: MergeRequest},
+)
+async def merge_profile(
+    request: Request[Any, Any, Any], account: CurrentAccount, state: State
+) -> Response[read.MergeJob]:
+    body = decode(await read_json(request), _merge_request)
+    job_id, received = str(uuid.uuid4()), now()
+    try:
+        await state.store.write(
+            lambda conn: enqueue_operation(
+                conn, account.id, account.queue_limit, job_id, MERGE, body, received
+            )
+        )
+    except BacklogFull as exc:
+        detail = f"the account has {exc.queued:,} records queued; the merge was not queued"
+        raise ProblemError(429, detail, headers={"Retry-After": "5"}) from exc
+    state.worker.wake()
+    job = read.MergeJob(job_id, "queued", None, [], None, received.isoformat(), None)
+    return Response(job, status_code=202)
+
+
+@get(
+    "/merge-profile/{job_id:str}",
+    summary="A merge job: queued, completed or failed (an extension)",
+    tags=["profiles"],
+    responses=ITEM_ERRORS,
+)
+async def merge_status(job_id: ProfileId, account: CurrentAccount, state: State) -> read.MergeJob:
+    job: read.MergeJob | None = await state.store.read(lambda conn: read.merge_job(conn, account.id, job_id))
+    if job is None:
+        raise field_problem(404, "job_id", f"no merge job {job_id!r} in this account")
+    return job
+
+
+HANDLERS = [list_profiles, read_profile, merge_profile, merge_status]

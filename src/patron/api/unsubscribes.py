@@ -1,0 +1,45 @@
+"""``GET /v2/unsubscribes``: unsubscribes made outside the API (section 5.8)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from litestar import Response, get
+from litestar.datastructures import State
+from litestar.params import QueryParameter
+
+from patron import entities
+from patron.api.auth import CurrentAccount
+from patron.api.entities import JSON, Limit, Offset
+from patron.api.lists import utc
+from patron.api.problems import ERRORS
+from patron.profiles import read
+from patron.profiles.consent import UnsubscribeType
+
+Moment = Annotated[datetime | None, QueryParameter(description="UTC, YYYY-MM-DDTHH:MM:SS")]
+
+
+@get(
+    "/unsubscribes",
+    summary="Unsubscribes (not those made by pushing contacts)",
+    tags=["unsubscribes"],
+    responses=ERRORS,
+)
+async def list_unsubscribes(
+    account: CurrentAccount,
+    state: State,
+    since: Moment = None,
+    before: Moment = None,
+    type: Annotated[UnsubscribeType | None, QueryParameter(description="Only this type")] = None,
+    limit: Limit = entities.DEFAULT_LIMIT,
+    offset: Offset = 0,
+) -> Response[list[dict[str, Any]]]:
+    page = entities.Page.of(limit, offset, None)
+    found = await state.store.read(
+        lambda conn: read.unsubscribes(conn, account.id, page, utc(since), utc(before), type)
+    )
+    return Response(found, media_type=JSON)
+
+
+HANDLERS = [list_unsubscribes]

@@ -1,0 +1,1 @@
+"""The single customer view: identity resolution, profiles, merges, lists and consent."""

@@ -1,0 +1,248 @@
+"""Profile documents (reference section 5.5), computed from the records linked to each profile.
+
+A profile's document is a function of its contacts, its orders' stats, its identities, its lists and
+its consent history, nothing else: the worker recomputes the profiles each round touches, and
+``patron profiles rebuild`` recomputes them all with the same function, so both agree by construction
+(a test checks that a rebuild after any history changes nothing).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any, NamedTuple
+
+import msgspec
+from sqlalchemy import Connection, bindparam, case, func, select, update
+
+from patron.profiles.consent import PENDING, SUBSCRIBED, UNSUBSCRIBED
+from patron.store.schema import consents, contacts, identities, list_members, lists, orders, profiles
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder(dict[str, Any]).decode
+NAME_FIELDS = ("prefix", "firstname", "middlename", "lastname")
+#: Fields each taken from the most recent contact that has it.
+PERSONAL_FIELDS = ("gender", "date_of_birth", "country_id")
+CHUNK = 400
+
+
+class Contact(NamedTuple):
+    order: tuple[datetime, int]  # recency: last update, then internal id
+    doc: dict[str, Any]
+
+
+class OrderStats(NamedTuple):
+    attempted: int = 0
+    orders: int = 0
+    revenue: float = 0.0
+    items: int = 0
+    first: str | None = None
+    last: str | None = None
+
+
+class Facts(NamedTuple):
+    """Everything a profile document is computed from."""
+
+    profile_id: str
+    created_at: datetime
+    contacts: list[Contact]
+    stats: OrderStats
+    identities: list[tuple[str, str]]  # (kind, value), oldest first
+    lists: list[tuple[str, str | None]]  # (id, title)
+    consent: dict[str, tuple[str, datetime]]  # channel -> latest (status, when)
+
+
+def second(value: str | None) -> str | None:
+    """An ISO 8601 UTC timestamp to the second, ``2015-11-03T11:48:10+00:00``."""
+    if value is None:
+        return None
+    return datetime.fromisoformat(value).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+
+
+def document(facts: Facts) -> dict[str, Any]:
+    """The profile as ``GET /v2/profiles/{id}`` shows it."""
+    recent = sorted(facts.contacts, key=lambda c: c.order, reverse=True)  # most recent first
+    named = next((c.doc for c in recent if c.doc.get("firstname") or c.doc.get("lastname")), {})
+    names = {field: named.get(field) for field in NAME_FIELDS}
+    personal = {
+        f: next((c.doc[f] for c in recent if c.doc.get(f) is not None), None) for f in PERSONAL_FIELDS
+    }
+    kinds: dict[str, list[str]] = defaultdict(list)
+    for kind, value in facts.identities:
+        kinds[kind].append(value)
+    email = next((c.doc["email"] for c in recent if c.doc.get("email")), None)
+    properties: dict[str, Any] = {}
+    for c in reversed(recent):  # oldest first, so the most recent value of each key wins
+        properties.update(c.doc.get("properties") or {})
+    acquired = [c.doc["timestamp_acquired"] for c in recent if c.doc.get("timestamp_acquired")]
+    email_status = facts.consent.get("email")
+    sms = facts.consent.get("sms")
+    s = facts.stats
+    full_name = " ".join(v for v in (names["firstname"], names["lastname"]) if v) or None
+    return {
+        "@type": "profile",
+        "id": facts.profile_id,
+        "customer_id": next(iter(kinds.get("customer_id", ())), None),
+        "email": email.lower() if email else next(iter(kinds.get("email", ())), None),
+        "name": full_name,
+        **names,
+        **personal,
+        "country": personal["country_id"],
+        "marketing_optin": {SUBSCRIBED: True, UNSUBSCRIBED: False}.get(email_status[0])
+        if email_status
+        else None,
+        "channels": {
+            "sms": {
+                "allow_marketing": sms[0] == SUBSCRIBED if sms else None,
+                "status": sms[0] if sms else None,
+                "pending_double_optin": sms is not None and sms[0] == PENDING,
+            }
+        },
+        "seen": False,
+        "identities": [
+            {"id": value, "type": kind}
+            for kind, value in sorted(facts.identities, key=lambda i: (i[0], i[1]))
+        ],
+        "lists": [
+            {"id": list_id, "title": title, "type": "STATIC"} for list_id, title in sorted(facts.lists)
+        ],
+        "dates": {
+            "acquired": second(min(acquired)) if acquired else second(facts.created_at.isoformat()),
+            "first_purchase": second(s.first),
+            "last_purchase": second(s.last),
+            "first_seen": None,
+            "last_seen": None,
+        },
+        "stats": {
+            "orders": s.orders,
+            "orders_attempted": s.attempted,
+            "revenue": round(s.revenue, 2),
+            "aov": round(s.revenue / s.orders, 2) if s.orders else 0,
+            "total_items": s.items,
+            "visits": 0,
+        },
+        "tags": [],
+        "properties": properties,
+    }
+
+
+def _in_chunks(ids: Sequence[str]) -> Iterable[list[str]]:
+    for start in range(0, len(ids), CHUNK):
+        yield list(ids[start : start + CHUNK])
+
+
+def _facts(conn: Connection, account_id: int, rows: list[Any]) -> list[Facts]:
+    ids = [r.profile_id for r in rows]
+    found_contacts: dict[str, list[Contact]] = defaultdict(list)
+    c = contacts
+    for row in conn.execute(
+        select(c.c.profile, c.c.id, c.c.updated_at, c.c.data).where(
+            c.c.account_id == account_id, c.c.profile.in_(ids)
+        )
+    ):
+        found_contacts[row.profile].append(Contact((row.updated_at, row.id), _decode(row.data)))
+    o = orders
+    counted = o.c.counted.is_(True)
+    stats = {
+        row.profile: OrderStats(
+            int(row.attempted),
+            int(row.orders or 0),
+            float(row.revenue or 0),
+            int(row.items or 0),
+            row.first,
+            row.last,
+        )
+        for row in conn.execute(
+            select(
+                o.c.profile,
+                func.count().label("attempted"),
+                func.sum(case((counted, 1), else_=0)).label("orders"),
+                func.sum(case((counted, o.c.revenue), else_=0.0)).label("revenue"),
+                func.sum(case((counted, o.c["items"]), else_=0)).label("items"),
+                func.min(case((counted, o.c.placed_at), else_=None)).label("first"),
+                func.max(case((counted, o.c.placed_at), else_=None)).label("last"),
+            )
+            .where(o.c.account_id == account_id, o.c.profile.in_(ids))
+            .group_by(o.c.profile)
+        )
+    }
+    found_ids: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    i = identities
+    for ident in conn.execute(
+        select(i.c.profile, i.c.kind, i.c.value)
+        .where(i.c.account_id == account_id, i.c.profile.in_(ids))
+        .order_by(i.c.id)
+    ):
+        found_ids[ident.profile].append((ident.kind, ident.value))
+    found_lists: dict[str, list[tuple[str, str | None]]] = defaultdict(list)
+    m = list_members
+    for member in conn.execute(
+        select(m.c.profile, lists.c.list_id, lists.c.title)
+        .join(lists, (lists.c.account_id == m.c.account_id) & (lists.c.list_id == m.c.list_id))
+        .where(m.c.account_id == account_id, m.c.profile.in_(ids))
+    ):
+        found_lists[member.profile].append((member.list_id, member.title))
+    latest: dict[str, dict[str, tuple[str, datetime]]] = defaultdict(dict)
+    k = consents
+    for change in conn.execute(
+        select(k.c.profile, k.c.channel, k.c.status, k.c.occurred_at)
+        .where(k.c.account_id == account_id, k.c.profile.in_(ids))
+        .order_by(k.c.id)
+    ):
+        latest[change.profile][change.channel] = (change.status, change.occurred_at)
+    return [
+        Facts(
+            r.profile_id,
+            r.created_at,
+            found_contacts[r.profile_id],
+            stats.get(r.profile_id, OrderStats()),
+            found_ids[r.profile_id],
+            found_lists[r.profile_id],
+            latest[r.profile_id],
+        )
+        for r in rows
+    ]
+
+
+def refresh(conn: Connection, account_id: int, profile_ids: Iterable[str], at: datetime) -> int:
+    """Recompute the live profiles among ``profile_ids``; returns how many documents changed."""
+    p = profiles
+    changed = 0
+    for chunk in _in_chunks(sorted(profile_ids)):
+        rows = list(
+            conn.execute(
+                select(p.c.id, p.c.profile_id, p.c.created_at, p.c.data).where(
+                    p.c.account_id == account_id, p.c.profile_id.in_(chunk), p.c.merged_into.is_(None)
+                )
+            )
+        )
+        stored = {r.profile_id: (r.id, r.data) for r in rows}
+        writes = []
+        for facts in _facts(conn, account_id, rows):
+            doc = document(facts)
+            text = _encode(doc).decode()
+            row_id, old = stored[facts.profile_id]
+            if text != old:
+                writes.append({"_id": row_id, "data": text, "email": doc["email"], "updated_at": at})
+        if writes:
+            conn.execute(update(p).where(p.c.id == bindparam("_id")), writes)
+            changed += len(writes)
+    return changed
+
+
+def survivor(conn: Connection, account_id: int, profile_id: str) -> str | None:
+    """The live profile ``profile_id`` names: itself, or the one it was merged into; None if unknown."""
+    p = profiles
+    row = conn.execute(
+        select(p.c.merged_into).where(p.c.account_id == account_id, p.c.profile_id == profile_id)
+    ).first()
+    if row is None:
+        return None
+    return row.merged_into or profile_id
+
+
+def live_profiles(conn: Connection, account_id: int) -> list[str]:
+    p = profiles
+    query = select(p.c.profile_id).where(p.c.account_id == account_id, p.c.merged_into.is_(None))
+    return list(conn.execute(query.order_by(p.c.id)).scalars())

@@ -1,0 +1,461 @@
+"""Identity resolution: the worker links every record it applies to a profile, in arrival order.
+
+Runs inside the transaction that applies a round, after the records are merged and before they are
+written, so every read sees what the round has done so far. The rules (reference sections 5.2 and 7.1):
+
+- A contact is found by its listing (``@collection`` and ``id``); a new one joins the profile of its
+  ``customer_id``, else of its email, else of its phone number (phone matching is per account), else a
+  new profile. It never joins a profile that holds a different ``customer_id``: two profiles with
+  different customer ids are never merged automatically.
+- Each identifier belongs to one profile. An identifier another profile holds is ignored; a profile
+  holds at most one ``customer_id``. A contact whose email changes gives up the old one (unless another
+  of the profile's contacts still has it) and takes the new one.
+- An order joins by its customer's id, then email; when only the email matches a profile with another
+  customer id, the order starts a profile of its own. An order with neither (names only) is stored and
+  linked to nothing.
+- A custom event joins by ``profile_id``, then ``identity_account_id``, then ``identity_email``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any, NamedTuple
+
+import msgspec
+from sqlalchemy import Connection, delete, insert, select, update
+
+from patron.ingest.apply import Changes, Document, Key, Step
+from patron.profiles import build, consent, lists
+from patron.profiles.identity import Kind, identifiers, new_profile_id, normalise
+from patron.store.schema import (
+    accounts,
+    consents,
+    contacts,
+    custom_events,
+    identities,
+    merge_jobs,
+    orders,
+    profiles,
+)
+
+#: The operations the queue carries besides records.
+MERGE = "merge"
+UNSUBSCRIBE = "unsubscribe"
+#: Ometria: at most 50 resolved customers per merge.
+MAX_RESOLVED = 50
+LINKED = {"contact": contacts, "order": orders, "custom_event": custom_events}
+_encode = msgspec.json.Encoder().encode
+
+
+class Op(NamedTuple):
+    """One queued record (with its merge step) or operation, as the worker applies it."""
+
+    record_type: str
+    record: Document  # as sent: directives included
+    step: Step | None  # the merge, for records
+    at: datetime
+    request_id: str
+    position: int  # the record's index in its request
+
+
+class Failure(NamedTuple):
+    request_id: str
+    record_type: str
+    position: int  # the record's index in its request
+    message: str
+    record: Document
+
+
+class Linker:
+    """Links one account's records to profiles, keeping what it decides for :meth:`finish`."""
+
+    def __init__(self, conn: Connection, account_id: int) -> None:
+        self.conn = conn
+        self.account_id = account_id
+        self.match_phone = bool(
+            conn.execute(select(accounts.c.match_phone).where(accounts.c.id == account_id)).scalar()
+        )
+        self.links: dict[str, dict[Key, str | None]] = {name: {} for name in LINKED}
+        self.patches: dict[Key, dict[str, Any]] = {}  # contact -> consent fields to set (None: remove)
+        self.touched: set[str] = set()
+        self.failures: list[Failure] = []
+        self._contact_ids: dict[Key, dict[Kind, str]] = {}  # contacts of this round: their identifiers
+
+    # the queue, in order ----------------------------------------------------------------------------
+
+    def apply(self, op: Op) -> None:
+        if op.record_type == "contact" and op.step:
+            self._contact(op, op.step)
+        elif op.record_type == "order" and op.step:
+            cust = op.step.after.get("customer") or {}
+            before = (op.step.before or {}).get("customer") or {}
+            self._follower(
+                op, op.step, (cust.get("id"), cust.get("email")), (before.get("id"), before.get("email"))
+            )
+        elif op.record_type == "custom_event" and op.step:
+            after, before = op.step.after, op.step.before or {}
+            ids = (after.get("identity_account_id"), after.get("identity_email"), after.get("profile_id"))
+            was = (before.get("identity_account_id"), before.get("identity_email"), before.get("profile_id"))
+            self._follower(op, op.step, ids, was)
+        elif op.record_type == MERGE:
+            self._merge(op)
+        elif op.record_type == UNSUBSCRIBE:
+            self._unsubscribe(op)
+
+    def patch(self, changes: Changes) -> None:
+        """Put the consent fields decided here into the contacts about to be written."""
+        if changes.kind.table is contacts:
+            for key, fields in self.patches.items():
+                doc = changes.rows[key]["data"]
+                for name, value in fields.items():
+                    if value is None:
+                        doc.pop(name, None)
+                    else:
+                        doc[name] = value
+
+    def finish(self, at: datetime) -> None:
+        """Recompute the profiles this round touched (after the records are written)."""
+        build.refresh(self.conn, self.account_id, self.touched, at)
+
+    # contacts ---------------------------------------------------------------------------------------
+
+    def _ids(self, doc: Document) -> dict[Kind, str]:
+        return identifiers(
+            doc.get("customer_id"), doc.get("email"), doc.get("phone_number"), match_phone=self.match_phone
+        )
+
+    def _contact(self, op: Op, step: Step) -> None:
+        ids = self._ids(step.after)
+        profile = self._link_of("contact", step.key)
+        if profile is None:
+            profile = self._live(op.record.get("@profile_id")) or self._find(ids) or self._new_profile(op.at)
+        else:
+            old = self._ids(step.before or {})
+            for kind, value in old.items():
+                if ids.get(kind) != value:
+                    self._release(kind, value, profile, step.key)
+        self._contact_ids[step.key] = ids
+        self.links["contact"][step.key] = profile
+        self._claim(ids, profile, op.at)
+        self.touched.add(profile)
+        self._consent(op, step, profile)
+        for list_id in op.record.get("@add_to_lists") or ():
+            lists.add(self.conn, self.account_id, str(list_id), profile, op.at)
+        for list_id in op.record.get("@remove_from_lists") or ():
+            lists.remove(self.conn, self.account_id, str(list_id), profile, op.at)
+
+    def _consent(self, op: Op, step: Step, profile: str) -> None:
+        latest = consent.latest(self.conn, self.account_id, profile, "email")
+        decision = consent.email_decision(op.record, step.before, latest)
+        fields = self.patches.setdefault(step.key, {})
+        for name in op.record:  # what this record sets replaces what an earlier one patched
+            fields.pop(name, None)
+        fields.update(decision.patch)
+        if not fields:
+            del self.patches[step.key]
+        contact = {"collection": step.key[0], "contact_id": step.key[1]}
+        if decision.status is not None:
+            given = op.record.get(decision.timestamp_field or "")
+            occurred = datetime.fromisoformat(given) if isinstance(given, str) else op.at
+            email = step.after.get("email")
+            consent.record(
+                self.conn,
+                self.account_id,
+                profile,
+                "email",
+                decision.status,
+                "api",
+                occurred,
+                op.at,
+                email=email,
+                **contact,
+            )
+        sms = consent.sms_status(step.key[0], op.record)
+        if sms is not None:
+            status, given = sms
+            latest_sms = consent.latest(self.conn, self.account_id, profile, "sms")
+            already = latest_sms is not None and (
+                latest_sms.status == status
+                or (latest_sms.status, status) == (consent.SUBSCRIBED, consent.PENDING)
+            )
+            if not already:
+                occurred = datetime.fromisoformat(given) if isinstance(given, str) else op.at
+                phone = step.after.get("phone_number")
+                consent.record(
+                    self.conn,
+                    self.account_id,
+                    profile,
+                    "sms",
+                    status,
+                    "api",
+                    occurred,
+                    op.at,
+                    email=phone,
+                    **contact,
+                )
+
+    # orders and custom events -------------------------------------------------------------------
+
+    def _follower(self, op: Op, step: Step, ids: tuple[Any, ...], was: tuple[Any, ...]) -> None:
+        """Orders and custom events: linked by their customer's identifiers, re-linked only when those
+        change (so a record keeps its profile across updates)."""
+        links = self.links[op.record_type]
+        current = self._link_of(op.record_type, step.key)
+        if step.before is not None and current is not None and ids == was:
+            profile: str | None = current
+        else:
+            profile_id = ids[2] if len(ids) > 2 else None
+            profile = self._live(profile_id) or self._customer(ids[0], ids[1], op.at)
+        links[step.key] = profile
+        for touched in (current, profile):
+            if touched is not None:
+                self.touched.add(touched)
+
+    def _customer(self, customer_id: Any, email: Any, at: datetime) -> str | None:
+        """The profile of a customer known by id and/or email, made when none matches (section 5.2)."""
+        ids = identifiers(customer_id, email, None, match_phone=False)
+        if not ids:
+            return None
+        profile = self._find(ids) or self._new_profile(at)
+        self._claim(ids, profile, at)
+        return profile
+
+    # identities ---------------------------------------------------------------------------------
+
+    def _find(self, ids: dict[Kind, str]) -> str | None:
+        """The profile the identifiers point to, trying them in order, never one whose customer id
+        differs from the one given."""
+        for kind, value in ids.items():
+            owner = self._owner(kind, value)
+            if owner is None:
+                continue
+            if kind != "customer_id" and "customer_id" in ids:
+                held = self._customer_of(owner)
+                if held is not None and held != ids["customer_id"]:
+                    continue
+            return owner
+        return None
+
+    def _owner(self, kind: str, value: str) -> str | None:
+        t = identities
+        found: str | None = self.conn.execute(
+            select(t.c.profile).where(t.c.account_id == self.account_id, t.c.kind == kind, t.c.value == value)
+        ).scalar()
+        return found
+
+    def _customer_of(self, profile: str) -> str | None:
+        t = identities
+        found: str | None = self.conn.execute(
+            select(t.c.value)
+            .where(t.c.account_id == self.account_id, t.c.profile == profile, t.c.kind == "customer_id")
+            .order_by(t.c.id)
+            .limit(1)
+        ).scalar()
+        return found
+
+    def _claim(self, ids: dict[Kind, str], profile: str, at: datetime) -> None:
+        """Give the profile the identifiers no profile holds yet (a customer id only if it has none)."""
+        for kind, value in ids.items():
+            if self._owner(kind, value) is not None:
+                continue
+            if kind == "customer_id" and self._customer_of(profile) is not None:
+                continue
+            self.conn.execute(
+                insert(identities).values(
+                    account_id=self.account_id, kind=kind, value=value, profile=profile, created_at=at
+                )
+            )
+            self.touched.add(profile)
+
+    def _release(self, kind: Kind, value: str, profile: str, key: Key) -> None:
+        """A contact no longer has this identifier: the profile gives it up unless another of its
+        contacts still has it."""
+        if self._owner(kind, value) != profile:
+            return
+        for other, ids in self._contacts_of(profile):
+            if other != key and ids.get(kind) == value:
+                return
+        t = identities
+        self.conn.execute(
+            delete(t).where(t.c.account_id == self.account_id, t.c.kind == kind, t.c.value == value)
+        )
+        self.touched.add(profile)
+
+    def _contacts_of(self, profile: str) -> Iterable[tuple[Key, dict[Kind, str]]]:
+        """The profile's contacts and their identifiers, as of this point of the round."""
+        c = contacts
+        rows = self.conn.execute(
+            select(c.c.collection, c.c.contact_id, c.c.data).where(
+                c.c.account_id == self.account_id, c.c.profile == profile
+            )
+        )
+        seen = set()
+        for row in rows:
+            key: Key = (row.collection, row.contact_id)
+            seen.add(key)
+            if key in self._contact_ids:
+                if self.links["contact"].get(key) == profile:
+                    yield key, self._contact_ids[key]
+            else:
+                yield key, self._ids(msgspec.json.decode(row.data))
+        for key, link in self.links["contact"].items():
+            if link == profile and key not in seen:
+                yield key, self._contact_ids[key]
+
+    # profiles -----------------------------------------------------------------------------------
+
+    def _new_profile(self, at: datetime) -> str:
+        profile = new_profile_id()
+        self.conn.execute(
+            insert(profiles).values(
+                account_id=self.account_id, profile_id=profile, data="{}", created_at=at, updated_at=at
+            )
+        )
+        self.touched.add(profile)
+        return profile
+
+    def _live(self, profile_id: Any) -> str | None:
+        """The live profile an id names: itself, or the profile it was merged into."""
+        if not isinstance(profile_id, str | int):
+            return None
+        return build.survivor(self.conn, self.account_id, str(profile_id))
+
+    def _link_of(self, record_type: str, key: Key) -> str | None:
+        links = self.links[record_type]
+        if key in links:
+            return links[key]
+        table = LINKED[record_type]
+        kind_columns = {"contact": ("collection", "contact_id"), "order": ("order_id",)}
+        columns = kind_columns.get(record_type, ("event_id",))
+        where = [table.c[name] == value for name, value in zip(columns, key, strict=True)]
+        found: str | None = self.conn.execute(
+            select(table.c.profile).where(table.c.account_id == self.account_id, *where)
+        ).scalar()
+        return found
+
+    # operations ---------------------------------------------------------------------------------
+
+    def _resolve(self, kind: str, value: str) -> list[str]:
+        """Live profiles a merge request's identifier names, oldest first (section 5.11)."""
+        c, p = contacts, profiles
+        found: list[str] = []
+        if kind == "profile_hash":
+            live = self._live(value)
+            found = [live] if live else []
+        elif kind == "customer_id":
+            owner = self._owner("customer_id", value)
+            found = [owner] if owner else []
+        elif kind == "email_address":
+            email = normalise("email", value)
+            if email is not None:
+                owner = self._owner("email", email)
+                shown = self.conn.execute(
+                    select(p.c.profile_id)
+                    .where(p.c.account_id == self.account_id, p.c.email == email, p.c.merged_into.is_(None))
+                    .order_by(p.c.id)
+                )
+                found = [owner] if owner else []
+                found += [x for x in shown.scalars() if x not in found]
+        elif kind == "phone_number":
+            owner = self._owner("phone_number", value)
+            holders = self.conn.execute(
+                select(c.c.profile).where(c.c.account_id == self.account_id, c.c.phone_number == value)
+            )
+            found = [owner] if owner else []
+            found += [x for x in dict.fromkeys(holders.scalars()) if x and x not in found]
+        return found
+
+    def _merge(self, op: Op) -> None:
+        try:
+            survivor, merged = self._merge_parties(op.record)
+        except LookupError as exc:
+            message = str(exc.args[0])
+            self.failures.append(Failure(op.request_id, MERGE, op.position, message, op.record))
+            self._job(op, "failed", None, [], message)
+            return
+        for profile in merged:
+            self._merge_one(profile, survivor, op.at)
+        self._job(op, "completed", survivor, merged, None)
+
+    def _merge_parties(self, body: Document) -> tuple[str, list[str]]:
+        """The survivor and the profiles to merge into it; LookupError when the survivor is unknown."""
+        if "survivor" in body:
+            kind, value = body["survivor"]["type"], str(body["survivor"]["value"])
+            found = self._resolve(kind, value)
+            if not found:
+                raise LookupError(f"the survivor ({kind} {value!r}) matches no profile")
+            survivor, merged = found[0], found[1:]
+            for customer in body["customers_to_merge"]:
+                merged += self._resolve(customer["type"], str(customer["value"]))
+        else:
+            merged = self._resolve("email_address", body["email"])
+            chosen = body.get("profile_id")
+            named = self._live(chosen) if chosen else (merged[0] if merged else None)
+            if named is None:
+                what = f"profile {chosen!r}" if chosen else f"email {body['email']!r}"
+                raise LookupError(f"the survivor ({what}) matches no profile")
+            survivor = named
+        merged = [m for m in dict.fromkeys(merged) if m != survivor]
+        if len(merged) > MAX_RESOLVED:
+            raise LookupError(f"{len(merged)} profiles resolved; a merge takes at most {MAX_RESOLVED}")
+        return survivor, merged
+
+    def _merge_one(self, merged: str, survivor: str, at: datetime) -> None:
+        """Everything of ``merged`` becomes ``survivor``'s; the merged id resolves to the survivor."""
+        account = self.account_id
+        for table in (identities, contacts, orders, custom_events, consents):
+            self.conn.execute(
+                update(table)
+                .where(table.c.account_id == account, table.c.profile == merged)
+                .values(profile=survivor)
+            )
+        for links in self.links.values():
+            for key, link in links.items():
+                if link == merged:
+                    links[key] = survivor
+        lists.move(self.conn, account, merged, survivor, at)
+        p = profiles
+        self.conn.execute(
+            update(p)
+            .where(p.c.account_id == account, (p.c.profile_id == merged) | (p.c.merged_into == merged))
+            .values(merged_into=survivor, updated_at=at)
+        )
+        self.touched.discard(merged)
+        self.touched.add(survivor)
+
+    def _job(self, op: Op, status: str, survivor: str | None, merged: list[str], error: str | None) -> None:
+        self.conn.execute(
+            insert(merge_jobs).values(
+                account_id=self.account_id,
+                job_id=op.request_id,
+                status=status,
+                survivor=survivor,
+                merged=_encode(merged).decode(),
+                error=error,
+                completed_at=op.at,
+            )
+        )
+
+    def _unsubscribe(self, op: Op) -> None:
+        """An unsubscribe made outside the API (``patron unsubscribe``: type ``app``)."""
+        body = op.record
+        found = self._resolve("email_address", body["email"])
+        if not found:
+            message = f"no profile has the email {body['email']!r}"
+            self.failures.append(Failure(op.request_id, UNSUBSCRIBE, op.position, message, body))
+            return
+        for profile in found[:1]:
+            consent.record(
+                self.conn,
+                self.account_id,
+                profile,
+                "email",
+                consent.UNSUBSCRIBED,
+                body["type"],
+                op.at,
+                op.at,
+                email=body["email"],
+                reason=body.get("reason"),
+            )
+            self.touched.add(profile)

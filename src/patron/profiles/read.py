@@ -1,0 +1,122 @@
+"""Reading the customer view: profiles, merge jobs and unsubscribes, as the API answers them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import msgspec
+from sqlalchemy import Connection, select
+
+from patron.entities import Page
+from patron.ingest.queue import batch_status
+from patron.profiles.build import survivor
+from patron.profiles.consent import UNSUBSCRIBED
+from patron.profiles.identity import normalise
+from patron.store.schema import consents, identities, merge_jobs, profiles
+
+
+def list_profiles(conn: Connection, account_id: int, page: Page, updated_since: datetime | None) -> list[str]:
+    """Live profiles (not merged away) as JSON documents, oldest first."""
+    p = profiles
+    query = select(p.c.data).where(p.c.account_id == account_id, p.c.merged_into.is_(None))
+    if updated_since is not None:
+        query = query.where(p.c.updated_at >= updated_since)
+    return list(conn.execute(query.order_by(p.c.id).limit(page.limit).offset(page.offset)).scalars())
+
+
+def by_email(conn: Connection, account_id: int, email: str, page: Page) -> list[str]:
+    """The profiles with this email: the one that holds it as an identifier, then any other showing it
+    (another customer id's profile may show the same email, section 5.2)."""
+    wanted = normalise("email", email)
+    if wanted is None:
+        return []
+    p, i = profiles, identities
+    owner = conn.execute(
+        select(i.c.profile).where(i.c.account_id == account_id, i.c.kind == "email", i.c.value == wanted)
+    ).scalar()
+    shown = select(p.c.profile_id).where(
+        p.c.account_id == account_id, p.c.email == wanted, p.c.merged_into.is_(None)
+    )
+    ids = list(dict.fromkeys([*([owner] if owner else []), *conn.execute(shown.order_by(p.c.id)).scalars()]))
+    ids = ids[page.offset : page.offset + page.limit]
+    docs = dict(
+        conn.execute(
+            select(p.c.profile_id, p.c.data).where(p.c.account_id == account_id, p.c.profile_id.in_(ids))
+        )
+        .tuples()
+        .all()
+    )
+    return [docs[i] for i in ids if i in docs]
+
+
+def get_profile(conn: Connection, account_id: int, profile_id: str) -> str | None:
+    """A profile by id; an id merged away answers with the profile it was merged into."""
+    live = survivor(conn, account_id, profile_id)
+    if live is None:
+        return None
+    p = profiles
+    found: str | None = conn.execute(
+        select(p.c.data).where(p.c.account_id == account_id, p.c.profile_id == live)
+    ).scalar()
+    return found
+
+
+class MergeJob(msgspec.Struct):
+    """A merge job (an extension: Ometria documents no way to read one)."""
+
+    id: str
+    status: str  # queued | completed | failed
+    survivor: str | None
+    merged: list[str]
+    error: str | None
+    timestamp_created: str
+    timestamp_completed: str | None
+
+
+def merge_job(conn: Connection, account_id: int, job_id: str) -> MergeJob | None:
+    queued = batch_status(conn, account_id, job_id)
+    if queued is None or queued.record_type != "merge":
+        return None
+    j = merge_jobs
+    row = conn.execute(select(j).where(j.c.account_id == account_id, j.c.job_id == job_id)).first()
+    if row is None:
+        return MergeJob(job_id, "queued", None, [], None, queued.timestamp_received, None)
+    merged = msgspec.json.decode(row.merged, type=list[str])
+    completed = row.completed_at.isoformat()
+    return MergeJob(job_id, row.status, row.survivor, merged, row.error, queued.timestamp_received, completed)
+
+
+def unsubscribe_timestamp(moment: datetime) -> str:
+    """``2017-05-17 22:08:07+00``: the form of section 5.8."""
+    return moment.strftime("%Y-%m-%d %H:%M:%S+00")
+
+
+def unsubscribes(
+    conn: Connection,
+    account_id: int,
+    page: Page,
+    since: datetime | None,
+    before: datetime | None,
+    kind: str | None,
+) -> list[dict[str, Any]]:
+    """Unsubscribes, oldest first; those made by pushing contacts are not included, as in Ometria."""
+    k = consents
+    query = select(k).where(k.c.account_id == account_id, k.c.status == UNSUBSCRIBED, k.c.source != "api")
+    if since is not None:
+        query = query.where(k.c.occurred_at >= since)
+    if before is not None:
+        query = query.where(k.c.occurred_at < before)
+    if kind is not None:
+        query = query.where(k.c.source == kind)
+    rows = conn.execute(query.order_by(k.c.occurred_at, k.c.id).limit(page.limit).offset(page.offset))
+    return [
+        {
+            "email_address": r.email,
+            "profile_id": r.profile,
+            "reason": r.reason,
+            "timestamp": unsubscribe_timestamp(r.occurred_at),
+            "type": r.source,
+        }
+        for r in rows
+    ]

@@ -1,0 +1,71 @@
+"""The bodies of the profile operations: ``POST /v2/merge-profile``, ``POST /v2/lists`` and an
+operator's unsubscribe. Merges and unsubscribes are queued and applied by the worker in order with the
+pushes around them."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import UNSET, Meta, UnsetType
+
+from patron.records.fields import ID_PATTERN, NO_NUL_PATTERN, Email, Id
+
+#: Ometria: at most 5 customers per merge request.
+MAX_TO_MERGE = 5
+IdentifierType = Literal["customer_id", "email_address", "phone_number", "profile_hash"]
+Value = Annotated[str, Meta(min_length=1, max_length=512, pattern=ID_PATTERN)] | int
+
+
+class Identifier(msgspec.Struct, forbid_unknown_fields=True):
+    type: IdentifierType
+    value: Value
+
+
+class MergeRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """Either form of section 5.11: ``survivor`` with ``customers_to_merge``, or the older ``email``
+    (with an optional ``profile_id`` to survive)."""
+
+    survivor: Identifier | UnsetType = UNSET
+    customers_to_merge: (
+        Annotated[list[Identifier], Meta(min_length=1, max_length=MAX_TO_MERGE)] | UnsetType
+    ) = UNSET
+    email: Email | UnsetType = UNSET
+    profile_id: Id | UnsetType = UNSET
+
+    def __post_init__(self) -> None:
+        if self.survivor is not UNSET:
+            if self.customers_to_merge is UNSET:
+                raise ValueError("customers_to_merge :: is required with survivor")
+            if self.email is not UNSET or self.profile_id is not UNSET:
+                raise ValueError("email :: give either survivor and customers_to_merge, or email")
+        elif self.email is UNSET:
+            raise ValueError("survivor :: is required (or, in the older form, email)")
+        elif self.customers_to_merge is not UNSET:
+            raise ValueError("survivor :: is required with customers_to_merge")
+        if isinstance(self.profile_id, int):
+            self.profile_id = str(self.profile_id)
+
+
+class Unsubscribe(msgspec.Struct):
+    """An unsubscribe recorded outside the API (``patron unsubscribe``)."""
+
+    email: str
+    type: str
+    reason: str | None = None
+
+
+class NewList(msgspec.Struct, forbid_unknown_fields=True):
+    """``POST /v2/lists``: a static list with a title (an id is chosen when none is given)."""
+
+    title: Annotated[str, Meta(min_length=1, max_length=200, pattern=NO_NUL_PATTERN)]
+    id: Id | UnsetType = UNSET
+    description: Annotated[str, Meta(max_length=4096, pattern=NO_NUL_PATTERN)] | None = None
+
+
+class ListUpdate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """``PUT /v2/lists/{id}``: new details, or archiving (an archived list leaves ``mode=active``)."""
+
+    title: Annotated[str, Meta(min_length=1, max_length=200, pattern=NO_NUL_PATTERN)] | UnsetType = UNSET
+    description: Annotated[str, Meta(max_length=4096, pattern=NO_NUL_PATTERN)] | UnsetType | None = UNSET
+    archived: bool | UnsetType = UNSET

@@ -1,0 +1,32 @@
+"""What a profile's stats take from an order: whether it counts, its revenue, items and date.
+
+An order counts unless ``is_valid`` is false or its status says it was cancelled. Revenue is the base
+currency ``totals.base.grand_total`` where the order gives one, else ``grand_total``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+CANCELLED: Final = frozenset({"cancelled", "canceled"})
+
+
+def counted(order: dict[str, Any]) -> bool:
+    status = order.get("status")
+    cancelled = isinstance(status, str) and status.strip().lower() in CANCELLED
+    return order.get("is_valid") is not False and not cancelled
+
+
+def revenue(order: dict[str, Any]) -> float:
+    base = (order.get("totals") or {}).get("base") or {}
+    value = base.get("grand_total", order.get("grand_total"))
+    return float(value) if isinstance(value, int | float) else 0.0
+
+
+def items(order: dict[str, Any]) -> int:
+    return sum(int(line.get("quantity") or 0) for line in order.get("lineitems") or ())
+
+
+def placed_at(order: dict[str, Any]) -> str | None:
+    value = order.get("timestamp")
+    return value if isinstance(value, str) else None
