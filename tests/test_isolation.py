@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -29,10 +30,13 @@ from litestar.testing import TestClient
 
 from conftest import Tenant, push, wait_applied
 from patron import accounts
-from patron.api import account, entities
+from patron.api import account, entities, lists, profiles, unsubscribes
 from patron.api import push as push_api
 from patron.app import V2_HANDLERS, create_app
 from patron.config import Settings
+from patron.ingest.queue import enqueue_operation
+from patron.profiles.link import UNSUBSCRIBE
+from patron.profiles.requests import Unsubscribe
 from patron.records.types import RECORD_TYPES
 from patron.store import Store
 from test_push import App, running_app
@@ -69,6 +73,7 @@ class Seed:
     title: str
     event_id: str
     event_type: str
+    list_id: str
 
     @classmethod
     def of(cls, tag: str) -> Seed:
@@ -86,6 +91,7 @@ class Seed:
             title=f"{tag.title()} product title",
             event_id=f"{tag}-event",
             event_type=f"{tag}_visit",
+            list_id=f"{tag}-list",
         )
 
     @property
@@ -98,7 +104,14 @@ class Seed:
     @property
     def keys(self) -> tuple[str, ...]:
         """The ids the caller reuses for records of its own."""
-        return (self.contact_id, *self.collections, self.order_id, self.product_id, self.event_id)
+        return (
+            self.contact_id,
+            *self.collections,
+            self.order_id,
+            self.product_id,
+            self.event_id,
+            self.list_id,
+        )
 
     def pushes(self) -> list[list[dict[str, Any]]]:
         """One push per record type: the contact in both collections, an order and a rejected one, a
@@ -110,7 +123,10 @@ class Seed:
             "firstname": self.firstname,
         }
         return [
-            [{**contact, "@collection": collection} for collection in self.collections],
+            [
+                {**contact, "@collection": collection, "@add_to_lists": [self.list_id]}
+                for collection in self.collections
+            ],
             [
                 {
                     "@type": "order",
@@ -187,11 +203,13 @@ class Owner:
     tenant: Tenant
     seed: Seed
     request_ids: tuple[str, ...]
+    profile_id: str  # the profile the seed's records make
+    merge_job: str
 
     @property
     def traces(self) -> tuple[str, ...]:
         """Every string that would give away this account or its data."""
-        return (*identity(self.tenant), *self.seed.values, *self.request_ids)
+        return (*identity(self.tenant), *self.seed.values, *self.request_ids, self.profile_id, self.merge_job)
 
 
 def identity(tenant: Tenant) -> tuple[str, ...]:
@@ -219,7 +237,30 @@ def seed(app: App, name: str) -> Owner:
     for reply in replies:
         wait_applied(app.client, tenant, reply["request_id"])
     assert sum(reply["rejected"] for reply in replies) == 1, replies
-    return Owner(tenant, data, tuple(reply["request_id"] for reply in replies))
+    [profile] = app.client.get(with_query("/v2/profiles", email=data.email), headers=tenant.headers).json()
+    merge = app.client.post("/v2/merge-profile", json={"email": data.email}, headers=tenant.headers)
+    assert merge.status_code == 202, merge.text
+    unsubscribe_request = str(uuid.uuid4())
+    app.store.write_blocking(
+        lambda conn: enqueue_operation(
+            conn,
+            account_id(app, tenant),
+            50_000,
+            unsubscribe_request,
+            UNSUBSCRIBE,
+            Unsubscribe(data.email, "app", f"{data.firstname} asked"),
+            accounts.now(),
+        )
+    )
+    for request_id in (merge.json()["id"], unsubscribe_request):
+        wait_applied(app.client, tenant, request_id)
+    return Owner(
+        tenant, data, tuple(reply["request_id"] for reply in replies), profile["id"], merge.json()["id"]
+    )
+
+
+def account_id(app: App, tenant: Tenant) -> int:
+    return app.store.read_blocking(lambda conn: accounts.get_account(conn, tenant.hash)).id
 
 
 # what an owner reads, by route -------------------------------------------------------------------
@@ -276,6 +317,34 @@ def push_statuses(owner: Owner) -> list[str]:
     return [item("/v2/push", request_id) for request_id in owner.request_ids]
 
 
+def profile_lists(owner: Owner) -> list[str]:
+    return [
+        "/v2/profiles",
+        with_query("/v2/profiles", email=owner.seed.email),
+        with_query("/v2/profiles", updateSince="2000-01-01"),
+    ]
+
+
+def list_lists_of(owner: Owner) -> list[str]:
+    return ["/v2/lists", with_query("/v2/lists", mode="all")]
+
+
+def unsubscribe_lists(owner: Owner) -> list[str]:
+    return ["/v2/unsubscribes", with_query("/v2/unsubscribes", type="app")]
+
+
+def profile_items(owner: Owner) -> list[str]:
+    return [item("/v2/profiles", owner.profile_id)]
+
+
+def list_items(owner: Owner) -> list[str]:
+    return [item("/v2/lists", owner.seed.list_id)]
+
+
+def merge_jobs(owner: Owner) -> list[str]:
+    return [item("/v2/merge-profile", owner.merge_job)]
+
+
 LISTS = (
     collections_and_by_email,
     contacts_of_collections,
@@ -283,8 +352,11 @@ LISTS = (
     order_lists,
     product_lists,
     push_error_lists,
+    profile_lists,
+    list_lists_of,
+    unsubscribe_lists,
 )
-ITEMS = (contact_items, order_items, product_items, push_statuses)
+ITEMS = (contact_items, order_items, product_items, push_statuses, profile_items, list_items, merge_jobs)
 
 
 def snapshot(client: Client, owner: Owner) -> dict[str, tuple[int, bytes]]:
@@ -443,6 +515,97 @@ def push_records_of_every_type(client: Client, caller: Tenant, owner: Owner) -> 
     assert_writes_stay_home(client, caller, owner, list(RECORD_TYPES), via_push=True)
 
 
+def list_profiles(client: Client, caller: Tenant, owner: Owner) -> None:
+    assert_lists_hide(client, caller, owner, profile_lists(owner))
+
+
+def read_a_profile(client: Client, caller: Tenant, owner: Owner) -> None:
+    assert_items_hide(client, caller, owner, profile_items(owner))
+
+
+def merge_the_owners_profiles(client: Client, caller: Tenant, owner: Owner) -> None:
+    """The caller names the owner's profile every way it can: its merge job fails, for want of a
+    profile of its own, and the owner's profile is as it was."""
+    before = snapshot(client, owner)
+    s = owner.seed
+    body = {
+        "survivor": {"type": "email_address", "value": s.email},
+        "customers_to_merge": [
+            {"type": "customer_id", "value": s.customer_id},
+            {"type": "profile_hash", "value": owner.profile_id},
+        ],
+    }
+    for attempt in (body, {"email": s.email, "profile_id": owner.profile_id}):
+        response = client.post("/v2/merge-profile", json=attempt, headers=caller.headers)
+        assert response.status_code == 202, response.text
+        job = wait_job(client, caller, response.json()["id"])
+        assert (job["status"], job["survivor"], job["merged"]) == ("failed", None, []), job
+        assert_no_trace_of(
+            client.get(item("/v2/merge-profile", job["id"]), headers=caller.headers),
+            owner.traces,
+            echoed=[s.email, owner.profile_id],
+        )
+    assert snapshot(client, owner) == before
+
+
+def wait_job(client: Client, tenant: Tenant, job_id: str) -> dict[str, Any]:
+    wait_applied(client, tenant, job_id)
+    job: dict[str, Any] = client.get(item("/v2/merge-profile", job_id), headers=tenant.headers).json()
+    return job
+
+
+def read_a_merge_job(client: Client, caller: Tenant, owner: Owner) -> None:
+    assert_items_hide(client, caller, owner, merge_jobs(owner))
+
+
+def list_the_lists(client: Client, caller: Tenant, owner: Owner) -> None:
+    assert_lists_hide(client, caller, owner, list_lists_of(owner))
+
+
+def read_a_list(client: Client, caller: Tenant, owner: Owner) -> None:
+    assert_items_hide(client, caller, owner, list_items(owner))
+
+
+def read_a_lists_changes(client: Client, caller: Tenant, owner: Owner) -> None:
+    """The owner's list has changes; for the caller it is a 404 like a list nobody has."""
+    list_id = owner.seed.list_id
+    theirs = get(client, owner.tenant, item("/v2/lists", list_id, "changes"))
+    assert theirs.status_code == 200 and theirs.json() != [], theirs.text
+    mine = get(client, caller, item("/v2/lists", list_id, "changes"))
+    nobodys = get(client, caller, item("/v2/lists", list_id + NOBODY, "changes"))
+    assert (mine.status_code, nobodys.status_code) == (404, 404), mine.text
+    assert problem(mine) == problem(nobodys)
+    assert_no_trace_of(mine, owner.traces)
+
+
+def create_a_list(client: Client, caller: Tenant, owner: Owner) -> None:
+    """A list under the owner's list id is the caller's own."""
+    before = snapshot(client, owner)
+    response = client.post(
+        "/v2/lists", json={"id": owner.seed.list_id, "title": MINE}, headers=caller.headers
+    )
+    assert response.status_code == 201, response.text
+    assert (response.json()["title"], response.json()["size"]) == (MINE, 0)
+    assert_no_trace_of(get(client, caller, "/v2/lists"), owner.traces, echoed=[owner.seed.list_id])
+    assert snapshot(client, owner) == before
+
+
+def change_a_list(client: Client, caller: Tenant, owner: Owner) -> None:
+    before = snapshot(client, owner)
+    url = item("/v2/lists", owner.seed.list_id)
+    response = client.put(url, json={"title": MINE, "archived": True}, headers=caller.headers)
+    if response.status_code == 200:  # the caller's own list of that id (made by create_a_list)
+        assert response.json()["title"] == MINE
+    else:
+        assert response.status_code == 404, response.text
+        assert_no_trace_of(response, owner.traces, echoed=[owner.seed.list_id])
+    assert snapshot(client, owner) == before
+
+
+def list_unsubscribes(client: Client, caller: Tenant, owner: Owner) -> None:
+    assert_lists_hide(client, caller, owner, unsubscribe_lists(owner))
+
+
 def route(handler: HTTPRouteHandler) -> tuple[str, str]:
     """The (method, path template) ``handler`` is served at, named as :func:`v2_routes` names it."""
     [method] = handler.http_methods
@@ -467,6 +630,16 @@ ISOLATION_CASES: dict[tuple[str, str], IsolationCase] = {
     route(push_api.push_errors): list_push_errors,
     route(push_api.push_status): read_a_push_status,
     route(push_api.push): push_records_of_every_type,
+    route(profiles.list_profiles): list_profiles,
+    route(profiles.read_profile): read_a_profile,
+    route(profiles.merge_profile): merge_the_owners_profiles,
+    route(profiles.merge_status): read_a_merge_job,
+    route(lists.list_lists): list_the_lists,
+    route(lists.read_list): read_a_list,
+    route(lists.list_changes): read_a_lists_changes,
+    route(lists.create_list): create_a_list,
+    route(lists.update_list): change_a_list,
+    route(unsubscribes.list_unsubscribes): list_unsubscribes,
 }
 
 

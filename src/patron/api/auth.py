@@ -17,8 +17,8 @@ from patron.ratelimits import RateLimiter
 AUTH_HEADER = "X-Ometria-Auth"
 #: The endpoint class a handler counts against, set with ``opt={RATE_CLASS: "push"}``; default "data".
 RATE_CLASS = "rate_class"
-#: Handlers that read their body raw declare its type for the OpenAPI document: a Struct, or the name
-#: of one in ``patron.records.types`` (``opt={BODY_TYPE: "Contact"}``).
+#: Handlers that read their body raw declare its type for the OpenAPI document, by name (Litestar copies
+#: ``opt``): ``module:name``, or a name in ``patron.records.types`` (``opt={BODY_TYPE: "Contact"}``).
 BODY_TYPE = "body_type"
 #: A handler parameter ``account: CurrentAccount`` receives the account the request's key belongs to.
 CurrentAccount: TypeAlias = NamedDependency[SkipValidation[Account]]

@@ -7,6 +7,7 @@ CDN.
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Any
 
@@ -63,9 +64,10 @@ def openapi_config() -> OpenAPIConfig:
     )
 
 
-def _body_type(declared: Any) -> Any:
-    """A declared body: a Struct, or the name of one in ``patron.records.types`` (a tuple of them)."""
-    return getattr(types, declared) if isinstance(declared, str) else declared
+def _body_type(declared: str) -> Any:
+    """A declared body type: ``module:name``, or a name in ``patron.records.types``."""
+    module, _, name = declared.rpartition(":")
+    return getattr(importlib.import_module(module) if module else types, name)
 
 
 def with_raw_bodies(app: Litestar) -> dict[str, Any]:

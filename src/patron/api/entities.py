@@ -91,7 +91,7 @@ async def _post_one(
     return reply
 
 
-def _spec(container: Any) -> dict[int, Any]:
+def response_spec(container: Any) -> dict[int, Any]:
     from litestar.openapi import ResponseSpec
 
     spec = ResponseSpec(data_container=container, description="Request fulfilled", generate_examples=False)
@@ -133,7 +133,7 @@ async def list_collections(
     "/contacts/{collection:str}",
     summary="Contacts of a collection",
     tags=["contacts"],
-    responses=_spec(list[Contact]),
+    responses=response_spec(list[Contact]),
 )
 async def list_contacts(
     collection: CollectionSegment,
@@ -151,7 +151,7 @@ async def list_contacts(
     "/contacts/{collection:str}/{contact_id:path}",
     summary="One contact",
     tags=["contacts"],
-    responses=_spec(Contact),
+    responses=response_spec(Contact),
 )
 async def read_contact(
     collection: CollectionSegment, contact_id: IdSegment, account: CurrentAccount, state: State
@@ -182,7 +182,7 @@ async def write_contact(
 # orders -----------------------------------------------------------------------------------------
 
 
-@get("/orders", summary="Orders", tags=["orders"], responses=_spec(list[Order]))
+@get("/orders", summary="Orders", tags=["orders"], responses=response_spec(list[Order]))
 async def list_orders(
     account: CurrentAccount,
     state: State,
@@ -193,7 +193,7 @@ async def list_orders(
     return await _page(state, account, "order", limit, offset, orderby)
 
 
-@get("/orders/{order_id:path}", summary="One order", tags=["orders"], responses=_spec(Order))
+@get("/orders/{order_id:path}", summary="One order", tags=["orders"], responses=response_spec(Order))
 async def read_order(order_id: IdSegment, account: CurrentAccount, state: State) -> Response[bytes]:
     return await _one(state, account, "order", order_id)
 
@@ -215,7 +215,7 @@ async def write_order(
 # products ---------------------------------------------------------------------------------------
 
 
-@get("/products", summary="Products", tags=["products"], responses=_spec(list[Product]))
+@get("/products", summary="Products", tags=["products"], responses=response_spec(list[Product]))
 async def list_products(
     account: CurrentAccount,
     state: State,
@@ -229,7 +229,9 @@ async def list_products(
     return await _page(state, account, "product", limit, offset, orderby, where)
 
 
-@get("/products/{product_id:path}", summary="One product", tags=["products"], responses=_spec(Product))
+@get(
+    "/products/{product_id:path}", summary="One product", tags=["products"], responses=response_spec(Product)
+)
 async def read_product(product_id: IdSegment, account: CurrentAccount, state: State) -> Response[bytes]:
     return await _one(state, account, "product", product_id)
 
@@ -255,7 +257,7 @@ async def write_product(
     "/custom-events",
     summary="Custom events (an extension)",
     tags=["custom events"],
-    responses=_spec(list[CustomEvent]),
+    responses=response_spec(list[CustomEvent]),
 )
 async def list_custom_events(
     account: CurrentAccount,

@@ -16,7 +16,7 @@ from patron.accounts import now
 from patron.api.auth import BODY_TYPE, CurrentAccount
 from patron.api.body import decode, read_json
 from patron.api.entities import JSON, Limit, Offset
-from patron.api.problems import ERRORS, ITEM_ERRORS, field_problem
+from patron.api.problems import CREATE_ERRORS, ERRORS, ITEM_ERRORS, field_problem
 from patron.profiles import lists
 from patron.profiles.requests import ListUpdate, NewList
 from patron.records.fields import ID_PATTERN
@@ -34,8 +34,8 @@ def utc(moment: datetime | None) -> datetime | None:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-async def _one(state: State, account_id: int, list_id: str) -> dict[str, Any]:
-    found: list[dict[str, Any]] = await state.store.read(
+async def _one(state: State, account_id: int, list_id: str) -> lists.ListView:
+    found: list[lists.ListView] = await state.store.read(
         lambda conn: lists.read(conn, account_id, list_id=list_id)
     )
     if not found:
@@ -48,9 +48,9 @@ async def list_lists(
     account: CurrentAccount,
     state: State,
     mode: Annotated[lists.Mode, QueryParameter(description="active (default), all or archived")] = "active",
-) -> Response[list[dict[str, Any]]]:
-    found = await state.store.read(lambda conn: lists.read(conn, account.id, mode=mode))
-    return Response(found, media_type=JSON)
+) -> list[lists.ListView]:
+    found: list[lists.ListView] = await state.store.read(lambda conn: lists.read(conn, account.id, mode=mode))
+    return found
 
 
 @post(
@@ -58,12 +58,12 @@ async def list_lists(
     status_code=201,
     summary="Create a static list (an extension)",
     tags=["lists"],
-    responses=ERRORS,
-    opt={BODY_TYPE: NewList},
+    responses=CREATE_ERRORS,
+    opt={BODY_TYPE: "patron.profiles.requests:NewList"},
 )
 async def create_list(
     request: Request[Any, Any, Any], account: CurrentAccount, state: State
-) -> Response[dict[str, Any]]:
+) -> Response[lists.ListView]:
     body = decode(await read_json(request), _new_list)
 
     def create(conn: Any) -> str | None:
@@ -79,7 +79,7 @@ async def create_list(
 
 
 @get("/lists/{list_id:str}", summary="One list", tags=["lists"], responses=ITEM_ERRORS)
-async def read_list(list_id: ListId, account: CurrentAccount, state: State) -> Response[dict[str, Any]]:
+async def read_list(list_id: ListId, account: CurrentAccount, state: State) -> Response[lists.ListView]:
     return Response(await _one(state, account.id, list_id), media_type=JSON)
 
 
@@ -88,11 +88,11 @@ async def read_list(list_id: ListId, account: CurrentAccount, state: State) -> R
     summary="Change a list's details or archive it (an extension)",
     tags=["lists"],
     responses=ITEM_ERRORS,
-    opt={BODY_TYPE: ListUpdate},
+    opt={BODY_TYPE: "patron.profiles.requests:ListUpdate"},
 )
 async def update_list(
     request: Request[Any, Any, Any], list_id: ListId, account: CurrentAccount, state: State
-) -> Response[dict[str, Any]]:
+) -> Response[lists.ListView]:
     changes = msgspec.structs.asdict(decode(await read_json(request), _list_update))
     changes = {name: value for name, value in changes.items() if value is not msgspec.UNSET}
     found = await state.store.write(
@@ -118,13 +118,13 @@ async def list_changes(
     ] = None,
     limit: Limit = entities.DEFAULT_LIMIT,
     offset: Offset = 0,
-) -> Response[list[dict[str, str]]]:
+) -> list[lists.ListChange]:
     await _one(state, account.id, list_id)
     page = entities.Page.of(limit, offset, None)
-    found = await state.store.read(
+    found: list[lists.ListChange] = await state.store.read(
         lambda conn: lists.changes(conn, account.id, list_id, utc(since), page.limit, page.offset)
     )
-    return Response(found, media_type=JSON)
+    return found
 
 
 HANDLERS = [list_lists, create_list, read_list, update_list, list_changes]

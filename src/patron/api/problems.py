@@ -149,3 +149,5 @@ ERRORS: dict[int, Any] = {
 }
 #: The same, for routes that name one object, which may not exist.
 ITEM_ERRORS: dict[int, Any] = {**ERRORS, 404: _spec("No such object in this account")}
+#: ... for a route that creates an object under an id the caller chooses.
+CREATE_ERRORS: dict[int, Any] = {**ERRORS, 409: _spec("An object with this id exists already")}

@@ -16,10 +16,11 @@ from patron import entities
 from patron.accounts import now
 from patron.api.auth import BODY_TYPE, RATE_CLASS, CurrentAccount
 from patron.api.body import decode, read_json
-from patron.api.entities import JSON, Filter, Limit, Offset
+from patron.api.entities import JSON, Filter, Limit, Offset, response_spec
 from patron.api.problems import ERRORS, ITEM_ERRORS, ProblemError, field_problem
 from patron.ingest.queue import BacklogFull, enqueue_operation
 from patron.profiles import read
+from patron.profiles.build import Profile
 from patron.profiles.link import MERGE
 from patron.profiles.requests import MergeRequest
 from patron.records.fields import NO_NUL_PATTERN
@@ -28,7 +29,12 @@ ProfileId = Annotated[str, PathParameter(pattern=NO_NUL_PATTERN, max_length=64)]
 _merge_request = msgspec.json.Decoder(MergeRequest)
 
 
-@get("/profiles", summary="Profiles, or the profiles with an email", tags=["profiles"], responses=ERRORS)
+@get(
+    "/profiles",
+    summary="Profiles, or the profiles with an email",
+    tags=["profiles"],
+    responses=response_spec(list[Profile]),
+)
 async def list_profiles(
     account: CurrentAccount,
     state: State,
@@ -52,7 +58,7 @@ async def list_profiles(
     "/profiles/{profile_id:str}",
     summary="One profile (an id merged away answers with the surviving profile)",
     tags=["profiles"],
-    responses=ITEM_ERRORS,
+    responses=response_spec(Profile),
 )
 async def read_profile(profile_id: ProfileId, account: CurrentAccount, state: State) -> Response[bytes]:
     doc = await state.store.read(lambda conn: read.get_profile(conn, account.id, profile_id))
@@ -67,7 +73,7 @@ async def read_profile(profile_id: ProfileId, account: CurrentAccount, state: St
     summary="Merge profiles into a survivor (a job the worker runs in order with pushes)",
     tags=["profiles"],
     responses=ERRORS,
-    opt={RATE_CLASS: "merge", BODY_TYPE: MergeRequest},
+    opt={RATE_CLASS: "merge", BODY_TYPE: "patron.profiles.requests:MergeBody"},
 )
 async def merge_profile(
     request: Request[Any, Any, Any], account: CurrentAccount, state: State

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
-from litestar import Response, get
+from litestar import get
 from litestar.datastructures import State
 from litestar.params import QueryParameter
 
 from patron import entities
 from patron.api.auth import CurrentAccount
-from patron.api.entities import JSON, Limit, Offset
+from patron.api.entities import Limit, Offset
 from patron.api.lists import utc
 from patron.api.problems import ERRORS
 from patron.profiles import read
@@ -34,12 +34,12 @@ async def list_unsubscribes(
     type: Annotated[UnsubscribeType | None, QueryParameter(description="Only this type")] = None,
     limit: Limit = entities.DEFAULT_LIMIT,
     offset: Offset = 0,
-) -> Response[list[dict[str, Any]]]:
+) -> list[read.UnsubscribeView]:
     page = entities.Page.of(limit, offset, None)
-    found = await state.store.read(
+    found: list[read.UnsubscribeView] = await state.store.read(
         lambda conn: read.unsubscribes(conn, account.id, page, utc(since), utc(before), type)
     )
-    return Response(found, media_type=JSON)
+    return found
 
 
 HANDLERS = [list_unsubscribes]

@@ -20,13 +20,13 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 import msgspec
-from sqlalchemy import Connection, bindparam, func, select, update
+from sqlalchemy import Connection, bindparam, select, update
 
 from patron.accounts import now
 from patron.ingest.apply import KINDS, Changes, plan, write
 from patron.ingest.queue import APPLIED, QUEUED, count_queued, record_errors
 from patron.profiles.link import Linker, Op
-from patron.store import Store, StoreUnavailable
+from patron.store import Store, StoreUnavailable, lock_account
 from patron.store.schema import import_batches
 
 log = logging.getLogger("patron.worker")
@@ -76,16 +76,6 @@ def _times(n: int) -> list[datetime]:
     return [start + timedelta(microseconds=i) for i in range(n)]
 
 
-#: The first key of the PostgreSQL advisory locks by which a worker claims an account.
-ACCOUNT_LOCKS = 0x7061  # "pa"
-
-
-def _lock_account(conn: Connection, account_id: int, *, wait: bool) -> bool:
-    """On PostgreSQL, hold the account's claim until the end of the transaction."""
-    lock = func.pg_advisory_xact_lock if wait else func.pg_try_advisory_xact_lock
-    return conn.execute(select(lock(ACCOUNT_LOCKS, account_id))).scalar() is not False
-
-
 def _claimed_round(conn: Connection, limit_records: int) -> int:
     """PostgreSQL: claim an account that has queued batches and no other worker, and plan and write
     its oldest batches in the same transaction. Workers on other accounts run in parallel; one
@@ -93,7 +83,7 @@ def _claimed_round(conn: Connection, limit_records: int) -> int:
     t = import_batches
     waiting = conn.execute(select(t.c.account_id).where(t.c.status == QUEUED).order_by(t.c.id).limit(100))
     for account_id in dict.fromkeys(waiting.scalars()):
-        if not _lock_account(conn, account_id, wait=False):
+        if not lock_account(conn, account_id, wait=False):
             continue  # another worker's, for now
         batches = _oldest(conn, limit_records, account_id)
         if batches:  # (none if a worker finished them since the look above)
@@ -193,8 +183,7 @@ def _write(conn: Connection, batches: list[Queued], times: list[datetime], chang
 
 def _apply_alone(conn: Connection, batch: Queued, at: datetime) -> None:
     """Apply one batch, record by record where need be, unless another worker already has."""
-    if conn.dialect.name == "postgresql":
-        _lock_account(conn, batch.account_id, wait=True)
+    lock_account(conn, batch.account_id)
     t = import_batches
     claim = update(t).where(t.c.id == batch.id, t.c.status == QUEUED).values(status=APPLIED, applied_at=at)
     if conn.execute(claim).rowcount != 1:

@@ -21,7 +21,6 @@ from patron.store.schema import consents, contacts, identities, list_members, li
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(dict[str, Any]).decode
-NAME_FIELDS = ("prefix", "firstname", "middlename", "lastname")
 #: Fields each taken from the most recent contact that has it.
 PERSONAL_FIELDS = ("gender", "date_of_birth", "country_id")
 CHUNK = 400
@@ -60,11 +59,75 @@ def second(value: str | None) -> str | None:
     return datetime.fromisoformat(value).strftime("%Y-%m-%dT%H:%M:%S+00:00")
 
 
-def document(facts: Facts) -> dict[str, Any]:
-    """The profile as ``GET /v2/profiles/{id}`` shows it."""
+class Identity(msgspec.Struct, rename={"kind": "type"}):
+    id: str
+    kind: str  # customer_id | email | phone_number
+
+
+class ListMembership(msgspec.Struct, rename={"kind": "type"}):
+    id: str
+    title: str | None
+    kind: str = "STATIC"
+
+
+class SmsConsent(msgspec.Struct):
+    allow_marketing: bool | None
+    status: str | None  # subscribed | unsubscribed | pending (double opt-in asked for) | null
+    pending_double_optin: bool
+
+
+class Channels(msgspec.Struct):
+    sms: SmsConsent
+
+
+class Dates(msgspec.Struct):
+    acquired: str | None
+    first_purchase: str | None
+    last_purchase: str | None
+    first_seen: str | None
+    last_seen: str | None
+
+
+class Stats(msgspec.Struct):
+    orders: int
+    orders_attempted: int
+    revenue: float
+    aov: float
+    total_items: int
+    visits: int
+
+
+class Profile(msgspec.Struct, tag_field="@type", tag="profile"):
+    """A profile as ``GET /v2/profiles/{id}`` shows it (reference section 5.5; ``channels`` is an
+    extension)."""
+
+    id: str
+    customer_id: str | None
+    email: str | None
+    name: str | None
+    prefix: str | None
+    firstname: str | None
+    middlename: str | None
+    lastname: str | None
+    gender: str | None
+    date_of_birth: str | None
+    country_id: str | None
+    country: str | None
+    marketing_optin: bool | None
+    channels: Channels
+    seen: bool
+    identities: list[Identity]
+    lists: list[ListMembership]
+    dates: Dates
+    stats: Stats
+    tags: list[str]
+    properties: dict[str, Any]
+
+
+def document(facts: Facts) -> Profile:
+    """The profile, computed from its facts."""
     recent = sorted(facts.contacts, key=lambda c: c.order, reverse=True)  # most recent first
     named = next((c.doc for c in recent if c.doc.get("firstname") or c.doc.get("lastname")), {})
-    names = {field: named.get(field) for field in NAME_FIELDS}
     personal = {
         f: next((c.doc[f] for c in recent if c.doc.get(f) is not None), None) for f in PERSONAL_FIELDS
     }
@@ -79,52 +142,51 @@ def document(facts: Facts) -> dict[str, Any]:
     email_status = facts.consent.get("email")
     sms = facts.consent.get("sms")
     s = facts.stats
-    full_name = " ".join(v for v in (names["firstname"], names["lastname"]) if v) or None
-    return {
-        "@type": "profile",
-        "id": facts.profile_id,
-        "customer_id": next(iter(kinds.get("customer_id", ())), None),
-        "email": email.lower() if email else next(iter(kinds.get("email", ())), None),
-        "name": full_name,
-        **names,
-        **personal,
-        "country": personal["country_id"],
-        "marketing_optin": {SUBSCRIBED: True, UNSUBSCRIBED: False}.get(email_status[0])
+    first, last = named.get("firstname"), named.get("lastname")
+    return Profile(
+        id=facts.profile_id,
+        customer_id=next(iter(kinds.get("customer_id", ())), None),
+        email=email.lower() if email else next(iter(kinds.get("email", ())), None),
+        name=" ".join(v for v in (first, last) if v) or None,
+        prefix=named.get("prefix"),
+        firstname=first,
+        middlename=named.get("middlename"),
+        lastname=last,
+        gender=personal["gender"],
+        date_of_birth=personal["date_of_birth"],
+        country_id=personal["country_id"],
+        country=personal["country_id"],
+        marketing_optin={SUBSCRIBED: True, UNSUBSCRIBED: False}.get(email_status[0])
         if email_status
         else None,
-        "channels": {
-            "sms": {
-                "allow_marketing": sms[0] == SUBSCRIBED if sms else None,
-                "status": sms[0] if sms else None,
-                "pending_double_optin": sms is not None and sms[0] == PENDING,
-            }
-        },
-        "seen": False,
-        "identities": [
-            {"id": value, "type": kind}
-            for kind, value in sorted(facts.identities, key=lambda i: (i[0], i[1]))
-        ],
-        "lists": [
-            {"id": list_id, "title": title, "type": "STATIC"} for list_id, title in sorted(facts.lists)
-        ],
-        "dates": {
-            "acquired": second(min(acquired)) if acquired else second(facts.created_at.isoformat()),
-            "first_purchase": second(s.first),
-            "last_purchase": second(s.last),
-            "first_seen": None,
-            "last_seen": None,
-        },
-        "stats": {
-            "orders": s.orders,
-            "orders_attempted": s.attempted,
-            "revenue": round(s.revenue, 2),
-            "aov": round(s.revenue / s.orders, 2) if s.orders else 0,
-            "total_items": s.items,
-            "visits": 0,
-        },
-        "tags": [],
-        "properties": properties,
-    }
+        channels=Channels(
+            SmsConsent(
+                allow_marketing=sms[0] == SUBSCRIBED if sms else None,
+                status=sms[0] if sms else None,
+                pending_double_optin=sms is not None and sms[0] == PENDING,
+            )
+        ),
+        seen=False,
+        identities=[Identity(value, kind) for kind, value in sorted(facts.identities)],
+        lists=[ListMembership(list_id, title) for list_id, title in sorted(facts.lists)],
+        dates=Dates(
+            acquired=second(min(acquired)) if acquired else second(facts.created_at.isoformat()),
+            first_purchase=second(s.first),
+            last_purchase=second(s.last),
+            first_seen=None,
+            last_seen=None,
+        ),
+        stats=Stats(
+            orders=s.orders,
+            orders_attempted=s.attempted,
+            revenue=round(s.revenue, 2),
+            aov=round(s.revenue / s.orders, 2) if s.orders else 0.0,
+            total_items=s.items,
+            visits=0,
+        ),
+        tags=[],
+        properties=properties,
+    )
 
 
 def _in_chunks(ids: Sequence[str]) -> Iterable[list[str]]:
@@ -224,7 +286,7 @@ def refresh(conn: Connection, account_id: int, profile_ids: Iterable[str], at: d
             text = _encode(doc).decode()
             row_id, old = stored[facts.profile_id]
             if text != old:
-                writes.append({"_id": row_id, "data": text, "email": doc["email"], "updated_at": at})
+                writes.append({"_id": row_id, "data": text, "email": doc.email, "updated_at": at})
         if writes:
             conn.execute(update(p).where(p.c.id == bindparam("_id")), writes)
             changed += len(writes)

@@ -404,7 +404,14 @@ class Linker:
     def _merge_one(self, merged: str, survivor: str, at: datetime) -> None:
         """Everything of ``merged`` becomes ``survivor``'s; the merged id resolves to the survivor."""
         account = self.account_id
-        for table in (identities, contacts, orders, custom_events, consents):
+        i = identities  # moved as new rows, so that the survivor's own come first (its customer id)
+        moved = self.conn.execute(
+            delete(i).where(i.c.account_id == account, i.c.profile == merged).returning(i.c.kind, i.c.value)
+        ).all()
+        if moved:
+            rows = [{"kind": kind, "value": value} for kind, value in moved]
+            self.conn.execute(insert(i).values(account_id=account, profile=survivor, created_at=at), rows)
+        for table in (contacts, orders, custom_events, consents):
             self.conn.execute(
                 update(table)
                 .where(table.c.account_id == account, table.c.profile == merged)

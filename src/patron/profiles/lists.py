@@ -10,9 +10,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Final, Literal
 
+import msgspec
 from sqlalchemy import Connection, and_, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from patron.profiles import build
+from patron.store import lock_account
 from patron.store.schema import list_changes, list_members, lists, orders
 
 ENTER: Final = "list_enter"
@@ -23,8 +26,8 @@ Mode = Literal["active", "all", "archived"]
 def _insert_new(conn: Connection, table: Any, values: dict[str, Any]) -> bool:
     """Insert unless the row's unique key exists; whether it was inserted."""
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    result = conn.execute(dialect.insert(table).values(**values).on_conflict_do_nothing())
-    return bool(result.rowcount)
+    statement = dialect.insert(table).values(**values).on_conflict_do_nothing().returning(table.c.id)
+    return conn.execute(statement).first() is not None
 
 
 def ensure(conn: Connection, account_id: int, list_id: str, at: datetime) -> None:
@@ -51,11 +54,19 @@ def next_id(conn: Connection, account_id: int) -> str:
 def update_details(
     conn: Connection, account_id: int, list_id: str, changes: dict[str, Any], at: datetime
 ) -> bool:
+    """Change a list's title, description or archived flag; its members' profiles show the title."""
+    lock_account(conn, account_id)  # profiles are the worker's: wait for its round on this account
     found = conn.execute(
         update(lists)
         .where(lists.c.account_id == account_id, lists.c.list_id == list_id)
         .values(**changes, updated_at=at)
     )
+    if found.rowcount and "title" in changes:
+        m = list_members
+        members = conn.execute(
+            select(m.c.profile).where(m.c.account_id == account_id, m.c.list_id == list_id)
+        )
+        build.refresh(conn, account_id, set(members.scalars()), at)
     return bool(found.rowcount)
 
 
@@ -104,6 +115,30 @@ def move(conn: Connection, account_id: int, merged: str, survivor: str, at: date
 # reads --------------------------------------------------------------------------------------------
 
 
+class ListView(msgspec.Struct, tag_field="@type", tag="list", rename={"kind": "type"}):
+    """A list as the API shows it (reference section 5.6; ``archived`` is an extension)."""
+
+    id: str
+    title: str | None
+    description: str | None
+    size: int
+    status: str
+    kind: str
+    archived: bool
+    timestamp_created: str
+    timestamp_last_refreshed: str
+    timestamp_stats_updated: str
+    total_orders: int
+    total_revenue: float
+
+
+class ListChange(msgspec.Struct, rename={"kind": "type"}):
+    kind: str  # list_enter | list_exit
+    list_id: str
+    profile_id: str
+    timestamp: str
+
+
 def stamp(moment: datetime) -> str:
     """``2015-11-03T11:48:10+00:00``, the form lists and profiles use."""
     return moment.strftime("%Y-%m-%dT%H:%M:%S+00:00")
@@ -111,7 +146,7 @@ def stamp(moment: datetime) -> str:
 
 def read(
     conn: Connection, account_id: int, *, list_id: str | None = None, mode: Mode = "active"
-) -> list[dict[str, Any]]:
+) -> list[ListView]:
     """Lists with their size and their members' orders and revenue (the profiles' stats)."""
     m = list_members
     where = [lists.c.account_id == account_id]
@@ -136,21 +171,20 @@ def read(
                 o, r = totals.get(member.profile, (0, 0.0))
                 orders, revenue = orders + o, revenue + r
         out.append(
-            {
-                "@type": "list",
-                "id": row.list_id,
-                "title": row.title,
-                "description": row.description,
-                "size": sizes.get(row.list_id, 0),
-                "status": "READY",
-                "type": "STATIC",
-                "archived": row.archived,
-                "timestamp_created": stamp(row.created_at),
-                "timestamp_last_refreshed": stamp(row.updated_at),
-                "timestamp_stats_updated": stamp(row.updated_at),
-                "total_orders": int(orders),
-                "total_revenue": round(revenue, 2),
-            }
+            ListView(
+                id=row.list_id,
+                title=row.title,
+                description=row.description,
+                size=sizes.get(row.list_id, 0),
+                status="READY",
+                kind="STATIC",
+                archived=row.archived,
+                timestamp_created=stamp(row.created_at),
+                timestamp_last_refreshed=stamp(row.updated_at),
+                timestamp_stats_updated=stamp(row.updated_at),
+                total_orders=int(orders),
+                total_revenue=round(revenue, 2),
+            )
         )
     return out
 
@@ -174,13 +208,10 @@ def _member_totals(conn: Connection, account_id: int, members: set[str]) -> dict
 
 def changes(
     conn: Connection, account_id: int, list_id: str, since: datetime | None, limit: int, offset: int
-) -> list[dict[str, str]]:
+) -> list[ListChange]:
     c = list_changes
     where = [c.c.account_id == account_id, c.c.list_id == list_id]
     if since is not None:
         where.append(c.c.created_at >= since)
     rows = conn.execute(select(c).where(*where).order_by(c.c.id).limit(limit).offset(offset))
-    return [
-        {"type": r.event, "list_id": r.list_id, "profile_id": r.profile, "timestamp": stamp(r.created_at)}
-        for r in rows
-    ]
+    return [ListChange(r.event, r.list_id, r.profile, stamp(r.created_at)) for r in rows]

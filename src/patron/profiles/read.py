@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 import msgspec
 from sqlalchemy import Connection, select
@@ -40,13 +39,10 @@ def by_email(conn: Connection, account_id: int, email: str, page: Page) -> list[
     )
     ids = list(dict.fromkeys([*([owner] if owner else []), *conn.execute(shown.order_by(p.c.id)).scalars()]))
     ids = ids[page.offset : page.offset + page.limit]
-    docs = dict(
-        conn.execute(
-            select(p.c.profile_id, p.c.data).where(p.c.account_id == account_id, p.c.profile_id.in_(ids))
-        )
-        .tuples()
-        .all()
+    found = conn.execute(
+        select(p.c.profile_id, p.c.data).where(p.c.account_id == account_id, p.c.profile_id.in_(ids))
     )
+    docs = {row.profile_id: row.data for row in found}
     return [docs[i] for i in ids if i in docs]
 
 
@@ -92,6 +88,16 @@ def unsubscribe_timestamp(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S+00")
 
 
+class UnsubscribeView(msgspec.Struct, rename={"kind": "type"}):
+    """An unsubscribe as ``GET /v2/unsubscribes`` shows it (reference section 5.8)."""
+
+    email_address: str | None
+    profile_id: str
+    reason: str | None
+    timestamp: str  # 2017-05-17 22:08:07+00
+    kind: str
+
+
 def unsubscribes(
     conn: Connection,
     account_id: int,
@@ -99,7 +105,7 @@ def unsubscribes(
     since: datetime | None,
     before: datetime | None,
     kind: str | None,
-) -> list[dict[str, Any]]:
+) -> list[UnsubscribeView]:
     """Unsubscribes, oldest first; those made by pushing contacts are not included, as in Ometria."""
     k = consents
     query = select(k).where(k.c.account_id == account_id, k.c.status == UNSUBSCRIBED, k.c.source != "api")
@@ -111,12 +117,6 @@ def unsubscribes(
         query = query.where(k.c.source == kind)
     rows = conn.execute(query.order_by(k.c.occurred_at, k.c.id).limit(page.limit).offset(page.offset))
     return [
-        {
-            "email_address": r.email,
-            "profile_id": r.profile,
-            "reason": r.reason,
-            "timestamp": unsubscribe_timestamp(r.occurred_at),
-            "type": r.source,
-        }
+        UnsubscribeView(r.email, r.profile, r.reason, unsubscribe_timestamp(r.occurred_at), r.source)
         for r in rows
     ]

@@ -4,7 +4,7 @@ pushes around them."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
@@ -39,12 +39,30 @@ class MergeRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=Tru
                 raise ValueError("customers_to_merge :: is required with survivor")
             if self.email is not UNSET or self.profile_id is not UNSET:
                 raise ValueError("email :: give either survivor and customers_to_merge, or email")
-        elif self.email is UNSET:
-            raise ValueError("survivor :: is required (or, in the older form, email)")
         elif self.customers_to_merge is not UNSET:
             raise ValueError("survivor :: is required with customers_to_merge")
+        elif self.email is UNSET:
+            raise ValueError("survivor :: is required (or, in the older form, email)")
         if isinstance(self.profile_id, int):
             self.profile_id = str(self.profile_id)
+
+
+def _only(required: list[str], absent: list[str]) -> dict[str, Any]:
+    return {"required": required, "not": {"anyOf": [{"required": [name]} for name in absent]}}
+
+
+#: The body as the OpenAPI document gives it: one form or the other, never a mix.
+MergeBody = Annotated[
+    MergeRequest,
+    Meta(
+        extra_json_schema={
+            "oneOf": [
+                _only(["survivor", "customers_to_merge"], ["email", "profile_id"]),
+                _only(["email"], ["survivor", "customers_to_merge"]),
+            ]
+        }
+    ),
+]
 
 
 class Unsubscribe(msgspec.Struct):

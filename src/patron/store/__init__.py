@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol, TypeVar
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, func, select
 
 from patron.config import Settings
 
@@ -53,6 +53,20 @@ class Store(Protocol):
 
     def read_blocking(self, work: Work[T]) -> T:
         """:meth:`read` for threads that are not on an event loop."""
+
+
+#: The first key of the PostgreSQL advisory locks by which a worker claims an account.
+ACCOUNT_LOCKS = 0x7061  # "pa"
+
+
+def lock_account(conn: Connection, account_id: int, *, wait: bool = True) -> bool:
+    """On PostgreSQL, hold the account's claim (the one workers take to apply its queue) until the
+    transaction ends; False if ``wait`` is off and another transaction holds it. On SQLite every write
+    transaction is alone already."""
+    if conn.dialect.name != "postgresql":
+        return True
+    lock = func.pg_advisory_xact_lock if wait else func.pg_try_advisory_xact_lock
+    return conn.execute(select(lock(ACCOUNT_LOCKS, account_id))).scalar() is not False
 
 
 def open_store(settings: Settings) -> Store:
