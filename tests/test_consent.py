@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from conftest import Tenant, push, run_cli
-from test_push import App, Client, assert_problem, barrier, read, running_app
+from test_push import App, Client, app_fixtures, assert_problem, barrier, read
 
 EMAIL = "ann@example.com"
 PHONE = "+447812122136"
@@ -30,30 +28,7 @@ REASON = "asked by phone"
 # one app per module, and the CLI on its store -----------------------------------------------------
 
 
-@dataclass
-class Shared:
-    app: App
-    data_dir: Path
-    environment: dict[str, str]
-
-
-@pytest.fixture(scope="module")
-def shared(
-    tmp_path_factory: pytest.TempPathFactory, new_database_url: Callable[[], str | None]
-) -> Iterator[Shared]:
-    directory, url = tmp_path_factory.mktemp("app"), new_database_url()
-    with running_app(directory, url) as app:
-        yield Shared(app, directory / "data", {} if url is None else {"PATRON_DATABASE_URL": url})
-
-
-@pytest.fixture(scope="module")
-def client(shared: Shared) -> Client:
-    return shared.app.client
-
-
-@pytest.fixture(scope="module")
-def make_tenant(shared: Shared) -> Callable[..., Tenant]:
-    return shared.app.tenant
+shared, client, make_tenant = app_fixtures()
 
 
 # helpers ----------------------------------------------------------------------------------------
@@ -89,7 +64,7 @@ def unsubscribes(client: Client, tenant: Tenant, query: str = "") -> list[dict[s
     return found
 
 
-def cli_unsubscribe(shared: Shared, account: str, email: str, *, check: bool = True) -> Any:
+def cli_unsubscribe(shared: App, account: str, email: str, *, check: bool = True) -> Any:
     return run_cli(
         shared.data_dir,
         "unsubscribe",
@@ -104,14 +79,14 @@ def cli_unsubscribe(shared: Shared, account: str, email: str, *, check: bool = T
     )
 
 
-def operator_unsubscribe(shared: Shared, tenant: Tenant, email: str = EMAIL, timeout: float = 30) -> None:
+def operator_unsubscribe(shared: App, tenant: Tenant, email: str = EMAIL, timeout: float = 30) -> None:
     """``patron unsubscribe`` (exit 0), then wait until the worker has applied it and the profile is
     opted out."""
     result = cli_unsubscribe(shared, tenant.hash, email, check=False)
     assert result.returncode == 0, result.stderr
-    barrier(shared.app.client, tenant)  # an account's requests apply in order: the unsubscribe first
+    barrier(shared.client, tenant)  # an account's requests apply in order: the unsubscribe first
     deadline = time.monotonic() + timeout
-    while optin(shared.app.client, tenant, email) is not False:
+    while optin(shared.client, tenant, email) is not False:
         assert time.monotonic() < deadline, f"the unsubscribe of {email} was not applied in {timeout} s"
         time.sleep(0.05)
 
@@ -217,7 +192,7 @@ def test_a_timestamp_alone_on_a_new_contact_leaves_the_status_null(client: Clien
 
 
 def test_an_operator_unsubscribe_makes_the_profile_opted_out(
-    shared: Shared, client: Client, tenant: Tenant
+    shared: App, client: Client, tenant: Tenant
 ) -> None:
     push(client, tenant, [contact("c1", marketing_optin="EXPLICITLY_OPTEDIN")])
     operator_unsubscribe(shared, tenant)
@@ -226,7 +201,7 @@ def test_an_operator_unsubscribe_makes_the_profile_opted_out(
 
 @pytest.mark.parametrize("before", ["NOT_SPECIFIED", "EXPLICITLY_OPTEDOUT", None])
 def test_a_pushed_optin_after_an_operator_unsubscribe_is_ignored(
-    shared: Shared, client: Client, tenant: Tenant, before: str | None
+    shared: App, client: Client, tenant: Tenant, before: str | None
 ) -> None:
     first = contact("c1") if before is None else contact("c1", marketing_optin=before)
     push(client, tenant, [first])
@@ -237,7 +212,7 @@ def test_a_pushed_optin_after_an_operator_unsubscribe_is_ignored(
 
 
 def test_a_pushed_optin_with_force_optin_wins_over_an_operator_unsubscribe(
-    shared: Shared, client: Client, tenant: Tenant
+    shared: App, client: Client, tenant: Tenant
 ) -> None:
     push(client, tenant, [contact("c1", marketing_optin="NOT_SPECIFIED")])
     operator_unsubscribe(shared, tenant)
@@ -246,7 +221,7 @@ def test_a_pushed_optin_with_force_optin_wins_over_an_operator_unsubscribe(
     assert stored_contact(client, tenant, "c1")["marketing_optin"] == "EXPLICITLY_OPTEDIN"
 
 
-def test_force_optin_false_does_not_win(shared: Shared, client: Client, tenant: Tenant) -> None:
+def test_force_optin_false_does_not_win(shared: App, client: Client, tenant: Tenant) -> None:
     push(client, tenant, [contact("c1")])
     operator_unsubscribe(shared, tenant)
     push(client, tenant, [{**contact("c1", marketing_optin="EXPLICITLY_OPTEDIN"), "@force_optin": False}])
@@ -257,11 +232,11 @@ def test_force_optin_false_does_not_win(shared: Shared, client: Client, tenant: 
 
 
 @pytest.fixture(scope="module")
-def unsubscribed(shared: Shared, make_tenant: Callable[..., Tenant]) -> tuple[Tenant, str, datetime]:
+def unsubscribed(shared: App, make_tenant: Callable[..., Tenant]) -> tuple[Tenant, str, datetime]:
     """An account where the operator unsubscribed EMAIL and a push opted out another contact; the
     account, EMAIL's profile id, and when the unsubscribe was asked for."""
     tenant = make_tenant()
-    client = shared.app.client
+    client = shared.client
     push(
         client,
         tenant,
@@ -340,7 +315,7 @@ def test_a_bad_unsubscribes_filter_is_a_400_naming_it(
 
 
 def test_unsubscribing_an_unknown_email_fails_and_records_nothing(
-    shared: Shared, client: Client, tenant: Tenant
+    shared: App, client: Client, tenant: Tenant
 ) -> None:
     push(client, tenant, [contact("c1", marketing_optin="EXPLICITLY_OPTEDIN")])
     result = cli_unsubscribe(shared, tenant.hash, "nobody@example.com", check=False)
@@ -351,7 +326,7 @@ def test_unsubscribing_an_unknown_email_fails_and_records_nothing(
     assert optin(client, tenant) is True
 
 
-def test_unsubscribing_in_an_unknown_account_fails(shared: Shared, client: Client, tenant: Tenant) -> None:
+def test_unsubscribing_in_an_unknown_account_fails(shared: App, client: Client, tenant: Tenant) -> None:
     push(client, tenant, [contact("c1")])
     result = cli_unsubscribe(shared, "no-such-account", EMAIL, check=False)
     assert result.returncode != 0
@@ -434,7 +409,7 @@ def test_sms_contacts_with_one_email_share_a_profile(client: Client, tenant: Ten
 
 
 def test_an_unsubscribe_in_one_account_is_not_seen_in_another(
-    shared: Shared, client: Client, make_tenant: Callable[..., Tenant]
+    shared: App, client: Client, make_tenant: Callable[..., Tenant]
 ) -> None:
     a, b = make_tenant("a"), make_tenant("b")
     for tenant in (a, b):
@@ -447,7 +422,7 @@ def test_an_unsubscribe_in_one_account_is_not_seen_in_another(
 
 
 def test_unsubscribing_with_another_account_s_hash_leaves_this_one_alone(
-    shared: Shared, client: Client, make_tenant: Callable[..., Tenant]
+    shared: App, client: Client, make_tenant: Callable[..., Tenant]
 ) -> None:
     a, b = make_tenant("a"), make_tenant("b")
     push(client, a, [contact("c1", marketing_optin="EXPLICITLY_OPTEDIN")])

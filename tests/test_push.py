@@ -52,6 +52,10 @@ BARRIER = "barrier"
 class App:
     client: Client
     store: Store
+    data_dir: Path
+    environment: dict[
+        str, str
+    ]  # for the CLI on the same store (``run_cli(app.data_dir, ..., environment=)``)
 
     def tenant(self, name: str = "shop", limits: dict[str, str] | None = None) -> Tenant:
         """A new account and key (every rate limit lifted unless ``limits`` are given), as conftest's."""
@@ -69,7 +73,12 @@ def running_app(directory: Path, database_url: str | None) -> Iterator[App]:
     store.start()
     try:
         with TestClient(create_app(settings, store)) as client:
-            yield App(client, store)
+            yield App(
+                client,
+                store,
+                settings.data_dir,
+                {"PATRON_DATABASE_URL": database_url} if database_url else {},
+            )
     finally:
         store.close()
 

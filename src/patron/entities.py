@@ -105,6 +105,8 @@ def event_filters(
         "event_type": event_type,
         "identity_email": identity_email,
         "identity_account_id": identity_account_id,
-        "profile_id": profile_id,
     }
-    return [table.c[name] == value for name, value in wanted.items() if value is not None]
+    where = [table.c[name] == value for name, value in wanted.items() if value is not None]
+    if profile_id is not None:  # the events that name the profile, and those linked to it otherwise
+        where.append(or_(table.c.profile_id == profile_id, table.c.profile == profile_id))
+    return where
