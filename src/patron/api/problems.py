@@ -75,13 +75,23 @@ def problem_response(
     return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
-def _validation_errors(exc: ValidationException) -> list[FieldError]:
+def _validation_errors(request: Request[Any, Any, Any], exc: ValidationException) -> list[FieldError]:
     found: list[FieldError] = []
     for item in exc.extra if isinstance(exc.extra, list) else []:
         if isinstance(item, dict):
-            name = str(item.get("key") or item.get("source") or "request")
+            name = _wire_name(request, str(item.get("key") or item.get("source") or "request"))
             found.append(FieldError(name, in_words(str(item.get("message", "is not valid")))))
     return found
+
+
+def _wire_name(request: Request[Any, Any, Any], name: str) -> str:
+    """A handler parameter as the client spells it (``updateSince`` for ``update_since``)."""
+    try:
+        definition = request.route_handler.parsed_fn_signature.parameters[name].kwarg_definition
+    except (AttributeError, KeyError):
+        return name
+    alias = getattr(definition, "name", None) or getattr(definition, "query", None)
+    return alias if isinstance(alias, str) else name
 
 
 def on_problem(request: Request[Any, Any, Any], exc: ProblemError) -> Response[Problem]:
@@ -92,7 +102,7 @@ def on_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Re
     status = exc.status_code
     headers = dict(exc.headers or {})
     if isinstance(exc, ValidationException):
-        errors = _validation_errors(exc)
+        errors = _validation_errors(request, exc)
         detail = "; ".join(f"{e.field}: {e.detail}" for e in errors) or "the request is not valid"
         return problem_response(request, status, detail, errors or None, headers)
     if status == HTTPStatus.NOT_FOUND:

@@ -134,7 +134,9 @@ def document(facts: Facts) -> Profile:
     kinds: dict[str, list[str]] = defaultdict(list)
     for kind, value in facts.identities:
         kinds[kind].append(value)
-    email = next((c.doc["email"] for c in recent if c.doc.get("email")), None)
+    emails = [c.doc["email"] for c in recent if c.doc.get("email")]  # the most recent contact's first
+    held = kinds.get("email", [])
+    email = next((e for e in emails if e.lower() in held), emails[0] if emails else None)
     properties: dict[str, Any] = {}
     for c in reversed(recent):  # oldest first, so the most recent value of each key wins
         properties.update(c.doc.get("properties") or {})
@@ -146,7 +148,7 @@ def document(facts: Facts) -> Profile:
     return Profile(
         id=facts.profile_id,
         customer_id=next(iter(kinds.get("customer_id", ())), None),
-        email=email.lower() if email else next(iter(kinds.get("email", ())), None),
+        email=email.lower() if email else next(iter(held), None),
         name=" ".join(v for v in (first, last) if v) or None,
         prefix=named.get("prefix"),
         firstname=first,
