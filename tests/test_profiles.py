@@ -11,11 +11,11 @@ import re
 from typing import Any
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import Connection, delete, update
 
 from conftest import Tenant, push, run_cli
 from patron import accounts
-from patron.store.schema import profiles
+from patron.store import schema
 from test_push import App, Client, app_fixtures, assert_problem, read
 
 shared, client, make_tenant = app_fixtures()
@@ -460,7 +460,7 @@ def test_rebuild_recomputes_what_the_worker_kept_and_changes_nothing(
     )
     push(client, tenant, [contact("a", email="ann.new@example.com", marketing_optin="EXPLICITLY_OPTEDOUT")])
     before = all_profiles(client, tenant)
-    assert rebuild(shared, tenant) == f"{tenant.hash}: 3 profiles recomputed, 0 changed"
+    assert rebuild(shared, tenant) == f"{tenant.hash}: 0 records linked, 3 profiles recomputed, 0 changed"
     assert all_profiles(client, tenant) == before
 
 
@@ -470,11 +470,34 @@ def test_rebuild_repairs_a_profile_that_is_out_of_step(shared: App, client: Clie
     account = shared.store.read_blocking(lambda conn: accounts.get_account(conn, tenant.hash))
     shared.store.write_blocking(
         lambda conn: conn.execute(
-            update(profiles).where(profiles.c.account_id == account.id).values(data="{}")
+            update(schema.profiles).where(schema.profiles.c.account_id == account.id).values(data="{}")
         )
     )
-    assert rebuild(shared, tenant) == f"{tenant.hash}: 1 profiles recomputed, 1 changed"
+    assert rebuild(shared, tenant) == f"{tenant.hash}: 0 records linked, 1 profiles recomputed, 1 changed"
     assert all_profiles(client, tenant) == [before]
+
+
+def test_rebuild_links_records_stored_before_profiles_existed(
+    shared: App, client: Client, tenant: Tenant
+) -> None:
+    """As after an upgrade from a version without profiles: no profile, no identity, no link."""
+    push(client, tenant, [contact("a", customer_id="C1", email="ann@example.com", firstname="Ann")])
+    push(
+        client, tenant, [order("o1", 30, customer={"id": "C1"}), order("o2", 5, customer={"firstname": "X"})]
+    )
+    account = shared.store.read_blocking(lambda conn: accounts.get_account(conn, tenant.hash))
+
+    def forget(conn: Connection) -> None:
+        for table in (schema.profiles, schema.identities):
+            conn.execute(delete(table).where(table.c.account_id == account.id))
+        for table in (schema.contacts, schema.orders):
+            conn.execute(update(table).where(table.c.account_id == account.id).values(profile=None))
+
+    shared.store.write_blocking(forget)
+    assert all_profiles(client, tenant) == []
+    assert rebuild(shared, tenant) == f"{tenant.hash}: 2 records linked, 1 profiles recomputed, 0 changed"
+    [profile] = all_profiles(client, tenant)
+    assert (profile["firstname"], profile["customer_id"], profile["stats"]["revenue"]) == ("Ann", "C1", 30)
 
 
 def test_rebuild_of_an_unknown_account_fails(shared: App) -> None:

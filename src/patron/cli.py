@@ -21,7 +21,7 @@ from patron.config import DEFAULT_HOST, DEFAULT_PORT, Settings
 from patron.entities import Page
 from patron.ingest.queue import enqueue_operation
 from patron.profiles import build, read
-from patron.profiles.link import UNSUBSCRIBE
+from patron.profiles.link import UNSUBSCRIBE, link_stored
 from patron.profiles.requests import Unsubscribe
 from patron.store import Store, open_store
 
@@ -377,7 +377,8 @@ def profiles_group() -> None:
 @click.pass_context
 def profiles_rebuild(ctx: click.Context, account_hash: str | None) -> None:
     """Recompute every profile from the stored records, and say how many changed (0 when the worker
-    kept them up to date)."""
+    kept them up to date). Records not linked to a profile yet (stored by an older version) are
+    linked first."""
     settings: Settings = ctx.obj
     with _store(settings) as store:
         try:
@@ -391,6 +392,9 @@ def profiles_rebuild(ctx: click.Context, account_hash: str | None) -> None:
         except accounts.AccountError as exc:
             raise click.ClickException(str(exc)) from exc
         for account in chosen:
+            linked = store.write_blocking(
+                lambda conn, a=account.id: link_stored(conn, a, accounts.now())  # type: ignore[misc]
+            )
             ids = store.read_blocking(lambda conn, a=account.id: build.live_profiles(conn, a))  # type: ignore[misc]
             changed = 0
             for start in range(0, len(ids), build.CHUNK):
@@ -398,7 +402,8 @@ def profiles_rebuild(ctx: click.Context, account_hash: str | None) -> None:
                 changed += store.write_blocking(
                     lambda conn, a=account.id, c=chunk: build.refresh(conn, a, c, accounts.now())  # type: ignore[misc]
                 )
-            click.echo(f"{account.hash}: {len(ids)} profiles recomputed, {changed} changed")
+            done = f"{linked} records linked, {len(ids)} profiles recomputed, {changed} changed"
+            click.echo(f"{account.hash}: {done}")
 
 
 @main.command()

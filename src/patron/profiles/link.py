@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 import msgspec
 from sqlalchemy import Connection, delete, insert, select, update
 
-from patron.ingest.apply import Changes, Document, Key, Step
+from patron.ingest.apply import KINDS, Changes, Document, Key, Step
 from patron.profiles import build, consent, lists
 from patron.profiles.identity import Kind, identifiers, new_profile_id, normalise
 from patron.store.schema import (
@@ -466,3 +466,34 @@ class Linker:
                 reason=body.get("reason"),
             )
             self.touched.add(profile)
+
+
+def link_stored(conn: Connection, account_id: int, at: datetime) -> int:
+    """Link the records stored before profiles existed (or whose link was lost), oldest first, as the
+    worker would have; returns how many it linked (an order naming no customer stays unlinked)."""
+    unlinked: list[tuple[datetime, str, int, Key, Document]] = []
+    for record_type, table in LINKED.items():
+        kind = KINDS[record_type]
+        rows = conn.execute(
+            select(table.c.id, table.c.created_at, table.c.data, *kind.key_columns()).where(
+                table.c.account_id == account_id, table.c.profile.is_(None)
+            )
+        )
+        for row in rows:
+            key = tuple(str(value) for value in row[3:])
+            unlinked.append((row.created_at, record_type, row.id, key, msgspec.json.decode(row.data)))
+    linker = Linker(conn, account_id)
+    for _, record_type, _, key, doc in sorted(unlinked, key=lambda r: (r[0], r[2])):
+        linker.apply(Op(record_type, doc, Step(key, None, doc), at, "rebuild", 0))
+    for record_type, links in linker.links.items():
+        kind = KINDS[record_type]
+        columns = kind.key_columns()
+        for key, profile in links.items():
+            where = [column == value for column, value in zip(columns, key, strict=True)]
+            conn.execute(
+                update(kind.table)
+                .where(kind.table.c.account_id == account_id, *where)
+                .values(profile=profile)
+            )
+    linker.finish(at)
+    return sum(profile is not None for links in linker.links.values() for profile in links.values())
