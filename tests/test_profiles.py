@@ -512,3 +512,18 @@ def test_rebuild_of_an_unknown_account_fails(shared: App) -> None:
     )
     assert result.returncode != 0
     assert "0000000000000000" in result.stderr
+
+
+def test_absurd_amounts_are_stored_and_bounded_in_the_stats(client: Client, tenant: Tenant) -> None:
+    huge = order(
+        "o1",
+        1e200,
+        customer={"email": "ann@example.com"},
+        lineitems=[{"product_id": "p", "quantity": 10**20}],
+    )
+    reply = push(client, tenant, [huge, order("o2", 1e200, customer={"email": "ann@example.com"})])
+    assert (reply["accepted"], reply["rejected"]) == (2, 0)
+    assert read(client, tenant, "/v2/orders/o1")["lineitems"][0]["quantity"] == 10**20
+    stats = the_profile(client, tenant, "ann@example.com")["stats"]
+    assert (stats["orders"], stats["revenue"], stats["total_items"]) == (2, 2 * 10**12, 10**12)
+    assert read(client, tenant, "/v2/push/_errors") == []

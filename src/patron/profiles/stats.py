@@ -9,6 +9,9 @@ from __future__ import annotations
 from typing import Any, Final
 
 CANCELLED: Final = frozenset({"cancelled", "canceled"})
+#: The largest revenue (either sign) and item count one order adds to its profile's stats: a bound far
+#: beyond any real order, so that sums over many orders stay exact numbers in either database.
+LIMIT: Final = 10**12
 
 
 def counted(order: dict[str, Any]) -> bool:
@@ -20,11 +23,11 @@ def counted(order: dict[str, Any]) -> bool:
 def revenue(order: dict[str, Any]) -> float:
     base = (order.get("totals") or {}).get("base") or {}
     value = base.get("grand_total", order.get("grand_total"))
-    return float(value) if isinstance(value, int | float) else 0.0
+    return max(-LIMIT, min(LIMIT, float(value))) if isinstance(value, float | int) else 0.0
 
 
 def items(order: dict[str, Any]) -> int:
-    return sum(int(line.get("quantity") or 0) for line in order.get("lineitems") or ())
+    return min(LIMIT, sum(int(line.get("quantity") or 0) for line in order.get("lineitems") or ()))
 
 
 def placed_at(order: dict[str, Any]) -> str | None:

@@ -191,7 +191,7 @@ orders = _entity(
     # What the profile's stats take from the order, kept in step with ``data`` by the worker.
     Column("counted", Boolean, nullable=False, default=True, server_default="1"),  # valid, not cancelled
     Column("revenue", Float, nullable=False, default=0, server_default="0"),  # base currency
-    Column("items", Integer, nullable=False, default=0, server_default="0"),
+    Column("items", BigInteger, nullable=False, default=0, server_default="0"),
     Column("placed_at", String(40), nullable=True),  # the order's timestamp, UTC ISO 8601 (sorts as text)
 )
 Index("ix_orders_account_profile", orders.c.account_id, orders.c.profile)

@@ -189,7 +189,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("profile", sa.String(length=32), nullable=True))
         batch_op.add_column(sa.Column("counted", sa.Boolean(), server_default="1", nullable=False))
         batch_op.add_column(sa.Column("revenue", sa.Float(), server_default="0", nullable=False))
-        batch_op.add_column(sa.Column("items", sa.Integer(), server_default="0", nullable=False))
+        batch_op.add_column(sa.Column("items", sa.BigInteger(), server_default="0", nullable=False))
         batch_op.add_column(sa.Column("placed_at", sa.String(length=40), nullable=True))
         batch_op.create_index("ix_orders_account_profile", ["account_id", "profile"], unique=False)
 
