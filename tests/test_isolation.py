@@ -35,7 +35,7 @@ from patron.api import push as push_api
 from patron.app import V2_HANDLERS, create_app
 from patron.config import Settings
 from patron.ingest.queue import enqueue_operation
-from patron.profiles.link import UNSUBSCRIBE
+from patron.profiles.operations import UNSUBSCRIBE
 from patron.profiles.requests import Unsubscribe
 from patron.records.types import RECORD_TYPES
 from patron.store import Store

@@ -21,7 +21,8 @@ from patron.config import DEFAULT_HOST, DEFAULT_PORT, Settings
 from patron.entities import Page
 from patron.ingest.queue import enqueue_operation
 from patron.profiles import build, read
-from patron.profiles.link import UNSUBSCRIBE, link_stored
+from patron.profiles.link import link_stored
+from patron.profiles.operations import UNSUBSCRIBE
 from patron.profiles.requests import Unsubscribe
 from patron.store import Store, open_store
 

@@ -21,7 +21,7 @@ from patron.api.problems import ERRORS, ITEM_ERRORS, ProblemError, field_problem
 from patron.ingest.queue import BacklogFull, enqueue_operation
 from patron.profiles import read
 from patron.profiles.build import Profile
-from patron.profiles.link import MERGE
+from patron.profiles.operations import MERGE
 from patron.profiles.requests import MergeRequest
 from patron.records.fields import NO_NUL_PATTERN
 

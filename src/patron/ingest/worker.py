@@ -25,6 +25,7 @@ from sqlalchemy import Connection, bindparam, select, update
 from patron.accounts import now
 from patron.ingest.apply import KINDS, Changes, plan, write
 from patron.ingest.queue import APPLIED, QUEUED, count_queued, record_errors
+from patron.profiles import operations
 from patron.profiles.link import Linker, Op
 from patron.store import Store, StoreUnavailable, lock_account
 from patron.store.schema import import_batches
@@ -167,7 +168,11 @@ def _write(conn: Connection, batches: list[Queued], times: list[datetime], chang
                 continue
             for index, record in enumerate(batch.records):
                 step = next(steps[batch.record_type]) if batch.record_type in steps else None
-                linker.apply(Op(batch.record_type, record, step, at, batch.request_id, index))
+                op = Op(batch.record_type, record, step, at, batch.request_id, index)
+                if step is None:
+                    operations.run(linker, op)
+                else:
+                    linker.apply(op)
         for (account, kind), change in changes.items():
             if account == account_id:
                 linker.patch(change)

@@ -27,23 +27,16 @@ from sqlalchemy import Connection, delete, insert, select, update
 
 from patron.ingest.apply import KINDS, Changes, Document, Key, Step
 from patron.profiles import build, consent, lists
-from patron.profiles.identity import Kind, identifiers, new_profile_id, normalise
+from patron.profiles.identity import Kind, identifiers, new_profile_id
 from patron.store.schema import (
     accounts,
-    consents,
     contacts,
     custom_events,
     identities,
-    merge_jobs,
     orders,
     profiles,
 )
 
-#: The operations the queue carries besides records.
-MERGE = "merge"
-UNSUBSCRIBE = "unsubscribe"
-#: Ometria: at most 50 resolved customers per merge.
-MAX_RESOLVED = 50
 LINKED = {"contact": contacts, "order": orders, "custom_event": custom_events}
 _encode = msgspec.json.Encoder().encode
 
@@ -98,10 +91,6 @@ class Linker:
             ids = (after.get("identity_account_id"), after.get("identity_email"), after.get("profile_id"))
             was = (before.get("identity_account_id"), before.get("identity_email"), before.get("profile_id"))
             self._follower(op, op.step, ids, was)
-        elif op.record_type == MERGE:
-            self._merge(op)
-        elif op.record_type == UNSUBSCRIBE:
-            self._unsubscribe(op)
 
     def patch(self, changes: Changes) -> None:
         """Put the consent fields decided here into the contacts about to be written."""
@@ -129,7 +118,7 @@ class Linker:
         ids = self._ids(step.after)
         profile = self._link_of("contact", step.key)
         if profile is None:
-            profile = self._live(op.record.get("@profile_id")) or self._find(ids) or self._new_profile(op.at)
+            profile = self.live(op.record.get("@profile_id")) or self._find(ids) or self._new_profile(op.at)
         else:
             old = self._ids(step.before or {})
             for kind, value in old.items():
@@ -206,7 +195,7 @@ class Linker:
             profile: str | None = current
         else:
             profile_id = ids[2] if len(ids) > 2 else None
-            profile = self._live(profile_id) or self._customer(ids[0], ids[1], op.at)
+            profile = self.live(profile_id) or self._customer(ids[0], ids[1], op.at)
         links[step.key] = profile
         for touched in (current, profile):
             if touched is not None:
@@ -227,7 +216,7 @@ class Linker:
         """The profile the identifiers point to, trying them in order, never one whose customer id
         differs from the one given."""
         for kind, value in ids.items():
-            owner = self._owner(kind, value)
+            owner = self.owner(kind, value)
             if owner is None:
                 continue
             if kind != "customer_id" and "customer_id" in ids:
@@ -237,7 +226,7 @@ class Linker:
             return owner
         return None
 
-    def _owner(self, kind: str, value: str) -> str | None:
+    def owner(self, kind: str, value: str) -> str | None:
         t = identities
         found: str | None = self.conn.execute(
             select(t.c.profile).where(t.c.account_id == self.account_id, t.c.kind == kind, t.c.value == value)
@@ -257,7 +246,7 @@ class Linker:
     def _claim(self, ids: dict[Kind, str], profile: str, at: datetime) -> None:
         """Give the profile the identifiers no profile holds yet (a customer id only if it has none)."""
         for kind, value in ids.items():
-            if self._owner(kind, value) is not None:
+            if self.owner(kind, value) is not None:
                 continue
             if kind == "customer_id" and self._customer_of(profile) is not None:
                 continue
@@ -271,7 +260,7 @@ class Linker:
     def _release(self, kind: Kind, value: str, profile: str, key: Key) -> None:
         """A contact no longer has this identifier: the profile gives it up unless another of its
         contacts still has it."""
-        if self._owner(kind, value) != profile:
+        if self.owner(kind, value) != profile:
             return
         for other, ids in self._contacts_of(profile):
             if other != key and ids.get(kind) == value:
@@ -315,7 +304,7 @@ class Linker:
         self.touched.add(profile)
         return profile
 
-    def _live(self, profile_id: Any) -> str | None:
+    def live(self, profile_id: Any) -> str | None:
         """The live profile an id names: itself, or the profile it was merged into."""
         if not isinstance(profile_id, str | int):
             return None
@@ -333,139 +322,6 @@ class Linker:
             select(table.c.profile).where(table.c.account_id == self.account_id, *where)
         ).scalar()
         return found
-
-    # operations ---------------------------------------------------------------------------------
-
-    def _resolve(self, kind: str, value: str) -> list[str]:
-        """Live profiles a merge request's identifier names, oldest first (section 5.11)."""
-        c, p = contacts, profiles
-        found: list[str] = []
-        if kind == "profile_hash":
-            live = self._live(value)
-            found = [live] if live else []
-        elif kind == "customer_id":
-            owner = self._owner("customer_id", value)
-            found = [owner] if owner else []
-        elif kind == "email_address":
-            email = normalise("email", value)
-            if email is not None:
-                owner = self._owner("email", email)
-                shown = self.conn.execute(
-                    select(p.c.profile_id)
-                    .where(p.c.account_id == self.account_id, p.c.email == email, p.c.merged_into.is_(None))
-                    .order_by(p.c.id)
-                )
-                found = [owner] if owner else []
-                found += [x for x in shown.scalars() if x not in found]
-        elif kind == "phone_number":
-            owner = self._owner("phone_number", value)
-            holders = self.conn.execute(
-                select(c.c.profile).where(c.c.account_id == self.account_id, c.c.phone_number == value)
-            )
-            found = [owner] if owner else []
-            found += [x for x in dict.fromkeys(holders.scalars()) if x and x not in found]
-        return found
-
-    def _merge(self, op: Op) -> None:
-        try:
-            survivor, merged = self._merge_parties(op.record)
-        except LookupError as exc:
-            message = str(exc.args[0])
-            self.failures.append(Failure(op.request_id, MERGE, op.position, message, op.record))
-            self._job(op, "failed", None, [], message)
-            return
-        for profile in merged:
-            self._merge_one(profile, survivor, op.at)
-        self._job(op, "completed", survivor, merged, None)
-
-    def _merge_parties(self, body: Document) -> tuple[str, list[str]]:
-        """The survivor and the profiles to merge into it; LookupError when the survivor is unknown."""
-        if "survivor" in body:
-            kind, value = body["survivor"]["type"], str(body["survivor"]["value"])
-            found = self._resolve(kind, value)
-            if not found:
-                raise LookupError(f"the survivor ({kind} {value!r}) matches no profile")
-            survivor, merged = found[0], found[1:]
-            for customer in body["customers_to_merge"]:
-                merged += self._resolve(customer["type"], str(customer["value"]))
-        else:
-            merged = self._resolve("email_address", body["email"])
-            chosen = body.get("profile_id")
-            named = self._live(chosen) if chosen else (merged[0] if merged else None)
-            if named is None:
-                what = f"profile {chosen!r}" if chosen else f"email {body['email']!r}"
-                raise LookupError(f"the survivor ({what}) matches no profile")
-            survivor = named
-        merged = [m for m in dict.fromkeys(merged) if m != survivor]
-        if len(merged) > MAX_RESOLVED:
-            raise LookupError(f"{len(merged)} profiles resolved; a merge takes at most {MAX_RESOLVED}")
-        return survivor, merged
-
-    def _merge_one(self, merged: str, survivor: str, at: datetime) -> None:
-        """Everything of ``merged`` becomes ``survivor``'s; the merged id resolves to the survivor."""
-        account = self.account_id
-        i = identities  # moved as new rows, so that the survivor's own come first (its customer id)
-        moved = self.conn.execute(
-            delete(i).where(i.c.account_id == account, i.c.profile == merged).returning(i.c.kind, i.c.value)
-        ).all()
-        if moved:
-            rows = [{"kind": kind, "value": value} for kind, value in moved]
-            self.conn.execute(insert(i).values(account_id=account, profile=survivor, created_at=at), rows)
-        for table in (contacts, orders, custom_events, consents):
-            self.conn.execute(
-                update(table)
-                .where(table.c.account_id == account, table.c.profile == merged)
-                .values(profile=survivor)
-            )
-        for links in self.links.values():
-            for key, link in links.items():
-                if link == merged:
-                    links[key] = survivor
-        lists.move(self.conn, account, merged, survivor, at)
-        p = profiles
-        self.conn.execute(
-            update(p)
-            .where(p.c.account_id == account, (p.c.profile_id == merged) | (p.c.merged_into == merged))
-            .values(merged_into=survivor, updated_at=at)
-        )
-        self.touched.discard(merged)
-        self.touched.add(survivor)
-
-    def _job(self, op: Op, status: str, survivor: str | None, merged: list[str], error: str | None) -> None:
-        self.conn.execute(
-            insert(merge_jobs).values(
-                account_id=self.account_id,
-                job_id=op.request_id,
-                status=status,
-                survivor=survivor,
-                merged=_encode(merged).decode(),
-                error=error,
-                completed_at=op.at,
-            )
-        )
-
-    def _unsubscribe(self, op: Op) -> None:
-        """An unsubscribe made outside the API (``patron unsubscribe``: type ``app``)."""
-        body = op.record
-        found = self._resolve("email_address", body["email"])
-        if not found:
-            message = f"no profile has the email {body['email']!r}"
-            self.failures.append(Failure(op.request_id, UNSUBSCRIBE, op.position, message, body))
-            return
-        for profile in found[:1]:
-            consent.record(
-                self.conn,
-                self.account_id,
-                profile,
-                "email",
-                consent.UNSUBSCRIBED,
-                body["type"],
-                op.at,
-                op.at,
-                email=body["email"],
-                reason=body.get("reason"),
-            )
-            self.touched.add(profile)
 
 
 def link_stored(conn: Connection, account_id: int, at: datetime) -> int:

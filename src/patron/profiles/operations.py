@@ -1,0 +1,169 @@
+"""The operations the import queue carries besides records: profile merges (``POST
+/v2/merge-profile``, reference section 5.11) and an operator's unsubscribes (``patron unsubscribe``).
+The worker runs them in arrival order with the records, through the round's :class:`Linker`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import msgspec
+from sqlalchemy import delete, insert, select, update
+
+from patron.ingest.apply import Document
+from patron.profiles import consent, lists
+from patron.profiles.identity import normalise
+from patron.profiles.link import Failure, Linker, Op
+from patron.store.schema import consents, contacts, custom_events, identities, merge_jobs, orders, profiles
+
+MERGE = "merge"
+UNSUBSCRIBE = "unsubscribe"
+#: Ometria: at most 50 resolved customers per merge.
+MAX_RESOLVED = 50
+_encode = msgspec.json.Encoder().encode
+
+
+def run(linker: Linker, op: Op) -> None:
+    """Apply a queued operation."""
+    if op.record_type == MERGE:
+        merge(linker, op)
+    elif op.record_type == UNSUBSCRIBE:
+        unsubscribe(linker, op)
+
+
+def resolve(linker: Linker, kind: str, value: str) -> list[str]:
+    """Live profiles a merge request's identifier names, oldest first (section 5.11)."""
+    c, p = contacts, profiles
+    found: list[str] = []
+    if kind == "profile_hash":
+        live = linker.live(value)
+        found = [live] if live else []
+    elif kind == "customer_id":
+        owner = linker.owner("customer_id", value)
+        found = [owner] if owner else []
+    elif kind == "email_address":
+        email = normalise("email", value)
+        if email is not None:
+            owner = linker.owner("email", email)
+            shown = linker.conn.execute(
+                select(p.c.profile_id)
+                .where(p.c.account_id == linker.account_id, p.c.email == email, p.c.merged_into.is_(None))
+                .order_by(p.c.id)
+            )
+            found = [owner] if owner else []
+            found += [x for x in shown.scalars() if x not in found]
+    elif kind == "phone_number":
+        owner = linker.owner("phone_number", value)
+        holders = linker.conn.execute(
+            select(c.c.profile).where(c.c.account_id == linker.account_id, c.c.phone_number == value)
+        )
+        found = [owner] if owner else []
+        found += [x for x in dict.fromkeys(holders.scalars()) if x and x not in found]
+    return found
+
+
+def merge(linker: Linker, op: Op) -> None:
+    try:
+        survivor, merged = _merge_parties(linker, op.record)
+    except LookupError as exc:
+        message = str(exc.args[0])
+        linker.failures.append(Failure(op.request_id, MERGE, op.position, message, op.record))
+        _job(linker, op, "failed", None, [], message)
+        return
+    for profile in merged:
+        _merge_one(linker, profile, survivor, op.at)
+    _job(linker, op, "completed", survivor, merged, None)
+
+
+def _merge_parties(linker: Linker, body: Document) -> tuple[str, list[str]]:
+    """The survivor and the profiles to merge into it; LookupError when the survivor is unknown."""
+    if "survivor" in body:
+        kind, value = body["survivor"]["type"], str(body["survivor"]["value"])
+        found = resolve(linker, kind, value)
+        if not found:
+            raise LookupError(f"the survivor ({kind} {value!r}) matches no profile")
+        survivor, merged = found[0], found[1:]
+        for customer in body["customers_to_merge"]:
+            merged += resolve(linker, customer["type"], str(customer["value"]))
+    else:
+        merged = resolve(linker, "email_address", body["email"])
+        chosen = body.get("profile_id")
+        named = linker.live(chosen) if chosen else (merged[0] if merged else None)
+        if named is None:
+            what = f"profile {chosen!r}" if chosen else f"email {body['email']!r}"
+            raise LookupError(f"the survivor ({what}) matches no profile")
+        survivor = named
+    merged = [m for m in dict.fromkeys(merged) if m != survivor]
+    if len(merged) > MAX_RESOLVED:
+        raise LookupError(f"{len(merged)} profiles resolved; a merge takes at most {MAX_RESOLVED}")
+    return survivor, merged
+
+
+def _merge_one(linker: Linker, merged: str, survivor: str, at: datetime) -> None:
+    """Everything of ``merged`` becomes ``survivor``'s; the merged id resolves to the survivor."""
+    account = linker.account_id
+    i = identities  # moved as new rows, so that the survivor's own come first (its customer id)
+    moved = linker.conn.execute(
+        delete(i).where(i.c.account_id == account, i.c.profile == merged).returning(i.c.kind, i.c.value)
+    ).all()
+    if moved:
+        rows = [{"kind": kind, "value": value} for kind, value in moved]
+        linker.conn.execute(insert(i).values(account_id=account, profile=survivor, created_at=at), rows)
+    for table in (contacts, orders, custom_events, consents):
+        linker.conn.execute(
+            update(table)
+            .where(table.c.account_id == account, table.c.profile == merged)
+            .values(profile=survivor)
+        )
+    for links in linker.links.values():
+        for key, link in links.items():
+            if link == merged:
+                links[key] = survivor
+    lists.move(linker.conn, account, merged, survivor, at)
+    p = profiles
+    linker.conn.execute(
+        update(p)
+        .where(p.c.account_id == account, (p.c.profile_id == merged) | (p.c.merged_into == merged))
+        .values(merged_into=survivor, updated_at=at)
+    )
+    linker.touched.discard(merged)
+    linker.touched.add(survivor)
+
+
+def _job(
+    linker: Linker, op: Op, status: str, survivor: str | None, merged: list[str], error: str | None
+) -> None:
+    linker.conn.execute(
+        insert(merge_jobs).values(
+            account_id=linker.account_id,
+            job_id=op.request_id,
+            status=status,
+            survivor=survivor,
+            merged=_encode(merged).decode(),
+            error=error,
+            completed_at=op.at,
+        )
+    )
+
+
+def unsubscribe(linker: Linker, op: Op) -> None:
+    """An unsubscribe made outside the API (``patron unsubscribe``: type ``app``)."""
+    body = op.record
+    found = resolve(linker, "email_address", body["email"])
+    if not found:
+        message = f"no profile has the email {body['email']!r}"
+        linker.failures.append(Failure(op.request_id, UNSUBSCRIBE, op.position, message, body))
+        return
+    for profile in found[:1]:
+        consent.record(
+            linker.conn,
+            linker.account_id,
+            profile,
+            "email",
+            consent.UNSUBSCRIBED,
+            body["type"],
+            op.at,
+            op.at,
+            email=body["email"],
+            reason=body.get("reason"),
+        )
+        linker.touched.add(profile)
