@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import re
 import shutil
 import signal
 import threading
@@ -304,6 +305,11 @@ def test_acknowledged_pushes_survive_sigkill(tmp_path: Path, patron_environment:
                 raise writer.error
         with server.client() as client:
             check_everything_acknowledged_is_there(client, tenant, ledger, f"seed {seed}, {ledger.outcomes}")
+        # the profiles, kept in the transactions that applied the records, are what a rebuild computes
+        rebuilt = run_cli(data_dir, "profiles", "rebuild", "--account", tenant.hash, environment=env).stdout
+        assert re.fullmatch(
+            rf"{tenant.hash}: 0 records linked, [1-9][0-9]* profiles recomputed, 0 changed\n", rebuilt
+        )
         _, alive = psutil.wait_procs(orphans, timeout=DEADLINE)
         assert not alive, f"processes of killed servers still running: {alive}"
     finally:
