@@ -77,7 +77,7 @@ def record(
     at: datetime,
     **details: str | None,
 ) -> None:
-    """Add a change of status (``details``: email, collection, contact_id, reason)."""
+    """Add a change of status (``details``: address, collection, contact_id, reason)."""
     conn.execute(
         insert(consents).values(
             account_id=account_id,

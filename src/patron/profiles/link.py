@@ -143,23 +143,9 @@ class Linker:
         fields.update(decision.patch)
         if not fields:
             del self.patches[step.key]
-        contact = {"collection": step.key[0], "contact_id": step.key[1]}
         if decision.status is not None:
             given = op.record.get(decision.timestamp_field or "")
-            occurred = datetime.fromisoformat(given) if isinstance(given, str) else op.at
-            email = step.after.get("email")
-            consent.record(
-                self.conn,
-                self.account_id,
-                profile,
-                "email",
-                decision.status,
-                "api",
-                occurred,
-                op.at,
-                email=email,
-                **contact,
-            )
+            self._change(op, step, profile, "email", decision.status, given, step.after.get("email"))
         sms = consent.sms_status(step.key[0], op.record)
         if sms is not None:
             status, given = sms
@@ -169,20 +155,26 @@ class Linker:
                 or (latest_sms.status, status) == (consent.SUBSCRIBED, consent.PENDING)
             )
             if not already:
-                occurred = datetime.fromisoformat(given) if isinstance(given, str) else op.at
-                phone = step.after.get("phone_number")
-                consent.record(
-                    self.conn,
-                    self.account_id,
-                    profile,
-                    "sms",
-                    status,
-                    "api",
-                    occurred,
-                    op.at,
-                    email=phone,
-                    **contact,
-                )
+                self._change(op, step, profile, "sms", status, given, step.after.get("phone_number"))
+
+    def _change(
+        self, op: Op, step: Step, profile: str, channel: str, status: str, given: Any, address: Any
+    ) -> None:
+        """Record a change of consent the contact made (dated ``given``, else when applied)."""
+        occurred = datetime.fromisoformat(given) if isinstance(given, str) else op.at
+        consent.record(
+            self.conn,
+            self.account_id,
+            profile,
+            channel,
+            status,
+            "api",
+            occurred,
+            op.at,
+            address=address,
+            collection=step.key[0],
+            contact_id=step.key[1],
+        )
 
     # orders and custom events -------------------------------------------------------------------
 

@@ -163,7 +163,7 @@ def unsubscribe(linker: Linker, op: Op) -> None:
             body["type"],
             op.at,
             op.at,
-            email=body["email"],
+            address=body["email"],
             reason=body.get("reason"),
         )
         linker.touched.add(profile)

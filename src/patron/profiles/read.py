@@ -117,6 +117,6 @@ def unsubscribes(
         query = query.where(k.c.source == kind)
     rows = conn.execute(query.order_by(k.c.occurred_at, k.c.id).limit(page.limit).offset(page.offset))
     return [
-        UnsubscribeView(r.email, r.profile, r.reason, unsubscribe_timestamp(r.occurred_at), r.source)
+        UnsubscribeView(r.address, r.profile, r.reason, unsubscribe_timestamp(r.occurred_at), r.source)
         for r in rows
     ]

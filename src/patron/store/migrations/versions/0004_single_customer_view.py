@@ -30,7 +30,7 @@ def upgrade() -> None:
         sa.Column("channel", sa.String(length=8), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("source", sa.String(length=32), nullable=False),
-        sa.Column("email", sa.String(length=254), nullable=True),
+        sa.Column("address", sa.String(length=254), nullable=True),
         sa.Column("collection", sa.String(length=200), nullable=True),
         sa.Column("contact_id", sa.String(length=512), nullable=True),
         sa.Column("reason", sa.Text(), nullable=True),
