@@ -163,16 +163,18 @@ def _write(conn: Connection, batches: list[Queued], times: list[datetime], chang
     for account_id in dict.fromkeys(b.account_id for b in batches):
         linker = Linker(conn, account_id)
         steps = {kind: iter(c.steps) for (account, kind), c in changes.items() if account == account_id}
+        ops = []
         for batch, at in zip(batches, times, strict=True):
-            if batch.account_id != account_id:
-                continue
-            for index, record in enumerate(batch.records):
-                step = next(steps[batch.record_type]) if batch.record_type in steps else None
-                op = Op(batch.record_type, record, step, at, batch.request_id, index)
-                if step is None:
-                    operations.run(linker, op)
-                else:
-                    linker.apply(op)
+            if batch.account_id == account_id:
+                for index, record in enumerate(batch.records):
+                    step = next(steps[batch.record_type]) if batch.record_type in steps else None
+                    ops.append(Op(batch.record_type, record, step, at, batch.request_id, index))
+        linker.preload(ops)
+        for op in ops:
+            if op.step is None:
+                operations.run(linker, op)
+            else:
+                linker.apply(op)
         for (account, kind), change in changes.items():
             if account == account_id:
                 linker.patch(change)

@@ -9,12 +9,12 @@ its consent history, nothing else: the worker recomputes the profiles each round
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
 import msgspec
-from sqlalchemy import Connection, bindparam, case, func, select, update
+from sqlalchemy import Connection, bindparam, case, func, insert, select, update
 
 from patron.profiles.consent import PENDING, SUBSCRIBED, UNSUBSCRIBED
 from patron.store.schema import consents, contacts, identities, list_members, lists, orders, profiles
@@ -269,29 +269,50 @@ def _facts(conn: Connection, account_id: int, rows: list[Any]) -> list[Facts]:
     ]
 
 
-def refresh(conn: Connection, account_id: int, profile_ids: Iterable[str], at: datetime) -> int:
-    """Recompute the live profiles among ``profile_ids``; returns how many documents changed."""
+class _Row(NamedTuple):
+    id: int | None  # None: a profile to insert
+    profile_id: str
+    created_at: datetime
+    data: str | None
+
+
+def refresh(
+    conn: Connection,
+    account_id: int,
+    profile_ids: Iterable[str],
+    at: datetime,
+    new: Mapping[str, datetime] | None = None,
+) -> int:
+    """Recompute the live profiles among ``profile_ids``, and insert the ``new`` ones (profile id ->
+    when it began) with their first document; returns how many documents changed."""
     p = profiles
+    new = new or {}
     changed = 0
-    for chunk in _in_chunks(sorted(profile_ids)):
-        rows = list(
-            conn.execute(
+    # the new ones in the order they were made (their internal ids keep that order), then the others
+    for chunk in [*_in_chunks(list(new)), *_in_chunks(sorted(set(profile_ids) - new.keys()))]:
+        rows = [_Row(None, pid, new[pid], None) for pid in chunk if pid in new]
+        rows += [
+            _Row(*row)
+            for row in conn.execute(
                 select(p.c.id, p.c.profile_id, p.c.created_at, p.c.data).where(
                     p.c.account_id == account_id, p.c.profile_id.in_(chunk), p.c.merged_into.is_(None)
                 )
             )
-        )
-        stored = {r.profile_id: (r.id, r.data) for r in rows}
-        writes = []
-        for facts in _facts(conn, account_id, rows):
+        ]
+        inserts, updates = [], []
+        for row, facts in zip(rows, _facts(conn, account_id, rows), strict=True):
             doc = document(facts)
             text = _encode(doc).decode()
-            row_id, old = stored[facts.profile_id]
-            if text != old:
-                writes.append({"_id": row_id, "data": text, "email": doc.email, "updated_at": at})
-        if writes:
-            conn.execute(update(p).where(p.c.id == bindparam("_id")), writes)
-            changed += len(writes)
+            if row.id is None:
+                values = {"profile_id": row.profile_id, "created_at": row.created_at}
+                inserts.append({**values, "data": text, "email": doc.email, "updated_at": at})
+            elif text != row.data:
+                updates.append({"_id": row.id, "data": text, "email": doc.email, "updated_at": at})
+        if inserts:
+            conn.execute(insert(p).values(account_id=account_id), inserts)
+        if updates:
+            conn.execute(update(p).where(p.c.id == bindparam("_id")), updates)
+        changed += len(inserts) + len(updates)
     return changed
 
 

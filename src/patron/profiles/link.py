@@ -74,6 +74,74 @@ class Linker:
         self.touched: set[str] = set()
         self.failures: list[Failure] = []
         self._contact_ids: dict[Key, dict[Kind, str]] = {}  # contacts of this round: their identifiers
+        # what the round has read or decided so far (the database is only read for what is not here)
+        self._owners: dict[tuple[str, str], str | None] = {}  # identifier -> the profile holding it
+        self._customers: dict[str, str | None] = {}  # profile -> its customer id
+        self._stored: dict[str, dict[Key, str | None]] = {name: {} for name in LINKED}  # links before
+        # rows to insert, written together by :meth:`flush`
+        self._new_profiles: dict[str, datetime] = {}
+        self._new_identities: dict[tuple[str, str], tuple[str, datetime]] = {}  # -> profile, when
+
+    def preload(self, ops: Iterable[Op]) -> None:
+        """Read at once the links and identifier holders the records of ``ops`` will ask for."""
+        wanted: dict[Kind, set[str]] = {}
+        keys: dict[str, set[Key]] = {name: set() for name in LINKED}
+        for op in ops:
+            if op.step is None or op.record_type not in LINKED:
+                continue
+            keys[op.record_type].add(op.step.key)
+            for doc in (op.step.after, op.step.before or {}):
+                for kind, value in self._identifiers_of(op.record_type, doc).items():
+                    wanted.setdefault(kind, set()).add(value)
+        t = identities
+        for kind, values in wanted.items():
+            for chunk in _chunks(sorted(values)):
+                self._owners.update(dict.fromkeys(((kind, v) for v in chunk), None))
+                found = self.conn.execute(
+                    select(t.c.value, t.c.profile).where(
+                        t.c.account_id == self.account_id, t.c.kind == kind, t.c.value.in_(chunk)
+                    )
+                )
+                self._owners.update({(kind, row.value): row.profile for row in found})
+        held = sorted({p for p in self._owners.values() if p is not None} - self._customers.keys())
+        for chunk in _chunks(held):
+            self._customers.update(dict.fromkeys(chunk, None))
+            found = self.conn.execute(
+                select(t.c.profile, t.c.value)
+                .where(t.c.account_id == self.account_id, t.c.kind == "customer_id", t.c.profile.in_(chunk))
+                .order_by(t.c.id.desc())  # the oldest last, so it is the one kept
+            )
+            self._customers.update({row.profile: row.value for row in found})
+        for record_type, wanted_keys in keys.items():
+            spec = KINDS[record_type]
+            columns = spec.key_columns()
+            for chunk in _chunks(sorted(wanted_keys)):
+                stored = self._stored[record_type]
+                stored.update(dict.fromkeys(chunk, None))
+                found = self.conn.execute(
+                    select(spec.table.c.profile, *columns).where(
+                        spec.table.c.account_id == self.account_id, columns[-1].in_([k[-1] for k in chunk])
+                    )
+                )
+                for row in found:
+                    key = tuple(str(v) for v in row[1:])
+                    if key in stored:
+                        stored[key] = row.profile
+
+    def forget(self) -> None:
+        """Drop what was read: a merge moved identifiers and records between profiles."""
+        self._owners.clear()
+        self._customers.clear()
+        for stored in self._stored.values():
+            stored.clear()
+
+    def _identifiers_of(self, record_type: str, doc: Document) -> dict[Kind, str]:
+        if record_type == "contact":
+            return self._ids(doc)
+        if record_type == "order":
+            customer = doc.get("customer") or {}
+            return identifiers(customer.get("id"), customer.get("email"), None, match_phone=False)
+        return identifiers(doc.get("identity_account_id"), doc.get("identity_email"), None, match_phone=False)
 
     # the queue, in order ----------------------------------------------------------------------------
 
@@ -103,9 +171,29 @@ class Linker:
                     else:
                         doc[name] = value
 
+    def flush(self) -> None:
+        """Insert the profiles and identifiers made so far (the profiles without their documents,
+        which :meth:`finish` computes)."""
+        if self._new_profiles:
+            rows = [
+                {"profile_id": p, "created_at": at, "updated_at": at} for p, at in self._new_profiles.items()
+            ]
+            self.conn.execute(insert(profiles).values(account_id=self.account_id, data="{}"), rows)
+        if self._new_identities:
+            rows = [
+                {"kind": kind, "value": value, "profile": profile, "created_at": at}
+                for (kind, value), (profile, at) in self._new_identities.items()
+            ]
+            self.conn.execute(insert(identities).values(account_id=self.account_id), rows)
+        self._new_profiles.clear()
+        self._new_identities.clear()
+
     def finish(self, at: datetime) -> None:
-        """Recompute the profiles this round touched (after the records are written)."""
-        build.refresh(self.conn, self.account_id, self.touched, at)
+        """Compute the profiles this round made and recompute those it touched (after the records
+        are written)."""
+        made, self._new_profiles = self._new_profiles, {}
+        self.flush()
+        build.refresh(self.conn, self.account_id, self.touched - made.keys(), at, new=made)
 
     # contacts ---------------------------------------------------------------------------------------
 
@@ -219,21 +307,26 @@ class Linker:
         return None
 
     def owner(self, kind: str, value: str) -> str | None:
-        t = identities
-        found: str | None = self.conn.execute(
-            select(t.c.profile).where(t.c.account_id == self.account_id, t.c.kind == kind, t.c.value == value)
-        ).scalar()
-        return found
+        """The profile holding an identifier, if any."""
+        if (kind, value) not in self._owners:
+            t = identities
+            self._owners[kind, value] = self.conn.execute(
+                select(t.c.profile).where(
+                    t.c.account_id == self.account_id, t.c.kind == kind, t.c.value == value
+                )
+            ).scalar()
+        return self._owners[kind, value]
 
     def _customer_of(self, profile: str) -> str | None:
-        t = identities
-        found: str | None = self.conn.execute(
-            select(t.c.value)
-            .where(t.c.account_id == self.account_id, t.c.profile == profile, t.c.kind == "customer_id")
-            .order_by(t.c.id)
-            .limit(1)
-        ).scalar()
-        return found
+        if profile not in self._customers:
+            t = identities
+            self._customers[profile] = self.conn.execute(
+                select(t.c.value)
+                .where(t.c.account_id == self.account_id, t.c.profile == profile, t.c.kind == "customer_id")
+                .order_by(t.c.id)
+                .limit(1)
+            ).scalar()
+        return self._customers[profile]
 
     def _claim(self, ids: dict[Kind, str], profile: str, at: datetime) -> None:
         """Give the profile the identifiers no profile holds yet (a customer id only if it has none)."""
@@ -242,11 +335,10 @@ class Linker:
                 continue
             if kind == "customer_id" and self._customer_of(profile) is not None:
                 continue
-            self.conn.execute(
-                insert(identities).values(
-                    account_id=self.account_id, kind=kind, value=value, profile=profile, created_at=at
-                )
-            )
+            self._new_identities[kind, value] = (profile, at)
+            self._owners[kind, value] = profile
+            if kind == "customer_id":
+                self._customers[profile] = value
             self.touched.add(profile)
 
     def _release(self, kind: Kind, value: str, profile: str, key: Key) -> None:
@@ -257,10 +349,14 @@ class Linker:
         for other, ids in self._contacts_of(profile):
             if other != key and ids.get(kind) == value:
                 return
-        t = identities
-        self.conn.execute(
-            delete(t).where(t.c.account_id == self.account_id, t.c.kind == kind, t.c.value == value)
-        )
+        if self._new_identities.pop((kind, value), None) is None:
+            t = identities
+            self.conn.execute(
+                delete(t).where(t.c.account_id == self.account_id, t.c.kind == kind, t.c.value == value)
+            )
+        self._owners[kind, value] = None
+        if kind == "customer_id":
+            self._customers.pop(profile, None)  # it may hold another (after a merge): read again
         self.touched.add(profile)
 
     def _contacts_of(self, profile: str) -> Iterable[tuple[Key, dict[Kind, str]]]:
@@ -288,11 +384,8 @@ class Linker:
 
     def _new_profile(self, at: datetime) -> str:
         profile = new_profile_id()
-        self.conn.execute(
-            insert(profiles).values(
-                account_id=self.account_id, profile_id=profile, data="{}", created_at=at, updated_at=at
-            )
-        )
+        self._new_profiles[profile] = at
+        self._customers[profile] = None
         self.touched.add(profile)
         return profile
 
@@ -300,12 +393,14 @@ class Linker:
         """The live profile an id names: itself, or the profile it was merged into."""
         if not isinstance(profile_id, str | int):
             return None
+        if str(profile_id) in self._new_profiles:
+            return str(profile_id)
         return build.survivor(self.conn, self.account_id, str(profile_id))
 
     def _link_of(self, record_type: str, key: Key) -> str | None:
-        links = self.links[record_type]
-        if key in links:
-            return links[key]
+        for links in (self.links[record_type], self._stored[record_type]):
+            if key in links:
+                return links[key]
         table = LINKED[record_type]
         kind_columns = {"contact": ("collection", "contact_id"), "order": ("order_id",)}
         columns = kind_columns.get(record_type, ("event_id",))
@@ -314,6 +409,10 @@ class Linker:
             select(table.c.profile).where(table.c.account_id == self.account_id, *where)
         ).scalar()
         return found
+
+
+def _chunks(items: list[Any], size: int = 400) -> list[list[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def link_stored(conn: Connection, account_id: int, at: datetime) -> int:

@@ -24,6 +24,8 @@ _encode = msgspec.json.Encoder().encode
 
 def run(linker: Linker, op: Op) -> None:
     """Apply a queued operation."""
+    linker.flush()
+    linker.forget()
     if op.record_type == MERGE:
         merge(linker, op)
     elif op.record_type == UNSUBSCRIBE:

@@ -191,7 +191,11 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("revenue", sa.Float(), server_default="0", nullable=False))
         batch_op.add_column(sa.Column("items", sa.BigInteger(), server_default="0", nullable=False))
         batch_op.add_column(sa.Column("placed_at", sa.String(length=40), nullable=True))
-        batch_op.create_index("ix_orders_account_profile", ["account_id", "profile"], unique=False)
+        batch_op.create_index(
+            "ix_orders_account_profile",
+            ["account_id", "profile", "counted", "revenue", "items", "placed_at"],
+            unique=False,
+        )
 
 
 def downgrade() -> None:
