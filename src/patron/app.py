@@ -11,7 +11,7 @@ from litestar.di import Provide
 from litestar.static_files import create_static_files_router
 
 from patron.accounts import KeyResolver
-from patron.api import account, docs, entities, health, lists, metrics, profiles, push, unsubscribes
+from patron.api import account, docs, entities, gdpr, health, lists, metrics, profiles, push, unsubscribes
 from patron.api.auth import authorise, current_account
 from patron.api.observe import Metrics, Observer
 from patron.api.problems import EXCEPTION_HANDLERS
@@ -30,6 +30,7 @@ V2_HANDLERS = [
     *profiles.HANDLERS,
     *lists.HANDLERS,
     *unsubscribes.HANDLERS,
+    *gdpr.HANDLERS,
 ]
 
 

@@ -107,4 +107,19 @@ async def merge_status(job_id: ProfileId, account: CurrentAccount, state: State)
     return job
 
 
-HANDLERS = [list_profiles, read_profile, merge_profile, merge_status]
+@get(
+    "/profiles/{profile_id:str}/export",
+    summary="Everything held about a profile's person (an access request; an extension)",
+    tags=["profiles"],
+    responses=ITEM_ERRORS,
+)
+async def export_profile(profile_id: ProfileId, account: CurrentAccount, state: State) -> dict[str, Any]:
+    found: dict[str, Any] | None = await state.store.read(
+        lambda conn: read.export(conn, account.id, profile_id)
+    )
+    if found is None:
+        raise field_problem(404, "profile_id", f"no profile {profile_id!r} in this account")
+    return found
+
+
+HANDLERS = [list_profiles, read_profile, export_profile, merge_profile, merge_status]

@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 import msgspec
 from sqlalchemy import Connection, bindparam, select, update
 
+from patron import gdpr
 from patron.accounts import now
 from patron.ingest.apply import KINDS, Changes, plan, write
 from patron.ingest.queue import APPLIED, QUEUED, count_queued, record_errors
@@ -122,10 +123,18 @@ def apply_round(store: Store, limit_records: int = ROUND_RECORDS) -> int:
         log.warning("a round failed to apply as a whole; applying its batches one by one", exc_info=True)
         for batch, at in zip(batches, times, strict=True):
             store.write_blocking(lambda conn, b=batch, t=at: _apply_alone(conn, b, t))  # type: ignore[misc]
+    if any(batch.record_type == gdpr.ANONYMISE for batch in batches):
+        store.purge()  # the anonymised data's old bytes leave the store's files too
     return len(batches)
 
 
 Planned = dict[tuple[int, str], Changes]
+#: The operations the queue carries besides records, and what runs each.
+OPERATIONS = {
+    operations.MERGE: operations.merge,
+    operations.UNSUBSCRIBE: operations.unsubscribe,
+    gdpr.ANONYMISE: gdpr.anonymise,
+}
 
 
 def _plan(conn: Connection, batches: list[Queued], times: list[datetime]) -> Planned:
@@ -172,7 +181,9 @@ def _write(conn: Connection, batches: list[Queued], times: list[datetime], chang
         linker.preload(ops)
         for op in ops:
             if op.step is None:
-                operations.run(linker, op)
+                linker.flush()  # an operation reads and moves what the records before it made
+                linker.forget()
+                OPERATIONS[op.record_type](linker, op)
             else:
                 linker.apply(op)
         for (account, kind), change in changes.items():

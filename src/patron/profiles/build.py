@@ -316,15 +316,23 @@ def refresh(
     return changed
 
 
-def survivor(conn: Connection, account_id: int, profile_id: str) -> str | None:
-    """The live profile ``profile_id`` names: itself, or the one it was merged into; None if unknown."""
+def survivor(conn: Connection, account_id: int, profile_id: str, *, anonymised: bool = True) -> str | None:
+    """The live profile ``profile_id`` names: itself, or the one it was merged into; None if unknown
+    (or, with ``anonymised=False``, anonymised: nothing may link to it again)."""
     p = profiles
     row = conn.execute(
-        select(p.c.merged_into).where(p.c.account_id == account_id, p.c.profile_id == profile_id)
+        select(p.c.merged_into, p.c.anonymised_at).where(
+            p.c.account_id == account_id, p.c.profile_id == profile_id
+        )
     ).first()
     if row is None:
         return None
-    return row.merged_into or profile_id
+    live = row.merged_into or profile_id
+    if not anonymised and (
+        row.anonymised_at is not None or survivor(conn, account_id, live, anonymised=False) is None
+    ):
+        return None
+    return live
 
 
 def live_profiles(conn: Connection, account_id: int) -> list[str]:

@@ -395,7 +395,7 @@ class Linker:
             return None
         if str(profile_id) in self._new_profiles:
             return str(profile_id)
-        return build.survivor(self.conn, self.account_id, str(profile_id))
+        return build.survivor(self.conn, self.account_id, str(profile_id), anonymised=False)
 
     def _link_of(self, record_type: str, key: Key) -> str | None:
         for links in (self.links[record_type], self._stored[record_type]):

@@ -22,16 +22,6 @@ MAX_RESOLVED = 50
 _encode = msgspec.json.Encoder().encode
 
 
-def run(linker: Linker, op: Op) -> None:
-    """Apply a queued operation."""
-    linker.flush()
-    linker.forget()
-    if op.record_type == MERGE:
-        merge(linker, op)
-    elif op.record_type == UNSUBSCRIBE:
-        unsubscribe(linker, op)
-
-
 def resolve(linker: Linker, kind: str, value: str) -> list[str]:
     """Live profiles a merge request's identifier names, oldest first (section 5.11)."""
     c, p = contacts, profiles

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import msgspec
 from sqlalchemy import Connection, select
@@ -12,7 +13,16 @@ from patron.ingest.queue import batch_status
 from patron.profiles.build import survivor
 from patron.profiles.consent import UNSUBSCRIBED
 from patron.profiles.identity import normalise
-from patron.store.schema import consents, identities, merge_jobs, profiles
+from patron.store.schema import (
+    consents,
+    contacts,
+    custom_events,
+    identities,
+    list_members,
+    merge_jobs,
+    orders,
+    profiles,
+)
 
 
 def list_profiles(conn: Connection, account_id: int, page: Page, updated_since: datetime | None) -> list[str]:
@@ -120,3 +130,56 @@ def unsubscribes(
         UnsubscribeView(r.address, r.profile, r.reason, unsubscribe_timestamp(r.occurred_at), r.source)
         for r in rows
     ]
+
+
+def export(conn: Connection, account_id: int, profile_id: str) -> dict[str, Any] | None:
+    """Everything held about the person a profile is (an access request): the profile, its
+    contacts, orders and custom events as stored, its lists and its whole consent history."""
+    live = survivor(conn, account_id, profile_id)
+    if live is None:
+        return None
+    p, m, k = profiles, list_members, consents
+    profile = conn.execute(
+        select(p.c.data).where(p.c.account_id == account_id, p.c.profile_id == live)
+    ).scalar()
+    merged = conn.execute(
+        select(p.c.profile_id).where(p.c.account_id == account_id, p.c.merged_into == live).order_by(p.c.id)
+    ).scalars()
+    records = {
+        name: [
+            msgspec.json.decode(doc)
+            for doc in conn.execute(
+                select(table.c.data)
+                .where(table.c.account_id == account_id, table.c.profile == live)
+                .order_by(table.c.id)
+            ).scalars()
+        ]
+        for name, table in (("contacts", contacts), ("orders", orders), ("custom_events", custom_events))
+    }
+    memberships = conn.execute(
+        select(m.c.list_id, m.c.created_at)
+        .where(m.c.account_id == account_id, m.c.profile == live)
+        .order_by(m.c.id)
+    )
+    history = conn.execute(
+        select(k).where(k.c.account_id == account_id, k.c.profile == live).order_by(k.c.id)
+    )
+    return {
+        "profile": msgspec.json.decode(profile or "{}"),
+        "merged_profiles": list(merged),
+        **records,
+        "lists": [{"id": r.list_id, "timestamp_joined": r.created_at.isoformat()} for r in memberships],
+        "consent": [
+            {
+                "channel": r.channel,
+                "status": r.status,
+                "source": r.source,
+                "address": r.address,
+                "collection": r.collection,
+                "contact_id": r.contact_id,
+                "reason": r.reason,
+                "timestamp": r.occurred_at.isoformat(),
+            }
+            for r in history
+        ],
+    }

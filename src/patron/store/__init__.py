@@ -42,6 +42,9 @@ class Store(Protocol):
     def close(self) -> None:
         """Finish queued writes and close every connection."""
 
+    def purge(self) -> None:
+        """Make what was deleted unrecoverable from the store's own files, where the store can."""
+
     async def write(self, work: Work[T]) -> T:
         """Run ``work`` in a write transaction; return only after it is durably committed."""
 

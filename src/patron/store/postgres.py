@@ -71,6 +71,10 @@ class PostgresStore:
             self._engine = engine
             self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="patron-db")
 
+    def purge(self) -> None:
+        """Nothing: deleted rows leave PostgreSQL's files when autovacuum reclaims them (run
+        ``VACUUM`` to hasten it; docs/operations.md, "GDPR")."""
+
     def close(self) -> None:
         with self._lock:
             engine, self._engine = self._engine, None

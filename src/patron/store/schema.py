@@ -236,6 +236,7 @@ profiles = Table(
     Column("profile_id", String(32), nullable=False),  # public id, e.g. 2695-c473e2-4aaf58
     Column("email", String(254), nullable=True),  # the shown email, lower case (GET /profiles?email=)
     Column("merged_into", String(32), nullable=True),  # the surviving profile, once merged away
+    Column("anonymised_at", UTCDateTime(), nullable=True),  # GDPR: nothing links to it any more
     Column("data", Text, nullable=False),  # the profile document, JSON
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
@@ -340,4 +341,21 @@ rate_windows = Table(
     Column("key", String(80), primary_key=True),  # <account hash>/<endpoint class>/<limit>
     Column("window_start", BigInteger, primary_key=True),  # unix seconds
     Column("count", Integer, nullable=False),
+)
+
+#: GDPR anonymisation requests (``POST /v2/data-deletion-requests``). The identities are kept only
+#: hashed; the queued operation that carries them is scrubbed when it is done.
+deletion_requests = Table(
+    "deletion_requests",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    _account_id(),
+    Column("request_id", String(36), nullable=False, unique=True),  # also its queued batch's
+    Column("identities", Text, nullable=False),  # JSON: [{"hashed_email": ...} | {"type", "hashed_value"}]
+    Column("comment", Text, nullable=True),
+    Column("status", String(16), nullable=False),  # queued | completed
+    Column("summary", Text, nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("completed_at", UTCDateTime(), nullable=True),
+    Index("ix_deletion_requests_account_id", "account_id", "id"),
 )

@@ -16,6 +16,7 @@ import os
 import queue
 import sqlite3
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -54,6 +55,8 @@ def _engine(url: str, *, begin: str, pool_size: int, query_only: bool, autocheck
             "busy_timeout=30000",
             "temp_store=MEMORY",
             f"query_only={int(query_only)}",
+            # what is deleted or rewritten is overwritten with zeros, not left in free pages (GDPR)
+            "secure_delete=ON",
             f"wal_autocheckpoint={autocheckpoint}",
         ):
             dbapi_connection.execute(f"PRAGMA {pragma}")
@@ -221,6 +224,23 @@ class SQLiteStore:
             else:
                 future.set_exception(value)
         return conn
+
+    def purge(self) -> None:
+        """Checkpoint the WAL into the database and truncate it, so that the page images it holds of
+        data deleted since (with ``secure_delete``, zeroed in the database) are gone from the files
+        too. Waits up to 30 s for readers that still use the WAL."""
+        db = sqlite3.connect(str(make_url(self.url).database), timeout=30, isolation_level=None)
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                busy, _, _ = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                if not busy or time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+        finally:
+            db.close()
+        if busy:
+            raise StoreUnavailable("the WAL could not be truncated: readers kept it busy for 30 s")
 
     def _checkpoint_loop(self) -> None:
         """Copy committed WAL pages into the database file every :data:`CHECKPOINT_SECONDS`, beside

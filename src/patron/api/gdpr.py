@@ -1,0 +1,79 @@
+"""``POST /v2/data-deletion-requests``, ``GET /v2/data-deletion-requests`` and ``GET
+/v2/data-deletion-requests/{id}`` (reference section 5.9)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Request, Response, get, post
+from litestar.datastructures import State
+from litestar.params import PathParameter
+
+from patron import entities, gdpr
+from patron.accounts import now
+from patron.api.auth import BODY_TYPE, RATE_CLASS, CurrentAccount
+from patron.api.body import decode, read_json
+from patron.api.entities import Limit, Offset
+from patron.api.problems import ERRORS, ITEM_ERRORS, ProblemError, field_problem
+from patron.ingest.queue import BacklogFull
+from patron.records.fields import NO_NUL_PATTERN
+
+RequestId = Annotated[str, PathParameter(pattern=NO_NUL_PATTERN, max_length=64)]
+_request = msgspec.json.Decoder(gdpr.DeletionRequest)
+
+
+@post(
+    "/data-deletion-requests",
+    status_code=202,
+    summary="Anonymise a person everywhere (processed in order with the account's pushes)",
+    tags=["gdpr"],
+    responses=ERRORS,
+    opt={RATE_CLASS: "gdpr", BODY_TYPE: "patron.gdpr:DeletionRequest"},
+)
+async def request_deletion(
+    request: Request[Any, Any, Any], account: CurrentAccount, state: State
+) -> Response[gdpr.DeletionView]:
+    body = decode(await read_json(request), _request)
+    request_id, at = str(uuid.uuid4()), now()
+    try:
+        view = await state.store.write(
+            lambda conn: gdpr.request(conn, account.id, account.queue_limit, request_id, body, at)
+        )
+    except BacklogFull as exc:
+        detail = f"the account has {exc.queued:,} records queued; the request was not queued"
+        raise ProblemError(429, detail, headers={"Retry-After": "5"}) from exc
+    state.worker.wake()
+    return Response(view, status_code=202)
+
+
+@get(
+    "/data-deletion-requests", summary="Anonymisation requests, oldest first", tags=["gdpr"], responses=ERRORS
+)
+async def list_deletions(
+    account: CurrentAccount, state: State, limit: Limit = entities.DEFAULT_LIMIT, offset: Offset = 0
+) -> list[gdpr.DeletionView]:
+    page = entities.Page.of(limit, offset, None)
+    found: list[gdpr.DeletionView] = await state.store.read(
+        lambda conn: gdpr.read_requests(conn, account.id, limit=page.limit, offset=page.offset)
+    )
+    return found
+
+
+@get(
+    "/data-deletion-requests/{request_id:str}",
+    summary="One anonymisation request: queued or completed, with its summary",
+    tags=["gdpr"],
+    responses=ITEM_ERRORS,
+)
+async def read_deletion(request_id: RequestId, account: CurrentAccount, state: State) -> gdpr.DeletionView:
+    found: list[gdpr.DeletionView] = await state.store.read(
+        lambda conn: gdpr.read_requests(conn, account.id, request_id)
+    )
+    if not found:
+        raise field_problem(404, "request_id", f"no data deletion request {request_id!r} in this account")
+    return found[0]
+
+
+HANDLERS = [request_deletion, list_deletions, read_deletion]

@@ -1,0 +1,459 @@
+"""GDPR anonymisation (reference section 5.9): every trace of a person, everywhere, made anonymous.
+
+``POST /v2/data-deletion-requests`` records the request (its identities only hashed) and queues an
+``anonymise`` operation, which the worker runs in order with the account's pushes: what was pushed
+before the request is anonymised; what arrives after it starts a new contact and a new profile.
+
+The person is found by the request's identities (their profiles, and the profiles merged into those).
+Then each table is dealt with by its entry in :data:`HANDLERS`, which names every table of the schema
+(a test fails when a table is added without one). The anonymous identity is Ometria's:
+``<md5 of the email>@anonymous.ometria``. Orders stay, for revenue, under the anonymised profile.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import UNSET, Meta, UnsetType
+from sqlalchemy import Connection, delete, insert, select, update
+
+from patron.ingest.queue import enqueue_operation
+from patron.profiles.link import Linker, Op
+from patron.profiles.operations import resolve
+from patron.records.fields import EMAIL_PATTERN, NO_NUL_PATTERN, Email
+from patron.store.schema import (
+    consents,
+    contacts,
+    custom_events,
+    deletion_requests,
+    identities,
+    import_batches,
+    list_changes,
+    list_members,
+    merge_jobs,
+    orders,
+    profiles,
+    push_errors,
+)
+
+ANONYMISE = "anonymise"
+ANONYMOUS_DOMAIN = "anonymous.ometria"
+#: Identity types of a request, and the merge-profile identifier type each resolves as.
+RESOLVE_AS = {
+    "email": "email_address",
+    "customer_id": "customer_id",
+    "phone_number": "phone_number",
+    "profile_id": "profile_hash",
+}
+_EMAIL = re.compile(EMAIL_PATTERN)
+_encode = msgspec.json.Encoder().encode
+_decode_list = msgspec.json.Decoder(list[dict[str, Any]]).decode
+
+
+# the request ----------------------------------------------------------------------------------------
+
+
+class Identity(msgspec.Struct, forbid_unknown_fields=True):
+    type: Literal["email", "customer_id", "phone_number", "profile_id"]
+    value: Annotated[str, Meta(min_length=1, max_length=512, pattern=NO_NUL_PATTERN)]
+
+
+class DeletionRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """The body of ``POST /v2/data-deletion-requests``: the person's ``email``, or ``identities``
+    (or both), and an optional ``comment``."""
+
+    email: Email | UnsetType = UNSET
+    identities: Annotated[list[Identity], Meta(min_length=1, max_length=20)] | UnsetType = UNSET
+    comment: Annotated[str, Meta(max_length=4096, pattern=NO_NUL_PATTERN)] | None = None
+
+    def __post_init__(self) -> None:
+        if self.email is UNSET and self.identities is UNSET:
+            raise ValueError("email :: is required (or identities)")
+        if isinstance(self.identities, list):
+            for index, identity in enumerate(self.identities):
+                if identity.type == "email" and not _EMAIL.match(identity.value):
+                    raise ValueError(f"identities > {index} > value :: is not an email")
+
+    def all_identities(self) -> list[Identity]:
+        given = [] if self.email is UNSET else [Identity("email", self.email)]
+        return given + ([] if self.identities is UNSET else list(self.identities))
+
+
+def hashed_email(email: str) -> str:
+    """Ometria's anonymous identity: ``<md5 of the email, in lower case>@anonymous.ometria``."""
+    return f"{hashlib.md5(email.strip().lower().encode()).hexdigest()}@{ANONYMOUS_DOMAIN}"  # noqa: S324
+
+
+def hashed(identity: Identity) -> dict[str, str]:
+    if identity.type == "email":
+        return {"hashed_email": hashed_email(identity.value)}
+    return {"type": identity.type, "hashed_value": hashlib.md5(identity.value.encode()).hexdigest()}  # noqa: S324
+
+
+class DeletionView(msgspec.Struct):
+    """A request as the API shows it (section 5.9)."""
+
+    id: str
+    action: str
+    comment: str | None
+    identities: list[dict[str, str]]
+    source: dict[str, Any]
+    status: str  # queued | completed
+    summary: str | None
+    timestamp_created: str
+    timestamp_completed: str | None
+
+
+def stamp(moment: datetime | None) -> str | None:
+    """``2017-02-02 10:18:12.833949+00``, the form of section 5.9."""
+    return None if moment is None else moment.strftime("%Y-%m-%d %H:%M:%S.%f+00")
+
+
+class Anonymisation(msgspec.Struct):
+    """The queued operation: the identities as given (scrubbed from the queue once it has run)."""
+
+    identities: list[Identity]
+
+
+def request(
+    conn: Connection, account_id: int, queue_limit: int, request_id: str, body: DeletionRequest, at: datetime
+) -> DeletionView:
+    """Keep the request (its identities hashed) and queue its operation, in one transaction."""
+    operation = Anonymisation(body.all_identities())
+    enqueue_operation(conn, account_id, queue_limit, request_id, ANONYMISE, operation, at)
+    view = [hashed(identity) for identity in body.all_identities()]
+    conn.execute(
+        insert(deletion_requests).values(
+            account_id=account_id,
+            request_id=request_id,
+            identities=_encode(view).decode(),
+            comment=body.comment,
+            status="queued",
+            created_at=at,
+        )
+    )
+    return _view(request_id, view, body.comment, "queued", None, at, None)
+
+
+def _view(
+    request_id: str,
+    view: list[dict[str, str]],
+    comment: str | None,
+    status: str,
+    summary: str | None,
+    created: datetime,
+    completed: datetime | None,
+) -> DeletionView:
+    source = {"api_request_id": request_id, "origin": "api", "user": None}
+    return DeletionView(
+        request_id,
+        "anonymise",
+        comment,
+        view,
+        source,
+        status,
+        summary,
+        stamp(created) or "",
+        stamp(completed),
+    )
+
+
+def read_requests(
+    conn: Connection, account_id: int, request_id: str | None = None, limit: int = 10, offset: int = 0
+) -> list[DeletionView]:
+    t = deletion_requests
+    query = select(t).where(t.c.account_id == account_id)
+    if request_id is not None:
+        query = query.where(t.c.request_id == request_id)
+    rows = conn.execute(query.order_by(t.c.id).limit(limit).offset(offset))
+    return [
+        _view(
+            r.request_id,
+            msgspec.json.decode(r.identities),
+            r.comment,
+            r.status,
+            r.summary,
+            r.created_at,
+            r.completed_at,
+        )
+        for r in rows
+    ]
+
+
+# the anonymisation ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Person:
+    """What is known of the person being anonymised: their profiles, and every value that would
+    identify them (emails, customer ids, phone numbers, names, contact ids, addresses)."""
+
+    profiles: list[str]
+    anonymous_email: str
+    traces: set[str] = field(default_factory=set)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def mentioned_in(self, text: str | bytes | None) -> bool:
+        if text is None:
+            return False
+        if isinstance(text, bytes):
+            text = text.decode("utf-8", "replace")
+        lowered = text.lower()
+        return any(trace.lower() in lowered for trace in self.traces)
+
+
+Handler = Callable[[Connection, int, Person, Op], None]
+_PERSONAL_CONTACT_FIELDS = (
+    "email",
+    "customer_id",
+    "phone_number",
+    "prefix",
+    "firstname",
+    "middlename",
+    "lastname",
+)
+
+
+def _add(traces: set[str], *values: Any) -> None:
+    for value in values:
+        if isinstance(value, str | int) and not isinstance(value, bool) and str(value).strip():
+            traces.add(str(value).strip())
+
+
+def _person(linker: Linker, op: Op) -> Person:
+    conn, account = linker.conn, linker.account_id
+    asked = [Identity(**each) for each in op.record["identities"]]
+    found: list[str] = []
+    for identity in asked:
+        found += resolve(linker, RESOLVE_AS[identity.type], identity.value)
+    p = profiles
+    merged = conn.execute(
+        select(p.c.profile_id).where(p.c.account_id == account, p.c.merged_into.in_(found))
+    ).scalars()
+    people = list(dict.fromkeys([*found, *merged]))
+    emails = [i.value for i in asked if i.type == "email"]
+    held = conn.execute(
+        select(identities.c.kind, identities.c.value).where(
+            identities.c.account_id == account, identities.c.profile.in_(people)
+        )
+    ).all()
+    emails += [value for kind, value in held if kind == "email"]
+    person = Person(people, hashed_email(emails[0] if emails else "|".join(sorted(people)) or op.request_id))
+    _add(person.traces, *(i.value for i in asked), *(value for _, value in held))
+    for row in conn.execute(
+        select(contacts.c.contact_id, contacts.c.data).where(_of(contacts, account, people))
+    ):
+        doc = msgspec.json.decode(row.data)
+        _add(person.traces, row.contact_id, *(doc.get(name) for name in _PERSONAL_CONTACT_FIELDS))
+    for row in conn.execute(select(orders.c.data).where(_of(orders, account, people))):
+        doc = msgspec.json.decode(row.data)
+        customer = doc.get("customer") or {}
+        _add(person.traces, *(customer.get(n) for n in ("id", "email", "firstname", "lastname")))
+        for address in (doc.get("shipping_address") or {}, doc.get("billing_address") or {}):
+            _add(person.traces, address.get("firstname"), address.get("lastname"))
+    for row in conn.execute(select(custom_events.c.data).where(_of(custom_events, account, people))):
+        doc = msgspec.json.decode(row.data)
+        _add(person.traces, doc.get("identity_email"), doc.get("identity_account_id"))
+    person.traces -= {person.anonymous_email}
+    person.traces = {t for t in person.traces if len(t) >= 3}  # "Al" would match half the database
+    return person
+
+
+def _of(table: Any, account_id: int, people: list[str]) -> Any:
+    return (table.c.account_id == account_id) & table.c.profile.in_(people)
+
+
+def _contacts(conn: Connection, account_id: int, person: Person, op: Op) -> None:
+    """Each contact keeps its collection and its place in the profile; everything else goes."""
+    t = contacts
+    rows = conn.execute(select(t.c.id, t.c.collection).where(_of(t, account_id, person.profiles))).all()
+    for row in rows:
+        contact_id = f"anonymised-{uuid.uuid4().hex}"
+        doc = {
+            "@type": "contact",
+            "@collection": row.collection,
+            "id": contact_id,
+            "email": person.anonymous_email,
+        }
+        conn.execute(
+            update(t)
+            .where(t.c.id == row.id)
+            .values(
+                contact_id=contact_id,
+                email=person.anonymous_email,
+                customer_id=None,
+                phone_number=None,
+                data=_encode(doc).decode(),
+            )
+        )
+    person.counts["contact record"] = len(rows)
+
+
+def _orders(conn: Connection, account_id: int, person: Person, op: Op) -> None:
+    """Orders stay, for revenue, under an anonymous customer: no customer block, addresses or IP."""
+    t = orders
+    rows = conn.execute(select(t.c.id, t.c.data).where(_of(t, account_id, person.profiles))).all()
+    for row in rows:
+        doc = msgspec.json.decode(row.data)
+        for name in ("shipping_address", "billing_address", "ip_address", "properties"):
+            doc.pop(name, None)
+        doc["customer"] = {"email": person.anonymous_email}
+        conn.execute(
+            update(t)
+            .where(t.c.id == row.id)
+            .values(customer_id=None, customer_email=person.anonymous_email, data=_encode(doc).decode())
+        )
+    person.counts["order"] = len(rows)
+
+
+def _custom_events(conn: Connection, account_id: int, person: Person, op: Op) -> None:
+    t = custom_events
+    rows = conn.execute(select(t.c.id, t.c.data).where(_of(t, account_id, person.profiles))).all()
+    for row in rows:
+        doc = msgspec.json.decode(row.data)
+        doc = {k: v for k, v in doc.items() if k in ("@type", "id", "event_type", "timestamp")}
+        doc["identity_email"] = person.anonymous_email
+        conn.execute(
+            update(t)
+            .where(t.c.id == row.id)
+            .values(
+                identity_email=person.anonymous_email,
+                identity_account_id=None,
+                profile_id=None,
+                data=_encode(doc).decode(),
+            )
+        )
+    person.counts["event"] = len(rows)
+
+
+def _profiles(conn: Connection, account_id: int, person: Person, op: Op) -> None:
+    """Marked anonymised (nothing links to them again); the live ones are recomputed from their
+    anonymised records when the round ends, the merged-away ones keep only their id."""
+    p = profiles
+    conn.execute(
+        update(p)
+        .where(p.c.account_id == account_id, p.c.profile_id.in_(person.profiles))
+        .values(anonymised_at=op.at, email=person.anonymous_email)
+    )
+    conn.execute(
+        update(p)
+        .where(
+            p.c.account_id == account_id, p.c.profile_id.in_(person.profiles), p.c.merged_into.is_not(None)
+        )
+        .values(data=_encode({"@type": "profile", "id": None}).decode())
+    )
+
+
+def _identities(conn: Connection, account_id: int, person: Person, op: Op) -> None:
+    conn.execute(delete(identities).where(_of(identities, account_id, person.profiles)))
+
+
+def _consents(conn: Connection, account_id: int, person: Person, op: Op) -> None:
+    """The history stays (it is the proof of consent), about the anonymous identity."""
+    t = consents
+    for channel, address in (("email", person.anonymous_email), ("sms", None)):
+        conn.execute(
+            update(t)
+            .where(_of(t, account_id, person.profiles), t.c.channel == channel)
+            .values(address=address, contact_id=None, reason=None)
+        )
+
+
+def _list_members(conn: Connection, account_id: int, person: Person, op: Op) -> None:
+    conn.execute(delete(list_members).where(_of(list_members, account_id, person.profiles)))
+
+
+def _list_changes(conn: Connection, account_id: int, person: Person, op: Op) -> None:
+    conn.execute(delete(list_changes).where(_of(list_changes, account_id, person.profiles)))
+
+
+def _merge_jobs(conn: Connection, account_id: int, person: Person, op: Op) -> None:
+    t = merge_jobs
+    for row in conn.execute(
+        select(t.c.id, t.c.error).where(t.c.account_id == account_id, t.c.error.is_not(None))
+    ).all():
+        if person.mentioned_in(row.error):
+            conn.execute(update(t).where(t.c.id == row.id).values(error="(anonymised)"))
+
+
+def _push_errors(conn: Connection, account_id: int, person: Person, op: Op) -> None:
+    """Rejected records that mention the person are deleted."""
+    t = push_errors
+    rows = conn.execute(
+        select(t.c.id, t.c.record_id, t.c.record, t.c.error_message).where(t.c.account_id == account_id)
+    )
+    doomed = [
+        r.id for r in rows if any(person.mentioned_in(v) for v in (r.record_id, r.record, r.error_message))
+    ]
+    for start in range(0, len(doomed), 400):
+        conn.execute(delete(t).where(t.c.id.in_(doomed[start : start + 400])))
+
+
+def _import_batches(conn: Connection, account_id: int, person: Person, op: Op) -> None:
+    """The queue's copies of the records, applied or not, and this request's own operation: a
+    record that mentions the person is replaced by a stub saying it was anonymised."""
+    t = import_batches
+    rows = conn.execute(select(t.c.id, t.c.request_id, t.c.records).where(t.c.account_id == account_id))
+    for row in rows.all():
+        if row.request_id == op.request_id:
+            done = [{"@type": ANONYMISE, "@anonymised": True}]
+            conn.execute(update(t).where(t.c.id == row.id).values(records=_encode(done)))
+        elif person.mentioned_in(row.records):
+            kept = [
+                {"@type": r.get("@type"), "@anonymised": True} if person.mentioned_in(_encode(r)) else r
+                for r in _decode_list(row.records)
+            ]
+            conn.execute(update(t).where(t.c.id == row.id).values(records=_encode(kept)))
+
+
+def _deletion_requests(conn: Connection, account_id: int, person: Person, op: Op) -> None:
+    """This request is done; its identities were only ever kept hashed."""
+    parts = [f"{n} {what}{'' if n == 1 else 's'} anonymised" for what, n in person.counts.items()]
+    t = deletion_requests
+    conn.execute(
+        update(t)
+        .where(t.c.account_id == account_id, t.c.request_id == op.request_id)
+        .values(status="completed", summary=", ".join(parts), completed_at=op.at)
+    )
+
+
+def _nothing(conn: Connection, account_id: int, person: Person, op: Op) -> None:
+    """The table holds nothing about people (accounts, keys, counters, products, lists' own rows)."""
+
+
+#: Every table of the schema and what anonymisation does to it, in the order it runs.
+HANDLERS: dict[str, Handler] = {
+    "contacts": _contacts,
+    "orders": _orders,
+    "custom_events": _custom_events,
+    "profiles": _profiles,
+    "identities": _identities,
+    "consents": _consents,
+    "list_members": _list_members,
+    "list_changes": _list_changes,
+    "merge_jobs": _merge_jobs,
+    "push_errors": _push_errors,
+    "import_batches": _import_batches,
+    "deletion_requests": _deletion_requests,
+    "accounts": _nothing,
+    "api_keys": _nothing,
+    "heartbeat": _nothing,
+    "rate_windows": _nothing,
+    "products": _nothing,
+    "lists": _nothing,
+}
+
+
+def anonymise(linker: Linker, op: Op) -> None:
+    """Run a queued anonymisation (the worker's operation ``anonymise``)."""
+    person = _person(linker, op)
+    for handler in HANDLERS.values():
+        handler(linker.conn, linker.account_id, person, op)
+    linker.touched.update(person.profiles)
