@@ -30,7 +30,7 @@ from litestar.testing import TestClient
 
 from conftest import Tenant, push, wait_applied
 from patron import accounts
-from patron.api import account, entities, lists, profiles, unsubscribes
+from patron.api import account, entities, gdpr, lists, profiles, unsubscribes
 from patron.api import push as push_api
 from patron.app import V2_HANDLERS, create_app
 from patron.config import Settings
@@ -205,11 +205,19 @@ class Owner:
     request_ids: tuple[str, ...]
     profile_id: str  # the profile the seed's records make
     merge_job: str
+    deletion: str  # a data deletion request (of someone the account never had)
 
     @property
     def traces(self) -> tuple[str, ...]:
         """Every string that would give away this account or its data."""
-        return (*identity(self.tenant), *self.seed.values, *self.request_ids, self.profile_id, self.merge_job)
+        return (
+            *identity(self.tenant),
+            *self.seed.values,
+            *self.request_ids,
+            self.profile_id,
+            self.merge_job,
+            self.deletion,
+        )
 
 
 def identity(tenant: Tenant) -> tuple[str, ...]:
@@ -252,11 +260,16 @@ def seed(app: App, name: str) -> Owner:
             accounts.now(),
         )
     )
-    for request_id in (merge.json()["id"], unsubscribe_request):
-        wait_applied(app.client, tenant, request_id)
-    return Owner(
-        tenant, data, tuple(reply["request_id"] for reply in replies), profile["id"], merge.json()["id"]
+    deletion = app.client.post(
+        "/v2/data-deletion-requests",
+        json={"email": f"gone-{data.email}", "comment": f"{data.firstname} asked"},
+        headers=tenant.headers,
     )
+    assert deletion.status_code == 202, deletion.text
+    for request_id in (merge.json()["id"], unsubscribe_request, deletion.json()["id"]):
+        wait_applied(app.client, tenant, request_id)
+    request_ids = tuple(reply["request_id"] for reply in replies)
+    return Owner(tenant, data, request_ids, profile["id"], merge.json()["id"], deletion.json()["id"])
 
 
 def account_id(app: App, tenant: Tenant) -> int:
@@ -345,6 +358,14 @@ def merge_jobs(owner: Owner) -> list[str]:
     return [item("/v2/merge-profile", owner.merge_job)]
 
 
+def deletion_lists(owner: Owner) -> list[str]:
+    return ["/v2/data-deletion-requests"]
+
+
+def deletion_items(owner: Owner) -> list[str]:
+    return [item("/v2/data-deletion-requests", owner.deletion)]
+
+
 LISTS = (
     collections_and_by_email,
     contacts_of_collections,
@@ -355,8 +376,18 @@ LISTS = (
     profile_lists,
     list_lists_of,
     unsubscribe_lists,
+    deletion_lists,
 )
-ITEMS = (contact_items, order_items, product_items, push_statuses, profile_items, list_items, merge_jobs)
+ITEMS = (
+    contact_items,
+    order_items,
+    product_items,
+    push_statuses,
+    profile_items,
+    list_items,
+    merge_jobs,
+    deletion_items,
+)
 
 
 def snapshot(client: Client, owner: Owner) -> dict[str, tuple[int, bytes]]:
@@ -602,6 +633,45 @@ def change_a_list(client: Client, caller: Tenant, owner: Owner) -> None:
     assert snapshot(client, owner) == before
 
 
+def list_deletion_requests(client: Client, caller: Tenant, owner: Owner) -> None:
+    assert_lists_hide(client, caller, owner, deletion_lists(owner))
+
+
+def read_a_deletion_request(client: Client, caller: Tenant, owner: Owner) -> None:
+    assert_items_hide(client, caller, owner, deletion_items(owner))
+
+
+def request_the_owners_deletion(client: Client, caller: Tenant, owner: Owner) -> None:
+    """The caller asks to anonymise the owner's customer by every identity: it anonymises nothing,
+    and the owner reads everything as it was."""
+    before = snapshot(client, owner)
+    s = owner.seed
+    body = {
+        "email": s.email,
+        "identities": [
+            {"type": "customer_id", "value": s.customer_id},
+            {"type": "profile_id", "value": owner.profile_id},
+        ],
+    }
+    response = client.post("/v2/data-deletion-requests", json=body, headers=caller.headers)
+    assert response.status_code == 202, response.text
+    wait_applied(client, caller, response.json()["id"])
+    done = get(client, caller, item("/v2/data-deletion-requests", response.json()["id"])).json()
+    assert done["summary"] == "0 contact records anonymised, 0 orders anonymised, 0 events anonymised", done
+    assert snapshot(client, owner) == before
+
+
+def export_a_profile(client: Client, caller: Tenant, owner: Owner) -> None:
+    """The owner's profile exports; for the caller it is a 404 like a profile nobody has."""
+    theirs = get(client, owner.tenant, item("/v2/profiles", owner.profile_id, "export"))
+    assert theirs.status_code == 200 and owner.seed.email in theirs.text, theirs.text
+    mine = get(client, caller, item("/v2/profiles", owner.profile_id, "export"))
+    nobodys = get(client, caller, item("/v2/profiles", owner.profile_id + NOBODY, "export"))
+    assert (mine.status_code, nobodys.status_code) == (404, 404), mine.text
+    assert problem(mine, unsay=owner.profile_id) == problem(nobodys, unsay=owner.profile_id + NOBODY)
+    assert_no_trace_of(mine, owner.traces, echoed=[owner.profile_id])
+
+
 def list_unsubscribes(client: Client, caller: Tenant, owner: Owner) -> None:
     assert_lists_hide(client, caller, owner, unsubscribe_lists(owner))
 
@@ -640,6 +710,10 @@ ISOLATION_CASES: dict[tuple[str, str], IsolationCase] = {
     route(lists.create_list): create_a_list,
     route(lists.update_list): change_a_list,
     route(unsubscribes.list_unsubscribes): list_unsubscribes,
+    route(gdpr.list_deletions): list_deletion_requests,
+    route(gdpr.read_deletion): read_a_deletion_request,
+    route(gdpr.request_deletion): request_the_owners_deletion,
+    route(profiles.export_profile): export_a_profile,
 }
 
 

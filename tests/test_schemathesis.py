@@ -205,6 +205,11 @@ def test_every_record_a_write_accepts_is_applied(
                 path_parameters={"job_id": reply["id"]}
             )
             assert job.call(headers=tenant.headers).json()["status"] in ("completed", "failed")
+        elif case.operation.path == "/v2/data-deletion-requests":  # a request, queued: it completes
+            applied(api_schema, tenant, reply["id"])
+            read = api_schema["/v2/data-deletion-requests/{request_id}"]["GET"]
+            status = read.Case(path_parameters={"request_id": reply["id"]}).call(headers=tenant.headers)
+            assert status.json()["status"] == "completed", status.text
         else:  # written at once (a list)
             assert case.operation.path == "/v2/lists", case.operation.path
 

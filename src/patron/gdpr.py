@@ -45,7 +45,7 @@ from patron.store.schema import (
 
 ANONYMISE = "anonymise"
 ANONYMOUS_DOMAIN = "anonymous.ometria"
-#: Identity types of a request, and the merge-profile identifier type each resolves as.
+#: DeletionIdentity types of a request, and the merge-profile identifier type each resolves as.
 RESOLVE_AS = {
     "email": "email_address",
     "customer_id": "customer_id",
@@ -60,9 +60,21 @@ _decode_list = msgspec.json.Decoder(list[dict[str, Any]]).decode
 # the request ----------------------------------------------------------------------------------------
 
 
-class Identity(msgspec.Struct, forbid_unknown_fields=True):
+class DeletionIdentity(msgspec.Struct, forbid_unknown_fields=True):
     type: Literal["email", "customer_id", "phone_number", "profile_id"]
     value: Annotated[str, Meta(min_length=1, max_length=512, pattern=NO_NUL_PATTERN)]
+
+
+#: An identity as the OpenAPI document gives it: an email's value is an email.
+_Checked = Annotated[
+    DeletionIdentity,
+    Meta(
+        extra_json_schema={
+            "if": {"properties": {"type": {"const": "email"}}},
+            "then": {"properties": {"value": {"pattern": EMAIL_PATTERN}}},
+        }
+    ),
+]
 
 
 class DeletionRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -70,7 +82,7 @@ class DeletionRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=
     (or both), and an optional ``comment``."""
 
     email: Email | UnsetType = UNSET
-    identities: Annotated[list[Identity], Meta(min_length=1, max_length=20)] | UnsetType = UNSET
+    identities: Annotated[list[_Checked], Meta(min_length=1, max_length=20)] | UnsetType = UNSET
     comment: Annotated[str, Meta(max_length=4096, pattern=NO_NUL_PATTERN)] | None = None
 
     def __post_init__(self) -> None:
@@ -81,9 +93,16 @@ class DeletionRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=
                 if identity.type == "email" and not _EMAIL.match(identity.value):
                     raise ValueError(f"identities > {index} > value :: is not an email")
 
-    def all_identities(self) -> list[Identity]:
-        given = [] if self.email is UNSET else [Identity("email", self.email)]
+    def all_identities(self) -> list[DeletionIdentity]:
+        given = [] if self.email is UNSET else [DeletionIdentity("email", self.email)]
         return given + ([] if self.identities is UNSET else list(self.identities))
+
+
+#: The body as the OpenAPI document gives it: at least one identity.
+DeletionBody = Annotated[
+    DeletionRequest,
+    Meta(extra_json_schema={"anyOf": [{"required": ["email"]}, {"required": ["identities"]}]}),
+]
 
 
 def hashed_email(email: str) -> str:
@@ -91,7 +110,7 @@ def hashed_email(email: str) -> str:
     return f"{hashlib.md5(email.strip().lower().encode()).hexdigest()}@{ANONYMOUS_DOMAIN}"  # noqa: S324
 
 
-def hashed(identity: Identity) -> dict[str, str]:
+def hashed(identity: DeletionIdentity) -> dict[str, str]:
     if identity.type == "email":
         return {"hashed_email": hashed_email(identity.value)}
     return {"type": identity.type, "hashed_value": hashlib.md5(identity.value.encode()).hexdigest()}  # noqa: S324
@@ -119,7 +138,7 @@ def stamp(moment: datetime | None) -> str | None:
 class Anonymisation(msgspec.Struct):
     """The queued operation: the identities as given (scrubbed from the queue once it has run)."""
 
-    identities: list[Identity]
+    identities: list[DeletionIdentity]
 
 
 def request(
@@ -229,7 +248,7 @@ def _add(traces: set[str], *values: Any) -> None:
 
 def _person(linker: Linker, op: Op) -> Person:
     conn, account = linker.conn, linker.account_id
-    asked = [Identity(**each) for each in op.record["identities"]]
+    asked = [DeletionIdentity(**each) for each in op.record["identities"]]
     found: list[str] = []
     for identity in asked:
         found += resolve(linker, RESOLVE_AS[identity.type], identity.value)

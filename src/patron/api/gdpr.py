@@ -30,7 +30,7 @@ _request = msgspec.json.Decoder(gdpr.DeletionRequest)
     summary="Anonymise a person everywhere (processed in order with the account's pushes)",
     tags=["gdpr"],
     responses=ERRORS,
-    opt={RATE_CLASS: "gdpr", BODY_TYPE: "patron.gdpr:DeletionRequest"},
+    opt={RATE_CLASS: "gdpr", BODY_TYPE: "patron.gdpr:DeletionBody"},
 )
 async def request_deletion(
     request: Request[Any, Any, Any], account: CurrentAccount, state: State
