@@ -13,6 +13,7 @@ Then each table is dealt with by its entry in :data:`HANDLERS`, which names ever
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import uuid
 from collections.abc import Callable
@@ -43,6 +44,7 @@ from patron.store.schema import (
     push_errors,
 )
 
+log = logging.getLogger("patron.gdpr")
 ANONYMISE = "anonymise"
 ANONYMOUS_DOMAIN = "anonymous.ometria"
 #: DeletionIdentity types of a request, and the merge-profile identifier type each resolves as.
@@ -476,3 +478,12 @@ def anonymise(linker: Linker, op: Op) -> None:
     for handler in HANDLERS.values():
         handler(linker.conn, linker.account_id, person, op)
     linker.touched.update(person.profiles)
+    log.info(
+        "anonymised",
+        extra={
+            "request_id": op.request_id,
+            "account_id": linker.account_id,
+            "profiles": len(person.profiles),
+            **{f"{what.replace(' ', '_')}s": n for what, n in person.counts.items()},
+        },
+    )
