@@ -403,3 +403,23 @@ def test_the_export_of_an_anonymised_person_holds_nothing_of_them(
     completed(client, tenant, request_deletion(client, tenant, email=ANN.email)["id"])
     export = str(read(client, tenant, f"/v2/profiles/{profile['id']}/export")).lower()
     assert [t for t in ANN.traces if t.lower() in export] == []
+
+
+def test_a_namesakes_records_are_kept(client: Client, tenant: Tenant) -> None:
+    """Names alone identify no one: another person with the same name keeps their rejected record."""
+    first, last = ANN.names
+    push(
+        client,
+        tenant,
+        [{"@type": "contact", "id": "ann", "email": ANN.email, "firstname": first, "lastname": last}],
+    )
+    namesake = {
+        "@type": "order",
+        "id": "namesake-order",
+        "currency": "bad",
+        "customer": {"firstname": first, "lastname": last, "email": "other@example.org"},
+    }
+    push(client, tenant, [namesake])
+    completed(client, tenant, request_deletion(client, tenant, email=ANN.email)["id"])
+    [kept] = read(client, tenant, "/v2/push/_errors")
+    assert kept["record"] == namesake

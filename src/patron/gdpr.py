@@ -213,33 +213,41 @@ def read_requests(
 
 @dataclass
 class Person:
-    """What is known of the person being anonymised: their profiles, and every value that would
-    identify them (emails, customer ids, phone numbers, names, contact ids, addresses)."""
+    """What is known of the person being anonymised: their profiles, and the values that identify
+    them wherever they appear (emails, customer ids, phone numbers, contact ids)."""
 
     profiles: list[str]
     anonymous_email: str
     traces: set[str] = field(default_factory=set)
     counts: dict[str, int] = field(default_factory=dict)
 
-    def mentioned_in(self, text: str | bytes | None) -> bool:
-        if text is None:
-            return False
-        if isinstance(text, bytes):
-            text = text.decode("utf-8", "replace")
-        lowered = text.lower()
-        return any(trace.lower() in lowered for trace in self.traces)
+    def owns(self, record: Any) -> bool:
+        """Whether a JSON value (a record) holds one of the person's values, as a whole value."""
+        folded = {t.casefold() for t in self.traces}
+        return any(leaf.casefold() in folded for leaf in _leaves(record))
+
+    def named_in(self, text: str | None) -> bool:
+        """Whether free text (an error message) quotes one of the person's values."""
+        lowered = (text or "").casefold()
+        return any(t.casefold() in lowered for t in self.traces if len(t) >= MIN_QUOTED)
+
+
+#: The shortest value looked for inside free text (shorter ones would match by accident).
+MIN_QUOTED = 6
+
+
+def _leaves(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        return [leaf for item in value.values() for leaf in _leaves(item)]
+    if isinstance(value, list):
+        return [leaf for item in value for leaf in _leaves(item)]
+    return [str(value)] if isinstance(value, str | int) and not isinstance(value, bool) else []
 
 
 Handler = Callable[[Connection, int, Person, Op], None]
-_PERSONAL_CONTACT_FIELDS = (
-    "email",
-    "customer_id",
-    "phone_number",
-    "prefix",
-    "firstname",
-    "middlename",
-    "lastname",
-)
+#: The fields that identify a person on their own: a record elsewhere (a rejected one, a copy in the
+#: import queue) that holds one of their values is theirs. Names alone are not: two people share them.
+_IDENTIFYING = ("email", "customer_id", "phone_number")
 
 
 def _add(traces: set[str], *values: Any) -> None:
@@ -272,18 +280,15 @@ def _person(linker: Linker, op: Op) -> Person:
         select(contacts.c.contact_id, contacts.c.data).where(_of(contacts, account, people))
     ):
         doc = msgspec.json.decode(row.data)
-        _add(person.traces, row.contact_id, *(doc.get(name) for name in _PERSONAL_CONTACT_FIELDS))
+        _add(person.traces, row.contact_id, *(doc.get(name) for name in _IDENTIFYING))
     for row in conn.execute(select(orders.c.data).where(_of(orders, account, people))):
-        doc = msgspec.json.decode(row.data)
-        customer = doc.get("customer") or {}
-        _add(person.traces, *(customer.get(n) for n in ("id", "email", "firstname", "lastname")))
-        for address in (doc.get("shipping_address") or {}, doc.get("billing_address") or {}):
-            _add(person.traces, address.get("firstname"), address.get("lastname"))
+        customer = msgspec.json.decode(row.data).get("customer") or {}
+        _add(person.traces, customer.get("id"), customer.get("email"))
     for row in conn.execute(select(custom_events.c.data).where(_of(custom_events, account, people))):
         doc = msgspec.json.decode(row.data)
         _add(person.traces, doc.get("identity_email"), doc.get("identity_account_id"))
     person.traces -= {person.anonymous_email}
-    person.traces = {t for t in person.traces if len(t) >= 3}  # "Al" would match half the database
+    person.traces = {t for t in person.traces if len(t) >= 3}  # an id "7" would match everything
     return person
 
 
@@ -400,7 +405,7 @@ def _merge_jobs(conn: Connection, account_id: int, person: Person, op: Op) -> No
     for row in conn.execute(
         select(t.c.id, t.c.error).where(t.c.account_id == account_id, t.c.error.is_not(None))
     ).all():
-        if person.mentioned_in(row.error):
+        if person.named_in(row.error):
             conn.execute(update(t).where(t.c.id == row.id).values(error="(anonymised)"))
 
 
@@ -411,7 +416,11 @@ def _push_errors(conn: Connection, account_id: int, person: Person, op: Op) -> N
         select(t.c.id, t.c.record_id, t.c.record, t.c.error_message).where(t.c.account_id == account_id)
     )
     doomed = [
-        r.id for r in rows if any(person.mentioned_in(v) for v in (r.record_id, r.record, r.error_message))
+        r.id
+        for r in rows
+        if person.owns(r.record_id)
+        or (r.record is not None and person.owns(msgspec.json.decode(r.record)))
+        or person.named_in(r.error_message)
     ]
     for start in range(0, len(doomed), 400):
         conn.execute(delete(t).where(t.c.id.in_(doomed[start : start + 400])))
@@ -426,12 +435,13 @@ def _import_batches(conn: Connection, account_id: int, person: Person, op: Op) -
         if row.request_id == op.request_id:
             done = [{"@type": ANONYMISE, "@anonymised": True}]
             conn.execute(update(t).where(t.c.id == row.id).values(records=_encode(done)))
-        elif person.mentioned_in(row.records):
-            kept = [
-                {"@type": r.get("@type"), "@anonymised": True} if person.mentioned_in(_encode(r)) else r
-                for r in _decode_list(row.records)
-            ]
-            conn.execute(update(t).where(t.c.id == row.id).values(records=_encode(kept)))
+        else:
+            records = _decode_list(row.records)
+            if any(person.owns(r) for r in records):
+                kept = [
+                    {"@type": r.get("@type"), "@anonymised": True} if person.owns(r) else r for r in records
+                ]
+                conn.execute(update(t).where(t.c.id == row.id).values(records=_encode(kept)))
 
 
 def _deletion_requests(conn: Connection, account_id: int, person: Person, op: Op) -> None:
