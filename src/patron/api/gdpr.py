@@ -16,8 +16,8 @@ from patron.accounts import now
 from patron.api.auth import BODY_TYPE, RATE_CLASS, CurrentAccount
 from patron.api.body import decode, read_json
 from patron.api.entities import Limit, Offset
-from patron.api.problems import ERRORS, ITEM_ERRORS, ProblemError, field_problem
-from patron.ingest.queue import BacklogFull
+from patron.api.problems import ERRORS, ITEM_ERRORS, field_problem
+from patron.api.push import queue
 from patron.records.fields import NO_NUL_PATTERN
 
 RequestId = Annotated[str, PathParameter(pattern=NO_NUL_PATTERN, max_length=64)]
@@ -37,14 +37,9 @@ async def request_deletion(
 ) -> Response[gdpr.DeletionView]:
     body = decode(await read_json(request), _request)
     request_id, at = str(uuid.uuid4()), now()
-    try:
-        view = await state.store.write(
-            lambda conn: gdpr.request(conn, account.id, account.queue_limit, request_id, body, at)
-        )
-    except BacklogFull as exc:
-        detail = f"the account has {exc.queued:,} records queued; the request was not queued"
-        raise ProblemError(429, detail, headers={"Retry-After": "5"}) from exc
-    state.worker.wake()
+    view = await queue(
+        state, lambda conn: gdpr.request(conn, account.id, account.queue_limit, request_id, body, at)
+    )
     return Response(view, status_code=202)
 
 

@@ -17,8 +17,9 @@ from patron.accounts import now
 from patron.api.auth import BODY_TYPE, RATE_CLASS, CurrentAccount
 from patron.api.body import decode, read_json
 from patron.api.entities import JSON, Filter, Limit, Offset, response_spec
-from patron.api.problems import ERRORS, ITEM_ERRORS, ProblemError, field_problem
-from patron.ingest.queue import BacklogFull, enqueue_operation
+from patron.api.problems import ERRORS, ITEM_ERRORS, field_problem
+from patron.api.push import queue
+from patron.ingest.queue import enqueue_operation
 from patron.profiles import read
 from patron.profiles.build import Profile
 from patron.profiles.operations import MERGE
@@ -80,16 +81,10 @@ async def merge_profile(
 ) -> Response[read.MergeJob]:
     body = decode(await read_json(request), _merge_request)
     job_id, received = str(uuid.uuid4()), now()
-    try:
-        await state.store.write(
-            lambda conn: enqueue_operation(
-                conn, account.id, account.queue_limit, job_id, MERGE, body, received
-            )
-        )
-    except BacklogFull as exc:
-        detail = f"the account has {exc.queued:,} records queued; the merge was not queued"
-        raise ProblemError(429, detail, headers={"Retry-After": "5"}) from exc
-    state.worker.wake()
+    await queue(
+        state,
+        lambda conn: enqueue_operation(conn, account.id, account.queue_limit, job_id, MERGE, body, received),
+    )
     job = read.MergeJob(job_id, "queued", None, [], None, received.isoformat(), None)
     return Response(job, status_code=202)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from litestar import Request, Response, get, post
 from litestar.datastructures import State
@@ -16,6 +16,9 @@ from patron.ingest import push as ingest
 from patron.ingest.queue import BacklogFull, BatchStatus, PushError, batch_status, latest_errors
 from patron.records.fields import NO_NUL_PATTERN
 from patron.records.validate import BatchInvalid, RecordsInvalid
+from patron.store import Work
+
+T = TypeVar("T")
 
 
 async def accept(
@@ -41,6 +44,20 @@ async def accept(
         raise ProblemError(429, detail, headers={**size.headers, "Retry-After": "5"}) from exc
     state.worker.wake()
     return reply, size.headers
+
+
+async def queue(state: State, work: Work[T]) -> T:
+    """Run ``work``, which queues an operation (a merge, an anonymisation), and wake the worker; a
+    full queue is a 429 and nothing is stored."""
+    try:
+        done: T = await state.store.write(work)
+    except BacklogFull as exc:
+        detail = (
+            f"the account has {exc.queued:,} records queued and may queue {exc.limit:,}; nothing was stored"
+        )
+        raise ProblemError(429, detail, headers={"Retry-After": "5"}) from exc
+    state.worker.wake()
+    return done
 
 
 @post(

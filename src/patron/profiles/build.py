@@ -325,14 +325,11 @@ def survivor(conn: Connection, account_id: int, profile_id: str, *, anonymised: 
             p.c.account_id == account_id, p.c.profile_id == profile_id
         )
     ).first()
-    if row is None:
+    if row is None or (row.anonymised_at is not None and not anonymised):
         return None
-    live = row.merged_into or profile_id
-    if not anonymised and (
-        row.anonymised_at is not None or survivor(conn, account_id, live, anonymised=False) is None
-    ):
-        return None
-    return live
+    if row.merged_into is None or anonymised:
+        return row.merged_into or profile_id
+    return survivor(conn, account_id, row.merged_into, anonymised=False)  # merges are flattened: one step
 
 
 def live_profiles(conn: Connection, account_id: int) -> list[str]:
