@@ -66,9 +66,12 @@ class App:
 
 
 @contextmanager
-def running_app(directory: Path, database_url: str | None) -> Iterator[App]:
-    """The real app, with its worker, on a real store: SQLite in ``directory``, or ``database_url``."""
-    settings = replace(Settings(), data_dir=directory / "data", database_url=database_url, redis_url=None)
+def running_app(directory: Path, database_url: str | None, **settings_given: Any) -> Iterator[App]:
+    """The real app, with its worker, on a real store: SQLite in ``directory``, or ``database_url``
+    (and any other ``Settings`` given)."""
+    settings = replace(
+        Settings(), data_dir=directory / "data", database_url=database_url, redis_url=None, **settings_given
+    )
     store = open_store(settings)
     store.start()
     try:

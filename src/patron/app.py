@@ -11,7 +11,19 @@ from litestar.di import Provide
 from litestar.static_files import create_static_files_router
 
 from patron.accounts import KeyResolver
-from patron.api import account, docs, entities, gdpr, health, lists, metrics, profiles, push, unsubscribes
+from patron.api import (
+    account,
+    docs,
+    email,
+    entities,
+    gdpr,
+    health,
+    lists,
+    metrics,
+    profiles,
+    push,
+    unsubscribes,
+)
 from patron.api.auth import authorise, current_account
 from patron.api.observe import Metrics, Observer
 from patron.api.problems import EXCEPTION_HANDLERS
@@ -31,6 +43,7 @@ V2_HANDLERS = [
     *lists.HANDLERS,
     *unsubscribes.HANDLERS,
     *gdpr.HANDLERS,
+    *email.HANDLERS,
 ]
 
 

@@ -169,7 +169,13 @@ def worker(ctx: click.Context, wake_stdin: bool, idle_poll: float, log_level: st
             wait = listen(stop)
         else:
             wait = lambda timeout: not stop.wait(timeout)  # noqa: E731
+        settings: Settings = ctx.obj
+        if settings.smtp_url:
+            from patron.email.outbox import Sender, Smtp
+
+            Sender(store, Smtp.parse(settings.smtp_url), stop, backoff=settings.smtp_backoff).thread.start()
         run(store, stop, wait, idle_poll)
+        stop.set()  # the sender, too
 
 
 @main.command()

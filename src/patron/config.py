@@ -26,6 +26,10 @@ class Settings:
     data_dir: Path = field(default_factory=lambda: Path(_env("PATRON_DATA_DIR") or DEFAULT_DATA_DIR))
     database_url: str | None = field(default_factory=lambda: _env("PATRON_DATABASE_URL"))
     redis_url: str | None = field(default_factory=lambda: _env("PATRON_REDIS_URL"))
+    #: Where the worker delivers transactional email (none: messages stay queued, readable by API).
+    smtp_url: str | None = field(default_factory=lambda: _env("PATRON_SMTP_URL"))
+    #: Seconds before a failed delivery's second attempt (doubling each time).
+    smtp_backoff: float = field(default_factory=lambda: float(_env("PATRON_SMTP_BACKOFF") or 2.0))
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     tls_cert: Path | None = None

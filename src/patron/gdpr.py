@@ -39,6 +39,7 @@ from patron.store.schema import (
     list_changes,
     list_members,
     merge_jobs,
+    messages,
     orders,
     profiles,
     push_errors,
@@ -444,6 +445,27 @@ def _import_batches(conn: Connection, account_id: int, person: Person, op: Op) -
                 conn.execute(update(t).where(t.c.id == row.id).values(records=_encode(kept)))
 
 
+def _messages(conn: Connection, account_id: int, person: Person, op: Op) -> None:
+    """Their transactional emails keep only what happened to them; one not yet sent never will be."""
+    t = messages
+    rows = conn.execute(
+        select(t.c.id, t.c.recipient, t.c.profile, t.c.status).where(t.c.account_id == account_id)
+    )
+    for row in rows.all():
+        if row.profile in person.profiles or person.owns(row.recipient):
+            values: dict[str, Any] = {
+                "recipient": person.anonymous_email,
+                "recipient_name": None,
+                "subject": "(anonymised)",
+                "html": None,
+                "text": None,
+                "attachments": "[]",
+            }
+            if row.status in ("queued", "sending"):
+                values.update(status="failed", error="the recipient was anonymised before delivery")
+            conn.execute(update(t).where(t.c.id == row.id).values(**values))
+
+
 def _deletion_requests(conn: Connection, account_id: int, person: Person, op: Op) -> None:
     """This request is done; its identities were only ever kept hashed."""
     parts = [f"{n} {what}{'' if n == 1 else 's'} anonymised" for what, n in person.counts.items()]
@@ -456,7 +478,8 @@ def _deletion_requests(conn: Connection, account_id: int, person: Person, op: Op
 
 
 def _nothing(conn: Connection, account_id: int, person: Person, op: Op) -> None:
-    """The table holds nothing about people (accounts, keys, counters, products, lists' own rows)."""
+    """The table holds nothing about people (accounts, keys, counters, products, lists' own rows,
+    email templates)."""
 
 
 #: Every table of the schema and what anonymisation does to it, in the order it runs.
@@ -472,6 +495,7 @@ HANDLERS: dict[str, Handler] = {
     "merge_jobs": _merge_jobs,
     "push_errors": _push_errors,
     "import_batches": _import_batches,
+    "messages": _messages,
     "deletion_requests": _deletion_requests,
     "accounts": _nothing,
     "api_keys": _nothing,
@@ -479,6 +503,7 @@ HANDLERS: dict[str, Handler] = {
     "rate_windows": _nothing,
     "products": _nothing,
     "lists": _nothing,
+    "templates": _nothing,
 }
 
 

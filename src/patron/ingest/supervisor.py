@@ -53,6 +53,11 @@ class WorkerProcess:
             "worker",
             *(["--wake-stdin", "--idle-poll", "1"] if woken_by_pipe else ["--idle-poll", "0.2"]),
         ]
+        self._environment = {
+            **os.environ,
+            **({"PATRON_SMTP_URL": settings.smtp_url} if settings.smtp_url else {}),
+            "PATRON_SMTP_BACKOFF": str(settings.smtp_backoff),
+        }
         self._process: subprocess.Popen[bytes] | None = None
         self._stopping = threading.Event()
         self._supervisor: threading.Thread | None = None
@@ -69,7 +74,7 @@ class WorkerProcess:
     def _spawn(self) -> None:
         with self._lock:
             stdin = subprocess.PIPE if self._piped else subprocess.DEVNULL
-            self._process = subprocess.Popen(self._command, stdin=stdin)
+            self._process = subprocess.Popen(self._command, stdin=stdin, env=self._environment)
             if self._process.stdin is not None:
                 os.set_blocking(self._process.stdin.fileno(), False)
 

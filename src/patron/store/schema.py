@@ -359,3 +359,49 @@ deletion_requests = Table(
     Column("completed_at", UTCDateTime(), nullable=True),
     Index("ix_deletion_requests_account_id", "account_id", "id"),
 )
+
+
+# transactional email -------------------------------------------------------------------------------
+
+#: Email templates (Ometria keeps them in its app; here ``POST /v2/templates``): Jinja2 sources.
+templates = Table(
+    "templates",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    _account_id(),
+    Column("template_id", Integer, nullable=False),  # the API's id: 1, 2, 3 ... per account
+    Column("name", String(200), nullable=True),
+    Column("subject", Text, nullable=False),
+    Column("html", Text, nullable=False),
+    Column("text", Text, nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("account_id", "template_id", name="uq_templates_account_key"),
+)
+
+#: The outbox: every transactional email, rendered, from acceptance to delivery (or failure).
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    _account_id(),
+    Column("message_id", String(36), nullable=False, unique=True),
+    # queued | sending (an attempt under way) | sent | failed | sandbox (rendered, never delivered)
+    Column("status", String(16), nullable=False),
+    Column("profile", String(32), nullable=True),
+    Column("stream", String(200), nullable=True),
+    Column("sender", Text, nullable=False),  # the From header
+    Column("reply_to", Text, nullable=True),
+    Column("recipient", String(254), nullable=False),  # the address delivered to
+    Column("recipient_name", Text, nullable=True),
+    Column("subject", Text, nullable=False),
+    Column("html", Text, nullable=True),
+    Column("text", Text, nullable=True),
+    Column("attachments", Text, nullable=False),  # JSON: [{"filename", "content" (base64)}]
+    Column("attempts", Integer, nullable=False, default=0, server_default="0"),
+    Column("next_attempt_at", UTCDateTime(), nullable=True),
+    Column("error", Text, nullable=True),  # the last failure: the SMTP server's answer, or why
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("sent_at", UTCDateTime(), nullable=True),
+    Index("ix_messages_status_next", "status", "next_attempt_at"),
+)

@@ -1,0 +1,145 @@
+"""Transactional email: ``POST /v2/transactional-email/send`` (reference section 5.10), the message's
+status (``GET /v2/transactional-email/{id}``) and templates (``/v2/templates``), the last two
+extensions."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Request, Response, get, post, put
+from litestar.datastructures import State
+from litestar.params import PathParameter
+
+from patron import entities
+from patron.accounts import now
+from patron.api.auth import BODY_TYPE, RATE_CLASS, CurrentAccount
+from patron.api.body import decode, read_json
+from patron.api.entities import Limit, Offset
+from patron.api.problems import ERRORS, ITEM_ERRORS, field_problem
+from patron.email import messages, templates
+from patron.email.templates import TemplateInvalid
+from patron.records.fields import NO_NUL_PATTERN
+from patron.store import Work
+
+MessageId = Annotated[str, PathParameter(pattern=NO_NUL_PATTERN, max_length=64)]
+TemplateId = Annotated[int, PathParameter(ge=1, le=2**31 - 1)]
+_send = msgspec.json.Decoder(messages.SendRequest)
+_template = msgspec.json.Decoder(templates.TemplateBody)
+
+
+async def _write(state: State, work: Work[Any]) -> Any:
+    """Run ``work``; a template or message that does not check out is a 400 naming the field."""
+    try:
+        return await state.store.write(work)
+    except TemplateInvalid as exc:
+        raise field_problem(400, exc.field, exc.message) from exc
+
+
+@post(
+    "/transactional-email/send",
+    status_code=202,
+    summary="Send a transactional email (rendered and kept in the outbox before the reply)",
+    tags=["email"],
+    responses=ERRORS,
+    opt={RATE_CLASS: "email", BODY_TYPE: "patron.email.messages:SendRequest"},
+)
+async def send(
+    request: Request[Any, Any, Any], account: CurrentAccount, state: State
+) -> Response[messages.SendReply]:
+    body = decode(await read_json(request), _send)
+    at = now()
+    reply: messages.SendReply = await _write(state, lambda conn: messages.queue(conn, account.id, body, at))
+    return Response(reply, status_code=202)
+
+
+@get(
+    "/transactional-email/{message_id:str}",
+    summary="A message: queued, sending, sent, failed (with the reason) or sandbox (an extension)",
+    tags=["email"],
+    responses=ITEM_ERRORS,
+)
+async def read_message(message_id: MessageId, account: CurrentAccount, state: State) -> messages.MessageView:
+    found: messages.MessageView | None = await state.store.read(
+        lambda conn: messages.read(conn, account.id, message_id)
+    )
+    if found is None:
+        raise field_problem(404, "message_id", f"no message {message_id!r} in this account")
+    return found
+
+
+@post(
+    "/templates",
+    status_code=201,
+    summary="Save an email template (Jinja2; an extension)",
+    tags=["email"],
+    responses=ERRORS,
+    opt={BODY_TYPE: "patron.email.templates:TemplateBody"},
+)
+async def create_template(
+    request: Request[Any, Any, Any], account: CurrentAccount, state: State
+) -> Response[templates.Template]:
+    body = decode(await read_json(request), _template)
+    _check(body)
+    at = now()
+    created: templates.Template = await _write(
+        state, lambda conn: templates.create(conn, account.id, body, at)
+    )
+    return Response(created, status_code=201)
+
+
+@put(
+    "/templates/{template_id:int}",
+    summary="Replace an email template (an extension)",
+    tags=["email"],
+    responses=ITEM_ERRORS,
+    opt={BODY_TYPE: "patron.email.templates:TemplateBody"},
+)
+async def replace_template(
+    request: Request[Any, Any, Any], template_id: TemplateId, account: CurrentAccount, state: State
+) -> templates.Template:
+    body = decode(await read_json(request), _template)
+    _check(body)
+    at = now()
+    found: templates.Template | None = await _write(
+        state, lambda conn: templates.replace(conn, account.id, template_id, body, at)
+    )
+    if found is None:
+        raise field_problem(404, "template_id", f"no template {template_id} in this account")
+    return found
+
+
+@get("/templates", summary="Email templates (an extension)", tags=["email"], responses=ERRORS)
+async def list_templates(
+    account: CurrentAccount, state: State, limit: Limit = entities.DEFAULT_LIMIT, offset: Offset = 0
+) -> list[templates.Template]:
+    page = entities.Page.of(limit, offset, None)
+    found: list[templates.Template] = await state.store.read(
+        lambda conn: templates.list_templates(conn, account.id, page.limit, page.offset)
+    )
+    return found
+
+
+@get(
+    "/templates/{template_id:int}",
+    summary="One email template (an extension)",
+    tags=["email"],
+    responses=ITEM_ERRORS,
+)
+async def read_template(template_id: TemplateId, account: CurrentAccount, state: State) -> templates.Template:
+    found: templates.Template | None = await state.store.read(
+        lambda conn: templates.get(conn, account.id, template_id)
+    )
+    if found is None:
+        raise field_problem(404, "template_id", f"no template {template_id} in this account")
+    return found
+
+
+def _check(body: templates.TemplateBody) -> None:
+    try:
+        templates.check(body)
+    except TemplateInvalid as exc:
+        raise field_problem(400, exc.field, exc.message) from exc
+
+
+HANDLERS = [send, read_message, create_template, replace_template, list_templates, read_template]

@@ -1,0 +1,1 @@
+"""Transactional email: templates, the outbox, and delivery over SMTP."""

@@ -1,0 +1,206 @@
+"""Delivering the outbox over SMTP (``PATRON_SMTP_URL``), from the worker process.
+
+A message is claimed (``queued`` -> ``sending``, its attempt counted and leased) and that is committed
+**before** the SMTP exchange; the outcome is committed after it. A failure the server calls temporary
+(a 4xx answer, a refused or dropped connection) is retried with exponential backoff; after
+:data:`ATTEMPTS` attempts, or at once for a permanent (5xx) answer, the message is ``failed`` with the
+server's answer. If the process dies during an exchange, the message is left ``sending``: once its
+lease expires it is marked ``failed`` ("interrupted"), **never sent again**, because the server may
+have accepted it. Delivery is therefore at most once; every message ends ``sent`` or ``failed``.
+Without ``PATRON_SMTP_URL``, nothing is delivered: messages stay ``queued``, readable through the API.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import smtplib
+import ssl
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from email.utils import format_datetime
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import msgspec
+from sqlalchemy import Connection, select, update
+
+from patron.accounts import now
+from patron.email.messages import FAILED, QUEUED, SENDING, SENT
+from patron.store import Store
+from patron.store.schema import messages
+
+log = logging.getLogger("patron.email")
+ATTEMPTS = 5
+BACKOFF = 2.0  # seconds before the second attempt; doubles each time
+LEASE = timedelta(minutes=5)  # an attempt not finished by then was interrupted
+INTERRUPTED = "delivery was interrupted during the SMTP exchange; not retried, so that it cannot arrive twice"
+
+
+@dataclass(frozen=True)
+class Smtp:
+    """``smtp://[user:password@]host[:port][?starttls=true]`` or ``smtps://...`` (implicit TLS)."""
+
+    host: str
+    port: int
+    implicit_tls: bool
+    starttls: bool
+    user: str | None
+    password: str | None
+
+    @classmethod
+    def parse(cls, url: str) -> Smtp:
+        parts = urlsplit(url)
+        if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+            raise ValueError(
+                f"PATRON_SMTP_URL must be smtp://host[:port] or smtps://host[:port], not {url!r}"
+            )
+        query = parse_qs(parts.query)
+        implicit = parts.scheme == "smtps"
+        return cls(
+            parts.hostname,
+            parts.port or (465 if implicit else 25),
+            implicit,
+            query.get("starttls", ["false"])[0].lower() in ("1", "true", "yes"),
+            unquote(parts.username) if parts.username else None,
+            unquote(parts.password) if parts.password else None,
+        )
+
+    def send(self, message: EmailMessage, timeout: float = 30) -> None:
+        context = ssl.create_default_context()
+        client: smtplib.SMTP = (
+            smtplib.SMTP_SSL(self.host, self.port, timeout=timeout, context=context)
+            if self.implicit_tls
+            else smtplib.SMTP(self.host, self.port, timeout=timeout)
+        )
+        with client:
+            if self.starttls:
+                client.starttls(context=context)
+            if self.user is not None:
+                client.login(self.user, self.password or "")
+            client.send_message(message)
+
+
+def mime(row: Any) -> EmailMessage:
+    """The message as it goes on the wire: text and HTML alternatives, PDF attachments."""
+    message = EmailMessage()
+    message["Message-ID"] = f"<{row.message_id}@patron>"
+    message["Date"] = format_datetime(row.created_at)
+    message["From"] = row.sender
+    message["To"] = row.recipient if not row.recipient_name else f"{row.recipient_name} <{row.recipient}>"
+    if row.reply_to:
+        message["Reply-To"] = row.reply_to
+    message["Subject"] = row.subject
+    message.set_content(row.text or "This message is in HTML.")
+    if row.html:
+        message.add_alternative(row.html, subtype="html")
+    for attachment in msgspec.json.decode(row.attachments):
+        data = base64.b64decode(attachment["content"])
+        message.add_attachment(data, maintype="application", subtype="pdf", filename=attachment["filename"])
+    return message
+
+
+def _claim(conn: Connection, row_id: int, at: datetime) -> bool:
+    m = messages
+    done = conn.execute(
+        update(m)
+        .where(m.c.id == row_id, m.c.status == QUEUED)
+        .values(status=SENDING, attempts=m.c.attempts + 1, next_attempt_at=at + LEASE)
+    )
+    return done.rowcount == 1
+
+
+def _finish(conn: Connection, row_id: int, values: dict[str, Any]) -> None:
+    conn.execute(
+        update(messages).where(messages.c.id == row_id, messages.c.status == SENDING).values(**values)
+    )
+
+
+def _interrupted(conn: Connection, at: datetime) -> int:
+    m = messages
+    done = conn.execute(
+        update(m)
+        .where(m.c.status == SENDING, m.c.next_attempt_at < at)
+        .values(status=FAILED, error=INTERRUPTED, next_attempt_at=None)
+    )
+    return done.rowcount
+
+
+def _due(conn: Connection, at: datetime) -> list[Any]:
+    m = messages
+    query = (
+        select(m)
+        .where(m.c.status == QUEUED, (m.c.next_attempt_at.is_(None)) | (m.c.next_attempt_at <= at))
+        .order_by(m.c.id)
+        .limit(20)
+    )
+    return list(conn.execute(query))
+
+
+class Sender:
+    """Delivers due messages until ``stop`` is set (a thread of ``patron worker``)."""
+
+    def __init__(
+        self, store: Store, smtp: Smtp, stop: threading.Event, *, backoff: float = BACKOFF, poll: float = 0.5
+    ) -> None:
+        self.store, self.smtp, self.stop, self.backoff, self.poll = store, smtp, stop, backoff, poll
+        self.thread = threading.Thread(target=self.run, name="patron-sender", daemon=True)
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                self.store.write_blocking(lambda conn: _interrupted(conn, now()))
+                sent = self.deliver_due()
+            except Exception:
+                log.exception("the sender failed; retrying")
+                sent = 0
+            if not sent:
+                self.stop.wait(self.poll)
+
+    def deliver_due(self) -> int:
+        rows = self.store.read_blocking(lambda conn: _due(conn, now()))
+        for row in rows:
+            if self.stop.is_set():
+                break
+            if self.store.write_blocking(lambda conn, r=row: _claim(conn, r.id, now())):  # type: ignore[misc]
+                self._attempt(row)
+        return len(rows)
+
+    def _attempt(self, row: Any) -> None:
+        attempt = row.attempts + 1
+        try:
+            self.smtp.send(mime(row))
+        except (smtplib.SMTPResponseException, smtplib.SMTPRecipientsRefused) as exc:
+            code, answer = _answer(exc)
+            permanent = code >= 500
+            self._failed(row, attempt, f"{code} {answer}", permanent=permanent)
+        except (OSError, smtplib.SMTPException) as exc:  # refused, dropped, timed out
+            self._failed(row, attempt, f"{type(exc).__name__}: {exc}", permanent=False)
+        else:
+            self.store.write_blocking(
+                lambda conn: _finish(
+                    conn, row.id, {"status": SENT, "sent_at": now(), "error": None, "next_attempt_at": None}
+                )
+            )
+            log.info("sent", extra={"message_id": row.message_id, "attempt": attempt})
+
+    def _failed(self, row: Any, attempt: int, error: str, *, permanent: bool) -> None:
+        if permanent or attempt >= ATTEMPTS:
+            values: dict[str, Any] = {"status": FAILED, "error": error, "next_attempt_at": None}
+        else:
+            delay = timedelta(seconds=self.backoff * 2 ** (attempt - 1))
+            values = {"status": QUEUED, "error": error, "next_attempt_at": now() + delay}
+        self.store.write_blocking(lambda conn: _finish(conn, row.id, values))
+        log.warning(
+            "delivery failed", extra={"message_id": row.message_id, "attempt": attempt, "error": error}
+        )
+
+
+def _answer(exc: smtplib.SMTPResponseException | smtplib.SMTPRecipientsRefused) -> tuple[int, str]:
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        code, text = next(iter(exc.recipients.values()))
+        return code, text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
+    answer: bytes | str = exc.smtp_error
+    return exc.smtp_code, answer.decode("utf-8", "replace") if isinstance(answer, bytes) else answer

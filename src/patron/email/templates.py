@@ -1,0 +1,136 @@
+"""Email templates (an extension: Ometria keeps them in its app), rendered with Jinja2's sandbox.
+
+HTML is autoescaped; the text body and the subject are not. A template that does not compile is
+refused when it is saved, with the line of the error.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+import msgspec
+from jinja2 import StrictUndefined, TemplateSyntaxError
+from jinja2.sandbox import SandboxedEnvironment
+from msgspec import UNSET, Meta, UnsetType
+from sqlalchemy import Connection, func, insert, select, update
+
+from patron.records.fields import NO_NUL_PATTERN
+from patron.store.schema import templates
+
+Source = Annotated[str, Meta(max_length=1_000_000, pattern=NO_NUL_PATTERN)]
+_html = SandboxedEnvironment(autoescape=True, undefined=StrictUndefined)
+_plain = SandboxedEnvironment(autoescape=False, undefined=StrictUndefined)
+
+
+class TemplateInvalid(ValueError):
+    """A template field does not compile (``field`` as a body path), or does not render."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class TemplateBody(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """``POST /v2/templates`` and ``PUT /v2/templates/{id}``."""
+
+    subject: Annotated[str, Meta(min_length=1, max_length=998, pattern=NO_NUL_PATTERN)]
+    html: Source
+    text: Source | None = None
+    name: Annotated[str, Meta(max_length=200, pattern=NO_NUL_PATTERN)] | UnsetType = UNSET
+
+
+class Template(msgspec.Struct):
+    id: int
+    name: str | None
+    subject: str
+    html: str
+    text: str | None
+    timestamp_created: str
+    timestamp_updated: str
+
+
+def check(body: TemplateBody) -> None:
+    """Compile every part; raise :class:`TemplateInvalid` naming the part and the line."""
+    for name, source, environment in (
+        ("subject", body.subject, _plain),
+        ("html", body.html, _html),
+        ("text", body.text, _plain),
+    ):
+        if source is None:
+            continue
+        try:
+            environment.parse(source)
+        except TemplateSyntaxError as exc:
+            raise TemplateInvalid(f"root > {name}", f"line {exc.lineno}: {exc.message}") from exc
+
+
+def render(source: str, data: dict[str, Any], *, html: bool) -> str:
+    """Render in the sandbox; a failure (an undefined variable, an unsafe call) is TemplateInvalid."""
+    try:
+        return (_html if html else _plain).from_string(source).render(data)
+    except TemplateSyntaxError as exc:
+        raise TemplateInvalid("root > template_id", f"line {exc.lineno}: {exc.message}") from exc
+    except Exception as exc:  # jinja2's UndefinedError, SecurityError, a filter's error...
+        raise TemplateInvalid("root > data", f"the template could not be rendered: {exc}") from exc
+
+
+def _template(row: Any) -> Template:
+    return Template(
+        row.template_id,
+        row.name,
+        row.subject,
+        row.html,
+        row.text,
+        row.created_at.isoformat(),
+        row.updated_at.isoformat(),
+    )
+
+
+def create(conn: Connection, account_id: int, body: TemplateBody, at: datetime) -> Template:
+    t = templates
+    last = conn.execute(select(func.max(t.c.template_id)).where(t.c.account_id == account_id)).scalar()
+    name = None if body.name is UNSET else body.name
+    conn.execute(
+        insert(t).values(
+            account_id=account_id,
+            template_id=(last or 0) + 1,
+            name=name,
+            subject=body.subject,
+            html=body.html,
+            text=body.text,
+            created_at=at,
+            updated_at=at,
+        )
+    )
+    found = get(conn, account_id, (last or 0) + 1)
+    assert found is not None
+    return found
+
+
+def replace(
+    conn: Connection, account_id: int, template_id: int, body: TemplateBody, at: datetime
+) -> Template | None:
+    t = templates
+    values: dict[str, Any] = {"subject": body.subject, "html": body.html, "text": body.text, "updated_at": at}
+    if body.name is not UNSET:
+        values["name"] = body.name
+    done = conn.execute(
+        update(t).where(t.c.account_id == account_id, t.c.template_id == template_id).values(**values)
+    )
+    return get(conn, account_id, template_id) if done.rowcount else None
+
+
+def get(conn: Connection, account_id: int, template_id: int) -> Template | None:
+    t = templates
+    row = conn.execute(select(t).where(t.c.account_id == account_id, t.c.template_id == template_id)).first()
+    return None if row is None else _template(row)
+
+
+def list_templates(conn: Connection, account_id: int, limit: int, offset: int) -> list[Template]:
+    t = templates
+    rows = conn.execute(
+        select(t).where(t.c.account_id == account_id).order_by(t.c.template_id).limit(limit).offset(offset)
+    )
+    return [_template(row) for row in rows]

@@ -1,0 +1,316 @@
+"""Transactional email with real parts: templates through HTTP, ``POST /v2/transactional-email/send``,
+and delivery from the worker's outbox to a real SMTP server (aiosmtpd on loopback): the MIME structure,
+headers and attachments as received; retries then failure when the server refuses or is down; the
+outbox surviving a restart; messages kept, unsent, without SMTP.
+"""
+
+from __future__ import annotations
+
+import base64
+import email
+import email.policy
+import time
+from collections.abc import Callable, Iterator
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from conftest import Tenant, free_port, push
+from test_push import App, Client, assert_problem, read, running_app
+
+PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
+SENDER = {"email": "shop@example.com", "name": "Example Shop"}
+
+
+class Inbox:
+    """An aiosmtpd handler that keeps what it receives, or answers with ``refuse`` (code, text)."""
+
+    def __init__(self) -> None:
+        self.received: list[EmailMessage] = []
+        self.envelopes: list[tuple[str, list[str]]] = []
+        self.refuse: str | None = None
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.refuse:
+            return self.refuse
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        assert isinstance(message, EmailMessage)
+        self.received.append(message)
+        self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
+        return "250 OK"
+
+
+@pytest.fixture(scope="module")
+def smtp() -> Iterator[tuple[Inbox, int]]:
+    inbox, port = Inbox(), free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield inbox, port
+    controller.stop()
+
+
+@pytest.fixture(scope="module")
+def shared(
+    tmp_path_factory: pytest.TempPathFactory,
+    new_database_url: Callable[[], str | None],
+    smtp: tuple[Inbox, int],
+) -> Iterator[App]:
+    url = f"smtp://127.0.0.1:{smtp[1]}"
+    with running_app(
+        tmp_path_factory.mktemp("app"), new_database_url(), smtp_url=url, smtp_backoff=0.05
+    ) as app:
+        yield app
+
+
+@pytest.fixture(scope="module")
+def client(shared: App) -> Client:
+    return shared.client
+
+
+@pytest.fixture(scope="module")
+def make_tenant(shared: App) -> Callable[..., Tenant]:
+    return shared.tenant
+
+
+@pytest.fixture
+def inbox(smtp: tuple[Inbox, int]) -> Iterator[Inbox]:
+    smtp[0].received.clear()
+    smtp[0].refuse = None
+    yield smtp[0]
+    smtp[0].refuse = None
+
+
+def send(client: Client, tenant: Tenant, **body: Any) -> dict[str, Any]:
+    response = client.post(
+        "/v2/transactional-email/send", json={"from": SENDER, **body}, headers=tenant.headers
+    )
+    assert response.status_code == 202, response.text
+    reply: dict[str, Any] = response.json()
+    return reply
+
+
+def settled(client: Client, tenant: Tenant, message_id: str, *statuses: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 30
+    while True:
+        found: dict[str, Any] = read(client, tenant, f"/v2/transactional-email/{message_id}")
+        if found["status"] in statuses:
+            return found
+        assert time.monotonic() < deadline, found
+        time.sleep(0.05)
+
+
+def template(client: Client, tenant: Tenant, **body: Any) -> dict[str, Any]:
+    response = client.post("/v2/templates", json=body, headers=tenant.headers)
+    assert response.status_code == 201, response.text
+    created: dict[str, Any] = response.json()
+    return created
+
+
+# templates --------------------------------------------------------------------------------------
+
+
+def test_templates_are_saved_read_and_replaced(client: Client, tenant: Tenant) -> None:
+    first = template(
+        client, tenant, subject="Order {{ order.id }}", html="<p>Hi {{ name }}</p>", text="Hi {{ name }}"
+    )
+    second = template(client, tenant, subject="Welcome", html="<p>Welcome</p>")
+    assert (first["id"], second["id"]) == (1, 2)
+    assert read(client, tenant, "/v2/templates/1")["subject"] == "Order {{ order.id }}"
+    response = client.put(
+        "/v2/templates/2", json={"subject": "Hello", "html": "<b>Hello</b>"}, headers=tenant.headers
+    )
+    assert response.status_code == 200, response.text
+    assert [t["subject"] for t in read(client, tenant, "/v2/templates")] == ["Order {{ order.id }}", "Hello"]
+    assert_problem(client.get("/v2/templates/9", headers=tenant.headers), 404, "template_id")
+
+
+def test_a_template_that_does_not_compile_is_refused_with_its_line(client: Client, tenant: Tenant) -> None:
+    response = client.post(
+        "/v2/templates", json={"subject": "x", "html": "<p>\n{% if %}\n</p>"}, headers=tenant.headers
+    )
+    problem = assert_problem(response, 400, "root > html")
+    assert "line 2" in problem["detail"]
+    assert read(client, tenant, "/v2/templates") == []
+
+
+# sending ----------------------------------------------------------------------------------------
+
+
+def test_a_template_is_rendered_escaped_and_delivered_with_its_attachment(
+    client: Client, tenant: Tenant, inbox: Inbox
+) -> None:
+    template(
+        client,
+        tenant,
+        subject="Your order {{ order.id }}",
+        html="<p>Hello {{ name }}, total {{ order.total }}</p>",
+        text="Hello {{ name }}, total {{ order.total }}",
+    )
+    pdf = base64.b64encode(PDF).decode()
+    reply = send(
+        client,
+        tenant,
+        template_id=1,
+        data={"name": "<Ann>", "order": {"id": "A-1", "total": "£9"}},
+        to={"email": "ann@example.org", "name": "Ann Smith"},
+        reply_to={"email": "help@example.com"},
+        stream="Orders",
+        attachments=[{"filename": "invoice.pdf", "content": pdf}],
+    )
+    assert (reply["status"], reply["sandbox"]) == ("OK", False)
+    done = settled(client, tenant, reply["message_id"], "sent", "failed")
+    assert (done["status"], done["attempts"], done["error"]) == ("sent", 1, None)
+    [message] = inbox.received
+    assert message["Subject"] == "Your order A-1"
+    assert message["To"] == "Ann Smith <ann@example.org>"
+    assert message["From"] == "Example Shop <shop@example.com>"
+    assert message["Reply-To"] == "help@example.com"
+    assert message["Message-ID"] == f"<{reply['message_id']}@patron>"
+    assert message.get_content_type() == "multipart/mixed"
+    assert [part.get_content_type() for part in message.iter_parts()] == [
+        "multipart/alternative",
+        "application/pdf",
+    ]
+    html = message.get_body(("html",))
+    text = message.get_body(("plain",))
+    assert html is not None and "Hello &lt;Ann&gt;, total £9" in html.get_content()
+    assert text is not None and "Hello <Ann>, total £9" in text.get_content()
+    [attachment] = list(message.iter_attachments())
+    assert (attachment.get_content_type(), attachment.get_filename()) == ("application/pdf", "invoice.pdf")
+    assert attachment.get_content() == PDF
+
+
+def test_sandbox_renders_and_keeps_without_delivering(client: Client, tenant: Tenant, inbox: Inbox) -> None:
+    reply = send(
+        client, tenant, html="<p>Try</p>", subject="Sandbox", to={"email": "ann@example.org"}, sandbox=True
+    )
+    found = read(client, tenant, f"/v2/transactional-email/{reply['message_id']}")
+    assert (found["status"], found["html"], found["subject"]) == ("sandbox", "<p>Try</p>", "Sandbox")
+    time.sleep(0.5)  # the sender polls twice a second: it would have picked a queued message up
+    assert inbox.received == []
+
+
+def test_a_profile_id_sends_to_the_profiles_email(client: Client, tenant: Tenant, inbox: Inbox) -> None:
+    push(
+        client,
+        tenant,
+        [{"@type": "contact", "id": "c1", "email": "bob@example.org", "marketing_optin": False}],
+    )
+    [profile] = read(client, tenant, "/v2/profiles")
+    reply = send(client, tenant, html="<p>Receipt</p>", subject="Receipt", profile_id=profile["id"])
+    assert settled(client, tenant, reply["message_id"], "sent", "failed")["status"] == "sent"
+    assert inbox.received[-1]["To"] == "bob@example.org"  # transactional mail ignores the opt-out
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"subject": "x", "html": "x"}, "root > to"),
+        ({"to": {"email": "a@example.org"}, "subject": "x"}, "root > template_id"),
+        ({"to": {"email": "a@example.org"}, "template_id": 1, "html": "x"}, "root > template_id"),
+        ({"to": {"email": "a@example.org"}, "html": "x"}, "root > subject"),
+        ({"to": {"email": "not an email"}, "html": "x", "subject": "x"}, "root > to > email"),
+        ({"to": {"email": "a@example.org"}, "template_id": 99}, "root > template_id"),
+        ({"profile_id": "0000-000000-000000", "html": "x", "subject": "x"}, "root > profile_id"),
+        (
+            {
+                "to": {"email": "a@example.org"},
+                "html": "x",
+                "subject": "x",
+                "attachments": [
+                    {"filename": "a.pdf", "content": base64.b64encode(PDF).decode()},
+                    {"filename": "b.pdf", "content": base64.b64encode(b"not a pdf").decode()},
+                ],
+            },
+            "root > attachments > 1 > content",
+        ),
+        (
+            {
+                "to": {"email": "a@example.org"},
+                "html": "x",
+                "subject": "x",
+                "attachments": [{"filename": "a.pdf", "content": "!!not base64!!"}],
+            },
+            "root > attachments > 0 > content",
+        ),
+    ],
+)
+def test_a_bad_send_is_refused_and_nothing_is_kept(
+    client: Client, tenant: Tenant, inbox: Inbox, body: dict[str, Any], field: str
+) -> None:
+    response = client.post(
+        "/v2/transactional-email/send", json={"from": SENDER, **body}, headers=tenant.headers
+    )
+    problem = assert_problem(response, 400)
+    assert problem["errors"][0]["field"] == field, problem
+    time.sleep(0.3)
+    assert inbox.received == []
+
+
+def test_an_unrenderable_template_is_a_400(client: Client, tenant: Tenant) -> None:
+    template(client, tenant, subject="x", html="{{ order.id }}")
+    response = client.post(
+        "/v2/transactional-email/send",
+        json={"from": SENDER, "to": {"email": "a@example.org"}, "template_id": 1, "data": {}},
+        headers=tenant.headers,
+    )
+    assert_problem(response, 400, "root > data")
+
+
+# delivery failures ------------------------------------------------------------------------------
+
+
+def test_a_permanent_refusal_fails_at_once_with_the_servers_answer(
+    client: Client, tenant: Tenant, inbox: Inbox
+) -> None:
+    inbox.refuse = "550 5.1.1 mailbox unavailable"
+    reply = send(client, tenant, html="<p>x</p>", subject="x", to={"email": "gone@example.org"})
+    done = settled(client, tenant, reply["message_id"], "sent", "failed")
+    assert (done["status"], done["attempts"], done["error"]) == ("failed", 1, "550 5.1.1 mailbox unavailable")
+
+
+def test_a_temporary_refusal_is_retried_then_sent(client: Client, tenant: Tenant, inbox: Inbox) -> None:
+    inbox.refuse = "451 4.3.0 try again later"
+    reply = send(client, tenant, html="<p>x</p>", subject="later", to={"email": "ann@example.org"})
+    deadline = time.monotonic() + 30
+    while read(client, tenant, f"/v2/transactional-email/{reply['message_id']}")["attempts"] < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    inbox.refuse = None
+    done = settled(client, tenant, reply["message_id"], "sent", "failed")
+    assert done["status"] == "sent" and done["attempts"] >= 2
+    assert [m["Subject"] for m in inbox.received] == ["later"]
+
+
+def test_smtp_down_gives_retries_then_failed_with_the_reason(tmp_path: Path, new_database_url: Any) -> None:
+    down = f"smtp://127.0.0.1:{free_port()}"  # nothing listens there
+    with running_app(tmp_path, new_database_url(), smtp_url=down, smtp_backoff=0.01) as app:
+        tenant = app.tenant()
+        reply = send(app.client, tenant, html="<p>x</p>", subject="x", to={"email": "a@example.org"})
+        done = settled(app.client, tenant, reply["message_id"], "sent", "failed")
+    assert (done["status"], done["attempts"]) == ("failed", 5)
+    assert "ConnectionRefusedError" in done["error"]
+
+
+def test_without_smtp_messages_stay_queued_and_readable_and_survive_a_restart(
+    tmp_path: Path, new_database_url: Any, smtp: tuple[Inbox, int], inbox: Inbox
+) -> None:
+    database_url = new_database_url()
+    with running_app(tmp_path, database_url) as app:
+        tenant = app.tenant()
+        reply = send(app.client, tenant, html="<p>Kept</p>", subject="Kept", to={"email": "a@example.org"})
+        time.sleep(0.5)
+        found = read(app.client, tenant, f"/v2/transactional-email/{reply['message_id']}")
+        assert (found["status"], found["html"]) == ("queued", "<p>Kept</p>")
+    url = f"smtp://127.0.0.1:{smtp[1]}"
+    with running_app(tmp_path, database_url, smtp_url=url) as app:
+        done = settled(app.client, tenant, reply["message_id"], "sent", "failed")
+    assert done["status"] == "sent"
+    assert [m["Subject"] for m in inbox.received] == ["Kept"]
+
+
+def test_an_unknown_message_is_a_404(client: Client, tenant: Tenant) -> None:
+    assert_problem(client.get("/v2/transactional-email/nope", headers=tenant.headers), 404, "message_id")
