@@ -213,8 +213,6 @@ def test_a_profile_id_sends_to_the_profiles_email(client: Client, tenant: Tenant
         ({"to": {"email": "a@example.org"}, "template_id": 1, "html": "x"}, "root > template_id"),
         ({"to": {"email": "a@example.org"}, "html": "x"}, "root > subject"),
         ({"to": {"email": "not an email"}, "html": "x", "subject": "x"}, "root > to > email"),
-        ({"to": {"email": "a@example.org"}, "template_id": 99}, "root > template_id"),
-        ({"profile_id": "0000-000000-000000", "html": "x", "subject": "x"}, "root > profile_id"),
         (
             {
                 "to": {"email": "a@example.org"},
@@ -250,14 +248,29 @@ def test_a_bad_send_is_refused_and_nothing_is_kept(
     assert inbox.received == []
 
 
-def test_an_unrenderable_template_is_a_400(client: Client, tenant: Tenant) -> None:
-    template(client, tenant, subject="x", html="{{ order.id }}")
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"to": {"email": "a@example.org"}, "template_id": 99}, "root > template_id"),
+        ({"profile_id": "0000-000000-000000", "html": "x", "subject": "x"}, "root > profile_id"),
+    ],
+)
+def test_naming_what_the_account_does_not_have_is_a_404(
+    client: Client, tenant: Tenant, body: dict[str, Any], field: str
+) -> None:
     response = client.post(
-        "/v2/transactional-email/send",
-        json={"from": SENDER, "to": {"email": "a@example.org"}, "template_id": 1, "data": {}},
-        headers=tenant.headers,
+        "/v2/transactional-email/send", json={"from": SENDER, **body}, headers=tenant.headers
     )
-    assert_problem(response, 400, "root > data")
+    assert_problem(response, 404, field)
+
+
+def test_a_variable_the_data_does_not_give_renders_empty(
+    client: Client, tenant: Tenant, inbox: Inbox
+) -> None:
+    template(client, tenant, subject="Order {{ order.id }}", html="<p>[{{ order.id }}]</p>")
+    reply = send(client, tenant, template_id=1, data={}, to={"email": "a@example.org"}, sandbox=True)
+    found = read(client, tenant, f"/v2/transactional-email/{reply['message_id']}")
+    assert (found["subject"], found["html"]) == ("Order ", "<p>[]</p>")
 
 
 # delivery failures ------------------------------------------------------------------------------

@@ -141,6 +141,18 @@ def seed(app: App, tenant: Tenant, who: Someone) -> None:
             for i in range(3)
         ],
     )
+    mail = client.post(
+        "/v2/transactional-email/send",
+        json={
+            "from": {"email": "shop@example.com"},
+            "to": {"email": who.email, "name": first},
+            "subject": f"Hello {first}",
+            "html": f"<p>Dear {first} {last}</p>",
+            "sandbox": True,
+        },
+        headers=tenant.headers,
+    )
+    assert mail.status_code == 202, mail.text
     failed = client.post(
         "/v2/merge-profile",
         json={

@@ -30,7 +30,7 @@ from litestar.testing import TestClient
 
 from conftest import Tenant, push, wait_applied
 from patron import accounts
-from patron.api import account, entities, gdpr, lists, profiles, unsubscribes
+from patron.api import account, email, entities, gdpr, lists, profiles, unsubscribes
 from patron.api import push as push_api
 from patron.app import V2_HANDLERS, create_app
 from patron.config import Settings
@@ -206,6 +206,7 @@ class Owner:
     profile_id: str  # the profile the seed's records make
     merge_job: str
     deletion: str  # a data deletion request (of someone the account never had)
+    message: str  # a transactional email (sandbox)
 
     @property
     def traces(self) -> tuple[str, ...]:
@@ -217,6 +218,7 @@ class Owner:
             self.profile_id,
             self.merge_job,
             self.deletion,
+            self.message,
         )
 
 
@@ -268,8 +270,21 @@ def seed(app: App, name: str) -> Owner:
     assert deletion.status_code == 202, deletion.text
     for request_id in (merge.json()["id"], unsubscribe_request, deletion.json()["id"]):
         wait_applied(app.client, tenant, request_id)
+    saved = app.client.post(
+        "/v2/templates",
+        json={"subject": f"{data.title} news", "html": f"<p>{data.title}</p>"},
+        headers=tenant.headers,
+    )
+    assert saved.status_code == 201, saved.text
+    mail = app.client.post(
+        "/v2/transactional-email/send",
+        json={"from": {"email": data.email}, "to": {"email": data.email}, "template_id": 1, "sandbox": True},
+        headers=tenant.headers,
+    )
+    assert mail.status_code == 202, mail.text
     request_ids = tuple(reply["request_id"] for reply in replies)
-    return Owner(tenant, data, request_ids, profile["id"], merge.json()["id"], deletion.json()["id"])
+    ids = (profile["id"], merge.json()["id"], deletion.json()["id"], mail.json()["message_id"])
+    return Owner(tenant, data, request_ids, *ids)
 
 
 def account_id(app: App, tenant: Tenant) -> int:
@@ -366,6 +381,18 @@ def deletion_items(owner: Owner) -> list[str]:
     return [item("/v2/data-deletion-requests", owner.deletion)]
 
 
+def template_lists(owner: Owner) -> list[str]:
+    return ["/v2/templates"]
+
+
+def template_items(owner: Owner) -> list[str]:
+    return ["/v2/templates/1"]
+
+
+def message_items(owner: Owner) -> list[str]:
+    return [item("/v2/transactional-email", owner.message)]
+
+
 LISTS = (
     collections_and_by_email,
     contacts_of_collections,
@@ -377,6 +404,7 @@ LISTS = (
     list_lists_of,
     unsubscribe_lists,
     deletion_lists,
+    template_lists,
 )
 ITEMS = (
     contact_items,
@@ -387,6 +415,8 @@ ITEMS = (
     list_items,
     merge_jobs,
     deletion_items,
+    template_items,
+    message_items,
 )
 
 
@@ -672,6 +702,62 @@ def export_a_profile(client: Client, caller: Tenant, owner: Owner) -> None:
     assert_no_trace_of(mine, owner.traces, echoed=[owner.profile_id])
 
 
+def list_templates(client: Client, caller: Tenant, owner: Owner) -> None:
+    assert_lists_hide(client, caller, owner, template_lists(owner))
+
+
+def read_a_template(client: Client, caller: Tenant, owner: Owner) -> None:
+    """Template ids are per account: the owner's template 1 is not the caller's."""
+    theirs = get(client, owner.tenant, "/v2/templates/1")
+    assert theirs.status_code == 200, theirs.text
+    mine, nobodys = get(client, caller, "/v2/templates/1"), get(client, caller, "/v2/templates/2")
+    assert (mine.status_code, nobodys.status_code) == (404, 404), mine.text
+    assert problem(mine, unsay="1") == problem(nobodys, unsay="2")
+    assert_no_trace_of(mine, owner.traces)
+
+
+def save_templates(client: Client, caller: Tenant, owner: Owner) -> None:
+    """The caller's templates are its own, whatever their ids; the owner's stay as they were."""
+    before = snapshot(client, owner)
+    created = client.post("/v2/templates", json={"subject": MINE, "html": MINE}, headers=caller.headers)
+    assert created.status_code == 201, created.text
+    replaced = client.put(
+        f"/v2/templates/{created.json()['id']}",
+        json={"subject": MINE, "html": "<p/>"},
+        headers=caller.headers,
+    )
+    assert replaced.status_code == 200, replaced.text
+    missing = client.put("/v2/templates/2", json={"subject": MINE, "html": "x"}, headers=caller.headers)
+    assert missing.status_code == 404, missing.text
+    assert_no_trace_of(get(client, caller, "/v2/templates"), owner.traces)
+    assert snapshot(client, owner) == before
+
+
+def replace_a_template(client: Client, caller: Tenant, owner: Owner) -> None:
+    save_templates(client, caller, owner)
+
+
+def send_with_the_owners_template(client: Client, caller: Tenant, owner: Owner) -> None:
+    """The owner's template 1 and profile are not the caller's to send."""
+    before = snapshot(client, owner)
+    for body in (
+        {"template_id": 1, "to": {"email": CALLER_EMAIL}},
+        {"html": "x", "subject": "x", "profile_id": owner.profile_id},
+    ):
+        response = client.post(
+            "/v2/transactional-email/send",
+            json={"from": {"email": CALLER_EMAIL}, **body},
+            headers=caller.headers,
+        )
+        assert response.status_code == 400, response.text
+        assert_no_trace_of(response, owner.traces, echoed=[owner.profile_id])
+    assert snapshot(client, owner) == before
+
+
+def read_a_message(client: Client, caller: Tenant, owner: Owner) -> None:
+    assert_items_hide(client, caller, owner, message_items(owner))
+
+
 def list_unsubscribes(client: Client, caller: Tenant, owner: Owner) -> None:
     assert_lists_hide(client, caller, owner, unsubscribe_lists(owner))
 
@@ -714,6 +800,12 @@ ISOLATION_CASES: dict[tuple[str, str], IsolationCase] = {
     route(gdpr.read_deletion): read_a_deletion_request,
     route(gdpr.request_deletion): request_the_owners_deletion,
     route(profiles.export_profile): export_a_profile,
+    route(email.list_templates): list_templates,
+    route(email.read_template): read_a_template,
+    route(email.create_template): save_templates,
+    route(email.replace_template): replace_a_template,
+    route(email.send): send_with_the_owners_template,
+    route(email.read_message): read_a_message,
 }
 
 

@@ -18,6 +18,7 @@ from patron.api.body import decode, read_json
 from patron.api.entities import Limit, Offset
 from patron.api.problems import ERRORS, ITEM_ERRORS, field_problem
 from patron.email import messages, templates
+from patron.email.messages import NotFound
 from patron.email.templates import TemplateInvalid
 from patron.records.fields import NO_NUL_PATTERN
 from patron.store import Work
@@ -32,6 +33,8 @@ async def _write(state: State, work: Work[Any]) -> Any:
     """Run ``work``; a template or message that does not check out is a 400 naming the field."""
     try:
         return await state.store.write(work)
+    except NotFound as exc:
+        raise field_problem(404, exc.field, exc.message) from exc
     except TemplateInvalid as exc:
         raise field_problem(400, exc.field, exc.message) from exc
 
@@ -41,8 +44,8 @@ async def _write(state: State, work: Work[Any]) -> Any:
     status_code=202,
     summary="Send a transactional email (rendered and kept in the outbox before the reply)",
     tags=["email"],
-    responses=ERRORS,
-    opt={RATE_CLASS: "email", BODY_TYPE: "patron.email.messages:SendRequest"},
+    responses=ITEM_ERRORS,
+    opt={RATE_CLASS: "email", BODY_TYPE: "patron.email.messages:SendBody"},
 )
 async def send(
     request: Request[Any, Any, Any], account: CurrentAccount, state: State

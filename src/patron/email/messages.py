@@ -29,6 +29,18 @@ MAX_ATTACHMENT_BYTES = 5 * 1024 * 1024
 QUEUED, SENDING, SENT, FAILED, SANDBOX = "queued", "sending", "sent", "failed", "sandbox"
 Line = Annotated[str, Meta(max_length=998, pattern=r"^[^\r\n\x00]*$(?!\n)")]
 Body = Annotated[str, Meta(max_length=4_000_000, pattern=NO_NUL_PATTERN)]
+#: Base64 of a PDF: "%PDF-" encodes to "JVBERi0" (the size is checked once decoded).
+PdfBase64 = Annotated[
+    str,
+    Meta(
+        max_length=(MAX_ATTACHMENT_BYTES + 2) // 3 * 4,
+        pattern=r"^(?=JVBERi0)(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$(?!\n)",
+    ),
+]
+
+
+class NotFound(TemplateInvalid):
+    """The message names a template or a profile the account does not have."""
 
 
 class Address(msgspec.Struct, forbid_unknown_fields=True):
@@ -36,12 +48,15 @@ class Address(msgspec.Struct, forbid_unknown_fields=True):
     name: Line | None = None
 
     def header(self) -> str:
-        return formataddr((self.name or "", self.email))
+        try:
+            return formataddr((self.name or "", self.email))
+        except UnicodeEncodeError:  # an address beyond ASCII: kept as given (delivery needs SMTPUTF8)
+            return f"{self.name} <{self.email}>" if self.name else self.email
 
 
 class Attachment(msgspec.Struct, forbid_unknown_fields=True):
     filename: Annotated[str, Meta(min_length=1, max_length=255, pattern=r"^[^/\\\r\n\x00]+$(?!\n)")]
-    content: str  # base64 of a PDF
+    content: PdfBase64
 
 
 class SendRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True, rename={"sender": "from"}):
@@ -55,7 +70,7 @@ class SendRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True
     html: Body | UnsetType = UNSET
     text: Body | UnsetType = UNSET
     to: Address | UnsetType = UNSET
-    profile_id: str | UnsetType = UNSET
+    profile_id: Annotated[str, Meta(min_length=1, max_length=64, pattern=NO_NUL_PATTERN)] | UnsetType = UNSET
     reply_to: Address | UnsetType = UNSET
     stream: Line | UnsetType = UNSET
     attachments: Annotated[list[Attachment], Meta(max_length=10)] = []
@@ -69,6 +84,25 @@ class SendRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True
             raise ValueError("to :: is required (or profile_id)")
         if self.template_id is UNSET and self.subject is UNSET:
             raise ValueError("subject :: is required with html")
+
+
+#: The body as the OpenAPI document gives it: a template or a rendered message, and a recipient.
+SendBody = Annotated[
+    SendRequest,
+    Meta(
+        extra_json_schema={
+            "allOf": [
+                {
+                    "oneOf": [
+                        {"required": ["template_id"], "not": {"required": ["html"]}},
+                        {"required": ["html", "subject"], "not": {"required": ["template_id"]}},
+                    ]
+                },
+                {"anyOf": [{"required": ["to"]}, {"required": ["profile_id"]}]},
+            ]
+        }
+    ),
+]
 
 
 class SendReply(msgspec.Struct):
@@ -120,9 +154,7 @@ def _recipient(conn: Connection, account_id: int, body: SendRequest) -> tuple[st
             select(p.c.email).where(p.c.account_id == account_id, p.c.profile_id == profile)
         ).scalar()
     if not email or email.endswith("@anonymous.ometria"):
-        raise TemplateInvalid(
-            "root > profile_id", f"no profile {body.profile_id!r} with an email in this account"
-        )
+        raise NotFound("root > profile_id", f"no profile {body.profile_id!r} with an email in this account")
     return email, None, profile
 
 
@@ -135,7 +167,7 @@ def queue(conn: Connection, account_id: int, body: SendRequest, at: datetime) ->
     if body.template_id is not UNSET:
         template = templates.get(conn, account_id, body.template_id)
         if template is None:
-            raise TemplateInvalid("root > template_id", f"no template {body.template_id} in this account")
+            raise NotFound("root > template_id", f"no template {body.template_id} in this account")
         subject = (
             body.subject
             if body.subject is not UNSET

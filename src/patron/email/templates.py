@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import msgspec
-from jinja2 import StrictUndefined, TemplateSyntaxError
+from jinja2 import ChainableUndefined, TemplateSyntaxError
 from jinja2.sandbox import SandboxedEnvironment
 from msgspec import UNSET, Meta, UnsetType
 from sqlalchemy import Connection, func, insert, select, update
@@ -19,8 +19,9 @@ from patron.records.fields import NO_NUL_PATTERN
 from patron.store.schema import templates
 
 Source = Annotated[str, Meta(max_length=1_000_000, pattern=NO_NUL_PATTERN)]
-_html = SandboxedEnvironment(autoescape=True, undefined=StrictUndefined)
-_plain = SandboxedEnvironment(autoescape=False, undefined=StrictUndefined)
+#: A variable the data does not give renders empty, as merge tags do in email tools.
+_html = SandboxedEnvironment(autoescape=True, undefined=ChainableUndefined)
+_plain = SandboxedEnvironment(autoescape=False, undefined=ChainableUndefined)
 
 
 class TemplateInvalid(ValueError):
