@@ -435,3 +435,11 @@ def test_a_namesakes_records_are_kept(client: Client, tenant: Tenant) -> None:
     completed(client, tenant, request_deletion(client, tenant, email=ANN.email)["id"])
     [kept] = read(client, tenant, "/v2/push/_errors")
     assert kept["record"] == namesake
+
+
+def test_two_requests_for_one_person_both_complete(client: Client, tenant: Tenant) -> None:
+    push(client, tenant, [{"@type": "contact", "id": "c1", "email": "twice@example.org"}])
+    first = request_deletion(client, tenant, email="twice@example.org")
+    second = request_deletion(client, tenant, email="twice@example.org")
+    assert completed(client, tenant, first["id"])["summary"].startswith("1 contact record anonymised")
+    assert completed(client, tenant, second["id"])["summary"].startswith("0 contact records anonymised")

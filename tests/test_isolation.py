@@ -749,7 +749,7 @@ def send_with_the_owners_template(client: Client, caller: Tenant, owner: Owner) 
             json={"from": {"email": CALLER_EMAIL}, **body},
             headers=caller.headers,
         )
-        assert response.status_code == 400, response.text
+        assert response.status_code == 404, response.text  # no such template, no such profile
         assert_no_trace_of(response, owner.traces, echoed=[owner.profile_id])
     assert snapshot(client, owner) == before
 

@@ -431,7 +431,11 @@ def _import_batches(conn: Connection, account_id: int, person: Person, op: Op) -
     """The queue's copies of the records, applied or not, and this request's own operation: a
     record that mentions the person is replaced by a stub saying it was anonymised."""
     t = import_batches
-    rows = conn.execute(select(t.c.id, t.c.request_id, t.c.records).where(t.c.account_id == account_id))
+    own = conn.execute(select(t.c.id).where(t.c.request_id == op.request_id)).scalar_one()
+    # what came after the request is not the person's as anonymised (a later request sees to its own)
+    rows = conn.execute(
+        select(t.c.id, t.c.request_id, t.c.records).where(t.c.account_id == account_id, t.c.id <= own)
+    )
     for row in rows.all():
         if row.request_id == op.request_id:
             done = [{"@type": ANONYMISE, "@anonymised": True}]

@@ -65,7 +65,7 @@ class SendRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True
 
     sender: Address
     subject: Line | UnsetType = UNSET
-    template_id: Annotated[int, Meta(ge=1)] | UnsetType = UNSET
+    template_id: Annotated[int, Meta(ge=1, le=2**31 - 1)] | UnsetType = UNSET
     data: dict[str, Any] = {}
     html: Body | UnsetType = UNSET
     text: Body | UnsetType = UNSET
