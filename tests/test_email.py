@@ -327,3 +327,57 @@ def test_without_smtp_messages_stay_queued_and_readable_and_survive_a_restart(
 
 def test_an_unknown_message_is_a_404(client: Client, tenant: Tenant) -> None:
     assert_problem(client.get("/v2/transactional-email/nope", headers=tenant.headers), 404, "message_id")
+
+
+# one-click unsubscribe (RFC 8058) ----------------------------------------------------------------
+
+
+def test_every_email_carries_a_one_click_unsubscribe_that_works(
+    client: Client, tenant: Tenant, inbox: Inbox
+) -> None:
+    push(
+        client,
+        tenant,
+        [{"@type": "contact", "id": "c1", "email": "ann@example.org", "marketing_optin": True}],
+    )
+    reply = send(client, tenant, html="<p>x</p>", subject="News", to={"email": "ann@example.org"})
+    settled(client, tenant, reply["message_id"], "sent", "failed")
+    [message] = inbox.received
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    link = str(message["List-Unsubscribe"]).strip("<>")
+    path = link[link.index("/u/") :]
+    assert path.startswith(f"/u/{reply['message_id']}.")
+
+    page = client.get(path)
+    assert page.status_code == 200 and '<form method="post"' in page.text
+    clicked = client.post(
+        path,
+        content=b"List-Unsubscribe=One-Click",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert clicked.status_code == 200 and "You are unsubscribed" in clicked.text
+    deadline = time.monotonic() + 30
+    while not (found := read(client, tenant, "/v2/unsubscribes")):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    [unsubscribe] = found
+    assert (unsubscribe["email_address"], unsubscribe["type"]) == ("ann@example.org", "list_unsubscribe")
+    assert read(client, tenant, "/v2/profiles")[0]["marketing_optin"] is False
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [lambda t: t[:-1] + ("0" if t[-1] != "0" else "1"), lambda t: t.split(".")[0], lambda t: "x" + t],
+)
+def test_a_tampered_unsubscribe_link_is_refused_with_a_plain_page(
+    client: Client, tenant: Tenant, tamper: Callable[[str], str]
+) -> None:
+    reply = send(client, tenant, html="<p>x</p>", subject="x", to={"email": "ann@example.org"}, sandbox=True)
+    token = read(client, tenant, f"/v2/transactional-email/{reply['message_id']}")["unsubscribe_url"].rsplit(
+        "/", 1
+    )[1]
+    for method in (client.get, client.post):
+        refused = method(f"/u/{tamper(token)}")
+        assert refused.status_code == 400
+        assert refused.headers["content-type"].startswith("text/html") and "not valid" in refused.text
+    assert read(client, tenant, "/v2/unsubscribes") == []

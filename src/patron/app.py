@@ -18,6 +18,7 @@ from patron.api import (
     entities,
     gdpr,
     health,
+    links,
     lists,
     metrics,
     profiles,
@@ -83,6 +84,8 @@ def create_app(settings: Settings, store: Store) -> Litestar:
             health.ready,
             metrics.metrics,
             docs.swagger_json,
+            links.unsubscribe_page,
+            links.unsubscribe,
             create_static_files_router(
                 path=docs.ASSETS_PATH, directories=[docs.ASSETS], include_in_schema=False
             ),
@@ -94,6 +97,7 @@ def create_app(settings: Settings, store: Store) -> Litestar:
                 "limiter": limiter,
                 "metrics": metrics_state,
                 "worker": worker,
+                "settings": settings,
             }
         ),
         lifespan=[lifespan],

@@ -44,6 +44,17 @@ class Settings:
     #: API processes of one ``patron serve`` (``--workers N``).
     api_processes: int = 1
 
+    #: The address people reach this server at, for links in email (default: this host and port).
+    public_url: str | None = field(default_factory=lambda: _env("PATRON_PUBLIC_URL"))
+
+    @property
+    def base_url(self) -> str:
+        """The public address, else this server's own (``localhost`` for a loopback host)."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "localhost" if self.host == DEFAULT_HOST else self.host
+        return f"{'http' if self.behind_proxy else 'https'}://{host}:{self.port}"
+
     @property
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to the embedded SQLite file inside the data directory."""

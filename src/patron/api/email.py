@@ -52,7 +52,10 @@ async def send(
 ) -> Response[messages.SendReply]:
     body = decode(await read_json(request), _send)
     at = now()
-    reply: messages.SendReply = await _write(state, lambda conn: messages.queue(conn, account.id, body, at))
+    base = state.settings.base_url
+    reply: messages.SendReply = await _write(
+        state, lambda conn: messages.queue(conn, account.id, body, at, base)
+    )
     return Response(reply, status_code=202)
 
 

@@ -18,7 +18,7 @@ import msgspec
 from msgspec import UNSET, Meta, UnsetType
 from sqlalchemy import Connection, insert, select
 
-from patron.email import templates
+from patron.email import links, templates
 from patron.email.templates import TemplateInvalid
 from patron.profiles.build import survivor
 from patron.records.fields import NO_NUL_PATTERN, Email
@@ -124,6 +124,7 @@ class MessageView(msgspec.Struct):
     html: str | None
     text: str | None
     attachments: list[str]
+    unsubscribe_url: str | None
     timestamp_created: str
     timestamp_sent: str | None
 
@@ -158,8 +159,9 @@ def _recipient(conn: Connection, account_id: int, body: SendRequest) -> tuple[st
     return email, None, profile
 
 
-def queue(conn: Connection, account_id: int, body: SendRequest, at: datetime) -> SendReply:
-    """Check, render and keep the message (``TemplateInvalid`` names what is wrong; nothing is kept)."""
+def queue(conn: Connection, account_id: int, body: SendRequest, at: datetime, base_url: str) -> SendReply:
+    """Check, render and keep the message (``TemplateInvalid`` names what is wrong; nothing is kept).
+    Its one-click unsubscribe link starts with ``base_url`` (the server's public address)."""
     for index, attachment in enumerate(body.attachments):
         _pdf(index, attachment)
     recipient, name, profile = _recipient(conn, account_id, body)
@@ -194,6 +196,7 @@ def queue(conn: Connection, account_id: int, body: SendRequest, at: datetime) ->
             subject=subject.replace("\r", " ").replace("\n", " "),
             html=html,
             text=text,
+            unsubscribe_url=links.unsubscribe_url(base_url, links.account_key(conn, account_id), message_id),
             attachments=msgspec.json.encode(
                 [{"filename": a.filename, "content": a.content} for a in body.attachments]
             ).decode(),
@@ -220,6 +223,7 @@ def read(conn: Connection, account_id: int, message_id: str) -> MessageView | No
         row.html,
         row.text,
         attached,
+        row.unsubscribe_url,
         row.created_at.isoformat(),
         row.sent_at.isoformat() if row.sent_at else None,
     )

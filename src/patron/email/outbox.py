@@ -93,6 +93,9 @@ def mime(row: Any) -> EmailMessage:
     if row.reply_to:
         message["Reply-To"] = row.reply_to
     message["Subject"] = row.subject
+    if row.unsubscribe_url:  # RFC 8058 one-click
+        message["List-Unsubscribe"] = f"<{row.unsubscribe_url}>"
+        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     message.set_content(row.text or "This message is in HTML.")
     if row.html:
         message.add_alternative(row.html, subtype="html")

@@ -77,6 +77,8 @@ accounts = Table(
     Column("queued_records", Integer, nullable=False, default=0, server_default="0"),
     # Whether contacts with the same phone number join one profile (Ometria: off unless enabled).
     Column("match_phone", Boolean, nullable=False, default=False, server_default="0"),
+    # The key that signs the account's email links (unsubscribe), made when first needed.
+    Column("link_secret", String(64), nullable=True),
     Column("created_at", UTCDateTime(), nullable=False),
 )
 
@@ -401,6 +403,7 @@ messages = Table(
     Column("attempts", Integer, nullable=False, default=0, server_default="0"),
     Column("next_attempt_at", UTCDateTime(), nullable=True),
     Column("error", Text, nullable=True),  # the last failure: the SMTP server's answer, or why
+    Column("unsubscribe_url", Text, nullable=True),  # List-Unsubscribe: a signed one-click link
     Column("created_at", UTCDateTime(), nullable=False),
     Column("sent_at", UTCDateTime(), nullable=True),
     Index("ix_messages_status_next", "status", "next_attempt_at"),

@@ -19,6 +19,8 @@ depends_on = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("accounts", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("link_secret", sa.String(length=64), nullable=True))
 
     op.create_table(
         "messages",
@@ -41,6 +43,7 @@ def upgrade() -> None:
         sa.Column("attempts", sa.Integer(), server_default="0", nullable=False),
         sa.Column("next_attempt_at", UTCDateTime(), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
+        sa.Column("unsubscribe_url", sa.Text(), nullable=True),
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.Column("sent_at", UTCDateTime(), nullable=True),
         sa.ForeignKeyConstraint(
@@ -74,6 +77,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("accounts", schema=None) as batch_op:
+        batch_op.drop_column("link_secret")
 
     op.drop_table("templates")
     with op.batch_alter_table("messages", schema=None) as batch_op:
