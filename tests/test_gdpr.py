@@ -443,3 +443,18 @@ def test_two_requests_for_one_person_both_complete(client: Client, tenant: Tenan
     second = request_deletion(client, tenant, email="twice@example.org")
     assert completed(client, tenant, first["id"])["summary"].startswith("1 contact record anonymised")
     assert completed(client, tenant, second["id"])["summary"].startswith("0 contact records anonymised")
+
+
+def test_records_queued_just_before_the_request_are_anonymised_too(client: Client, tenant: Tenant) -> None:
+    """Pushes and the request sent back to back (the worker may take them in one look at the queue)."""
+    for attempt in range(5):
+        email = f"rushed{attempt}@example.org"
+        sent = [
+            push(client, tenant, [{"@type": "contact", "id": f"r{attempt}-{i}", "email": email}], wait=False)
+            for i in range(3)
+        ]
+        reply = request_deletion(client, tenant, email=email)
+        assert completed(client, tenant, reply["id"])["summary"].startswith("3 contact records anonymised")
+        for each in sent:
+            wait_applied(client, tenant, each["request_id"])
+    assert "rushed" not in str(read(client, tenant, "/v2/contacts/default?limit=250"))

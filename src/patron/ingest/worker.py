@@ -65,10 +65,15 @@ def _oldest(conn: Connection, limit_records: int, account_id: int | None = None)
     taken: list[Queued] = []
     total = 0
     for row in rows:
-        if taken and total + row.accepted > limit_records:
+        # An operation (a merge, an anonymisation...) is a round of its own, so that it finds every
+        # record queued before it already written.
+        operation = row.record_type in OPERATIONS
+        if taken and (operation or total + row.accepted > limit_records):
             break
         taken.append(Queued(*row[:5], _decode(row.records)))
         total += row.accepted
+        if operation:
+            break
     return taken
 
 
