@@ -6,6 +6,7 @@ outbox surviving a restart; messages kept, unsent, without SMTP.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import email
 import email.policy
@@ -15,10 +16,11 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from aiosmtpd.controller import Controller
 
-from conftest import Tenant, free_port, push
+from conftest import Tenant, create_tenant_cli, free_port, push, start_server
 from test_push import App, Client, assert_problem, read, running_app
 
 PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
@@ -32,8 +34,12 @@ class Inbox:
         self.received: list[EmailMessage] = []
         self.envelopes: list[tuple[str, list[str]]] = []
         self.refuse: str | None = None
+        self.hang = 0.0  # seconds to keep the client waiting before answering DATA
+        self.waiting = False
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.waiting = True
+        await asyncio.sleep(self.hang)
         if self.refuse:
             return self.refuse
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
@@ -78,9 +84,9 @@ def make_tenant(shared: App) -> Callable[..., Tenant]:
 @pytest.fixture
 def inbox(smtp: tuple[Inbox, int]) -> Iterator[Inbox]:
     smtp[0].received.clear()
-    smtp[0].refuse = None
+    smtp[0].refuse, smtp[0].hang, smtp[0].waiting = None, 0.0, False
     yield smtp[0]
-    smtp[0].refuse = None
+    smtp[0].refuse, smtp[0].hang = None, 0.0
 
 
 def send(client: Client, tenant: Tenant, **body: Any) -> dict[str, Any]:
@@ -381,3 +387,61 @@ def test_a_tampered_unsubscribe_link_is_refused_with_a_plain_page(
         assert refused.status_code == 400
         assert refused.headers["content-type"].startswith("text/html") and "not valid" in refused.text
     assert read(client, tenant, "/v2/unsubscribes") == []
+
+
+def test_a_message_whose_sender_dies_during_the_exchange_is_never_sent_again(
+    tmp_path: Path, patron_environment: dict[str, str], smtp: tuple[Inbox, int], inbox: Inbox
+) -> None:
+    """The process dies while the SMTP server holds the message: the server may have taken it, so
+    after the lease the message is failed, not sent a second time."""
+    data_dir = tmp_path / "data"
+    environment = {
+        **patron_environment,
+        "PATRON_SMTP_URL": f"smtp://127.0.0.1:{smtp[1]}",
+        "PATRON_SMTP_LEASE": "1",
+    }
+    tenant = create_tenant_cli(data_dir, environment=environment)
+    inbox.hang = 5.0
+    server = start_server(data_dir, environment=environment)
+    try:
+        with server.client() as http:
+            reply = http.post(
+                "/v2/transactional-email/send",
+                json={
+                    "from": SENDER,
+                    "to": {"email": "ann@example.org"},
+                    "html": "<p>x</p>",
+                    "subject": "once",
+                },
+                headers=tenant.headers,
+            )
+            assert reply.status_code == 202, reply.text
+            message_id = reply.json()["message_id"]
+            deadline = time.monotonic() + 30
+            while not inbox.waiting:  # the exchange has begun and hangs
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+        tree = [
+            psutil.Process(server.process.pid),
+            *psutil.Process(server.process.pid).children(recursive=True),
+        ]
+        for process in tree:
+            process.kill()
+        psutil.wait_procs(tree, timeout=30)
+    finally:
+        server.stop()
+    inbox.hang = 0.0
+    server = start_server(data_dir, environment=environment)
+    try:
+        with server.client() as http:
+            deadline = time.monotonic() + 30
+            while (found := http.get(f"/v2/transactional-email/{message_id}", headers=tenant.headers).json())[
+                "status"
+            ] != "failed":
+                assert time.monotonic() < deadline, found
+                time.sleep(0.1)
+            time.sleep(1)  # a resend would have had time to arrive
+    finally:
+        server.stop()
+    assert found["attempts"] == 1 and "interrupted" in found["error"]
+    assert [m["Subject"] for m in inbox.received].count("once") <= 1  # the killed exchange's, at most

@@ -173,7 +173,8 @@ def worker(ctx: click.Context, wake_stdin: bool, idle_poll: float, log_level: st
         if settings.smtp_url:
             from patron.email.outbox import Sender, Smtp
 
-            Sender(store, Smtp.parse(settings.smtp_url), stop, backoff=settings.smtp_backoff).thread.start()
+            smtp = Smtp.parse(settings.smtp_url)
+            Sender(store, smtp, stop, backoff=settings.smtp_backoff, lease=settings.smtp_lease).thread.start()
         run(store, stop, wait, idle_poll)
         stop.set()  # the sender, too
 

@@ -30,6 +30,8 @@ class Settings:
     smtp_url: str | None = field(default_factory=lambda: _env("PATRON_SMTP_URL"))
     #: Seconds before a failed delivery's second attempt (doubling each time).
     smtp_backoff: float = field(default_factory=lambda: float(_env("PATRON_SMTP_BACKOFF") or 2.0))
+    #: Seconds an SMTP attempt may take before it counts as interrupted (its message is then failed).
+    smtp_lease: float = field(default_factory=lambda: float(_env("PATRON_SMTP_LEASE") or 300.0))
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     tls_cert: Path | None = None

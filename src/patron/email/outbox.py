@@ -35,7 +35,7 @@ from patron.store.schema import messages
 log = logging.getLogger("patron.email")
 ATTEMPTS = 5
 BACKOFF = 2.0  # seconds before the second attempt; doubles each time
-LEASE = timedelta(minutes=5)  # an attempt not finished by then was interrupted
+LEASE = 300.0  # seconds: an attempt not finished by then was interrupted (PATRON_SMTP_LEASE)
 INTERRUPTED = "delivery was interrupted during the SMTP exchange; not retried, so that it cannot arrive twice"
 
 
@@ -69,6 +69,7 @@ class Smtp:
         )
 
     def send(self, message: EmailMessage, timeout: float = 30) -> None:
+        """One SMTP exchange (the lease must outlast ``timeout``)."""
         context = ssl.create_default_context()
         client: smtplib.SMTP = (
             smtplib.SMTP_SSL(self.host, self.port, timeout=timeout, context=context)
@@ -105,12 +106,12 @@ def mime(row: Any) -> EmailMessage:
     return message
 
 
-def _claim(conn: Connection, row_id: int, at: datetime) -> bool:
+def _claim(conn: Connection, row_id: int, until: datetime) -> bool:
     m = messages
     done = conn.execute(
         update(m)
         .where(m.c.id == row_id, m.c.status == QUEUED)
-        .values(status=SENDING, attempts=m.c.attempts + 1, next_attempt_at=at + LEASE)
+        .values(status=SENDING, attempts=m.c.attempts + 1, next_attempt_at=until)
     )
     return done.rowcount == 1
 
@@ -146,9 +147,17 @@ class Sender:
     """Delivers due messages until ``stop`` is set (a thread of ``patron worker``)."""
 
     def __init__(
-        self, store: Store, smtp: Smtp, stop: threading.Event, *, backoff: float = BACKOFF, poll: float = 0.5
+        self,
+        store: Store,
+        smtp: Smtp,
+        stop: threading.Event,
+        *,
+        backoff: float = BACKOFF,
+        lease: float = LEASE,
+        poll: float = 0.5,
     ) -> None:
         self.store, self.smtp, self.stop, self.backoff, self.poll = store, smtp, stop, backoff, poll
+        self.lease = timedelta(seconds=lease)
         self.thread = threading.Thread(target=self.run, name="patron-sender", daemon=True)
 
     def run(self) -> None:
@@ -167,7 +176,8 @@ class Sender:
         for row in rows:
             if self.stop.is_set():
                 break
-            if self.store.write_blocking(lambda conn, r=row: _claim(conn, r.id, now())):  # type: ignore[misc]
+            until = now() + self.lease
+            if self.store.write_blocking(lambda conn, r=row, u=until: _claim(conn, r.id, u)):  # type: ignore[misc]
                 self._attempt(row)
         return len(rows)
 

@@ -57,6 +57,7 @@ class WorkerProcess:
             **os.environ,
             **({"PATRON_SMTP_URL": settings.smtp_url} if settings.smtp_url else {}),
             "PATRON_SMTP_BACKOFF": str(settings.smtp_backoff),
+            "PATRON_SMTP_LEASE": str(settings.smtp_lease),
         }
         self._process: subprocess.Popen[bytes] | None = None
         self._stopping = threading.Event()
