@@ -16,7 +16,7 @@ from patron.accounts import now
 from patron.api.auth import BODY_TYPE, RATE_CLASS, CurrentAccount
 from patron.api.body import decode, read_json
 from patron.api.entities import Limit, Offset
-from patron.api.problems import ERRORS, ITEM_ERRORS, field_problem
+from patron.api.problems import ERRORS, ITEM_ERRORS, field_problem, or_404
 from patron.email import messages, templates
 from patron.email.messages import NotFound
 from patron.email.templates import TemplateInvalid
@@ -69,9 +69,7 @@ async def read_message(message_id: MessageId, account: CurrentAccount, state: St
     found: messages.MessageView | None = await state.store.read(
         lambda conn: messages.read(conn, account.id, message_id)
     )
-    if found is None:
-        raise field_problem(404, "message_id", f"no message {message_id!r} in this account")
-    return found
+    return or_404(found, "message_id", f"no message {message_id!r} in this account")
 
 
 @post(
@@ -110,9 +108,7 @@ async def replace_template(
     found: templates.Template | None = await _write(
         state, lambda conn: templates.replace(conn, account.id, template_id, body, at)
     )
-    if found is None:
-        raise field_problem(404, "template_id", f"no template {template_id} in this account")
-    return found
+    return or_404(found, "template_id", f"no template {template_id} in this account")
 
 
 @get("/templates", summary="Email templates (an extension)", tags=["email"], responses=ERRORS)
@@ -136,9 +132,7 @@ async def read_template(template_id: TemplateId, account: CurrentAccount, state:
     found: templates.Template | None = await state.store.read(
         lambda conn: templates.get(conn, account.id, template_id)
     )
-    if found is None:
-        raise field_problem(404, "template_id", f"no template {template_id} in this account")
-    return found
+    return or_404(found, "template_id", f"no template {template_id} in this account")
 
 
 def _check(body: templates.TemplateBody) -> None:

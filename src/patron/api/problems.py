@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from http import HTTPStatus
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 from litestar import Request, Response
@@ -15,6 +15,7 @@ from patron.store import StoreUnavailable
 
 log = logging.getLogger("patron.http")
 
+T = TypeVar("T")
 PROBLEM_JSON = "application/problem+json"
 NOT_AUTHORISED = "API key is not authorised to access this resource"
 
@@ -56,6 +57,13 @@ class ProblemError(Exception):
 def field_problem(status: int, field: str, detail: str) -> ProblemError:
     """A problem about one named field or parameter."""
     return ProblemError(status, f"{field}: {detail}", errors=[FieldError(field, detail)])
+
+
+def or_404(found: T | None, field: str, detail: str) -> T:
+    """``found``, or a 404 problem about ``field`` when there is nothing."""
+    if found is None:
+        raise field_problem(404, field, detail)
+    return found
 
 
 def problem_response(

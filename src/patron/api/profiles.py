@@ -17,7 +17,7 @@ from patron.accounts import now
 from patron.api.auth import BODY_TYPE, RATE_CLASS, CurrentAccount
 from patron.api.body import decode, read_json
 from patron.api.entities import JSON, Filter, Limit, Offset, response_spec
-from patron.api.problems import ERRORS, ITEM_ERRORS, field_problem
+from patron.api.problems import ERRORS, ITEM_ERRORS, or_404
 from patron.api.push import queue
 from patron.ingest.queue import enqueue_operation
 from patron.profiles import read
@@ -63,9 +63,9 @@ async def list_profiles(
 )
 async def read_profile(profile_id: ProfileId, account: CurrentAccount, state: State) -> Response[bytes]:
     doc = await state.store.read(lambda conn: read.get_profile(conn, account.id, profile_id))
-    if doc is None:
-        raise field_problem(404, "profile_id", f"no profile {profile_id!r} in this account")
-    return Response(doc.encode(), media_type=JSON)
+    return Response(
+        or_404(doc, "profile_id", f"no profile {profile_id!r} in this account").encode(), media_type=JSON
+    )
 
 
 @post(
@@ -97,9 +97,7 @@ async def merge_profile(
 )
 async def merge_status(job_id: ProfileId, account: CurrentAccount, state: State) -> read.MergeJob:
     job: read.MergeJob | None = await state.store.read(lambda conn: read.merge_job(conn, account.id, job_id))
-    if job is None:
-        raise field_problem(404, "job_id", f"no merge job {job_id!r} in this account")
-    return job
+    return or_404(job, "job_id", f"no merge job {job_id!r} in this account")
 
 
 @get(
@@ -109,12 +107,8 @@ async def merge_status(job_id: ProfileId, account: CurrentAccount, state: State)
     responses=ITEM_ERRORS,
 )
 async def export_profile(profile_id: ProfileId, account: CurrentAccount, state: State) -> dict[str, Any]:
-    found: dict[str, Any] | None = await state.store.read(
-        lambda conn: read.export(conn, account.id, profile_id)
-    )
-    if found is None:
-        raise field_problem(404, "profile_id", f"no profile {profile_id!r} in this account")
-    return found
+    found = await state.store.read(lambda conn: read.export(conn, account.id, profile_id))
+    return or_404(found, "profile_id", f"no profile {profile_id!r} in this account")
 
 
 HANDLERS = [list_profiles, read_profile, export_profile, merge_profile, merge_status]

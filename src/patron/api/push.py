@@ -11,7 +11,7 @@ from litestar.params import PathParameter, QueryParameter
 from patron.accounts import Account, now
 from patron.api.auth import BODY_TYPE, RATE_CLASS, CurrentAccount
 from patron.api.body import read_json
-from patron.api.problems import ERRORS, ITEM_ERRORS, FieldError, ProblemError, field_problem
+from patron.api.problems import ERRORS, ITEM_ERRORS, FieldError, ProblemError, or_404
 from patron.ingest import push as ingest
 from patron.ingest.queue import BacklogFull, BatchStatus, PushError, batch_status, latest_errors
 from patron.records.fields import NO_NUL_PATTERN
@@ -108,6 +108,4 @@ async def push_status(request_id: RequestId, account: CurrentAccount, state: Sta
     found: BatchStatus | None = await state.store.read(
         lambda conn: batch_status(conn, account.id, request_id)
     )
-    if found is None:
-        raise field_problem(404, "request_id", f"no push request {request_id!r} in this account")
-    return found
+    return or_404(found, "request_id", f"no push request {request_id!r} in this account")

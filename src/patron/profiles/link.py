@@ -401,12 +401,10 @@ class Linker:
         for links in (self.links[record_type], self._stored[record_type]):
             if key in links:
                 return links[key]
-        table = LINKED[record_type]
-        kind_columns = {"contact": ("collection", "contact_id"), "order": ("order_id",)}
-        columns = kind_columns.get(record_type, ("event_id",))
-        where = [table.c[name] == value for name, value in zip(columns, key, strict=True)]
+        kind = KINDS[record_type]
+        where = [column == value for column, value in zip(kind.key_columns(), key, strict=True)]
         found: str | None = self.conn.execute(
-            select(table.c.profile).where(table.c.account_id == self.account_id, *where)
+            select(kind.table.c.profile).where(kind.table.c.account_id == self.account_id, *where)
         ).scalar()
         return found
 
