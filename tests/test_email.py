@@ -10,6 +10,7 @@ import asyncio
 import base64
 import email
 import email.policy
+import ssl
 import time
 from collections.abc import Callable, Iterator
 from email.message import EmailMessage
@@ -19,8 +20,10 @@ from typing import Any
 import psutil
 import pytest
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from conftest import Tenant, create_tenant_cli, free_port, push, start_server
+from patron.tls import local_certificates
 from test_push import App, Client, assert_problem, read, running_app
 
 PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
@@ -33,6 +36,7 @@ class Inbox:
     def __init__(self) -> None:
         self.received: list[EmailMessage] = []
         self.envelopes: list[tuple[str, list[str]]] = []
+        self.sessions: list[tuple[bool, bool]] = []  # (over TLS, authenticated) of each message
         self.refuse: str | None = None
         self.hang = 0.0  # seconds to keep the client waiting before answering DATA
         self.waiting = False
@@ -45,6 +49,8 @@ class Inbox:
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
         assert isinstance(message, EmailMessage)
         self.received.append(message)
+        encrypted = session.ssl is not None or server.transport.get_extra_info("ssl_object") is not None
+        self.sessions.append((encrypted, bool(session.authenticated)))
         self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
         return "250 OK"
 
@@ -312,6 +318,68 @@ def test_smtp_down_gives_retries_then_failed_with_the_reason(tmp_path: Path, new
         done = settled(app.client, tenant, reply["message_id"], "sent", "failed")
     assert (done["status"], done["attempts"]) == ("failed", 5)
     assert "ConnectionRefusedError" in done["error"]
+
+
+def _authenticate(server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
+    known = isinstance(auth_data, LoginPassword) and (auth_data.login, auth_data.password) == USER
+    return AuthResult(success=known, handled=False)  # a refusal is answered with 535
+
+
+USER = (b"shop", b"s3cret")
+
+
+@pytest.mark.parametrize(
+    ("tls", "credentials", "trusted", "outcome"),
+    [
+        ("starttls", "shop:s3cret", True, "sent"),
+        ("implicit", "shop:s3cret", True, "sent"),
+        ("starttls", "shop:wrong", True, "535"),
+        ("implicit", "shop:s3cret", False, "SSLCertVerificationError"),
+    ],
+)
+# aiosmtpd does not count implicit TLS as TLS for AUTH, and warns when told so
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")
+def test_delivery_over_tls_with_authentication(
+    tmp_path: Path, new_database_url: Any, tls: str, credentials: str, trusted: bool, outcome: str
+) -> None:
+    """A relay that takes mail only over TLS (STARTTLS on a plain port, or implicit TLS) from an
+    authenticated user, with a certificate from a private CA given as ``cafile``."""
+    certificates = local_certificates(tmp_path / "tls")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certificates.cert, certificates.key)
+    inbox, port = Inbox(), free_port()
+    server_tls: dict[str, Any] = (
+        {"tls_context": context, "require_starttls": True}
+        if tls == "starttls"
+        else {"ssl_context": context, "auth_require_tls": False}  # aiosmtpd: implicit TLS is not "TLS"
+    )
+    relay = Controller(
+        inbox,
+        hostname="127.0.0.1",
+        port=port,
+        server_hostname="localhost",
+        auth_required=True,
+        authenticator=_authenticate,
+        **server_tls,
+    )
+    relay.start()
+    scheme, query = ("smtp", "?starttls=true") if tls == "starttls" else ("smtps", "?")
+    cafile = f"&cafile={certificates.ca}" if trusted else ""
+    url = f"{scheme}://{credentials}@localhost:{port}{query}{cafile}"
+    try:
+        with running_app(tmp_path, new_database_url(), smtp_url=url, smtp_backoff=0.01) as app:
+            tenant = app.tenant()
+            reply = send(app.client, tenant, html="<p>x</p>", subject="secure", to={"email": "a@example.org"})
+            done = settled(app.client, tenant, reply["message_id"], "sent", "failed")
+    finally:
+        relay.stop()
+    if outcome == "sent":
+        assert done["status"] == "sent", done
+        assert [m["Subject"] for m in inbox.received] == ["secure"]
+        assert inbox.sessions == [(True, True)]  # over TLS, authenticated
+    else:
+        assert done["status"] == "failed" and outcome in done["error"], done
+        assert inbox.received == []
 
 
 def test_without_smtp_messages_stay_queued_and_readable_and_survive_a_restart(

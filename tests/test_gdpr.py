@@ -147,12 +147,15 @@ def seed(app: App, tenant: Tenant, who: Someone) -> None:
             "from": {"email": "shop@example.com"},
             "to": {"email": who.email, "name": first},
             "subject": f"Hello {first}",
-            "html": f"<p>Dear {first} {last}</p>",
+            "html": f'<p>Dear {first} {last}</p><a href="https://example.com/?email={who.email}">Shop</a>',
             "sandbox": True,
         },
         headers=tenant.headers,
     )
     assert mail.status_code == 202, mail.text
+    html = read(client, tenant, f"/v2/transactional-email/{mail.json()['message_id']}")["html"]
+    [link] = re.findall(r'href="([^"]+)"', html)
+    assert client.get(link[link.index("/c/") :], follow_redirects=False).status_code == 302  # a click
     failed = client.post(
         "/v2/merge-profile",
         json={

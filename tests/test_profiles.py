@@ -358,6 +358,7 @@ def test_the_profile_document(client: Client, tenant: Tenant) -> None:
             "last_purchase": "2024-03-01T09:00:00+00:00",
             "first_seen": None,
             "last_seen": None,
+            "last_email_click": None,
         },
         "stats": {
             "orders": 2,
@@ -366,6 +367,7 @@ def test_the_profile_document(client: Client, tenant: Tenant) -> None:
             "aov": 85.25,
             "total_items": 3,
             "visits": 0,
+            "email_clicks": 0,
         },
         "tags": [],
         "properties": {"tier": "gold", "pets": 2},

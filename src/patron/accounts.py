@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import time
 from datetime import UTC, datetime
@@ -173,6 +174,22 @@ def set_phone_matching(conn: Connection, account_hash: str, enabled: bool) -> Ac
     account = get_account(conn, account_hash)
     conn.execute(update(accounts).where(accounts.c.id == account.id).values(match_phone=enabled))
     return account
+
+
+#: A host name as a link domain is given: labels of letters, digits and hyphens.
+_DOMAIN = re.compile(r"^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,62}$")
+
+
+def set_link_domains(conn: Connection, account_hash: str, domains: list[str]) -> list[str]:
+    """The hosts (with their subdomains) that verified links in the account's email may lead to;
+    none: the domain of each message's sender."""
+    account = get_account(conn, account_hash)
+    cleaned = sorted({d.strip().lower().rstrip(".") for d in domains})
+    wrong = [d for d in cleaned if not _DOMAIN.match(d)]
+    if wrong:
+        raise AccountError(f"not a domain name: {', '.join(wrong)}")
+    conn.execute(update(accounts).where(accounts.c.id == account.id).values(link_domains=cleaned))
+    return cleaned
 
 
 def create_key(conn: Connection, account_hash: str, label: str = "") -> tuple[ApiKey, str]:

@@ -84,8 +84,7 @@ def create_app(settings: Settings, store: Store) -> Litestar:
             health.ready,
             metrics.metrics,
             docs.swagger_json,
-            links.unsubscribe_page,
-            links.unsubscribe,
+            *links.HANDLERS,
             create_static_files_router(
                 path=docs.ASSETS_PATH, directories=[docs.ASSETS], include_in_schema=False
             ),

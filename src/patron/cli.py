@@ -290,6 +290,18 @@ def accounts_set_matching(ctx: click.Context, account_hash: str, phone: str) -> 
     click.echo(f"phone number matching {phone} for {account_hash}")
 
 
+@accounts_group.command("set-link-domains")
+@click.argument("account_hash")
+@click.argument("domains", nargs=-1)
+@click.pass_context
+def accounts_set_link_domains(ctx: click.Context, account_hash: str, domains: tuple[str, ...]) -> None:
+    """Choose the sites links in the account's email may lead to (each with its subdomains). With
+    none, a link may lead to the domain of the message's sender."""
+    kept = _run(ctx, lambda conn: accounts.set_link_domains(conn, account_hash, list(domains)))
+    shown = ", ".join(kept) or "the domain of each message's sender"
+    click.echo(f"link domains for {account_hash}: {shown}")
+
+
 @main.command()
 @click.pass_context
 def demo(ctx: click.Context) -> None:

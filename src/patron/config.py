@@ -14,6 +14,18 @@ DEFAULT_PORT = 8443
 MAX_BODY_BYTES = 8 * 1024 * 1024
 
 
+#: How long a verified link in an email works, from the moment its message was queued.
+LINK_DAYS = 365
+
+
+@dataclass(frozen=True)
+class Site:
+    """Where people reach this server (``PATRON_PUBLIC_URL``), and how long verified links work."""
+
+    base_url: str
+    link_days: int = LINK_DAYS
+
+
 def _env(name: str) -> str | None:
     value = os.environ.get(name)
     return value if value else None
@@ -48,6 +60,14 @@ class Settings:
 
     #: The address people reach this server at, for links in email (default: this host and port).
     public_url: str | None = field(default_factory=lambda: _env("PATRON_PUBLIC_URL"))
+
+    #: How many days a verified link in an email works.
+    link_days: int = field(default_factory=lambda: int(_env("PATRON_LINK_DAYS") or LINK_DAYS))
+
+    @property
+    def site(self) -> Site:
+        """Where links in email lead, and how long they work."""
+        return Site(self.base_url, self.link_days)
 
     @property
     def base_url(self) -> str:

@@ -34,6 +34,7 @@ from patron.store.schema import (
     contacts,
     custom_events,
     deletion_requests,
+    email_clicks,
     identities,
     import_batches,
     list_changes,
@@ -449,6 +450,26 @@ def _import_batches(conn: Connection, account_id: int, person: Person, op: Op) -
                 conn.execute(update(t).where(t.c.id == row.id).values(records=_encode(kept)))
 
 
+def _email_clicks(conn: Connection, account_id: int, person: Person, op: Op) -> None:
+    """Their clicks on email links go (a link's address may name them): those on their profiles,
+    and those on messages sent to them (before ``_messages`` rewrites the recipients)."""
+    m, t = messages, email_clicks
+    theirs = [
+        row.message_id
+        for row in conn.execute(
+            select(m.c.message_id, m.c.recipient, m.c.profile).where(m.c.account_id == account_id)
+        )
+        if row.profile in person.profiles or person.owns(row.recipient)
+    ]
+    for chunk in [theirs[i : i + 400] for i in range(0, len(theirs), 400)] or [[]]:
+        conn.execute(
+            delete(t).where(
+                t.c.account_id == account_id,
+                t.c.profile.in_(person.profiles) | t.c.message_id.in_(chunk),
+            )
+        )
+
+
 def _messages(conn: Connection, account_id: int, person: Person, op: Op) -> None:
     """Their transactional emails keep only what happened to them; one not yet sent never will be."""
     t = messages
@@ -499,6 +520,7 @@ HANDLERS: dict[str, Handler] = {
     "merge_jobs": _merge_jobs,
     "push_errors": _push_errors,
     "import_batches": _import_batches,
+    "email_clicks": _email_clicks,
     "messages": _messages,
     "deletion_requests": _deletion_requests,
     "accounts": _nothing,

@@ -52,9 +52,9 @@ async def send(
 ) -> Response[messages.SendReply]:
     body = decode(await read_json(request), _send)
     at = now()
-    base = state.settings.base_url
+    site = state.settings.site
     reply: messages.SendReply = await _write(
-        state, lambda conn: messages.queue(conn, account.id, body, at, base)
+        state, lambda conn: messages.queue(conn, account, body, at, site)
     )
     return Response(reply, status_code=202)
 

@@ -1,68 +1,125 @@
-"""The one-click unsubscribe link of every email (RFC 8058): ``POST /u/{token}`` from a mail client's
-unsubscribe button, and ``GET /u/{token}``, a plain page with the same button for people. No API key:
-the link's signature is its authority. A link that was not made here is refused with a plain page."""
+"""The links of email, for people: the one-click unsubscribe (RFC 8058: ``POST /u/{token}`` from a
+mail client's button; ``GET`` shows a page with the same button), the preference centre
+(``/p/{account hash}/{token}``) and verified links (``GET /c/{token}``: recorded, then redirected).
+No API key: a link's signature is its authority. A link that was not made here, has expired or leads
+off the account's link domains gets a plain page saying so (whatever is wrong with it: these paths
+take any string, so that nothing answers with a problem document), never a redirect."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Annotated, Any
+from urllib.parse import parse_qs
 
+import msgspec
 from litestar import Request, Response, get, post
 from litestar.datastructures import State
-from litestar.enums import MediaType
 from litestar.params import PathParameter
 
 from patron.accounts import now
-from patron.email import links
+from patron.api import pages
+from patron.email import links, preferences
+from patron.email.links import Refused
 from patron.ingest.queue import enqueue_operation
-from patron.profiles.operations import UNSUBSCRIBE
-from patron.profiles.requests import Unsubscribe
+from patron.profiles.operations import EMAIL_CLICK, PREFERENCES, UNSUBSCRIBE
+from patron.profiles.requests import EmailClick, Unsubscribe
 
-Token = Annotated[str, PathParameter(max_length=128)]
-PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
-<title>{title}</title></head>
-<body><main><h1>{title}</h1>{body}</main></body></html>
-"""
-REFUSED = PAGE.format(title="This link is not valid", body="<p>It may have been altered or cut short.</p>")
-DONE = PAGE.format(
-    title="You are unsubscribed", body="<p>You will no longer receive marketing email from us.</p>"
-)
+#: Any string: a link that is wrong in any way gets the refusal page.
+Text = Annotated[str, PathParameter()]
 
 
-def _page(html: str, status: int = 200) -> Response[str]:
-    return Response(html, status_code=status, media_type=MediaType.HTML)
+def _queue(conn: Any, account_id: int, operation: str, body: msgspec.Struct) -> None:
+    """In order with the account's pushes; never refused for a backlog."""
+    enqueue_operation(conn, account_id, None, str(uuid.uuid4()), operation, body, now())
 
 
-@get(f"{links.PATH}/{{token:str}}", include_in_schema=False)
-async def unsubscribe_page(token: Token, state: State) -> Response[str]:
-    if await state.store.read(lambda conn: links.verify(conn, token)) is None:
-        return _page(REFUSED, 400)
-    form = (
-        f'<form method="post" action="{links.PATH}/{token}"><button type="submit">Unsubscribe</button></form>'
-    )
-    return _page(PAGE.format(title="Unsubscribe", body=form))
+@get(f"{links.UNSUBSCRIBE_PATH}/{{token:str}}", include_in_schema=False)
+async def unsubscribe_page(token: Text, state: State) -> Response[str]:
+    try:
+        await state.store.read(lambda conn: links.verify_unsubscribe(conn, token))
+    except Refused as exc:
+        return pages.refused(str(exc))
+    return pages.unsubscribe_form(f"{links.UNSUBSCRIBE_PATH}/{token}")
 
 
-@post(f"{links.PATH}/{{token:str}}", include_in_schema=False, status_code=200)
-async def unsubscribe(token: Token, request: Request[Any, Any, Any], state: State) -> Response[str]:
-    """One click: the address the message went to is unsubscribed (``list_unsubscribe``), in order
-    with the account's pushes."""
-    body = await request.body()
-    one_click = b"List-Unsubscribe=One-Click" in body
-    kind = "list_unsubscribe" if one_click else "link_unsubscribe"
+@post(f"{links.UNSUBSCRIBE_PATH}/{{token:str}}", include_in_schema=False, status_code=200)
+async def unsubscribe(token: Text, request: Request[Any, Any, Any], state: State) -> Response[str]:
+    """The address the message went to is unsubscribed: ``list_unsubscribe`` from a mail client's
+    one-click POST, ``link_unsubscribe`` from the page's button."""
+    one_click = b"List-Unsubscribe=One-Click" in await request.body()
 
-    def record(conn: Any) -> bool:
-        found = links.verify(conn, token)
-        if found is None:
-            return False
-        operation = Unsubscribe(found.email, kind)
-        enqueue_operation(
-            conn, found.account_id, found.queue_limit, str(uuid.uuid4()), UNSUBSCRIBE, operation, now()
-        )
-        return True
+    def record(conn: Any) -> None:
+        found = links.verify_unsubscribe(conn, token)
+        kind = "list_unsubscribe" if one_click else "link_unsubscribe"
+        _queue(conn, found.account_id, UNSUBSCRIBE, Unsubscribe(found.email, kind))
 
-    if not await state.store.write(record):
-        return _page(REFUSED, 400)
+    try:
+        await state.store.write(record)
+    except Refused as exc:
+        return pages.refused(str(exc))
     state.worker.wake()
-    return _page(DONE)
+    return pages.unsubscribed()
+
+
+def _action(account_hash: str, token: str) -> str:
+    return f"{links.PREFERENCES_PATH}/{account_hash}/{token}"
+
+
+@get(f"{links.PREFERENCES_PATH}/{{account_hash:str}}/{{token:str}}", include_in_schema=False)
+async def preference_centre(account_hash: Text, token: Text, state: State) -> Response[str]:
+    try:
+        shown: preferences.Choices = await state.store.read(
+            lambda conn: preferences.current(conn, account_hash, token)
+        )
+    except Refused as exc:
+        return pages.refused(str(exc))
+    return _centre(account_hash, token, shown, saved=False)
+
+
+@post(
+    f"{links.PREFERENCES_PATH}/{{account_hash:str}}/{{token:str}}", include_in_schema=False, status_code=200
+)
+async def save_preferences(
+    account_hash: Text, token: Text, request: Request[Any, Any, Any], state: State
+) -> Response[str]:
+    form = parse_qs((await request.body()).decode("utf-8", "replace"))
+
+    def record(conn: Any) -> preferences.Choices:
+        change, after = preferences.changes(preferences.current(conn, account_hash, token), form)
+        if change.email is not None or change.sms is not None:
+            _queue(conn, after.account_id, PREFERENCES, change)
+        return after
+
+    try:
+        after: preferences.Choices = await state.store.write(record)
+    except Refused as exc:
+        return pages.refused(str(exc))
+    state.worker.wake()
+    return _centre(account_hash, token, after, saved=True)
+
+
+def _centre(account_hash: str, token: str, c: preferences.Choices, *, saved: bool) -> Response[str]:
+    action = _action(account_hash, token)
+    return pages.preference_centre(action, c.email, c.email_on, c.phone, c.sms_on, saved)
+
+
+@get(f"{links.CLICK_PATH}/{{token:str}}", include_in_schema=False)
+async def follow(token: Text, state: State) -> Response[str]:
+    """A verified link: the click is recorded on the recipient's profile, then the browser goes on."""
+    at = now()
+
+    def record(conn: Any) -> str:
+        click = links.verify_click(conn, token, at)
+        body = EmailClick(click.message_id, click.target, click.recipient, click.profile)
+        _queue(conn, click.account_id, EMAIL_CLICK, body)
+        return click.target
+
+    try:
+        target: str = await state.store.write(record)
+    except Refused as exc:
+        return pages.refused(str(exc))
+    state.worker.wake()
+    return Response("", status_code=302, headers={"Location": target, "Cache-Control": "no-store"})
+
+
+HANDLERS = [unsubscribe_page, unsubscribe, preference_centre, save_preferences, follow]

@@ -18,11 +18,14 @@ import msgspec
 from msgspec import UNSET, Meta, UnsetType
 from sqlalchemy import Connection, insert, select
 
+from patron.accounts import Account
+from patron.config import Site
 from patron.email import links, templates
 from patron.email.templates import TemplateInvalid
 from patron.profiles.build import survivor
+from patron.profiles.identity import normalise
 from patron.records.fields import NO_NUL_PATTERN, Email
-from patron.store.schema import messages, profiles
+from patron.store.schema import identities, messages, profiles
 
 #: The largest attachment, decoded (the request body itself is capped at 8 MiB).
 MAX_ATTACHMENT_BYTES = 5 * 1024 * 1024
@@ -159,15 +162,26 @@ def _recipient(conn: Connection, account_id: int, body: SendRequest) -> tuple[st
     return email, None, profile
 
 
-def queue(conn: Connection, account_id: int, body: SendRequest, at: datetime, base_url: str) -> SendReply:
+def queue(conn: Connection, account: Account, body: SendRequest, at: datetime, site: Site) -> SendReply:
     """Check, render and keep the message (``TemplateInvalid`` names what is wrong; nothing is kept).
-    Its one-click unsubscribe link starts with ``base_url`` (the server's public address)."""
+    A template may use ``unsubscribe_url`` and ``preferences_url`` (empty when the recipient has no
+    profile); the links of the HTML become verified links (``links.py``)."""
     for index, attachment in enumerate(body.attachments):
         _pdf(index, attachment)
-    recipient, name, profile = _recipient(conn, account_id, body)
-    data = {**body.data, "to": {"email": recipient, "name": name}}
+    recipient, name, profile = _recipient(conn, account.id, body)
+    message_id = str(uuid.uuid4())
+    key = links.account_key(conn, account.id)
+    unsubscribe = links.unsubscribe_url(site.base_url, key, message_id)
+    owner = profile or _holder(conn, account.id, recipient)
+    preferences = links.preferences_url(site.base_url, account.hash, key, owner) if owner else None
+    data = {
+        **body.data,
+        "to": {"email": recipient, "name": name},
+        "unsubscribe_url": unsubscribe,
+        "preferences_url": preferences,
+    }
     if body.template_id is not UNSET:
-        template = templates.get(conn, account_id, body.template_id)
+        template = templates.get(conn, account.id, body.template_id)
         if template is None:
             raise NotFound("root > template_id", f"no template {body.template_id} in this account")
         subject = (
@@ -175,16 +189,15 @@ def queue(conn: Connection, account_id: int, body: SendRequest, at: datetime, ba
             if body.subject is not UNSET
             else templates.render(template.subject, data, html=False)
         )
-        html: str | None = templates.render(template.html, data, html=True)
+        html = templates.render(template.html, data, html=True)
         text = templates.render(template.text, data, html=False) if template.text else None
     else:
         subject = str(body.subject)
         html = str(body.html)
         text = None if body.text is UNSET else body.text
-    message_id = str(uuid.uuid4())
     conn.execute(
         insert(messages).values(
-            account_id=account_id,
+            account_id=account.id,
             message_id=message_id,
             status=SANDBOX if body.sandbox else QUEUED,
             profile=profile,
@@ -194,9 +207,9 @@ def queue(conn: Connection, account_id: int, body: SendRequest, at: datetime, ba
             recipient=recipient,
             recipient_name=name,
             subject=subject.replace("\r", " ").replace("\n", " "),
-            html=html,
+            html=links.track(html, site, key, message_id, at),
             text=text,
-            unsubscribe_url=links.unsubscribe_url(base_url, links.account_key(conn, account_id), message_id),
+            unsubscribe_url=unsubscribe,
             attachments=msgspec.json.encode(
                 [{"filename": a.filename, "content": a.content} for a in body.attachments]
             ).decode(),
@@ -204,6 +217,16 @@ def queue(conn: Connection, account_id: int, body: SendRequest, at: datetime, ba
         )
     )
     return SendReply("OK", message_id, body.sandbox)
+
+
+def _holder(conn: Connection, account_id: int, email: str) -> str | None:
+    """The profile that holds an address, if one does."""
+    value = normalise("email", email)
+    i = identities
+    found: str | None = conn.execute(
+        select(i.c.profile).where(i.c.account_id == account_id, i.c.kind == "email", i.c.value == value)
+    ).scalar()
+    return found
 
 
 def read(conn: Connection, account_id: int, message_id: str) -> MessageView | None:

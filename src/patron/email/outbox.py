@@ -41,7 +41,8 @@ INTERRUPTED = "delivery was interrupted during the SMTP exchange; not retried, s
 
 @dataclass(frozen=True)
 class Smtp:
-    """``smtp://[user:password@]host[:port][?starttls=true]`` or ``smtps://...`` (implicit TLS)."""
+    """``smtp://[user:password@]host[:port][?starttls=true]`` or ``smtps://...`` (implicit TLS);
+    ``&cafile=/path/ca.pem`` trusts a private relay's certificate authority besides the system's."""
 
     host: str
     port: int
@@ -49,6 +50,7 @@ class Smtp:
     starttls: bool
     user: str | None
     password: str | None
+    cafile: str | None = None
 
     @classmethod
     def parse(cls, url: str) -> Smtp:
@@ -66,11 +68,14 @@ class Smtp:
             query.get("starttls", ["false"])[0].lower() in ("1", "true", "yes"),
             unquote(parts.username) if parts.username else None,
             unquote(parts.password) if parts.password else None,
+            query.get("cafile", [None])[0],
         )
 
     def send(self, message: EmailMessage, timeout: float = 30) -> None:
         """One SMTP exchange (the lease must outlast ``timeout``)."""
         context = ssl.create_default_context()
+        if self.cafile:
+            context.load_verify_locations(self.cafile)
         client: smtplib.SMTP = (
             smtplib.SMTP_SSL(self.host, self.port, timeout=timeout, context=context)
             if self.implicit_tls

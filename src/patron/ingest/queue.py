@@ -101,21 +101,22 @@ def enqueue(
 def enqueue_operation(
     conn: Connection,
     account_id: int,
-    queue_limit: int,
+    queue_limit: int | None,
     request_id: str,
     operation: str,
     body: msgspec.Struct,
     received: datetime,
 ) -> Enqueued:
     """Queue an operation (a profile merge, an operator's unsubscribe), so that the worker applies it
-    in order with the records pushed before and after it."""
+    in order with the records pushed before and after it. ``queue_limit=None``: never refused for a
+    backlog (what people do through email links is always recorded)."""
     return _enqueue(conn, account_id, queue_limit, request_id, operation, [body], None, [], received)
 
 
 def _enqueue(
     conn: Connection,
     account_id: int,
-    queue_limit: int,
+    queue_limit: int | None,
     request_id: str,
     record_type: str,
     records: Sequence[msgspec.Struct],
@@ -125,7 +126,7 @@ def _enqueue(
 ) -> Enqueued:
     queued = backlog(conn, account_id)
     accepted = len(records)
-    if accepted and queued + accepted > queue_limit:
+    if accepted and queue_limit is not None and queued + accepted > queue_limit:
         raise BacklogFull(queued, queue_limit)
     if accepted:
         count_queued(conn, account_id, accepted)

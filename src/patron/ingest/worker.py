@@ -138,6 +138,8 @@ Planned = dict[tuple[int, str], Changes]
 OPERATIONS = {
     operations.MERGE: operations.merge,
     operations.UNSUBSCRIBE: operations.unsubscribe,
+    operations.PREFERENCES: operations.preferences,
+    operations.EMAIL_CLICK: operations.email_click,
     gdpr.ANONYMISE: gdpr.anonymise,
 }
 

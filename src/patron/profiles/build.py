@@ -17,7 +17,16 @@ import msgspec
 from sqlalchemy import Connection, bindparam, case, func, insert, select, update
 
 from patron.profiles.consent import PENDING, SUBSCRIBED, UNSUBSCRIBED
-from patron.store.schema import consents, contacts, identities, list_members, lists, orders, profiles
+from patron.store.schema import (
+    consents,
+    contacts,
+    email_clicks,
+    identities,
+    list_members,
+    lists,
+    orders,
+    profiles,
+)
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(dict[str, Any]).decode
@@ -50,6 +59,7 @@ class Facts(NamedTuple):
     identities: list[tuple[str, str]]  # (kind, value), oldest first
     lists: list[tuple[str, str | None]]  # (id, title)
     consent: dict[str, tuple[str, datetime]]  # channel -> latest (status, when)
+    clicks: tuple[int, datetime | None] = (0, None)  # verified email links clicked, and the last
 
 
 def second(value: str | None) -> str | None:
@@ -86,6 +96,7 @@ class Dates(msgspec.Struct):
     last_purchase: str | None
     first_seen: str | None
     last_seen: str | None
+    last_email_click: str | None  # an extension
 
 
 class Stats(msgspec.Struct):
@@ -95,6 +106,7 @@ class Stats(msgspec.Struct):
     aov: float
     total_items: int
     visits: int
+    email_clicks: int  # an extension
 
 
 class Profile(msgspec.Struct, tag_field="@type", tag="profile"):
@@ -177,6 +189,7 @@ def document(facts: Facts) -> Profile:
             last_purchase=second(s.last),
             first_seen=None,
             last_seen=None,
+            last_email_click=second(facts.clicks[1].isoformat()) if facts.clicks[1] else None,
         ),
         stats=Stats(
             orders=s.orders,
@@ -185,6 +198,7 @@ def document(facts: Facts) -> Profile:
             aov=round(s.revenue / s.orders, 2) if s.orders else 0.0,
             total_items=s.items,
             visits=0,
+            email_clicks=facts.clicks[0],
         ),
         tags=[],
         properties=properties,
@@ -255,6 +269,15 @@ def _facts(conn: Connection, account_id: int, rows: list[Any]) -> list[Facts]:
         .order_by(k.c.id)
     ):
         latest[change.profile][change.channel] = (change.status, change.occurred_at)
+    e = email_clicks
+    clicks = {
+        row.profile: (int(row.n), row.last)
+        for row in conn.execute(
+            select(e.c.profile, func.count().label("n"), func.max(e.c.clicked_at).label("last"))
+            .where(e.c.account_id == account_id, e.c.profile.in_(ids))
+            .group_by(e.c.profile)
+        )
+    }
     return [
         Facts(
             r.profile_id,
@@ -264,6 +287,7 @@ def _facts(conn: Connection, account_id: int, rows: list[Any]) -> list[Facts]:
             found_ids[r.profile_id],
             found_lists[r.profile_id],
             latest[r.profile_id],
+            clicks.get(r.profile_id, (0, None)),
         )
         for r in rows
     ]

@@ -7,16 +7,27 @@ from __future__ import annotations
 from datetime import datetime
 
 import msgspec
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Connection, delete, insert, select, update
 
 from patron.ingest.apply import Document
 from patron.profiles import consent, lists
 from patron.profiles.identity import normalise
 from patron.profiles.link import Failure, Linker, Op
-from patron.store.schema import consents, contacts, custom_events, identities, merge_jobs, orders, profiles
+from patron.store.schema import (
+    consents,
+    contacts,
+    custom_events,
+    email_clicks,
+    identities,
+    merge_jobs,
+    orders,
+    profiles,
+)
 
 MERGE = "merge"
 UNSUBSCRIBE = "unsubscribe"
+PREFERENCES = "preferences"
+EMAIL_CLICK = "email_click"
 #: Ometria: at most 50 resolved customers per merge.
 MAX_RESOLVED = 50
 _encode = msgspec.json.Encoder().encode
@@ -100,7 +111,7 @@ def _merge_one(linker: Linker, merged: str, survivor: str, at: datetime) -> None
     if moved:
         rows = [{"kind": kind, "value": value} for kind, value in moved]
         linker.conn.execute(insert(i).values(account_id=account, profile=survivor, created_at=at), rows)
-    for table in (contacts, orders, custom_events, consents):
+    for table in (contacts, orders, custom_events, consents, email_clicks):
         linker.conn.execute(
             update(table)
             .where(table.c.account_id == account, table.c.profile == merged)
@@ -159,3 +170,70 @@ def unsubscribe(linker: Linker, op: Op) -> None:
             reason=body.get("reason"),
         )
         linker.touched.add(profile)
+
+
+def preferences(linker: Linker, op: Op) -> None:
+    """Changes made in a preference centre (type ``preferences_centre``), for the profile the link
+    named, or the one it has since been merged into."""
+    body = op.record
+    profile = linker.live(body["profile_id"])
+    if profile is None:
+        message = f"profile {body['profile_id']!r} is gone (anonymised)"
+        linker.failures.append(Failure(op.request_id, PREFERENCES, op.position, message, body))
+        return
+    addresses = addresses_of(linker.conn, linker.account_id, profile)
+    for channel in ("email", "sms"):
+        wanted = body.get(channel)
+        if wanted is None:
+            continue
+        status = consent.SUBSCRIBED if wanted else consent.UNSUBSCRIBED
+        latest = consent.latest(linker.conn, linker.account_id, profile, channel)
+        if latest is None or latest.status != status:
+            consent.record(
+                linker.conn,
+                linker.account_id,
+                profile,
+                channel,
+                status,
+                "preferences_centre",
+                op.at,
+                op.at,
+                address=addresses[channel],
+            )
+            linker.touched.add(profile)
+
+
+def email_click(linker: Linker, op: Op) -> None:
+    """A verified link clicked: recorded on the profile of the message's recipient (the one it was
+    sent to by id, else the one holding the address), or on none."""
+    body = op.record
+    named = linker.live(body["profile"]) if body.get("profile") else None
+    found = [named] if named else resolve(linker, "email_address", body["recipient"])
+    profile = found[0] if found else None
+    linker.conn.execute(
+        insert(email_clicks).values(
+            account_id=linker.account_id,
+            message_id=body["message_id"],
+            profile=profile,
+            url=body["url"],
+            clicked_at=op.at,
+        )
+    )
+    if profile is not None:
+        linker.touched.add(profile)
+
+
+def addresses_of(conn: Connection, account_id: int, profile: str) -> dict[str, str | None]:
+    """The email address and the phone number a profile's marketing goes to (its most recent
+    contact's)."""
+    c = contacts
+    email = conn.execute(
+        select(profiles.c.email).where(profiles.c.account_id == account_id, profiles.c.profile_id == profile)
+    ).scalar()
+    phone = conn.execute(
+        select(c.c.phone_number)
+        .where(c.c.account_id == account_id, c.c.profile == profile, c.c.phone_number.is_not(None))
+        .order_by(c.c.updated_at.desc(), c.c.id.desc())
+        .limit(1)
+    ).scalar()
+    return {"email": email, "sms": phone}

@@ -17,6 +17,7 @@ from patron.store.schema import (
     consents,
     contacts,
     custom_events,
+    email_clicks,
     identities,
     list_members,
     merge_jobs,
@@ -127,7 +128,13 @@ def unsubscribes(
         query = query.where(k.c.source == kind)
     rows = conn.execute(query.order_by(k.c.occurred_at, k.c.id).limit(page.limit).offset(page.offset))
     return [
-        UnsubscribeView(r.address, r.profile, r.reason, unsubscribe_timestamp(r.occurred_at), r.source)
+        UnsubscribeView(
+            r.address if r.channel == "email" else None,
+            r.profile,
+            r.reason,
+            unsubscribe_timestamp(r.occurred_at),
+            r.source,
+        )
         for r in rows
     ]
 
@@ -163,7 +170,11 @@ def export(conn: Connection, account_id: int, profile_id: str) -> dict[str, Any]
     )
     history = conn.execute(
         select(k).where(k.c.account_id == account_id, k.c.profile == live).order_by(k.c.id)
-    )
+    ).all()
+    e = email_clicks
+    clicks = conn.execute(
+        select(e).where(e.c.account_id == account_id, e.c.profile == live).order_by(e.c.id)
+    ).all()
     return {
         "profile": msgspec.json.decode(profile or "{}"),
         "merged_profiles": list(merged),
@@ -181,5 +192,8 @@ def export(conn: Connection, account_id: int, profile_id: str) -> dict[str, Any]
                 "timestamp": r.occurred_at.isoformat(),
             }
             for r in history
+        ],
+        "email_clicks": [
+            {"message_id": r.message_id, "url": r.url, "timestamp": r.clicked_at.isoformat()} for r in clicks
         ],
     }

@@ -73,6 +73,24 @@ class Unsubscribe(msgspec.Struct):
     reason: str | None = None
 
 
+class Preferences(msgspec.Struct):
+    """What a person changed in their preference centre: a channel's new marketing status (``True``
+    subscribes), for the channels they changed only."""
+
+    profile_id: str
+    email: bool | None = None
+    sms: bool | None = None
+
+
+class EmailClick(msgspec.Struct):
+    """A click on a verified link of a message, for the recipient's profile."""
+
+    message_id: str
+    url: str
+    recipient: str
+    profile: str | None = None
+
+
 class NewList(msgspec.Struct, forbid_unknown_fields=True):
     """``POST /v2/lists``: a static list with a title (an id is chosen when none is given)."""
 

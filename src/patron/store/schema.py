@@ -79,6 +79,8 @@ accounts = Table(
     Column("match_phone", Boolean, nullable=False, default=False, server_default="0"),
     # The key that signs the account's email links (unsubscribe), made when first needed.
     Column("link_secret", String(64), nullable=True),
+    # The hosts tracked email links may lead to (and their subdomains); empty: the sender's domain.
+    Column("link_domains", JSON, nullable=False, default=list, server_default="[]"),
     Column("created_at", UTCDateTime(), nullable=False),
 )
 
@@ -407,4 +409,17 @@ messages = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     Column("sent_at", UTCDateTime(), nullable=True),
     Index("ix_messages_status_next", "status", "next_attempt_at"),
+)
+
+#: Clicks on the verified links of transactional emails, each on the profile of its recipient.
+email_clicks = Table(
+    "email_clicks",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    _account_id(),
+    Column("message_id", String(36), nullable=False),
+    Column("profile", String(32), nullable=True),  # none when the address belongs to no profile
+    Column("url", Text, nullable=False),
+    Column("clicked_at", UTCDateTime(), nullable=False),
+    Index("ix_email_clicks_account_profile", "account_id", "profile"),
 )
