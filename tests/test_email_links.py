@@ -143,6 +143,8 @@ def _swap_target(token: str) -> str:
         lambda t: "0" + t[1:],  # the message id
         lambda t: t.rsplit(".", 1)[0],  # cut short
         lambda t: "x",
+        lambda t: t * 20,
+        lambda t: "%00." + t,
     ],
 )
 def test_a_tampered_link_is_refused_with_a_plain_page_and_records_nothing(
@@ -278,8 +280,12 @@ def test_the_preference_centre_saves_what_changed_by_plain_form_posts(client: Cl
     assert unsubscribe["profile_id"] == profile_of(client, tenant)["id"]
     assert profile_of(client, tenant)["marketing_optin"] is True
 
-    # an unchanged form records nothing; a box ticked again subscribes again
+    # an unchanged form and garbage record nothing; a box ticked again subscribes again
     client.post(link, data=form_of(client.get(link).text))
+    for garbage in (b"\xff\x00==&&email_shown=maybe&email", b"sms_shown=on&sms_shown=off&sms=on" * 1000):
+        form = {"content-type": "application/x-www-form-urlencoded"}
+        answer = client.post(link, content=garbage, headers=form)
+        assert answer.status_code == 200 and "Your preferences are saved." in answer.text
     client.post(link, data={"email_shown": "on", "sms_shown": "off", "email": "on", "sms": "on"})
     eventually(
         lambda: profile_of(client, tenant)["channels"]["sms"]["status"] == "subscribed", "SMS subscribed"
@@ -302,6 +308,7 @@ def test_the_preference_centre_saves_what_changed_by_plain_form_posts(client: Cl
         lambda p: p.rsplit(".", 1)[0],
         lambda p: p.replace("/p/", "/p/aaaaaaaaaaaa", 1),
         lambda p: re.sub(r"/p/\w+/", "/p/{other}/", p),  # another account's hash
+        lambda p: p.replace("/p/", "/p/%00", 1) + "%00",
     ],
 )
 def test_a_tampered_preference_link_is_refused(

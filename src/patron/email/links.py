@@ -33,6 +33,9 @@ from patron.store.schema import accounts, messages
 UNSUBSCRIBE_PATH = "/u"
 PREFERENCES_PATH = "/p"
 CLICK_PATH = "/c"
+NOT_VALID = "This link is not valid. It may have been altered or cut short."
+#: What the tokens of our links are made of (base64url, hex, dots and a uuid's hyphens).
+_TOKEN = re.compile(r"^[A-Za-z0-9_.-]{1,16384}$")
 _ANCHOR = re.compile(r"<(?:a|area)\b[^>]*>", re.IGNORECASE)
 _HREF = re.compile(r"""((?<![\w-])href\s*=\s*)(?:"([^"]*)"|'([^']*)'|([^\s"'=<>`]+))""", re.IGNORECASE)
 
@@ -52,6 +55,14 @@ def account_key(conn: Connection, account_id: int) -> str:
 
 def _signature(key: str, *parts: str) -> str:
     return hmac.new(bytes.fromhex(key), ":".join(parts).encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def _parts(token: str, count: int) -> list[str]:
+    """A token's dot-separated parts; Refused for anything a link of ours cannot hold (a NUL, say),
+    before it reaches the database."""
+    if not _TOKEN.match(token):
+        raise Refused(NOT_VALID)
+    return [*token.split("."), *[""] * count][:count]
 
 
 def _signed(key: str | None, signature: str, *parts: str) -> bool:
@@ -74,10 +85,10 @@ class Recipient:
 
 def verify_unsubscribe(conn: Connection, token: str) -> Recipient:
     """The account and address an unsubscribe link names; Refused for one that was not made here."""
-    message_id, _, signature = token.partition(".")
+    message_id, signature = _parts(token, 2)
     row = _message(conn, message_id)
     if row is None or not _signed(row.link_secret, signature, "unsubscribe", message_id):
-        raise Refused("This link is not valid. It may have been altered or cut short.")
+        raise Refused(NOT_VALID)
     return Recipient(row.account_id, row.recipient)
 
 
@@ -108,12 +119,13 @@ class Owner:
 
 
 def verify_preferences(conn: Connection, account_hash: str, token: str) -> Owner:
-    profile_id, _, signature = token.partition(".")
+    profile_id, signature = _parts(token, 2)
+    _parts(account_hash, 1)
     row = conn.execute(
         select(accounts.c.id, accounts.c.link_secret).where(accounts.c.hash == account_hash)
     ).first()
     if row is None or not _signed(row.link_secret, signature, "preferences", profile_id):
-        raise Refused("This link is not valid. It may have been altered or cut short.")
+        raise Refused(NOT_VALID)
     return Owner(row.id, profile_id)
 
 
@@ -158,10 +170,10 @@ class Click:
 def verify_click(conn: Connection, token: str, at: datetime) -> Click:
     """The click a link makes; Refused when it was altered, has expired, or leads off the account's
     link domains."""
-    message_id, expires, encoded, signature = [*token.split("."), "", "", ""][:4]
+    message_id, expires, encoded, signature = _parts(token, 4)
     row = _message(conn, message_id)
     if row is None or not _signed(row.link_secret, signature, "click", message_id, expires, encoded):
-        raise Refused("This link is not valid. It may have been altered or cut short.")
+        raise Refused(NOT_VALID)
     try:
         target = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode()
     except (binascii.Error, UnicodeDecodeError) as exc:  # signed, so only if the key leaked
