@@ -702,6 +702,17 @@ def export_a_profile(client: Client, caller: Tenant, owner: Owner) -> None:
     assert_no_trace_of(mine, owner.traces, echoed=[owner.profile_id])
 
 
+def read_a_profiles_activity(client: Client, caller: Tenant, owner: Owner) -> None:
+    """The owner's timeline reads; for the caller it is a 404 like a profile nobody has."""
+    theirs = get(client, owner.tenant, item("/v2/profiles", owner.profile_id, "activity"))
+    assert theirs.status_code == 200, theirs.text
+    mine = get(client, caller, item("/v2/profiles", owner.profile_id, "activity"))
+    nobodys = get(client, caller, item("/v2/profiles", owner.profile_id + NOBODY, "activity"))
+    assert (mine.status_code, nobodys.status_code) == (404, 404), mine.text
+    assert problem(mine, unsay=owner.profile_id) == problem(nobodys, unsay=owner.profile_id + NOBODY)
+    assert_no_trace_of(mine, owner.traces, echoed=[owner.profile_id])
+
+
 def list_templates(client: Client, caller: Tenant, owner: Owner) -> None:
     assert_lists_hide(client, caller, owner, template_lists(owner))
 
@@ -800,6 +811,7 @@ ISOLATION_CASES: dict[tuple[str, str], IsolationCase] = {
     route(gdpr.read_deletion): read_a_deletion_request,
     route(gdpr.request_deletion): request_the_owners_deletion,
     route(profiles.export_profile): export_a_profile,
+    route(profiles.profile_activity): read_a_profiles_activity,
     route(email.list_templates): list_templates,
     route(email.read_template): read_a_template,
     route(email.create_template): save_templates,

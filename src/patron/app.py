@@ -23,6 +23,7 @@ from patron.api import (
     metrics,
     profiles,
     push,
+    tracking,
     unsubscribes,
 )
 from patron.api.auth import authorise, current_account
@@ -85,6 +86,7 @@ def create_app(settings: Settings, store: Store) -> Litestar:
             metrics.metrics,
             docs.swagger_json,
             *links.HANDLERS,
+            *tracking.HANDLERS,
             create_static_files_router(
                 path=docs.ASSETS_PATH, directories=[docs.ASSETS], include_in_schema=False
             ),
@@ -94,6 +96,7 @@ def create_app(settings: Settings, store: Store) -> Litestar:
                 "store": store,
                 "key_resolver": KeyResolver(store),
                 "limiter": limiter,
+                "track_limiter": RateLimiter(),
                 "metrics": metrics_state,
                 "worker": worker,
                 "settings": settings,

@@ -25,6 +25,7 @@ from patron.profiles.link import link_stored
 from patron.profiles.operations import UNSUBSCRIBE
 from patron.profiles.requests import Unsubscribe
 from patron.store import Store, open_store
+from patron.tracking.abandonment import Sweeper
 
 T = TypeVar("T")
 out = Console(highlight=False, soft_wrap=True)
@@ -175,8 +176,10 @@ def worker(ctx: click.Context, wake_stdin: bool, idle_poll: float, log_level: st
 
             smtp = Smtp.parse(settings.smtp_url)
             Sender(store, smtp, stop, backoff=settings.smtp_backoff, lease=settings.smtp_lease).thread.start()
+        poll = min(5.0, settings.session_idle / 4)
+        Sweeper(store, stop, idle=settings.session_idle, poll=poll).thread.start()
         run(store, stop, wait, idle_poll)
-        stop.set()  # the sender, too
+        stop.set()  # the sender and the sweeper, too
 
 
 @main.command()

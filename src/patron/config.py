@@ -44,6 +44,11 @@ class Settings:
     smtp_backoff: float = field(default_factory=lambda: float(_env("PATRON_SMTP_BACKOFF") or 2.0))
     #: Seconds an SMTP attempt may take before it counts as interrupted (its message is then failed).
     smtp_lease: float = field(default_factory=lambda: float(_env("PATRON_SMTP_LEASE") or 300.0))
+    #: Seconds without activity after which a tracked session ends (and may be abandoned).
+    session_idle: float = field(default_factory=lambda: float(_env("PATRON_SESSION_IDLE") or 1800.0))
+    #: Tag events accepted from one browser (cookie id) and from one address.
+    track_per_visitor: str = field(default_factory=lambda: _env("PATRON_TRACK_PER_VISITOR") or "20/second")
+    track_per_address: str = field(default_factory=lambda: _env("PATRON_TRACK_PER_ADDRESS") or "200/second")
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     tls_cert: Path | None = None

@@ -41,9 +41,13 @@ from patron.store.schema import (
     list_members,
     merge_jobs,
     messages,
+    order_sources,
     orders,
     profiles,
     push_errors,
+    tracking_events,
+    tracking_sessions,
+    visitors,
 )
 
 log = logging.getLogger("patron.gdpr")
@@ -437,16 +441,20 @@ def _import_batches(conn: Connection, account_id: int, person: Person, op: Op) -
     rows = conn.execute(
         select(t.c.id, t.c.request_id, t.c.records).where(t.c.account_id == account_id, t.c.id <= own)
     )
+    browsers = set(_visitors_of(conn, account_id, person))
+
+    def theirs(record: dict[str, Any]) -> bool:  # a tag event of their browser counts as theirs
+        beacon = record.get("beacon")
+        return person.owns(record) or (isinstance(beacon, dict) and beacon.get("cid") in browsers)
+
     for row in rows.all():
         if row.request_id == op.request_id:
             done = [{"@type": ANONYMISE, "@anonymised": True}]
             conn.execute(update(t).where(t.c.id == row.id).values(records=_encode(done)))
         else:
             records = _decode_list(row.records)
-            if any(person.owns(r) for r in records):
-                kept = [
-                    {"@type": r.get("@type"), "@anonymised": True} if person.owns(r) else r for r in records
-                ]
+            if any(theirs(r) for r in records):
+                kept = [{"@type": r.get("@type"), "@anonymised": True} if theirs(r) else r for r in records]
                 conn.execute(update(t).where(t.c.id == row.id).values(records=_encode(kept)))
 
 
@@ -461,13 +469,60 @@ def _email_clicks(conn: Connection, account_id: int, person: Person, op: Op) -> 
         )
         if row.profile in person.profiles or person.owns(row.recipient)
     ]
-    for chunk in [theirs[i : i + 400] for i in range(0, len(theirs), 400)] or [[]]:
+    for chunk in _chunked(theirs) or [[]]:
         conn.execute(
             delete(t).where(
                 t.c.account_id == account_id,
                 t.c.profile.in_(person.profiles) | t.c.message_id.in_(chunk),
             )
         )
+
+
+def _visitors_of(conn: Connection, account_id: int, person: Person) -> list[str]:
+    """The tag's cookie ids of the person's browsers."""
+    v = visitors
+    return list(
+        conn.execute(
+            select(v.c.cid).where(v.c.account_id == account_id, v.c.profile.in_(person.profiles))
+        ).scalars()
+    )
+
+
+def _tracking_events(conn: Connection, account_id: int, person: Person, op: Op) -> None:
+    """What their browsers did goes, and any identify or profile event that names them."""
+    t = tracking_events
+    for chunk in _chunked(_visitors_of(conn, account_id, person)):
+        conn.execute(delete(t).where(t.c.account_id == account_id, t.c.cid.in_(chunk)))
+    naming = conn.execute(
+        select(t.c.id, t.c.data).where(t.c.account_id == account_id, t.c.kind.in_(("identify", "profile")))
+    )
+    gone = [row.id for row in naming if person.owns(msgspec.json.decode(row.data))]
+    for chunk in _chunked(gone):
+        conn.execute(delete(t).where(t.c.id.in_(chunk)))
+
+
+def _tracking_sessions(conn: Connection, account_id: int, person: Person, op: Op) -> None:
+    t = tracking_sessions
+    conn.execute(delete(t).where(t.c.account_id == account_id, t.c.profile.in_(person.profiles)))
+    for chunk in _chunked(_visitors_of(conn, account_id, person)):
+        conn.execute(delete(t).where(t.c.account_id == account_id, t.c.cid.in_(chunk)))
+
+
+def _order_sources(conn: Connection, account_id: int, person: Person, op: Op) -> None:
+    """Their orders stay (for revenue); where they came from on the site goes."""
+    t = order_sources
+    for chunk in _chunked(_visitors_of(conn, account_id, person)):
+        conn.execute(delete(t).where(t.c.account_id == account_id, t.c.cid.in_(chunk)))
+
+
+def _visitors(conn: Connection, account_id: int, person: Person, op: Op) -> None:
+    """Last of the tracking tables: the others find the person's browsers here."""
+    v = visitors
+    conn.execute(delete(v).where(v.c.account_id == account_id, v.c.profile.in_(person.profiles)))
+
+
+def _chunked(values: list[Any], size: int = 400) -> list[list[Any]]:
+    return [values[i : i + size] for i in range(0, len(values), size)]
 
 
 def _messages(conn: Connection, account_id: int, person: Person, op: Op) -> None:
@@ -522,6 +577,10 @@ HANDLERS: dict[str, Handler] = {
     "import_batches": _import_batches,
     "email_clicks": _email_clicks,
     "messages": _messages,
+    "tracking_events": _tracking_events,
+    "tracking_sessions": _tracking_sessions,
+    "order_sources": _order_sources,
+    "visitors": _visitors,
     "deletion_requests": _deletion_requests,
     "accounts": _nothing,
     "api_keys": _nothing,

@@ -23,6 +23,7 @@ from patron.api.push import accept
 from patron.ingest.push import PushReply
 from patron.records.fields import COLLECTION_PATTERN, ID_PATTERN, NO_NUL_PATTERN
 from patron.records.types import Contact, CustomEvent, Order, Product
+from patron.tracking import read as tracking
 
 JSON = "application/json"
 #: The path segments that name a record, with the checks of the record's own fields (an id segment
@@ -195,7 +196,12 @@ async def list_orders(
 
 @get("/orders/{order_id:path}", summary="One order", tags=["orders"], responses=response_spec(Order))
 async def read_order(order_id: IdSegment, account: CurrentAccount, state: State) -> Response[bytes]:
-    return await _one(state, account, "order", order_id)
+    """With ``@attribution`` (an extension) when the website tag saw the order confirmed."""
+    key = _last(order_id)
+    doc = await state.store.read(lambda conn: tracking.order_with_attribution(conn, account.id, key))
+    if doc is None:
+        raise field_problem(404, "id", f"no order {key!r} in this account")
+    return Response(doc.encode(), media_type=JSON)
 
 
 @post(

@@ -25,6 +25,7 @@ from patron.profiles.build import Profile
 from patron.profiles.operations import MERGE
 from patron.profiles.requests import MergeRequest
 from patron.records.fields import NO_NUL_PATTERN
+from patron.tracking import read as tracking
 
 ProfileId = Annotated[str, PathParameter(pattern=NO_NUL_PATTERN, max_length=64)]
 _merge_request = msgspec.json.Decoder(MergeRequest)
@@ -111,4 +112,22 @@ async def export_profile(profile_id: ProfileId, account: CurrentAccount, state: 
     return or_404(found, "profile_id", f"no profile {profile_id!r} in this account")
 
 
-HANDLERS = [list_profiles, read_profile, export_profile, merge_profile, merge_status]
+@get(
+    "/profiles/{profile_id:str}/activity",
+    summary="A profile's timeline, newest first: on the site, through the API and in email (an extension)",
+    tags=["profiles"],
+    responses=ITEM_ERRORS,
+)
+async def profile_activity(
+    profile_id: ProfileId,
+    account: CurrentAccount,
+    state: State,
+    limit: Limit = entities.DEFAULT_LIMIT,
+    offset: Offset = 0,
+) -> list[tracking.Activity]:
+    page = entities.Page.of(limit, offset, None)
+    found = await state.store.read(lambda conn: tracking.activity(conn, account.id, profile_id, page))
+    return or_404(found, "profile_id", f"no profile {profile_id!r} in this account")
+
+
+HANDLERS = [list_profiles, read_profile, export_profile, profile_activity, merge_profile, merge_status]

@@ -77,7 +77,7 @@ def count_queued(conn: Connection, account_id: int, change: int) -> None:
 def enqueue(
     conn: Connection,
     account_id: int,
-    queue_limit: int,
+    queue_limit: int | None,
     request_id: str,
     batch: Batch,
     raw_records: list[bytes],

@@ -58,6 +58,7 @@ class WorkerProcess:
             **({"PATRON_SMTP_URL": settings.smtp_url} if settings.smtp_url else {}),
             "PATRON_SMTP_BACKOFF": str(settings.smtp_backoff),
             "PATRON_SMTP_LEASE": str(settings.smtp_lease),
+            "PATRON_SESSION_IDLE": str(settings.session_idle),
         }
         self._process: subprocess.Popen[bytes] | None = None
         self._stopping = threading.Event()

@@ -30,6 +30,7 @@ from patron.profiles import operations
 from patron.profiles.link import Linker, Op
 from patron.store import Store, StoreUnavailable, lock_account
 from patron.store.schema import import_batches
+from patron.tracking import events
 
 log = logging.getLogger("patron.worker")
 #: Roughly how many records one round (one transaction) applies.
@@ -187,7 +188,9 @@ def _write(conn: Connection, batches: list[Queued], times: list[datetime], chang
                     ops.append(Op(batch.record_type, record, step, at, batch.request_id, index))
         linker.preload(ops)
         for op in ops:
-            if op.step is None:
+            if op.record_type == events.TRACK:
+                events.apply(linker, op)
+            elif op.step is None:
                 linker.flush()  # an operation reads and moves what the records before it made
                 linker.forget()
                 OPERATIONS[op.record_type](linker, op)

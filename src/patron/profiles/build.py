@@ -26,6 +26,7 @@ from patron.store.schema import (
     lists,
     orders,
     profiles,
+    tracking_sessions,
 )
 
 _encode = msgspec.json.Encoder().encode
@@ -60,6 +61,7 @@ class Facts(NamedTuple):
     lists: list[tuple[str, str | None]]  # (id, title)
     consent: dict[str, tuple[str, datetime]]  # channel -> latest (status, when)
     clicks: tuple[int, datetime | None] = (0, None)  # verified email links clicked, and the last
+    visits: tuple[int, datetime | None, datetime | None] = (0, None, None)  # sessions, first, last
 
 
 def second(value: str | None) -> str | None:
@@ -187,8 +189,8 @@ def document(facts: Facts) -> Profile:
             acquired=second(min(acquired)) if acquired else second(facts.created_at.isoformat()),
             first_purchase=second(s.first),
             last_purchase=second(s.last),
-            first_seen=None,
-            last_seen=None,
+            first_seen=second(facts.visits[1].isoformat()) if facts.visits[1] else None,
+            last_seen=second(facts.visits[2].isoformat()) if facts.visits[2] else None,
             last_email_click=second(facts.clicks[1].isoformat()) if facts.clicks[1] else None,
         ),
         stats=Stats(
@@ -197,7 +199,7 @@ def document(facts: Facts) -> Profile:
             revenue=round(s.revenue, 2),
             aov=round(s.revenue / s.orders, 2) if s.orders else 0.0,
             total_items=s.items,
-            visits=0,
+            visits=facts.visits[0],
             email_clicks=facts.clicks[0],
         ),
         tags=[],
@@ -278,6 +280,20 @@ def _facts(conn: Connection, account_id: int, rows: list[Any]) -> list[Facts]:
             .group_by(e.c.profile)
         )
     }
+    t = tracking_sessions
+    visits = {
+        row.profile: (int(row.n), row.first, row.last)
+        for row in conn.execute(
+            select(
+                t.c.profile,
+                func.count().label("n"),
+                func.min(t.c.started_at).label("first"),
+                func.max(t.c.last_at).label("last"),
+            )
+            .where(t.c.account_id == account_id, t.c.profile.in_(ids))
+            .group_by(t.c.profile)
+        )
+    }
     return [
         Facts(
             r.profile_id,
@@ -288,6 +304,7 @@ def _facts(conn: Connection, account_id: int, rows: list[Any]) -> list[Facts]:
             found_lists[r.profile_id],
             latest[r.profile_id],
             clicks.get(r.profile_id, (0, None)),
+            visits.get(r.profile_id, (0, None, None)),
         )
         for r in rows
     ]

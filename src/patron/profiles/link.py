@@ -275,13 +275,13 @@ class Linker:
             profile: str | None = current
         else:
             profile_id = ids[2] if len(ids) > 2 else None
-            profile = self.live(profile_id) or self._customer(ids[0], ids[1], op.at)
+            profile = self.live(profile_id) or self.customer(ids[0], ids[1], op.at)
         links[step.key] = profile
         for touched in (current, profile):
             if touched is not None:
                 self.touched.add(touched)
 
-    def _customer(self, customer_id: Any, email: Any, at: datetime) -> str | None:
+    def customer(self, customer_id: Any, email: Any, at: datetime) -> str | None:
         """The profile of a customer known by id and/or email, made when none matches (section 5.2)."""
         ids = identifiers(customer_id, email, None, match_phone=False)
         if not ids:

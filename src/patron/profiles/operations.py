@@ -22,6 +22,8 @@ from patron.store.schema import (
     merge_jobs,
     orders,
     profiles,
+    tracking_sessions,
+    visitors,
 )
 
 MERGE = "merge"
@@ -111,7 +113,7 @@ def _merge_one(linker: Linker, merged: str, survivor: str, at: datetime) -> None
     if moved:
         rows = [{"kind": kind, "value": value} for kind, value in moved]
         linker.conn.execute(insert(i).values(account_id=account, profile=survivor, created_at=at), rows)
-    for table in (contacts, orders, custom_events, consents, email_clicks):
+    for table in (contacts, orders, custom_events, consents, email_clicks, visitors, tracking_sessions):
         linker.conn.execute(
             update(table)
             .where(table.c.account_id == account, table.c.profile == merged)

@@ -423,3 +423,82 @@ email_clicks = Table(
     Column("clicked_at", UTCDateTime(), nullable=False),
     Index("ix_email_clicks_account_profile", "account_id", "profile"),
 )
+
+
+# on-site tracking (the website tag) ----------------------------------------------------------------
+
+#: Visitors: a browser, known by the tag's cookie id (``cid``), linked to a profile once identified.
+visitors = Table(
+    "visitors",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    _account_id(),
+    Column("cid", String(64), nullable=False),
+    Column("profile", String(32), nullable=True),
+    Column("first_source", Text, nullable=True),  # JSON: the visitor's first traffic source (osrc)
+    Column("first_seen", UTCDateTime(), nullable=False),
+    Column("last_seen", UTCDateTime(), nullable=False),
+    UniqueConstraint("account_id", "cid", name="uq_visitors_account_cid"),
+    Index("ix_visitors_account_profile", "account_id", "profile"),
+)
+
+#: Sessions, as the tag numbers them (``sid``), with what happened in them.
+tracking_sessions = Table(
+    "tracking_sessions",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    _account_id(),
+    Column("session_id", String(128), nullable=False),
+    Column("cid", String(64), nullable=False),
+    Column("profile", String(32), nullable=True),
+    Column("site", String(200), nullable=True),
+    Column("source", Text, nullable=True),  # JSON: the traffic source the session began with (src)
+    Column("page_views", Integer, nullable=False, default=0),
+    Column("product_views", Integer, nullable=False, default=0),
+    Column("basket_adds", Integer, nullable=False, default=0),
+    Column("basket", Text, nullable=True),  # JSON: the latest basket set
+    Column("checkout_stage", Text, nullable=True),
+    Column("transactions", Text, nullable=False, default="[]"),  # JSON: order ids
+    # null while open; abandoned_basket | browse_abandoned | converted | ended, once idle
+    Column("outcome", String(32), nullable=True),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("last_at", UTCDateTime(), nullable=False),
+    Column("ended_at", UTCDateTime(), nullable=True),
+    # a session is its visitor's: another browser sending the same id does not join it
+    UniqueConstraint("account_id", "cid", "session_id", name="uq_tracking_sessions_account_session"),
+    Index("ix_tracking_sessions_account_profile", "account_id", "profile"),
+    Index("ix_tracking_sessions_open", "ended_at", "last_at"),
+)
+
+#: Every event the tag sent that decoded: page views, product views, baskets, checkout steps,
+#: transactions, identifies and custom tag events.
+tracking_events = Table(
+    "tracking_events",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    _account_id(),
+    Column("session_id", String(128), nullable=False),
+    Column("cid", String(64), nullable=False),
+    Column("kind", String(100), nullable=False),  # pageview | viewproduct | ... | a custom type
+    Column("channel", String(16), nullable=False),  # system | custom
+    Column("url", Text, nullable=True),
+    Column("page_type", String(200), nullable=True),
+    Column("data", Text, nullable=False),  # JSON: the event's d
+    Column("occurred_at", UTCDateTime(), nullable=False),
+    Index("ix_tracking_events_account_session", "account_id", "cid", "session_id", "id"),
+)
+
+#: Orders the tag saw confirmed (``trackTransaction``), with the sources they came from.
+order_sources = Table(
+    "order_sources",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    _account_id(),
+    Column("order_id", String(512), nullable=False),
+    Column("session_id", String(128), nullable=False),
+    Column("cid", String(64), nullable=False),
+    Column("first_touch", Text, nullable=True),  # JSON source
+    Column("last_touch", Text, nullable=True),  # JSON source
+    Column("created_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("account_id", "order_id", name="uq_order_sources_account_order"),
+)

@@ -1,0 +1,116 @@
+"""The website tag and its collector (reference section 9): ``GET /tags/{account hash}.js`` serves
+Patron's tag, beaconing to the host that served it; ``GET /track/v3/{hash}/event.gif`` and ``POST
+/track/v3/{hash}/event.html`` take its events (or those of Ometria's own tag pointed here). No API
+key: they are public. Every answer is the same GIF (or empty page), whatever came in: nothing tells
+whether an account exists or an event was kept. What does not decode is dropped; a browser or an
+address sending more than its limit (``PATRON_TRACK_PER_VISITOR``, ``PATRON_TRACK_PER_ADDRESS``,
+counted in each API process) is dropped too."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import re
+import time
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import parse_qs
+
+from litestar import Request, Response, get, post
+from litestar.datastructures import State
+from litestar.params import PathParameter
+
+from patron.accounts import now
+from patron.config import Settings
+from patron.ratelimits import RateLimiter
+from patron.tracking import collect, wire
+
+log = logging.getLogger("patron.tracking")
+TAG = (Path(__file__).parent.parent / "static" / "tag.js").read_text()
+GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
+EMPTY_PAGE = "<!doctype html><title></title>"
+_HASH = re.compile(r"^[0-9a-f]{16}$")
+Text = Annotated[str, PathParameter()]
+#: Account ids by hash, and when an unknown hash may be looked up again.
+_known: dict[str, int] = {}
+_unknown: dict[str, float] = {}
+
+
+def _nothing(html: bool) -> Response[Any]:
+    if html:
+        return Response(EMPTY_PAGE, media_type="text/html", headers={"Cache-Control": "no-store"})
+    return Response(GIF, media_type="image/gif", headers={"Cache-Control": "no-store"})
+
+
+@get("/tags/{name:str}", include_in_schema=False)
+async def tag(name: Text, request: Request[Any, Any, Any]) -> Response[Any]:
+    """The tag for an account: cacheable, and the same for any well-formed hash."""
+    account_hash = name.removesuffix(".js")
+    if not name.endswith(".js") or not _HASH.match(account_hash):
+        return Response("/* no such tag */", status_code=404, media_type="application/javascript")
+    origin = str(request.base_url).rstrip("/")
+    body = TAG.replace("__PATRON_ORIGIN__", origin).replace("__ACCOUNT_HASH__", account_hash)
+    etag = '"' + hashlib.sha256(body.encode()).hexdigest()[:32] + '"'
+    headers = {"Cache-Control": "public, max-age=300", "ETag": etag}
+    if request.headers.get("if-none-match") == etag:
+        return Response(b"", status_code=304, headers=headers)
+    return Response(body, media_type="application/javascript; charset=utf-8", headers=headers)
+
+
+async def _account(state: State, account_hash: str) -> int | None:
+    if account_hash in _known:
+        return _known[account_hash]
+    if _unknown.get(account_hash, 0) > time.monotonic() or not _HASH.match(account_hash):
+        return None
+    found: int | None = await state.store.read(lambda conn: collect.account_id(conn, account_hash))
+    if found is None:
+        if len(_unknown) > 10_000:
+            _unknown.clear()
+        _unknown[account_hash] = time.monotonic() + 60
+    else:
+        _known[account_hash] = found
+    return found
+
+
+async def _take(state: State, request: Request[Any, Any, Any], account_hash: str, data: str) -> None:
+    limiter: RateLimiter = state.track_limiter
+    settings: Settings = state.settings
+    address = request.client.host if request.client else "?"
+    if not (await limiter.hit(f"address:{address}", "track", settings.track_per_address)).allowed:
+        return
+    beacon = wire.decode(data)
+    if beacon is None:
+        return
+    if not (await limiter.hit(f"visitor:{beacon.cid}", "track", settings.track_per_visitor)).allowed:
+        return
+    account = await _account(state, account_hash)
+    if account is None:
+        return
+    at = now()
+    try:
+        await state.store.write(lambda conn: collect.queue(conn, account, beacon, at))
+    except Exception:  # the store is down: the event is lost, the page is not broken
+        log.warning("a tracking event could not be kept", exc_info=True)
+        return
+    state.worker.wake()
+
+
+@get("/track/v3/{account_hash:str}/event.gif", include_in_schema=False)
+async def beacon(account_hash: Text, request: Request[Any, Any, Any], state: State) -> Response[Any]:
+    data = request.query_params.get("data")
+    if isinstance(data, str):
+        await _take(state, request, account_hash, data)
+    return _nothing(html=False)
+
+
+@post("/track/v3/{account_hash:str}/event.html", include_in_schema=False, status_code=200)
+async def beacon_form(account_hash: Text, request: Request[Any, Any, Any], state: State) -> Response[Any]:
+    form = parse_qs((await request.body())[: wire.MAX_DATA * 2].decode("ascii", "replace"))
+    data = form.get("data", [None])[0]
+    if data:
+        await _take(state, request, account_hash, data)
+    return _nothing(html=True)
+
+
+HANDLERS = [tag, beacon, beacon_form]

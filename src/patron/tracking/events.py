@@ -1,0 +1,195 @@
+"""What each tag event does, applied by the worker in arrival order with the account's pushes: the
+visitor and its session are kept up to date (counts, the latest basket, the checkout step, the
+orders confirmed), the event is kept, ``identify`` links the visitor and its earlier sessions to a
+profile, and ``transaction`` gives the order its sources (first touch and last touch)."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+
+import msgspec
+from sqlalchemy import Connection, insert, select, update
+
+from patron.profiles.identity import normalise
+from patron.profiles.link import Linker, Op
+from patron.store.schema import order_sources, tracking_events, tracking_sessions, visitors
+from patron.tracking import sources
+from patron.tracking.wire import Beacon
+
+TRACK = "track"
+_EMAIL = re.compile(r"^\S+@\S+\.\S+$")
+_encode = msgspec.json.Encoder().encode
+
+
+class Hit(msgspec.Struct):
+    """A decoded beacon as it is queued: the event and when it arrived."""
+
+    beacon: Beacon
+    at: datetime
+
+
+def _number(value: Any) -> float | None:
+    """A number as the tag sends it (a string, perhaps with a currency sign)."""
+    text = re.sub(r"[^0-9.\-]", "", str(value)) if value is not None else ""
+    try:
+        return float(text) if text else None
+    except ValueError:
+        return None
+
+
+def basket(d: dict[str, Any]) -> dict[str, Any]:
+    """A ``setbasket`` event's basket, with its lines."""
+    given = d.get("lis")
+    lines: list[Any] = given if isinstance(given, list) else []
+    return {
+        "id": d.get("id"),
+        "total": _number(d.get("total")),
+        "currency": d.get("cur"),
+        "size": _number(d.get("size")),
+        "url": d.get("url"),
+        "lines": [
+            {
+                name: value
+                for name, value in (
+                    ("product_id", line.get("pid")),
+                    ("variant_id", line.get("vid")),
+                    ("quantity", _number(line.get("q"))),
+                    ("total", _number(line.get("tot"))),
+                )
+                if value is not None and value != "null"
+            }
+            for line in lines
+            if isinstance(line, dict) and line.get("pid")
+        ],
+    }
+
+
+def apply(linker: Linker, op: Op) -> None:
+    """One tag event (the worker's record type ``track``)."""
+    hit = msgspec.convert(op.record, Hit, strict=False)
+    b, at = hit.beacon, hit.at
+    conn, account = linker.conn, linker.account_id
+    v, s = visitors, tracking_sessions
+    visitor = conn.execute(
+        select(v.c.id, v.c.profile, v.c.first_source).where(v.c.account_id == account, v.c.cid == b.cid)
+    ).first()
+    if visitor is None:
+        first = sources.encode(sources.parse(b.osrc or b.src))
+        conn.execute(
+            insert(v).values(account_id=account, cid=b.cid, first_source=first, first_seen=at, last_seen=at)
+        )
+        profile, first_source = None, first
+    else:
+        conn.execute(update(v).where(v.c.id == visitor.id).values(last_seen=at))
+        profile, first_source = visitor.profile, visitor.first_source
+    this_session = (s.c.account_id == account) & (s.c.cid == b.cid) & (s.c.session_id == b.sid)
+    session = conn.execute(select(s).where(this_session)).first()
+    if session is None:
+        conn.execute(
+            insert(s).values(
+                account_id=account,
+                session_id=b.sid,
+                cid=b.cid,
+                profile=profile,
+                site=b.site,
+                source=sources.encode(sources.parse(b.src)),
+                page_views=0,
+                product_views=0,
+                basket_adds=0,
+                transactions="[]",
+                started_at=at,
+                last_at=at,
+            )
+        )
+        session = conn.execute(select(s).where(this_session)).first()
+    assert session is not None
+    changes = _changes(conn, account, b, session, first_source, at)
+    conn.execute(update(s).where(s.c.id == session.id).values(last_at=max(at, session.last_at), **changes))
+    d = dict(b.d)
+    conn.execute(
+        insert(tracking_events).values(
+            account_id=account,
+            session_id=b.sid,
+            cid=b.cid,
+            kind=b.type,
+            channel="custom" if b.channel == "custom" else "system",
+            url=b.url,
+            page_type=str(d.get("type"))[:200] if b.type == "pageview" and d.get("type") else None,
+            data=_encode(d).decode(),
+            occurred_at=at,
+        )
+    )
+    if b.type == "identify":
+        profile = _identify(linker, b, at) or profile
+    if profile is not None:
+        linker.touched.add(profile)
+
+
+def _changes(
+    conn: Connection, account: int, b: Beacon, session: Any, first_source: str | None, at: datetime
+) -> dict[str, Any]:
+    """What the event changes in its session (and, for a transaction, the order's sources)."""
+    d = b.d
+    if b.type == "pageview":
+        return {"page_views": session.page_views + 1}
+    if b.type == "viewproduct":
+        return {"product_views": session.product_views + 1}
+    if b.type == "addtobasket":
+        return {"basket_adds": session.basket_adds + 1}
+    if b.type == "setbasket":
+        return {"basket": _encode(basket(d)).decode()}
+    if b.type == "checkout" and d.get("stage") is not None:
+        return {"checkout_stage": str(d["stage"])[:200]}
+    if b.type == "transaction" and isinstance(d.get("tid"), str) and d["tid"]:
+        order_id = d["tid"][:512]
+        done: list[str] = msgspec.json.decode(session.transactions)
+        o = order_sources
+        known = conn.execute(
+            select(o.c.id).where(o.c.account_id == account, o.c.order_id == order_id)
+        ).first()
+        if known is None:
+            conn.execute(
+                insert(o).values(
+                    account_id=account,
+                    order_id=order_id,
+                    session_id=b.sid,
+                    cid=b.cid,
+                    first_touch=first_source,
+                    last_touch=session.source,
+                    created_at=at,
+                )
+            )
+        return {"transactions": _encode([*done, order_id] if order_id not in done else done).decode()}
+    return {}
+
+
+def _identify(linker: Linker, b: Beacon, at: datetime) -> str | None:
+    """Link the visitor, and its sessions no profile has yet, to the profile ``uiid`` names: the one
+    holding the email (made when none does), or ``omid:<profile id>``."""
+    uiid = b.d.get("uiid") or b.uiid
+    if not isinstance(uiid, str):
+        return None
+    if uiid.startswith("omid:"):
+        profile = linker.live(uiid[5:])
+    elif _EMAIL.match(uiid) and normalise("email", uiid):
+        profile = linker.customer(None, uiid, at)
+    else:
+        return None
+    if profile is None:
+        return None
+    v, s = visitors, tracking_sessions
+    account = linker.account_id
+    conn = linker.conn
+    conn.execute(update(v).where(v.c.account_id == account, v.c.cid == b.cid).values(profile=profile))
+    conn.execute(
+        update(s)
+        .where(
+            s.c.account_id == account,
+            s.c.cid == b.cid,
+            s.c.profile.is_(None) | (s.c.session_id == b.sid),
+        )
+        .values(profile=profile)
+    )
+    return profile

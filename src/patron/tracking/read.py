@@ -1,0 +1,119 @@
+"""Reading what tracking built: a profile's timeline (``GET /v2/profiles/{id}/activity``) and an
+order's sources (the ``@attribution`` of ``GET /v2/orders/{id}``); both extensions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import msgspec
+from sqlalchemy import Connection, select
+
+from patron.entities import Page, get_document
+from patron.profiles.build import survivor
+from patron.store.schema import (
+    custom_events,
+    email_clicks,
+    order_sources,
+    orders,
+    tracking_events,
+    tracking_sessions,
+)
+
+_decode = msgspec.json.decode
+
+
+class Activity(msgspec.Struct, omit_defaults=True):
+    """One thing a person did, newest first: on the site (``web``: page views, product views,
+    baskets, checkout steps, transactions, tag events), through the Data API (``api``: orders and
+    custom events, abandonment events included) or in an email (``email``: a verified link clicked)."""
+
+    timestamp: str
+    channel: str
+    type: str
+    session_id: str | None = None
+    url: str | None = None
+    page_type: str | None = None
+    id: str | None = None
+    data: dict[str, Any] = {}
+
+
+def activity(conn: Connection, account_id: int, profile_id: str, page: Page) -> list[Activity] | None:
+    """The profile's timeline, newest first (``None``: no such profile)."""
+    live = survivor(conn, account_id, profile_id)
+    if live is None:
+        return None
+    wanted = page.offset + page.limit
+    e, s = tracking_events, tracking_sessions
+    found: list[tuple[datetime, int, Activity]] = []
+    web = conn.execute(
+        select(e.c.id, e.c.kind, e.c.session_id, e.c.url, e.c.page_type, e.c.data, e.c.occurred_at)
+        .join(
+            s,
+            (s.c.account_id == e.c.account_id) & (s.c.cid == e.c.cid) & (s.c.session_id == e.c.session_id),
+        )
+        .where(e.c.account_id == account_id, s.c.profile == live)
+        .order_by(e.c.occurred_at.desc(), e.c.id.desc())
+        .limit(wanted)
+    )
+    for row in web:
+        item = Activity(_time(row.occurred_at), "web", row.kind, row.session_id, row.url, row.page_type)
+        item.data = _decode(row.data)
+        found.append((row.occurred_at, row.id, item))
+    c = custom_events
+    for event in conn.execute(
+        select(c.c.id, c.c.event_id, c.c.event_type, c.c.data, c.c.updated_at)
+        .where(c.c.account_id == account_id, c.c.profile == live)
+        .order_by(c.c.updated_at.desc(), c.c.id.desc())
+        .limit(wanted)
+    ):
+        doc = _decode(event.data)
+        item = Activity(_time(event.updated_at), "api", event.event_type, id=event.event_id)
+        item.data = doc.get("properties") or {}
+        found.append((event.updated_at, event.id, item))
+    o = orders
+    for order in conn.execute(
+        select(o.c.id, o.c.order_id, o.c.data, o.c.updated_at)
+        .where(o.c.account_id == account_id, o.c.profile == live)
+        .order_by(o.c.updated_at.desc(), o.c.id.desc())
+        .limit(wanted)
+    ):
+        doc = _decode(order.data)
+        item = Activity(_time(order.updated_at), "api", "order", id=order.order_id)
+        item.data = {k: doc[k] for k in ("status", "grand_total", "currency", "timestamp") if k in doc}
+        found.append((order.updated_at, order.id, item))
+    k = email_clicks
+    for click in conn.execute(
+        select(k.c.id, k.c.message_id, k.c.url, k.c.clicked_at)
+        .where(k.c.account_id == account_id, k.c.profile == live)
+        .order_by(k.c.clicked_at.desc(), k.c.id.desc())
+        .limit(wanted)
+    ):
+        item = Activity(_time(click.clicked_at), "email", "email_click", url=click.url, id=click.message_id)
+        found.append((click.clicked_at, click.id, item))
+    found.sort(key=lambda f: (f[0], f[1]), reverse=True)
+    return [item for _, _, item in found[page.offset : wanted]]
+
+
+def _time(moment: datetime) -> str:
+    return moment.isoformat()
+
+
+def order_with_attribution(conn: Connection, account_id: int, order_id: str) -> str | None:
+    """The stored order, with ``@attribution`` (the session that confirmed it on the site and the
+    visitor's first and that session's traffic source) when the tag saw it."""
+    document = get_document(conn, "order", account_id, order_id)
+    if document is None:
+        return None
+    o = order_sources
+    row = conn.execute(select(o).where(o.c.account_id == account_id, o.c.order_id == order_id)).first()
+    if row is None:
+        return document
+    doc = _decode(document)
+    doc["@attribution"] = {
+        "session_id": row.session_id,
+        "first_touch": _decode(row.first_touch) if row.first_touch else None,
+        "last_touch": _decode(row.last_touch) if row.last_touch else None,
+        "timestamp": row.created_at.isoformat(),
+    }
+    return msgspec.json.encode(doc).decode()
