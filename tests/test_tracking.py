@@ -108,7 +108,10 @@ def eventually(check: Callable[[], Any], what: str) -> Any:
 
 #: Payloads built by hand as Ometria's tag builds them: encodeURIComponent on every key and value
 #: (brackets as %5B %5D), null as "null", booleans as true/false.
-COMMON = "cid=abcdefgh12345678&sid=abcdef1234XYZ&cnew=1&snew=1&nses=1&npv=1&url=https%3A%2F%2Fshop.example%2Fp%3Fx%3D1&site=uk"
+COMMON = (
+    "cid=abcdefgh12345678&sid=abcdef1234XYZ&cnew=1&snew=1&nses=1&npv=1&tlast=0&site=uk&osts=1795740182"
+    "&url=https%3A%2F%2Fshop.example%2Fp%3Fx%3D1&src=%7C%7C%7C%7Cnewsletter%7C%7C20784&dsize=1280x720"
+)
 HAND_BUILT = {
     "pageview": (
         "d%5Btype%5D=product&d%5Bpid%5D=p-1&d%5Brurl%5D=https%3A%2F%2Fwww.google.com%2F",

@@ -23,7 +23,7 @@ _PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
 Short = Annotated[str, Meta(max_length=200, pattern=_PRINTABLE)]
 Id = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 Url = Annotated[str, Meta(max_length=4096, pattern=_PRINTABLE)]
-Count = Annotated[int, Meta(ge=0, le=10**9)]
+Count = Annotated[int, Meta(ge=0, le=10**12)]  # counts, and unix times (osts)
 
 
 class Beacon(msgspec.Struct, kw_only=True):
@@ -98,7 +98,7 @@ def query(text: str) -> dict[str, Any] | None:
 
 def unswap(data: str) -> str | None:
     """The query string a ``data`` value carries (its letters' case swapped back, then base64)."""
-    text = data.strip().replace(" ", "+")  # a "+" that arrived unescaped was read as a space
+    text = data.replace(" ", "+").strip()  # a "+" that arrived unescaped was read as a space
     if not text or len(text) > MAX_DATA or not re.fullmatch(r"[A-Za-z0-9+/]+={0,2}", text):
         return None
     try:
