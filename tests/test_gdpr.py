@@ -22,6 +22,7 @@ from sqlalchemy import LargeBinary, String, Text, select
 from conftest import Tenant, push, run_cli, wait_applied
 from patron import gdpr
 from patron.store.schema import metadata
+from patron.tracking import wire
 from test_push import App, Client, app_fixtures, assert_problem, read
 
 shared, client, make_tenant = app_fixtures()
@@ -156,6 +157,15 @@ def seed(app: App, tenant: Tenant, who: Someone) -> None:
     html = read(client, tenant, f"/v2/transactional-email/{mail.json()['message_id']}")["html"]
     [link] = re.findall(r'href="([^"]+)"', html)
     assert client.get(link[link.index("/c/") :], follow_redirects=False).status_code == 302  # a click
+    browser = {"cid": f"{who.tag}-browser", "sid": f"{who.tag}-session", "src": "news.example||email||||1"}
+    for kind, d, url in (
+        ("pageview", {"type": "homepage"}, f"https://shop.example/?om_user={who.email}"),
+        ("identify", {"uiid": who.email, "profile": {"firstname": first}}, None),
+        ("setbasket", {"id": "b", "total": "40", "lis": [{"pid": "p-1", "q": "1", "tot": "40"}]}, None),
+        ("transaction", {"tid": f"{who.tag}-order-1"}, None),
+    ):
+        event = wire.encode({**browser, "type": kind, "channel": "system", "url": url, "d": d})
+        assert client.get(f"/track/v3/{tenant.hash}/event.gif", params={"data": event}).status_code == 200
     failed = client.post(
         "/v2/merge-profile",
         json={

@@ -92,6 +92,13 @@ def shop_pages(tag_url: str) -> Callable[[str, dict[str, list[str]]], str | None
                 'ometria.init("confirmation"); ometria.trackTransaction("order-1"); localStorage.clear();'
             )
             return page_html(tag_url, "Thank you", "", script)
+        if path == "/extras":
+            script = (
+                'ometria.setPageType("search"); ometria.setPageData({"search": "hats"});'
+                ' ometria.observeEmailInputs("#news"); ometria.init("content", {}, "uk");'
+                ' ometria.track("wishlist", {"pid": "p-1"}); ometria.setProfileData({"firstname": "Carol"});'
+            )
+            return page_html(tag_url, "Extras", '<label>News <input id="news"></label>', script)
         return None
 
     return render
@@ -280,3 +287,50 @@ def test_a_basket_left_behind_becomes_an_abandoned_basket_event_once_the_session
         assert (event["properties"]["total"], event["properties"]["currency"]) == (10, "GBP")
         assert event["properties"]["basket_url"] == "/basket"
         assert read(http, tenant, f"/v2/profiles/{profile['id']}/activity")[0]["type"] == "abandoned_basket"
+
+
+def test_the_rest_of_the_tags_methods_and_its_session_rules(
+    tmp_path: Path, patron_environment: dict[str, str]
+) -> None:
+    """``om_user`` in the URL, page type and data overrides, a store id, a custom event, profile data,
+    an email typed into an observed input (another person: a new visitor), and the 30-minute rule."""
+    with patron(tmp_path, patron_environment) as (server, tenant), server.client() as http:
+        with demo_shop(f"{server.url}/tags/{tenant.hash}.js") as shop, browser_page() as page:
+            visit(page, f"{shop}/extras?om_user=carol%40example.org")
+            first = page.evaluate("ometria._debug().cookie")
+            assert (first["uiid"], int(first["nses"])) == ("carol@example.org", 1)
+            page.fill("#news", "dave@example.org")
+            page.press("#news", "Tab")  # the change event
+            page.wait_for_load_state("networkidle")
+            second = page.evaluate("ometria._debug().cookie")
+            assert second["uiid"] == "dave@example.org" and second["cid"] != first["cid"]
+            # half an hour later (the cookie's last activity moved back): a new session
+            page.evaluate("""() => {
+                var value = decodeURIComponent(document.cookie.split("ometria=2_")[1].split(";")[0]);
+                var moved = value.replace(/slt=(\\d+)/, (m, t) => "slt=" + (Number(t) - 1801));
+                document.cookie = "ometria=2_" + encodeURIComponent(moved) + "; path=/";
+            }""")
+            visit(page, f"{shop}/shoes")
+            third = page.evaluate("ometria._debug().cookie")
+            assert third["cid"] == second["cid"] and third["sid"] != second["sid"] and int(third["nses"]) == 2
+            visit(page, f"{shop}/")
+            assert page.evaluate("ometria._debug().cookie")["sid"] == third["sid"]  # within the session
+
+        [carol] = eventually(lambda: read(http, tenant, "/v2/profiles?email=carol@example.org"), "carol")
+        timeline = eventually(
+            lambda: (t := read(http, tenant, f"/v2/profiles/{carol['id']}/activity")) and len(t) >= 4 and t,
+            "carol's events",
+        )
+        by_type = {a["type"]: a for a in timeline}
+        pageview = by_type["pageview"]
+        assert (pageview["page_type"], pageview["data"]["search"]) == ("search", "hats")
+        assert by_type["wishlist"]["data"] == {"pid": "p-1"}
+        assert by_type["profile"]["data"]["profile"] == {"firstname": "Carol"}
+        assert by_type["identify"]["data"]["uiid"] == "carol@example.org"
+        [dave] = eventually(lambda: read(http, tenant, "/v2/profiles?email=dave@example.org"), "dave")
+        dave = eventually(
+            lambda: (d := read(http, tenant, f"/v2/profiles/{dave['id']}"))["stats"]["visits"] == 2 and d,
+            "dave's two sessions",
+        )
+    sessions = stored(server, patron_environment, tracking_sessions)
+    assert {s.site for s in sessions} == {"uk", "default"}
