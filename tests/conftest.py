@@ -12,6 +12,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -299,6 +300,29 @@ def server(tmp_path: Path) -> Iterator[Server]:
     server = start_server(tmp_path / "served")
     yield server
     server.stop()
+
+
+def eventually(check: Callable[[], Any], what: str, timeout: float = 30) -> Any:
+    """Poll ``check`` until it returns something true (what it returns), for at most ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not (found := check()):
+        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
+        time.sleep(0.05)
+    return found
+
+
+@contextmanager
+def served_account(tmp_path: Path, environment: dict[str, str]) -> Iterator[tuple[Server, Tenant]]:
+    """A real ``patron serve`` (for a browser) with an account whose data and push limits are lifted."""
+    data_dir = tmp_path / "data"
+    tenant = create_tenant_cli(data_dir, environment=environment)
+    unlimited = ["--data", "unlimited", "--push", "unlimited"]
+    run_cli(data_dir, "accounts", "set-limits", tenant.hash, *unlimited, environment=environment)
+    server = start_server(data_dir, environment=environment)
+    try:
+        yield server, tenant
+    finally:
+        server.stop()
 
 
 def create_tenant_cli(

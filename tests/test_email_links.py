@@ -17,7 +17,7 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 from sqlalchemy import select
 
-from conftest import Tenant, create_tenant_cli, push, run_cli, start_server
+from conftest import Tenant, eventually, push, run_cli, served_account
 from patron.email import links
 from patron.store.schema import accounts
 from test_docs_page import CHROMIUM, FLAGS
@@ -54,14 +54,6 @@ def hrefs(body: str) -> list[str]:
 def path(url: str) -> str:
     parts = urlsplit(url)
     return parts.path + (f"?{parts.query}" if parts.query else "")
-
-
-def eventually(check: Callable[[], Any], what: str) -> Any:
-    deadline = time.monotonic() + 30
-    while not (found := check()):
-        assert time.monotonic() < deadline, what
-        time.sleep(0.05)
-    return found
 
 
 def profile_of(client: Client, tenant: Tenant, email: str = ANN) -> dict[str, Any]:
@@ -343,43 +335,35 @@ def test_the_preference_centre_in_a_browser_without_javascript(
     tmp_path: Any, patron_environment: dict[str, str]
 ) -> None:
     """Open the link, untick marketing email with the keyboard, save, and see the unsubscribe."""
-    data_dir = tmp_path / "data"
-    tenant = create_tenant_cli(data_dir, environment=patron_environment)
-    unlimited = ["--data", "unlimited", "--push", "unlimited"]
-    run_cli(data_dir, "accounts", "set-limits", tenant.hash, *unlimited, environment=patron_environment)
-    server = start_server(data_dir, environment=patron_environment)
-    try:
-        with server.client() as http:
-            subscribed_by_email_and_sms(http, tenant)
-            link = preferences_link(http, tenant)
-            assert link.startswith(server.url)
-            with sync_playwright() as p:
-                browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-                try:
-                    page = browser.new_page(ignore_https_errors=True, java_script_enabled=False)
-                    page.goto(link)
-                    assert page.locator("html").get_attribute("lang") == "en"
-                    expect(page.get_by_role("heading", level=1)).to_have_text("Your preferences")
-                    email = page.get_by_label(f"Marketing email to {ANN}")
-                    sms = page.get_by_label("Marketing text messages (SMS) to +447700900123")
-                    expect(email).to_be_checked()
-                    expect(sms).to_be_checked()
-                    page.keyboard.press("Tab")  # the first control is the email box
-                    expect(email).to_be_focused()
-                    page.keyboard.press("Space")
-                    page.get_by_role("button", name="Save my preferences").click()
-                    expect(page.get_by_role("status")).to_have_text("Your preferences are saved.")
-                    expect(email).not_to_be_checked()
-                    expect(sms).to_be_checked()
-                    page.reload()  # what is stored, once the worker applied it
-                    expect(page.get_by_label(f"Marketing email to {ANN}")).not_to_be_checked()
-                finally:
-                    browser.close()
-            [unsubscribe] = eventually(
-                lambda: read(http, tenant, "/v2/unsubscribes?type=preferences_centre"), "the unsubscribe"
-            )
-            assert (unsubscribe["email_address"], unsubscribe["type"]) == (ANN, "preferences_centre")
-            assert profile_of(http, tenant)["marketing_optin"] is False
-            assert profile_of(http, tenant)["channels"]["sms"]["status"] == "subscribed"
-    finally:
-        server.stop()
+    with served_account(tmp_path, patron_environment) as (server, tenant), server.client() as http:
+        subscribed_by_email_and_sms(http, tenant)
+        link = preferences_link(http, tenant)
+        assert link.startswith(server.url)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+            try:
+                page = browser.new_page(ignore_https_errors=True, java_script_enabled=False)
+                page.goto(link)
+                assert page.locator("html").get_attribute("lang") == "en"
+                expect(page.get_by_role("heading", level=1)).to_have_text("Your preferences")
+                email = page.get_by_label(f"Marketing email to {ANN}")
+                sms = page.get_by_label("Marketing text messages (SMS) to +447700900123")
+                expect(email).to_be_checked()
+                expect(sms).to_be_checked()
+                page.keyboard.press("Tab")  # the first control is the email box
+                expect(email).to_be_focused()
+                page.keyboard.press("Space")
+                page.get_by_role("button", name="Save my preferences").click()
+                expect(page.get_by_role("status")).to_have_text("Your preferences are saved.")
+                expect(email).not_to_be_checked()
+                expect(sms).to_be_checked()
+                page.reload()  # what is stored, once the worker applied it
+                expect(page.get_by_label(f"Marketing email to {ANN}")).not_to_be_checked()
+            finally:
+                browser.close()
+        [unsubscribe] = eventually(
+            lambda: read(http, tenant, "/v2/unsubscribes?type=preferences_centre"), "the unsubscribe"
+        )
+        assert (unsubscribe["email_address"], unsubscribe["type"]) == (ANN, "preferences_centre")
+        assert profile_of(http, tenant)["marketing_optin"] is False
+        assert profile_of(http, tenant)["channels"]["sms"]["status"] == "subscribed"

@@ -86,15 +86,16 @@ def running_app(directory: Path, database_url: str | None, **settings_given: Any
         store.close()
 
 
-def app_fixtures() -> tuple[Any, Any, Any]:
-    """The fixtures of a module sharing one app: ``shared``, and ``client`` and ``make_tenant``, which
-    override conftest's (so conftest's ``tenant`` is a fresh account of the shared app)."""
+def app_fixtures(**settings: Any) -> tuple[Any, Any, Any]:
+    """The fixtures of a module sharing one app (with ``settings``): ``shared``, and ``client`` and
+    ``make_tenant``, which override conftest's (so conftest's ``tenant`` is a fresh account of the
+    shared app)."""
 
     @pytest.fixture(scope="module")
     def shared(
         tmp_path_factory: pytest.TempPathFactory, new_database_url: Callable[[], str | None]
     ) -> Iterator[App]:
-        with running_app(tmp_path_factory.mktemp("app"), new_database_url()) as app:
+        with running_app(tmp_path_factory.mktemp("app"), new_database_url(), **settings) as app:
             yield app
 
     @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import time
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -16,32 +15,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from conftest import Tenant, push
+from conftest import Tenant, eventually, push
 from patron.store.schema import tracking_events, tracking_sessions, visitors
 from patron.tracking import wire
-from test_push import App, Client, read, running_app
+from test_push import App, Client, app_fixtures, read
 
 HASH_ONLY = "0123456789abcdef"
 
 
-@pytest.fixture(scope="module")
-def shared(
-    tmp_path_factory: pytest.TempPathFactory, new_database_url: Callable[[], str | None]
-) -> Iterator[App]:
-    with running_app(
-        tmp_path_factory.mktemp("app"), new_database_url(), session_idle=1.0, track_per_visitor="30/minute"
-    ) as app:
-        yield app
-
-
-@pytest.fixture(scope="module")
-def client(shared: App) -> Client:
-    return shared.client
-
-
-@pytest.fixture(scope="module")
-def make_tenant(shared: App) -> Callable[..., Tenant]:
-    return shared.tenant
+shared, client, make_tenant = app_fixtures(session_idle=1.0, track_per_visitor="30/minute")
 
 
 def swapped(query: str) -> str:
@@ -93,14 +75,6 @@ def count(app: App, table: Any, account_hash: str | None = None) -> int:
             == select(accounts.c.id).where(accounts.c.hash == account_hash).scalar_subquery()
         )
     found: int = app.store.read_blocking(lambda conn: conn.execute(query).scalar_one())
-    return found
-
-
-def eventually(check: Callable[[], Any], what: str) -> Any:
-    deadline = time.monotonic() + 30
-    while not (found := check()):
-        assert time.monotonic() < deadline, what
-        time.sleep(0.05)
     return found
 
 

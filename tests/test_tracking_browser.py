@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -21,7 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 from playwright.sync_api import Page, sync_playwright
 from sqlalchemy import select
 
-from conftest import Server, Tenant, create_tenant_cli, push, run_cli, start_server
+from conftest import Server, eventually, push, served_account
 from patron.config import Settings
 from patron.store import open_store
 from patron.store.schema import tracking_sessions, visitors
@@ -134,19 +133,6 @@ def demo_shop(tag_url: str) -> Iterator[str]:
 
 
 @contextmanager
-def patron(tmp_path: Path, environment: dict[str, str]) -> Iterator[tuple[Server, Tenant]]:
-    data_dir = tmp_path / "data"
-    tenant = create_tenant_cli(data_dir, environment=environment)
-    unlimited = ["--data", "unlimited", "--push", "unlimited"]
-    run_cli(data_dir, "accounts", "set-limits", tenant.hash, *unlimited, environment=environment)
-    server = start_server(data_dir, environment=environment)
-    try:
-        yield server, tenant
-    finally:
-        server.stop()
-
-
-@contextmanager
 def browser_page() -> Iterator[Page]:
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
@@ -159,14 +145,6 @@ def browser_page() -> Iterator[Page]:
 
 def visit(page: Page, url: str) -> None:
     page.goto(url, wait_until="networkidle")  # the beacons are out
-
-
-def eventually(check: Callable[[], Any], what: str, timeout: float = 30) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (found := check()):
-        assert time.monotonic() < deadline, what
-        time.sleep(0.1)
-    return found
 
 
 def stored(server: Server, environment: dict[str, str], table: Any) -> list[Any]:
@@ -188,7 +166,7 @@ def stored(server: Server, environment: dict[str, str], table: Any) -> list[Any]
 def test_a_shopping_journey_builds_the_visitor_session_source_basket_and_order(
     tmp_path: Path, patron_environment: dict[str, str]
 ) -> None:
-    with patron(tmp_path, patron_environment) as (server, tenant), server.client() as http:
+    with served_account(tmp_path, patron_environment) as (server, tenant), server.client() as http:
         with demo_shop(f"{server.url}/tags/{tenant.hash}.js") as shop, browser_page() as page:
             errors: list[str] = []
             page.on("pageerror", lambda error: errors.append(str(error)))
@@ -267,7 +245,7 @@ def test_a_basket_left_behind_becomes_an_abandoned_basket_event_once_the_session
     """The session's idle time is the server's clock setting (``PATRON_SESSION_IDLE``: 2 s here,
     Ometria's 30 minutes by default)."""
     environment = {**patron_environment, "PATRON_SESSION_IDLE": "2"}
-    with patron(tmp_path, environment) as (server, tenant), server.client() as http:
+    with served_account(tmp_path, environment) as (server, tenant), server.client() as http:
         with demo_shop(f"{server.url}/tags/{tenant.hash}.js") as shop, browser_page() as page:
             visit(page, f"{shop}/account?email=bob%40example.org")
             visit(page, f"{shop}/product/p-2")
@@ -294,7 +272,7 @@ def test_the_rest_of_the_tags_methods_and_its_session_rules(
 ) -> None:
     """``om_user`` in the URL, page type and data overrides, a store id, a custom event, profile data,
     an email typed into an observed input (another person: a new visitor), and the 30-minute rule."""
-    with patron(tmp_path, patron_environment) as (server, tenant), server.client() as http:
+    with served_account(tmp_path, patron_environment) as (server, tenant), server.client() as http:
         with demo_shop(f"{server.url}/tags/{tenant.hash}.js") as shop, browser_page() as page:
             visit(page, f"{shop}/extras?om_user=carol%40example.org")
             first = page.evaluate("ometria._debug().cookie")
