@@ -143,6 +143,18 @@ def browser_page() -> Iterator[Page]:
             browser.close()
 
 
+def idle(page: Page, seconds: int) -> None:
+    """Move the ``ometria`` cookie's last activity back, as if the visitor had been away."""
+    page.evaluate(
+        """(seconds) => {
+            var value = decodeURIComponent(document.cookie.split("ometria=2_")[1].split(";")[0]);
+            var moved = value.replace(/slt=(\\d+)/, (m, t) => "slt=" + (Number(t) - seconds));
+            document.cookie = "ometria=2_" + encodeURIComponent(moved) + "; path=/";
+        }""",
+        seconds,
+    )
+
+
 def visit(page: Page, url: str) -> None:
     page.goto(url, wait_until="networkidle")  # the beacons are out
 
@@ -178,6 +190,7 @@ def test_a_shopping_journey_builds_the_visitor_session_source_basket_and_order(
             page.click("text=Add to basket")
             page.wait_for_selector("text=Added")
             page.wait_for_load_state("networkidle")
+            assert page.evaluate("[ometria.getBasket().total, ometria.getBasket().cur]") == [25, "GBP"]
             page.click("text=Log in")
             page.wait_for_load_state("networkidle")
             page.fill("#email", "ann@example.org")
@@ -216,6 +229,8 @@ def test_a_shopping_journey_builds_the_visitor_session_source_basket_and_order(
         assert kinds.index("viewproduct") < kinds.index("addtobasket") < kinds.index("identify")
         assert kinds.index("identify") < kinds.index("checkout") < kinds.index("transaction")
         [viewed] = [a for a in web if a["type"] == "viewproduct"]
+        product_page = next(i for i, a in enumerate(web) if a.get("page_type") == "product")
+        assert web.index(viewed) == product_page + 1  # raised before init: sent after the page view
         assert viewed["data"] == {"pid": "p-1"}
         baskets = [a["data"] for a in web if a["type"] == "setbasket"]
         assert baskets[0]["lis"] == [{"pid": "p-1", "q": "1", "tot": "25"}]
@@ -283,16 +298,22 @@ def test_the_rest_of_the_tags_methods_and_its_session_rules(
             second = page.evaluate("ometria._debug().cookie")
             assert second["uiid"] == "dave@example.org" and second["cid"] != first["cid"]
             # half an hour later (the cookie's last activity moved back): a new session
-            page.evaluate("""() => {
-                var value = decodeURIComponent(document.cookie.split("ometria=2_")[1].split(";")[0]);
-                var moved = value.replace(/slt=(\\d+)/, (m, t) => "slt=" + (Number(t) - 1801));
-                document.cookie = "ometria=2_" + encodeURIComponent(moved) + "; path=/";
-            }""")
+            idle(page, 1801)
             visit(page, f"{shop}/shoes")
             third = page.evaluate("ometria._debug().cookie")
             assert third["cid"] == second["cid"] and third["sid"] != second["sid"] and int(third["nses"]) == 2
             visit(page, f"{shop}/")
             assert page.evaluate("ometria._debug().cookie")["sid"] == third["sid"]  # within the session
+            # ten minutes on, from another site: a new session, with that site as its source...
+            idle(page, 601)
+            page.goto(f"{shop}/shoes", referer="https://www.google.com/search", wait_until="networkidle")
+            fourth = page.evaluate("ometria._debug().cookie")
+            assert fourth["sid"] != third["sid"] and fourth["src"].startswith("www.google.com|")
+            # ...but not from a payment page, nor before ten minutes
+            idle(page, 601)
+            page.goto(f"{shop}/", referer="https://www.paypal.com/checkout", wait_until="networkidle")
+            page.goto(f"{shop}/shoes", referer="https://www.bing.com/", wait_until="networkidle")
+            assert page.evaluate("ometria._debug().cookie")["sid"] == fourth["sid"]
 
         [carol] = eventually(lambda: read(http, tenant, "/v2/profiles?email=carol@example.org"), "carol")
         timeline = eventually(
@@ -307,8 +328,8 @@ def test_the_rest_of_the_tags_methods_and_its_session_rules(
         assert by_type["identify"]["data"]["uiid"] == "carol@example.org"
         [dave] = eventually(lambda: read(http, tenant, "/v2/profiles?email=dave@example.org"), "dave")
         dave = eventually(
-            lambda: (d := read(http, tenant, f"/v2/profiles/{dave['id']}"))["stats"]["visits"] == 2 and d,
-            "dave's two sessions",
+            lambda: (d := read(http, tenant, f"/v2/profiles/{dave['id']}"))["stats"]["visits"] == 3 and d,
+            "dave's three sessions",
         )
     sessions = stored(server, patron_environment, tracking_sessions)
     assert {s.site for s in sessions} == {"uk", "default"}
