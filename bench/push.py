@@ -9,6 +9,9 @@ Starts ``patron serve --bench-noop`` on a free loopback port with a fresh data d
 2. ``wrk`` POSTs the same bodies to ``/v2/push`` (validate every record, commit to the queue, 202).
 3. The queue left behind is drained by the worker with no load: records/s applied.
 4. An asyncio client pushes at a steady 50 requests/s: push latency p50/p99.
+5. ``wrk`` POSTs the same bodies to Stoplight Prism (``prism mock``, from ``bench/.node``, which
+   ``make bench`` installs) serving Patron's own OpenAPI document: what a spec-driven mock does with
+   the same requests (validates them against the schema, stores nothing).
 
 Results go to standard output and replace the push section of docs/performance.md.
 """
@@ -34,7 +37,7 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
-from conftest import Server, create_tenant_cli, run_cli, start_server
+from conftest import Server, create_tenant_cli, free_port, run_cli, start_server
 
 ROOT = Path(__file__).parent.parent
 RECORDS_PER_REQUEST = 100
@@ -82,9 +85,12 @@ def body_template() -> str:
 
 
 def wrk(server: Server, key: str, body: Path, path: str, seconds: int, connections: int) -> dict[str, float]:
+    return wrk_at(f"https://127.0.0.1:{server.port}", key, body, path, seconds, connections)
+
+
+def wrk_at(url: str, key: str, body: Path, path: str, seconds: int, connections: int) -> dict[str, float]:
     env = {**os.environ, "PATRON_PATH": path, "PATRON_KEY": key, "PATRON_BODY": str(body)}
     script = str(ROOT / "bench" / "push.lua")
-    url = f"https://127.0.0.1:{server.port}"
     command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", script, url]
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=True, timeout=seconds + 60)
     out = done.stdout
@@ -93,6 +99,42 @@ def wrk(server: Server, key: str, body: Path, path: str, seconds: int, connectio
     if bad:
         raise SystemExit(f"{path}: {bad.group(1)} responses were not 2xx:\n{out}")
     return {"requests_per_s": rate, "records_per_s": rate * RECORDS_PER_REQUEST}
+
+
+PRISM = ROOT / "bench" / ".node" / "node_modules" / ".bin" / "prism"
+
+
+def prism(server: Server, key: str, body: Path, work: Path, seconds: int, connections: int) -> dict[str, Any]:
+    """The same pushes, sent to Prism mocking Patron's OpenAPI document (plain HTTP: Prism has no TLS)."""
+    if not PRISM.exists():
+        raise SystemExit(f"{PRISM} is missing: run `make bench` (it installs @stoplight/prism-cli)")
+    with server.client() as client:
+        (work / "openapi.json").write_text(client.get("/v2/swagger.json").text)
+    port = free_port()
+    command = [str(PRISM), "mock", str(work / "openapi.json"), "-h", "127.0.0.1", "-p", str(port)]
+    mock = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                probe = httpx.post(
+                    f"http://127.0.0.1:{port}/v2/push",
+                    content=body.read_text().replace("@N@", "probe"),
+                    headers={"X-Ometria-Auth": key, "Content-Type": "application/json"},
+                )
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    raise SystemExit("prism did not come up") from None
+                time.sleep(0.2)
+        if probe.status_code != 202:
+            raise SystemExit(f"prism answered the push with {probe.status_code}: {probe.text[:300]}")
+        version = subprocess.run([str(PRISM), "--version"], capture_output=True, text=True).stdout.strip()
+        measured = wrk_at(f"http://127.0.0.1:{port}", key, body, "/v2/push", seconds, connections)
+        return {**measured, "version": version}
+    finally:
+        mock.terminate()
+        mock.wait(timeout=30)
 
 
 def queued(server: Server, data_dir: Path) -> int:
@@ -179,10 +221,17 @@ def main() -> None:
         pushed = wrk(server, tenant.key, body, "/v2/push", args.seconds, args.connections)
         applied = drain(server, data_dir)
         latency = asyncio.run(steady(server, tenant.key, rate=50, seconds=args.seconds))
+        mock = prism(server, tenant.key, body, work, args.seconds, args.connections)
     finally:
         server.stop()
         shutil.rmtree(work, ignore_errors=True)
-    results = {"ceiling": ceiling, "push": pushed, "apply": applied, "latency_at_50_rps": latency}
+    results = {
+        "ceiling": ceiling,
+        "push": pushed,
+        "apply": applied,
+        "latency_at_50_rps": latency,
+        "prism": mock,
+    }
     print(json.dumps(results, indent=2))
     if not args.no_docs:
         write_docs(results, args)
@@ -190,7 +239,16 @@ def main() -> None:
 
 def write_docs(r: dict[str, dict[str, float]], args: argparse.Namespace) -> None:
     push, ceiling, apply, latency = r["push"], r["ceiling"], r["apply"], r["latency_at_50_rps"]
+    mock = r["prism"]
     rows = [
+        (
+            "push, requests/s acknowledged, beside a spec-driven mock",
+            f"{push['requests_per_s']:,.0f} req/s (HTTPS)",
+            f"Stoplight Prism {mock['version']} mocking Patron's OpenAPI document, the same requests:"
+            f" {mock['requests_per_s']:,.0f} req/s (plain HTTP)",
+            f"{push['requests_per_s'] / mock['requests_per_s']:.1f}",
+            "≥ 3",
+        ),
         (
             "push, records/s acknowledged (validated, committed, 202)",
             f"{push['records_per_s']:,.0f} ({push['requests_per_s']:,.0f} req/s)",

@@ -110,3 +110,43 @@ def test_start_is_idempotent_and_reopening_keeps_data(settings: Settings, tmp_pa
     again.start()
     assert again.read_blocking(_count) == 1
     again.close()
+
+
+def test_entities_stored_before_their_numbering_are_numbered_by_the_upgrade(tmp_path: Path) -> None:
+    """Migration 0009 numbers each account's existing entities in creation order; the worker goes on
+    from there, and a deep page reads the same rows either way."""
+    from alembic import command
+    from sqlalchemy import create_engine
+
+    from patron.store.migrate import _config
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    with engine.begin() as conn:
+        command.upgrade(_config(conn), "0008")
+        for n in (1, 2):
+            conn.execute(
+                text(
+                    "INSERT INTO accounts (id, hash, name, environment, limits, created_at)"
+                    " VALUES (:n, :h, 'a', 'staging', '{}', '2026-01-01 00:00:00')"
+                ),
+                {"n": n, "h": f"{n:016x}"},
+            )
+        for i, account in enumerate([1, 2, 1, 1, 2]):
+            conn.execute(
+                text(
+                    "INSERT INTO orders (account_id, order_id, data, created_at, updated_at, counted,"
+                    " revenue, items) VALUES (:a, :o, '{}', '2026-01-01 00:00:00', '2026-01-01 00:00:00',"
+                    " 1, 0, 0)"
+                ),
+                {"a": account, "o": f"o{i}"},
+            )
+    with engine.begin() as conn:
+        command.upgrade(_config(conn), "head")
+        numbered = conn.execute(text("SELECT account_id, order_id, seq FROM orders ORDER BY id")).all()
+    assert [tuple(row) for row in numbered] == [
+        (1, "o0", 1),
+        (2, "o1", 1),
+        (1, "o2", 2),
+        (1, "o3", 3),
+        (2, "o4", 2),
+    ]

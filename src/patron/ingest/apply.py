@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 import msgspec
-from sqlalchemy import Column, Connection, Table, bindparam, insert, select, update
+from sqlalchemy import Column, Connection, Table, bindparam, func, insert, select, update
 
 from patron.profiles import stats
 from patron.store.schema import contacts, custom_events, orders, products
@@ -193,6 +193,13 @@ def write(conn: Connection, changes: Changes, links: dict[Key, str | None] | Non
         else:
             inserts.append(values)
     if inserts:
+        # each account's entities are numbered 1, 2, 3... in creation order (deep pages seek to it);
+        # only the worker holding the account's claim inserts them
+        last = conn.execute(
+            select(func.max(table.c.seq)).where(table.c.account_id == changes.account_id)
+        ).scalar()
+        for n, values in enumerate(inserts, start=(last or 0) + 1):
+            values["seq"] = n
         conn.execute(insert(table).values(account_id=changes.account_id), inserts)
     if updates:
         conn.execute(update(table).where(table.c.id == bindparam("_id")), updates)

@@ -164,6 +164,9 @@ def _entity(name: str, key: Column[str], *columns: Column[Any], scope: tuple[str
         Column("updated_at", UTCDateTime(), nullable=False),
         UniqueConstraint("account_id", *scope, key.name, name=f"uq_{name}_account_key"),
         Index(f"ix_{name}_account_updated", "account_id", "updated_at", "id"),
+        # the entity's number in its account, 1, 2, 3... in creation order: a page at any depth seeks
+        Column("seq", BigInteger, nullable=True),
+        Index(f"ix_{name}_account_seq", "account_id", "seq", unique=True),
     )
 
 
