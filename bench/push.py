@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import re
 import shutil
 import ssl
@@ -37,6 +36,9 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).parent))
+from docs_table import machine, write_section
+
 from conftest import Server, create_tenant_cli, free_port, run_cli, start_server
 
 ROOT = Path(__file__).parent.parent
@@ -190,14 +192,6 @@ async def steady(server: Server, key: str, rate: int, seconds: int) -> dict[str,
     }
 
 
-def machine() -> str:
-    lines = Path("/proc/cpuinfo").read_text().splitlines()
-    cpu = next(
-        (line.split(":", 1)[1].strip() for line in lines if "model name" in line), platform.processor()
-    )
-    return f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, {platform.system()}"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -272,25 +266,12 @@ def write_docs(r: dict[str, dict[str, float]], args: argparse.Namespace) -> None
             "p99 < 50 ms",
         ),
     ]
-    table = "\n".join("| " + " | ".join(row) + " |" for row in rows)
-    section = f"""<!-- push-bench -->
-Measured by `python bench/push.py --seconds {args.seconds} --connections {args.connections}` on
+    command = f"python bench/push.py --seconds {args.seconds} --connections {args.connections}"
+    preamble = f"""Measured by `{command}` on
 {time.strftime("%Y-%m-%d")}, {machine()}; `wrk` with 2 threads and {args.connections} connections over
 HTTPS on loopback, sharing the 2 cores with the server. Each request carries 100 orders (two line
-items each, about 75 KB).
-
-| Figure | Result | Beside | Ratio | Target |
-|---|---|---|---|---|
-{table}
-<!-- /push-bench -->"""
-    path = ROOT / "docs" / "performance.md"
-    text = path.read_text()
-    start, end = text.find("<!-- push-bench -->"), text.find("<!-- /push-bench -->")
-    if start == -1 or end == -1:
-        text = text.rstrip() + "\n\n## Push\n\n" + section + "\n"
-    else:
-        text = text[:start] + section + text[end + len("<!-- /push-bench -->") :]
-    path.write_text(text)
+items each, about 75 KB)."""
+    write_section("push", preamble, rows)
 
 
 if __name__ == "__main__":
