@@ -48,10 +48,22 @@ system-packages:
 test: lint system-packages
 	$(BIN)/pytest
 
-# Benchmarks (loopback only, a minute or two); they rewrite their tables in docs/performance.md.
-bench: $(VENV)/.installed-test
+# Benchmarks (loopback only, about ten minutes in all); each rewrites its table in
+# docs/performance.md. wrk from Debian, Stoplight Prism from npm (into bench/.node) for the comparison.
+PRISM := bench/.node/node_modules/.bin/prism
+$(PRISM):
+	@command -v npm >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; }
+	npm install --prefix bench/.node --no-audit --no-fund --silent @stoplight/prism-cli@5
+
+bench: $(VENV)/.installed-test system-packages $(PRISM)
 	@command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 	$(BIN)/python bench/push.py
+	$(BIN)/python bench/apply.py --customers repeat
+	$(BIN)/python bench/apply.py --customers distinct
+	$(BIN)/python bench/visibility.py
+	$(BIN)/python bench/reads.py
+	$(BIN)/python bench/backfill.py
+	$(BIN)/pytest bench/micro --benchmark-only -o testpaths=bench --benchmark-columns=min,median,max,rounds
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

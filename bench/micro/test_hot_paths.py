@@ -1,6 +1,6 @@
 """Micro-benchmarks of the hot paths, so that a regression shows where it comes from:
 
-    .venv/bin/pytest bench/micro --benchmark-only -p no:randomly
+    .venv/bin/pytest bench/micro --benchmark-only -o testpaths=bench
 
 1. validating a push of 100 orders (``patron.records.validate.validate``);
 2. the enqueue statement (``patron.ingest.push.push`` of an already-encoded body: validation, the
