@@ -68,6 +68,8 @@ def second(value: str | None) -> str | None:
     """An ISO 8601 UTC timestamp to the second, ``2015-11-03T11:48:10+00:00``."""
     if value is None:
         return None
+    if len(value) >= 25 and value[10] == "T" and value.endswith("+00:00"):  # UTC already: cut
+        return value[:19] + "+00:00"
     return datetime.fromisoformat(value).strftime("%Y-%m-%dT%H:%M:%S+00:00")
 
 
