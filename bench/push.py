@@ -198,6 +198,7 @@ def main() -> None:
     )
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--api-processes", type=int, default=1, help="patron serve --workers N")
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/performance.md")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -209,7 +210,8 @@ def main() -> None:
     run_cli(data_dir, "accounts", "set-limits", tenant.hash, "--push", "unlimited", "--queue", "100000000")
     body = work / "body.json"
     body.write_text(body_template())
-    server = start_server(data_dir, "--bench-noop", "--log-level", "WARNING")
+    processes = ["--workers", str(args.api_processes)]
+    server = start_server(data_dir, "--bench-noop", "--log-level", "WARNING", *processes)
     try:
         ceiling = wrk(server, tenant.key, body, "/v2/_bench/noop", args.seconds, args.connections)
         pushed = wrk(server, tenant.key, body, "/v2/push", args.seconds, args.connections)
@@ -267,6 +269,7 @@ def write_docs(r: dict[str, dict[str, float]], args: argparse.Namespace) -> None
         ),
     ]
     command = f"python bench/push.py --seconds {args.seconds} --connections {args.connections}"
+    command += f" --api-processes {args.api_processes}" if args.api_processes != 1 else ""
     preamble = f"""Measured by `{command}` on
 {time.strftime("%Y-%m-%d")}, {machine()}; `wrk` with 2 threads and {args.connections} connections over
 HTTPS on loopback, sharing the 2 cores with the server. Each request carries 100 orders (two line
