@@ -33,7 +33,7 @@ from push import RECORDS_PER_REQUEST, order
 from patron import accounts
 from patron.config import Settings
 from patron.ingest.push import push
-from patron.ingest.worker import apply_round
+from patron.ingest.worker import ROUND_RECORDS, apply_round
 from patron.store import open_store
 
 
@@ -42,6 +42,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=1500)
     parser.add_argument("--customers", choices=["repeat", "distinct"], default="repeat")
     parser.add_argument("--no-docs", action="store_true")
+    parser.add_argument("--round", type=int, default=ROUND_RECORDS, help="records a round takes")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as directory:
         store = open_store(replace(Settings(), data_dir=Path(directory), database_url=None))
@@ -58,7 +59,7 @@ def main() -> None:
 
             asyncio.run(fill())
             started = time.perf_counter()
-            while apply_round(store):
+            while apply_round(store, args.round):
                 pass
             seconds = time.perf_counter() - started
         finally:

@@ -34,7 +34,7 @@ from patron.tracking import events
 
 log = logging.getLogger("patron.worker")
 #: Roughly how many records one round (one transaction) applies.
-ROUND_RECORDS = 500
+ROUND_RECORDS = 1000
 _decode = msgspec.json.Decoder(list[dict[str, Any]]).decode
 
 
