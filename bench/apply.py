@@ -27,7 +27,7 @@ from pathlib import Path
 import msgspec
 
 sys.path.insert(0, str(Path(__file__).parent))
-from docs_table import machine, write_section
+from common import machine, write_section
 from push import RECORDS_PER_REQUEST, order
 
 from patron import accounts

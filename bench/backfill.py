@@ -16,10 +16,8 @@ import argparse
 import asyncio
 import json
 import shutil
-import sqlite3
 import ssl
 import sys
-import tempfile
 import threading
 import time
 from itertools import cycle
@@ -31,10 +29,10 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
 sys.path.insert(0, str(Path(__file__).parent))
-from docs_table import machine, write_section
+from common import fresh, machine, queued, write_section
 from push import RECORDS_PER_REQUEST, order
 
-from conftest import Server, create_tenant_cli, run_cli, start_server
+from conftest import Server, start_server
 
 #: Request kinds in the proportions of the mix (3 contacts : 3 orders : 1 products : 3 events).
 MIX = ["contact", "order", "product", "event", "contact", "order", "event", "contact", "order", "event"]
@@ -112,15 +110,6 @@ async def push_all(server: Server, key: str, requests: int, concurrency: int) ->
         await asyncio.gather(*(worker() for _ in range(concurrency)))
 
 
-def queued(data_dir: Path) -> int:
-    db = sqlite3.connect(f"file:{data_dir / 'patron.db'}?mode=ro", uri=True)
-    try:
-        query = "select coalesce(sum(accepted), 0) from import_batches where status = 'queued'"
-        return int(db.execute(query).fetchone()[0])
-    finally:
-        db.close()
-
-
 class PeakMemory:
     """The largest resident memory of the server and its children together, sampled."""
 
@@ -144,11 +133,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--no-docs", action="store_true")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="patron-bench-backfill-"))
-    data_dir = work / "data"
-    run_cli(data_dir, "migrate")
-    tenant = create_tenant_cli(data_dir, "bench")
-    run_cli(data_dir, "accounts", "set-limits", tenant.hash, "--push", "unlimited", "--queue", "100000000")
+    work, data_dir, tenant = fresh("backfill", "--push", "unlimited", "--queue", "100000000")
     server = start_server(data_dir, "--log-level", "WARNING")
     requests = args.records // RECORDS_PER_REQUEST
     memory = PeakMemory(server.process.pid)

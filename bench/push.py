@@ -28,7 +28,6 @@ import ssl
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -37,9 +36,9 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
 sys.path.insert(0, str(Path(__file__).parent))
-from docs_table import machine, write_section
+from common import fresh, machine, queued, write_section
 
-from conftest import Server, create_tenant_cli, free_port, run_cli, start_server
+from conftest import Server, free_port, start_server
 
 ROOT = Path(__file__).parent.parent
 RECORDS_PER_REQUEST = 100
@@ -139,21 +138,10 @@ def prism(server: Server, key: str, body: Path, work: Path, seconds: int, connec
         mock.wait(timeout=30)
 
 
-def queued(server: Server, data_dir: Path) -> int:
-    import sqlite3
-
-    db = sqlite3.connect(f"file:{data_dir / 'patron.db'}?mode=ro", uri=True)
-    try:
-        query = "select coalesce(sum(accepted), 0) from import_batches where status = 'queued'"
-        return int(db.execute(query).fetchone()[0])
-    finally:
-        db.close()
-
-
 def drain(server: Server, data_dir: Path, timeout: float = 600) -> dict[str, float]:
-    start_backlog = queued(server, data_dir)
+    start_backlog = queued(data_dir)
     started = time.monotonic()
-    while (left := queued(server, data_dir)) > 0:
+    while (left := queued(data_dir)) > 0:
         if time.monotonic() - started > timeout:
             raise SystemExit(f"the queue did not drain in {timeout} s ({left} left)")
         time.sleep(0.05)
@@ -203,11 +191,7 @@ def main() -> None:
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (Debian: apt-get install wrk)")
-    work = Path(tempfile.mkdtemp(prefix="patron-bench-"))
-    data_dir = work / "data"
-    run_cli(data_dir, "migrate")
-    tenant = create_tenant_cli(data_dir, "bench")
-    run_cli(data_dir, "accounts", "set-limits", tenant.hash, "--push", "unlimited", "--queue", "100000000")
+    work, data_dir, tenant = fresh("push", "--push", "unlimited", "--queue", "100000000")
     body = work / "body.json"
     body.write_text(body_template())
     processes = ["--workers", str(args.api_processes)]

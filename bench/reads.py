@@ -16,7 +16,6 @@ import json
 import random
 import statistics
 import sys
-import tempfile
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -28,10 +27,10 @@ from sqlalchemy import insert
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
 sys.path.insert(0, str(Path(__file__).parent))
-from docs_table import machine, write_section
+from common import fresh, machine, write_section
 from push import order
 
-from conftest import create_tenant_cli, run_cli, start_server
+from conftest import start_server
 from patron.config import Settings
 from patron.store import open_store
 from patron.store.schema import accounts, identities, orders, profiles
@@ -145,11 +144,7 @@ def main() -> None:
     args = parser.parse_args()
     global ORDERS
     ORDERS = args.orders
-    work = Path(tempfile.mkdtemp(prefix="patron-bench-reads-"))
-    data_dir = work / "data"
-    run_cli(data_dir, "migrate")
-    tenant = create_tenant_cli(data_dir, "bench")
-    run_cli(data_dir, "accounts", "set-limits", tenant.hash, "--data", "unlimited")
+    work, data_dir, tenant = fresh("reads", "--data", "unlimited")
     started = time.monotonic()
     seed(data_dir, tenant.hash, args.orders, args.profiles)
     seeded = time.monotonic() - started

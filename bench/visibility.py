@@ -19,7 +19,6 @@ import shutil
 import ssl
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -27,10 +26,10 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
 sys.path.insert(0, str(Path(__file__).parent))
-from docs_table import machine, write_section
+from common import fresh, machine, write_section
 from push import body_template
 
-from conftest import Server, create_tenant_cli, run_cli, start_server
+from conftest import Server, start_server
 
 
 async def load(server: Server, key: str, rate: int, seconds: int) -> list[float]:
@@ -67,12 +66,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--no-docs", action="store_true")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="patron-bench-visibility-"))
-    data_dir = work / "data"
-    run_cli(data_dir, "migrate")
-    tenant = create_tenant_cli(data_dir, "bench")
     unlimited = ["--push", "unlimited", "--data", "unlimited", "--queue", "100000000"]
-    run_cli(data_dir, "accounts", "set-limits", tenant.hash, *unlimited)
+    work, data_dir, tenant = fresh("visibility", *unlimited)
     server = start_server(data_dir, "--log-level", "WARNING")
     try:
         visible = asyncio.run(load(server, tenant.key, args.rate, args.seconds))

@@ -1,10 +1,17 @@
-"""Where the benchmarks write their figures: a marked section of docs/performance.md each."""
+"""What the benchmarks share: a fresh store with a benchmark account, the queue's backlog, the
+machine's description, and the marked section of docs/performance.md each writes."""
 
 from __future__ import annotations
 
 import os
 import platform
+import sqlite3
+import sys
+import tempfile
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
+from conftest import Tenant, create_tenant_cli, run_cli
 
 ROOT = Path(__file__).parent.parent
 HEADER = "| Figure | Result | Beside | Ratio | Target |\n|---|---|---|---|---|"
@@ -31,3 +38,25 @@ def write_section(name: str, preamble: str, rows: list[tuple[str, ...]]) -> None
     else:
         text = text[:start] + section + text[end + len(end_mark) :]
     path.write_text(text)
+
+
+def fresh(prefix: str, *limits: str) -> tuple[Path, Path, Tenant]:
+    """A work directory, its migrated SQLite data directory, and an account with ``limits``
+    (``set-limits`` options) lifted."""
+    work = Path(tempfile.mkdtemp(prefix=f"patron-bench-{prefix}-"))
+    data_dir = work / "data"
+    run_cli(data_dir, "migrate")
+    tenant = create_tenant_cli(data_dir, "bench")
+    if limits:
+        run_cli(data_dir, "accounts", "set-limits", tenant.hash, *limits)
+    return work, data_dir, tenant
+
+
+def queued(data_dir: Path) -> int:
+    """Records accepted and not yet applied."""
+    db = sqlite3.connect(f"file:{data_dir / 'patron.db'}?mode=ro", uri=True)
+    try:
+        query = "select coalesce(sum(accepted), 0) from import_batches where status = 'queued'"
+        return int(db.execute(query).fetchone()[0])
+    finally:
+        db.close()
