@@ -97,6 +97,7 @@ def create_app(settings: Settings, store: Store) -> Litestar:
                 "key_resolver": KeyResolver(store),
                 "limiter": limiter,
                 "track_limiter": RateLimiter(),
+                "track_accounts": tracking.Accounts(),
                 "metrics": metrics_state,
                 "worker": worker,
                 "settings": settings,

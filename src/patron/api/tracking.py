@@ -32,9 +32,15 @@ GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7
 EMPTY_PAGE = "<!doctype html><title></title>"
 _HASH = re.compile(r"^[0-9a-f]{16}$")
 Text = Annotated[str, PathParameter()]
-#: Account ids by hash, and when an unknown hash may be looked up again.
-_known: dict[str, int] = {}
-_unknown: dict[str, float] = {}
+
+
+class Accounts:
+    """Account ids by hash, as the collector needs them for every beacon; a hash found unknown is not
+    looked up again for a minute."""
+
+    def __init__(self) -> None:
+        self.known: dict[str, int] = {}
+        self.unknown: dict[str, float] = {}
 
 
 def _nothing(html: bool) -> Response[Any]:
@@ -59,17 +65,18 @@ async def tag(name: Text, request: Request[Any, Any, Any]) -> Response[Any]:
 
 
 async def _account(state: State, account_hash: str) -> int | None:
-    if account_hash in _known:
-        return _known[account_hash]
-    if _unknown.get(account_hash, 0) > time.monotonic() or not _HASH.match(account_hash):
+    cache: Accounts = state.track_accounts
+    if account_hash in cache.known:
+        return cache.known[account_hash]
+    if cache.unknown.get(account_hash, 0) > time.monotonic() or not _HASH.match(account_hash):
         return None
     found: int | None = await state.store.read(lambda conn: collect.account_id(conn, account_hash))
     if found is None:
-        if len(_unknown) > 10_000:
-            _unknown.clear()
-        _unknown[account_hash] = time.monotonic() + 60
+        if len(cache.unknown) > 10_000:
+            cache.unknown.clear()
+        cache.unknown[account_hash] = time.monotonic() + 60
     else:
-        _known[account_hash] = found
+        cache.known[account_hash] = found
     return found
 
 
