@@ -24,7 +24,7 @@ from patron.profiles import build, read
 from patron.profiles.link import link_stored
 from patron.profiles.operations import UNSUBSCRIBE
 from patron.profiles.requests import Unsubscribe
-from patron.store import Store, open_store
+from patron.store import Store, chunks, open_store
 from patron.tracking.abandonment import Sweeper
 
 T = TypeVar("T")
@@ -420,8 +420,7 @@ def profiles_rebuild(ctx: click.Context, account_hash: str | None) -> None:
             )
             ids = store.read_blocking(lambda conn, a=account.id: build.live_profiles(conn, a))  # type: ignore[misc]
             changed = 0
-            for start in range(0, len(ids), build.CHUNK):
-                chunk = ids[start : start + build.CHUNK]
+            for chunk in chunks(ids):
                 changed += store.write_blocking(
                     lambda conn, a=account.id, c=chunk: build.refresh(conn, a, c, accounts.now())  # type: ignore[misc]
                 )

@@ -29,6 +29,7 @@ from patron.ingest.queue import enqueue_operation
 from patron.profiles.link import Linker, Op
 from patron.profiles.operations import resolve
 from patron.records.fields import EMAIL_PATTERN, NO_NUL_PATTERN, Email
+from patron.store import chunks
 from patron.store.schema import (
     consents,
     contacts,
@@ -226,6 +227,7 @@ class Person:
     anonymous_email: str
     traces: set[str] = field(default_factory=set)
     counts: dict[str, int] = field(default_factory=dict)
+    browsers: list[str] = field(default_factory=list)  # the website tag's cookie ids of their visits
 
     def owns(self, record: Any) -> bool:
         """Whether a JSON value (a record) holds one of the person's values, as a whole value."""
@@ -295,6 +297,8 @@ def _person(linker: Linker, op: Op) -> Person:
         _add(person.traces, doc.get("identity_email"), doc.get("identity_account_id"))
     person.traces -= {person.anonymous_email}
     person.traces = {t for t in person.traces if len(t) >= 3}  # an id "7" would match everything
+    browsers = conn.execute(select(visitors.c.cid).where(_of(visitors, account, people))).scalars()
+    person.browsers = list(browsers)
     return person
 
 
@@ -428,8 +432,8 @@ def _push_errors(conn: Connection, account_id: int, person: Person, op: Op) -> N
         or (r.record is not None and person.owns(msgspec.json.decode(r.record)))
         or person.named_in(r.error_message)
     ]
-    for start in range(0, len(doomed), 400):
-        conn.execute(delete(t).where(t.c.id.in_(doomed[start : start + 400])))
+    for chunk in chunks(doomed):
+        conn.execute(delete(t).where(t.c.id.in_(chunk)))
 
 
 def _import_batches(conn: Connection, account_id: int, person: Person, op: Op) -> None:
@@ -441,7 +445,7 @@ def _import_batches(conn: Connection, account_id: int, person: Person, op: Op) -
     rows = conn.execute(
         select(t.c.id, t.c.request_id, t.c.records).where(t.c.account_id == account_id, t.c.id <= own)
     )
-    browsers = set(_visitors_of(conn, account_id, person))
+    browsers = set(person.browsers)
 
     def theirs(record: dict[str, Any]) -> bool:  # a tag event of their browser counts as theirs
         beacon = record.get("beacon")
@@ -469,7 +473,7 @@ def _email_clicks(conn: Connection, account_id: int, person: Person, op: Op) -> 
         )
         if row.profile in person.profiles or person.owns(row.recipient)
     ]
-    for chunk in _chunked(theirs) or [[]]:
+    for chunk in chunks(theirs) or [[]]:
         conn.execute(
             delete(t).where(
                 t.c.account_id == account_id,
@@ -478,51 +482,35 @@ def _email_clicks(conn: Connection, account_id: int, person: Person, op: Op) -> 
         )
 
 
-def _visitors_of(conn: Connection, account_id: int, person: Person) -> list[str]:
-    """The tag's cookie ids of the person's browsers."""
-    v = visitors
-    return list(
-        conn.execute(
-            select(v.c.cid).where(v.c.account_id == account_id, v.c.profile.in_(person.profiles))
-        ).scalars()
-    )
-
-
 def _tracking_events(conn: Connection, account_id: int, person: Person, op: Op) -> None:
     """What their browsers did goes, and any identify or profile event that names them."""
     t = tracking_events
-    for chunk in _chunked(_visitors_of(conn, account_id, person)):
+    for chunk in chunks(person.browsers):
         conn.execute(delete(t).where(t.c.account_id == account_id, t.c.cid.in_(chunk)))
     naming = conn.execute(
         select(t.c.id, t.c.data).where(t.c.account_id == account_id, t.c.kind.in_(("identify", "profile")))
     )
     gone = [row.id for row in naming if person.owns(msgspec.json.decode(row.data))]
-    for chunk in _chunked(gone):
+    for chunk in chunks(gone):
         conn.execute(delete(t).where(t.c.id.in_(chunk)))
 
 
 def _tracking_sessions(conn: Connection, account_id: int, person: Person, op: Op) -> None:
     t = tracking_sessions
-    conn.execute(delete(t).where(t.c.account_id == account_id, t.c.profile.in_(person.profiles)))
-    for chunk in _chunked(_visitors_of(conn, account_id, person)):
+    conn.execute(delete(t).where(_of(t, account_id, person.profiles)))
+    for chunk in chunks(person.browsers):
         conn.execute(delete(t).where(t.c.account_id == account_id, t.c.cid.in_(chunk)))
 
 
 def _order_sources(conn: Connection, account_id: int, person: Person, op: Op) -> None:
     """Their orders stay (for revenue); where they came from on the site goes."""
     t = order_sources
-    for chunk in _chunked(_visitors_of(conn, account_id, person)):
+    for chunk in chunks(person.browsers):
         conn.execute(delete(t).where(t.c.account_id == account_id, t.c.cid.in_(chunk)))
 
 
 def _visitors(conn: Connection, account_id: int, person: Person, op: Op) -> None:
-    """Last of the tracking tables: the others find the person's browsers here."""
-    v = visitors
-    conn.execute(delete(v).where(v.c.account_id == account_id, v.c.profile.in_(person.profiles)))
-
-
-def _chunked(values: list[Any], size: int = 400) -> list[list[Any]]:
-    return [values[i : i + size] for i in range(0, len(values), size)]
+    conn.execute(delete(visitors).where(_of(visitors, account_id, person.profiles)))
 
 
 def _messages(conn: Connection, account_id: int, person: Person, op: Op) -> None:

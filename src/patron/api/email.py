@@ -83,8 +83,7 @@ async def read_message(message_id: MessageId, account: CurrentAccount, state: St
 async def create_template(
     request: Request[Any, Any, Any], account: CurrentAccount, state: State
 ) -> Response[templates.Template]:
-    body = decode(await read_json(request), _template)
-    _check(body)
+    body = await _template_body(request)
     at = now()
     created: templates.Template = await _write(
         state, lambda conn: templates.create(conn, account.id, body, at)
@@ -102,8 +101,7 @@ async def create_template(
 async def replace_template(
     request: Request[Any, Any, Any], template_id: TemplateId, account: CurrentAccount, state: State
 ) -> templates.Template:
-    body = decode(await read_json(request), _template)
-    _check(body)
+    body = await _template_body(request)
     at = now()
     found: templates.Template | None = await _write(
         state, lambda conn: templates.replace(conn, account.id, template_id, body, at)
@@ -135,11 +133,14 @@ async def read_template(template_id: TemplateId, account: CurrentAccount, state:
     return or_404(found, "template_id", f"no template {template_id} in this account")
 
 
-def _check(body: templates.TemplateBody) -> None:
+async def _template_body(request: Request[Any, Any, Any]) -> templates.TemplateBody:
+    """The body of a template write, every part compiled (a 400 naming the part that does not)."""
+    body = decode(await read_json(request), _template)
     try:
         templates.check(body)
     except TemplateInvalid as exc:
         raise field_problem(400, exc.field, exc.message) from exc
+    return body
 
 
 HANDLERS = [send, read_message, create_template, replace_template, list_templates, read_template]

@@ -23,9 +23,9 @@ from patron.config import Site
 from patron.email import links, templates
 from patron.email.templates import TemplateInvalid
 from patron.profiles.build import survivor
-from patron.profiles.identity import normalise
+from patron.profiles.read import email_holder
 from patron.records.fields import NO_NUL_PATTERN, Email
-from patron.store.schema import identities, messages, profiles
+from patron.store.schema import messages, profiles
 
 #: The largest attachment, decoded (the request body itself is capped at 8 MiB).
 MAX_ATTACHMENT_BYTES = 5 * 1024 * 1024
@@ -172,7 +172,7 @@ def queue(conn: Connection, account: Account, body: SendRequest, at: datetime, s
     message_id = str(uuid.uuid4())
     key = links.account_key(conn, account.id)
     unsubscribe = links.unsubscribe_url(site.base_url, key, message_id)
-    owner = profile or _holder(conn, account.id, recipient)
+    owner = profile or email_holder(conn, account.id, recipient)
     preferences = links.preferences_url(site.base_url, account.hash, key, owner) if owner else None
     data = {
         **body.data,
@@ -217,16 +217,6 @@ def queue(conn: Connection, account: Account, body: SendRequest, at: datetime, s
         )
     )
     return SendReply("OK", message_id, body.sandbox)
-
-
-def _holder(conn: Connection, account_id: int, email: str) -> str | None:
-    """The profile that holds an address, if one does."""
-    value = normalise("email", email)
-    i = identities
-    found: str | None = conn.execute(
-        select(i.c.profile).where(i.c.account_id == account_id, i.c.kind == "email", i.c.value == value)
-    ).scalar()
-    return found
 
 
 def read(conn: Connection, account_id: int, message_id: str) -> MessageView | None:

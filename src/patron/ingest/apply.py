@@ -18,6 +18,7 @@ import msgspec
 from sqlalchemy import Column, Connection, Table, bindparam, func, insert, select, update
 
 from patron.profiles import stats
+from patron.store import chunks
 from patron.store.schema import contacts, custom_events, orders, products
 
 Document = dict[str, Any]
@@ -149,7 +150,7 @@ def plan(
     keys = {kind.key_of(r) for r, _ in records}
     key_cols = kind.key_columns()
     stored: dict[Key, tuple[int, Document]] = {}
-    for chunk in _chunks(sorted(keys), 400):
+    for chunk in chunks(sorted(keys)):
         condition = key_cols[-1].in_([k[-1] for k in chunk])
         found = conn.execute(
             select(table.c.id, table.c.data, *key_cols).where(table.c.account_id == account_id, condition)
@@ -203,7 +204,3 @@ def write(conn: Connection, changes: Changes, links: dict[Key, str | None] | Non
         conn.execute(insert(table).values(account_id=changes.account_id), inserts)
     if updates:
         conn.execute(update(table).where(table.c.id == bindparam("_id")), updates)
-
-
-def _chunks(items: list[Key], size: int) -> list[list[Key]]:
-    return [items[i : i + size] for i in range(0, len(items), size)]

@@ -9,7 +9,7 @@ its consent history, nothing else: the worker recomputes the profiles each round
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -17,6 +17,7 @@ import msgspec
 from sqlalchemy import Connection, bindparam, case, func, insert, select, update
 
 from patron.profiles.consent import PENDING, SUBSCRIBED, UNSUBSCRIBED
+from patron.store import chunks
 from patron.store.schema import (
     consents,
     contacts,
@@ -33,7 +34,6 @@ _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(dict[str, Any]).decode
 #: Fields each taken from the most recent contact that has it.
 PERSONAL_FIELDS = ("gender", "date_of_birth", "country_id")
-CHUNK = 400
 
 
 class Contact(NamedTuple):
@@ -209,11 +209,6 @@ def document(facts: Facts) -> Profile:
     )
 
 
-def _in_chunks(ids: Sequence[str]) -> Iterable[list[str]]:
-    for start in range(0, len(ids), CHUNK):
-        yield list(ids[start : start + CHUNK])
-
-
 def _facts(conn: Connection, account_id: int, rows: list[Any]) -> list[Facts]:
     ids = [r.profile_id for r in rows]
     found_contacts: dict[str, list[Contact]] = defaultdict(list)
@@ -332,7 +327,7 @@ def refresh(
     new = new or {}
     changed = 0
     # the new ones in the order they were made (their internal ids keep that order), then the others
-    for chunk in [*_in_chunks(list(new)), *_in_chunks(sorted(set(profile_ids) - new.keys()))]:
+    for chunk in [*chunks(list(new)), *chunks(sorted(set(profile_ids) - new.keys()))]:
         rows = [_Row(None, pid, new[pid], None) for pid in chunk if pid in new]
         rows += [
             _Row(*row)

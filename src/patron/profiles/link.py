@@ -28,6 +28,7 @@ from sqlalchemy import Connection, delete, insert, select, update
 from patron.ingest.apply import KINDS, Changes, Document, Key, Step
 from patron.profiles import build, consent, lists
 from patron.profiles.identity import Kind, identifiers, new_profile_id
+from patron.store import chunks
 from patron.store.schema import (
     accounts,
     contacts,
@@ -95,7 +96,7 @@ class Linker:
                     wanted.setdefault(kind, set()).add(value)
         t = identities
         for kind, values in wanted.items():
-            for chunk in _chunks(sorted(values)):
+            for chunk in chunks(sorted(values)):
                 self._owners.update(dict.fromkeys(((kind, v) for v in chunk), None))
                 found = self.conn.execute(
                     select(t.c.value, t.c.profile).where(
@@ -104,7 +105,7 @@ class Linker:
                 )
                 self._owners.update({(kind, row.value): row.profile for row in found})
         held = sorted({p for p in self._owners.values() if p is not None} - self._customers.keys())
-        for chunk in _chunks(held):
+        for chunk in chunks(held):
             self._customers.update(dict.fromkeys(chunk, None))
             found = self.conn.execute(
                 select(t.c.profile, t.c.value)
@@ -115,12 +116,12 @@ class Linker:
         for record_type, wanted_keys in keys.items():
             spec = KINDS[record_type]
             columns = spec.key_columns()
-            for chunk in _chunks(sorted(wanted_keys)):
+            for some in chunks(sorted(wanted_keys)):
                 stored = self._stored[record_type]
-                stored.update(dict.fromkeys(chunk, None))
+                stored.update(dict.fromkeys(some, None))
                 found = self.conn.execute(
                     select(spec.table.c.profile, *columns).where(
-                        spec.table.c.account_id == self.account_id, columns[-1].in_([k[-1] for k in chunk])
+                        spec.table.c.account_id == self.account_id, columns[-1].in_([k[-1] for k in some])
                     )
                 )
                 for row in found:
@@ -407,10 +408,6 @@ class Linker:
             select(kind.table.c.profile).where(kind.table.c.account_id == self.account_id, *where)
         ).scalar()
         return found
-
-
-def _chunks(items: list[Any], size: int = 400) -> list[list[Any]]:
-    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def link_stored(conn: Connection, account_id: int, at: datetime) -> int:

@@ -35,16 +35,24 @@ def list_profiles(conn: Connection, account_id: int, page: Page, updated_since: 
     return list(conn.execute(query.order_by(p.c.id).limit(page.limit).offset(page.offset)).scalars())
 
 
+def email_holder(conn: Connection, account_id: int, email: str) -> str | None:
+    """The profile that holds an email as its identifier, if one does."""
+    i = identities
+    wanted = normalise("email", email)
+    found: str | None = conn.execute(
+        select(i.c.profile).where(i.c.account_id == account_id, i.c.kind == "email", i.c.value == wanted)
+    ).scalar()
+    return found
+
+
 def by_email(conn: Connection, account_id: int, email: str, page: Page) -> list[str]:
     """The profiles with this email: the one that holds it as an identifier, then any other showing it
     (another customer id's profile may show the same email, section 5.2)."""
     wanted = normalise("email", email)
     if wanted is None:
         return []
-    p, i = profiles, identities
-    owner = conn.execute(
-        select(i.c.profile).where(i.c.account_id == account_id, i.c.kind == "email", i.c.value == wanted)
-    ).scalar()
+    p = profiles
+    owner = email_holder(conn, account_id, wanted)
     shown = select(p.c.profile_id).where(
         p.c.account_id == account_id, p.c.email == wanted, p.c.merged_into.is_(None)
     )

@@ -8,7 +8,7 @@ PostgreSQL store implements the same interface, so nothing above this package kn
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol, TypeVar
 
 from sqlalchemy import Connection, func, select
@@ -56,6 +56,15 @@ class Store(Protocol):
 
     def read_blocking(self, work: Work[T]) -> T:
         """:meth:`read` for threads that are not on an event loop."""
+
+
+#: How many values one ``IN (...)`` takes: well under SQLite's and PostgreSQL's parameter limits.
+IN_CHUNK = 400
+
+
+def chunks(items: Sequence[T], size: int = IN_CHUNK) -> list[list[T]]:
+    """``items`` in lists of at most ``size``, for ``IN`` lists."""
+    return [list(items[i : i + size]) for i in range(0, len(items), size)]
 
 
 #: The first key of the PostgreSQL advisory locks by which a worker claims an account.

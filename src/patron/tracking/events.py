@@ -84,11 +84,13 @@ def apply(linker: Linker, op: Op) -> None:
     else:
         conn.execute(update(v).where(v.c.id == visitor.id).values(last_seen=at))
         profile, first_source = visitor.profile, visitor.first_source
-    this_session = (s.c.account_id == account) & (s.c.cid == b.cid) & (s.c.session_id == b.sid)
-    session = conn.execute(select(s).where(this_session)).first()
+    session = conn.execute(
+        select(s).where(s.c.account_id == account, s.c.cid == b.cid, s.c.session_id == b.sid)
+    ).first()
     if session is None:
-        conn.execute(
-            insert(s).values(
+        session = conn.execute(
+            insert(s)
+            .values(
                 account_id=account,
                 session_id=b.sid,
                 cid=b.cid,
@@ -102,9 +104,8 @@ def apply(linker: Linker, op: Op) -> None:
                 started_at=at,
                 last_at=at,
             )
-        )
-        session = conn.execute(select(s).where(this_session)).first()
-    assert session is not None
+            .returning(*s.c)
+        ).one()
     changes = _changes(conn, account, b, session, first_source, at)
     conn.execute(update(s).where(s.c.id == session.id).values(last_at=max(at, session.last_at), **changes))
     d = dict(b.d)
