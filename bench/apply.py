@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import machine, write_section
 from push import RECORDS_PER_REQUEST, order
 
-from patron import accounts
+from patron import accounts, memory
 from patron.config import Settings
 from patron.ingest.push import push
 from patron.ingest.worker import ROUND_RECORDS, apply_round
@@ -58,6 +58,7 @@ def main() -> None:
                     await push(store, account, json.dumps(records).encode(), accounts.now())
 
             asyncio.run(fill())
+            memory.settle()  # as `patron worker` does once started
             started = time.perf_counter()
             while apply_round(store, args.round):
                 pass

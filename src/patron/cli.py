@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Connection
 
-from patron import __version__, accounts, logs, ratelimits
+from patron import __version__, accounts, logs, memory, ratelimits
 from patron.config import DEFAULT_HOST, DEFAULT_PORT, Settings
 from patron.entities import Page
 from patron.ingest.queue import enqueue_operation
@@ -178,6 +178,7 @@ def worker(ctx: click.Context, wake_stdin: bool, idle_poll: float, log_level: st
             Sender(store, smtp, stop, backoff=settings.smtp_backoff, lease=settings.smtp_lease).thread.start()
         poll = min(5.0, settings.session_idle / 4)
         Sweeper(store, stop, idle=settings.session_idle, poll=poll).thread.start()
+        memory.settle()
         run(store, stop, wait, idle_poll)
         stop.set()  # the sender and the sweeper, too
 

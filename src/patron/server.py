@@ -12,7 +12,7 @@ from typing import Any
 import uvicorn
 from litestar import Litestar
 
-from patron import logs
+from patron import logs, memory
 from patron.app import create_app
 from patron.config import Settings
 from patron.ingest.supervisor import WorkerProcess
@@ -37,7 +37,9 @@ def app_from_environment() -> Litestar:
         fields[name] = Path(fields[name]) if fields[name] else None
     settings = Settings(**fields)
     logs.configure(os.environ.get("PATRON_LOG_LEVEL", "INFO"))
-    return create_app(settings, open_store(settings))
+    app = create_app(settings, open_store(settings))
+    memory.settle()
+    return app
 
 
 def serve(settings: Settings, announce: Callable[[str], None]) -> None:
@@ -65,7 +67,9 @@ def serve(settings: Settings, announce: Callable[[str], None]) -> None:
         if files.ca is not None:
             announce(f"patron: clients trust the local CA at {files.ca.resolve()}")
     if not several:
-        uvicorn.Server(uvicorn.Config(create_app(settings, open_store(settings)), **common)).run()
+        app = create_app(settings, open_store(settings))
+        memory.settle()
+        uvicorn.Server(uvicorn.Config(app, **common)).run()
         return
     # N API processes, each with its own store and app, and one worker for them all, started here.
     children = replace(settings, run_worker=False)

@@ -9,6 +9,7 @@ offset) run in the records' ``__post_init__`` through :func:`check`, which also 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Annotated, Any, Final
 
@@ -54,8 +55,10 @@ Collection = Annotated[str, Meta(min_length=1, max_length=200, pattern=COLLECTIO
 Email = Annotated[str, Meta(max_length=254, pattern=EMAIL_PATTERN)]
 Phone = Annotated[str, Meta(pattern=PHONE_PATTERN)]
 # Either case is accepted (and stored upper-case); the document lists the upper-case codes.
-Currency = Annotated[str, Meta(pattern=CURRENCY_PATTERN, extra_json_schema={"enum": sorted(CURRENCIES)})]
-Country = Annotated[str, Meta(pattern=COUNTRY_PATTERN, extra_json_schema={"enum": sorted(COUNTRIES)})]
+# The pattern is the OpenAPI document's only: the server's check (below) looks the code up, which
+# refuses what the pattern would, for one regular expression less per field (bench/micro: validation).
+Currency = Annotated[str, Meta(extra_json_schema={"pattern": CURRENCY_PATTERN, "enum": sorted(CURRENCIES)})]
+Country = Annotated[str, Meta(extra_json_schema={"pattern": COUNTRY_PATTERN, "enum": sorted(COUNTRIES)})]
 Timestamp = Annotated[str, Meta(pattern=TIMESTAMP_PATTERN)]
 Day = Annotated[str, Meta(pattern=DAY_PATTERN)]
 Money = float
@@ -118,32 +121,64 @@ def _utc_timestamp(value: str) -> str:
         raise ValueError("out of the representable range") from exc
 
 
-def check(record: Any, spec: dict[str, str]) -> None:
-    """Check and normalise the fields of ``record`` named in ``spec`` (field -> kind), in place."""
-    for field, kind in spec.items():
+def _id(field: str, value: Any) -> str:
+    """An id sent as a number is stored as a string."""
+    return value if type(value) is str else str(value)
+
+
+def _timestamp(field: str, value: str) -> str:
+    try:
+        return utc_timestamp(value)
+    except ValueError as exc:
+        raise Invalid(field, f"{value!r} is not a valid ISO 8601 timestamp with an offset") from exc
+
+
+def _day(field: str, value: str) -> str:
+    try:
+        date.fromisoformat(value)
+    except ValueError as exc:
+        raise Invalid(field, f"{value!r} is not a valid YYYY-MM-DD date") from exc
+    return value
+
+
+def _currency(field: str, value: str) -> str:
+    upper = value.upper()
+    if upper not in CURRENCIES:
+        raise Invalid(field, f"{value!r} is not an ISO 4217 currency code")
+    return upper
+
+
+def _country(field: str, value: str) -> str:
+    upper = value.upper()
+    if upper not in COUNTRIES:
+        raise Invalid(field, f"{value!r} is not an ISO 3166-1 alpha-2 country code")
+    return upper
+
+
+#: What each kind of checked field runs: it returns the value to store or raises :class:`Invalid`.
+FIXES: Final[dict[str, Callable[[str, Any], Any]]] = {
+    "id": _id,
+    "timestamp": _timestamp,
+    "day": _day,
+    "currency": _currency,
+    "country": _country,
+}
+
+Fixes = tuple[tuple[str, Callable[[str, Any], Any]], ...]
+
+
+def fixes(spec: dict[str, str]) -> Fixes:
+    """``spec`` (field -> kind) as the (field, fixer) pairs :func:`check` runs."""
+    return tuple((field, FIXES[kind]) for field, kind in spec.items())
+
+
+def check(record: Any, fixes: Fixes) -> None:
+    """Check and normalise the set fields of ``record`` named in ``fixes``, in place.
+
+    This runs for every part of every pushed record (five hundred times in a push of 100 orders), so
+    it is one loop over precomputed pairs (bench/micro: validation).
+    """
+    for field, fix in fixes:
         value = getattr(record, field)
-        if value is UNSET or value is None:
-            continue
-        if kind == "id":
-            if isinstance(value, int):
-                setattr(record, field, str(value))
-        elif kind == "timestamp":
-            try:
-                setattr(record, field, utc_timestamp(value))
-            except ValueError as exc:
-                raise Invalid(field, f"{value!r} is not a valid ISO 8601 timestamp with an offset") from exc
-        elif kind == "day":
-            try:
-                date.fromisoformat(value)
-            except ValueError as exc:
-                raise Invalid(field, f"{value!r} is not a valid YYYY-MM-DD date") from exc
-        elif kind == "currency":
-            if value.upper() not in CURRENCIES:
-                raise Invalid(field, f"{value!r} is not an ISO 4217 currency code")
-            setattr(record, field, value.upper())
-        elif kind == "country":
-            if value.upper() not in COUNTRIES:
-                raise Invalid(field, f"{value!r} is not an ISO 3166-1 alpha-2 country code")
-            setattr(record, field, value.upper())
-        else:  # pragma: no cover - a programming error in a spec
-            raise AssertionError(kind)
+        if value is not UNSET and value is not None:
+            setattr(record, field, fix(field, value))

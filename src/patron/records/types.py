@@ -18,6 +18,7 @@ from patron.records.fields import (
     Currency,
     Day,
     Email,
+    Fixes,
     Id,
     Invalid,
     Money,
@@ -28,10 +29,11 @@ from patron.records.fields import (
     Text,
     Timestamp,
     check,
+    fixes,
 )
 
 
-class Part(msgspec.Struct, kw_only=True, omit_defaults=True):
+class Part(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     """A part of a record."""
 
 
@@ -39,9 +41,14 @@ class Checked(Part):
     """A part with fields :func:`check` validates and normalises after decoding (``checks``)."""
 
     checks: ClassVar[dict[str, str]] = {}
+    _fixes: ClassVar[Fixes] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._fixes = fixes(cls.checks)
 
     def __post_init__(self) -> None:
-        check(self, self.checks)
+        check(self, self._fixes)
 
 
 class Record(Checked, tag_field="@type"):
