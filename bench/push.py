@@ -9,7 +9,9 @@ Starts ``patron serve --bench-noop`` on a free loopback port with a fresh data d
 2. ``wrk`` POSTs the same bodies to ``/v2/push`` (validate every record, commit to the queue, 202).
 3. The queue left behind is drained by the worker with no load: records/s applied.
 4. An asyncio client pushes at a steady 50 requests/s: push latency p50/p99.
-5. ``wrk`` POSTs the same bodies to Stoplight Prism (``prism mock``, from ``bench/.node``, which
+5. ``wrk`` POSTs the same bodies to a second server started with ``--no-worker`` on a fresh data
+   directory: what acknowledging costs when the worker is not applying on the same 2 cores.
+6. ``wrk`` POSTs the same bodies to Stoplight Prism (``prism mock``, from ``bench/.node``, which
    ``make bench`` installs) serving Patron's own OpenAPI document: what a spec-driven mock does with
    the same requests (validates them against the schema, stores nothing).
 
@@ -138,6 +140,18 @@ def prism(server: Server, key: str, body: Path, work: Path, seconds: int, connec
         mock.wait(timeout=30)
 
 
+def api_alone(body: Path, processes: list[str], seconds: int, connections: int) -> dict[str, float]:
+    """The same pushes to a server with no worker (``--no-worker``, a fresh data directory): the API's
+    own rate, with the 2 cores left to it and ``wrk``."""
+    work, data_dir, tenant = fresh("push-alone", "--push", "unlimited", "--queue", "100000000")
+    server = start_server(data_dir, "--no-worker", "--log-level", "WARNING", *processes)
+    try:
+        return wrk(server, tenant.key, body, "/v2/push", seconds, connections)
+    finally:
+        server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def drain(server: Server, data_dir: Path, timeout: float = 600) -> dict[str, float]:
     start_backlog = queued(data_dir)
     started = time.monotonic()
@@ -201,6 +215,7 @@ def main() -> None:
         pushed = wrk(server, tenant.key, body, "/v2/push", args.seconds, args.connections)
         applied = drain(server, data_dir)
         latency = asyncio.run(steady(server, tenant.key, rate=50, seconds=args.seconds))
+        alone = api_alone(body, processes, args.seconds, args.connections)
         mock = prism(server, tenant.key, body, work, args.seconds, args.connections)
     finally:
         server.stop()
@@ -210,6 +225,7 @@ def main() -> None:
         "push": pushed,
         "apply": applied,
         "latency_at_50_rps": latency,
+        "api_alone": alone,
         "prism": mock,
     }
     print(json.dumps(results, indent=2))
@@ -219,7 +235,7 @@ def main() -> None:
 
 def write_docs(r: dict[str, dict[str, float]], args: argparse.Namespace) -> None:
     push, ceiling, apply, latency = r["push"], r["ceiling"], r["apply"], r["latency_at_50_rps"]
-    mock = r["prism"]
+    mock, alone = r["prism"], r["api_alone"]
     rows = [
         (
             "push, requests/s acknowledged, beside a spec-driven mock",
@@ -236,6 +252,14 @@ def write_docs(r: dict[str, dict[str, float]], args: argparse.Namespace) -> None
             f" ({ceiling['requests_per_s']:,.0f} req/s)",
             f"{push['records_per_s'] / ceiling['records_per_s']:.2f}",
             "≥ 30,000 and ≥ 0.5 of the ceiling",
+        ),
+        (
+            "push, records/s acknowledged with no worker applying beside it (`--no-worker`)",
+            f"{alone['records_per_s']:,.0f} ({alone['requests_per_s']:,.0f} req/s)",
+            f"the no-op ceiling: {ceiling['records_per_s']:,.0f}; Prism: {mock['requests_per_s']:,.0f} req/s",
+            f"{alone['records_per_s'] / ceiling['records_per_s']:.2f};"
+            f" {alone['requests_per_s'] / mock['requests_per_s']:.1f}",
+            "",
         ),
         (
             "records/s applied by the worker (the queue left by the push run, drained with no load)",

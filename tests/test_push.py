@@ -590,6 +590,8 @@ INVALID = [
     pytest.param("order", {"id": None}, "root > id", id="id-null"),
     pytest.param("order", {"currency": "XYZ"}, "root > currency", id="currency-unknown"),
     pytest.param("order", {"currency": "EURO"}, "root > currency", id="currency-4-letters"),
+    pytest.param("order", {"currency": "\u017fek"}, "root > currency", id="currency-upper-ascii"),
+    pytest.param("contact", {"country_id": "\u0131t"}, "root > country_id", id="country-upper-ascii"),
     pytest.param(
         "order",
         {"shipping_address": {"country_code": "ZZ"}},

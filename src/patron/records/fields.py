@@ -142,15 +142,15 @@ def _day(field: str, value: str) -> str:
 
 
 def _currency(field: str, value: str) -> str:
-    upper = value.upper()
-    if upper not in CURRENCIES:
+    upper = value.upper()  # ASCII only: "\\u017fek".upper() is "SEK"
+    if upper not in CURRENCIES or not value.isascii():
         raise Invalid(field, f"{value!r} is not an ISO 4217 currency code")
     return upper
 
 
 def _country(field: str, value: str) -> str:
     upper = value.upper()
-    if upper not in COUNTRIES:
+    if upper not in COUNTRIES or not value.isascii():
         raise Invalid(field, f"{value!r} is not an ISO 3166-1 alpha-2 country code")
     return upper
 

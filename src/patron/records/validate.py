@@ -128,8 +128,6 @@ _PATTERNS = {
     fields.ID_PATTERN: "must be a string without whitespace",
     fields.EMAIL_PATTERN: "is not a valid email address",
     fields.PHONE_PATTERN: "is not an E.164 phone number (a plus sign and up to 15 digits)",
-    fields.CURRENCY_PATTERN: "is not a 3-letter ISO 4217 currency code",
-    fields.COUNTRY_PATTERN: "is not a 2-letter ISO 3166-1 country code",
     fields.TIMESTAMP_PATTERN: "is not an ISO 8601 timestamp with an offset (2023-05-25T15:32:52+00:00)",
     fields.DAY_PATTERN: "is not a YYYY-MM-DD date",
     fields.COLLECTION_PATTERN: "must be a string without whitespace or '/'",
