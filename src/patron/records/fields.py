@@ -142,7 +142,7 @@ def _day(field: str, value: str) -> str:
 
 
 def _currency(field: str, value: str) -> str:
-    upper = value.upper()  # ASCII only: "\\u017fek".upper() is "SEK"
+    upper = value.upper()  # ASCII only: "\u017fek".upper() is "SEK"
     if upper not in CURRENCIES or not value.isascii():
         raise Invalid(field, f"{value!r} is not an ISO 4217 currency code")
     return upper
