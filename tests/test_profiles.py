@@ -66,6 +66,13 @@ def order_ids_of(client: Client, tenant: Tenant, profile: dict[str, Any]) -> int
 # identity resolution ----------------------------------------------------------------------------
 
 
+def test_new_customers_get_distinct_ids_shaped_like_ometrias(client: Client, tenant: Tenant) -> None:
+    push(client, tenant, [contact(f"c{i}", email=f"c{i}@example.com") for i in range(100)])
+    ids = [p["id"] for p in all_profiles(client, tenant)]
+    assert len(ids) == len(set(ids)) == 100
+    assert all(re.fullmatch(r"[0-9a-f]{4}-[0-9a-f]{6}-[0-9a-f]{6}", i) for i in ids), ids
+
+
 def test_contacts_of_one_customer_id_make_one_profile(client: Client, tenant: Tenant) -> None:
     push(client, tenant, [contact("a", customer_id="C1", email="ann@example.com")])
     push(client, tenant, [contact("b", "shop2", customer_id="C1", email="ann.work@example.com")])
