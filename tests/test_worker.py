@@ -18,16 +18,16 @@ from conftest import PATRON, PostgresCluster, Tenant, push, wait_applied
 from patron import accounts
 from patron.app import create_app
 from patron.config import Settings
-from patron.ingest.queue import latest_errors
+from patron.ingest.queue import latest_errors, pack
 from patron.ingest.worker import apply_round
 from patron.store import Store, open_store
 from patron.store.schema import accounts as accounts_table
 from patron.store.schema import import_batches, orders
 
 
-def queue(store: Store, tenant: Tenant, records: list[dict[str, Any]]) -> str:
+def queue(store: Store, tenant: Tenant, records: list[dict[str, Any]], *, packed: bool = False) -> str:
     """Queue records as a push would, bypassing validation (as a batch written by an older version
-    might be); returns the request id."""
+    might be, in plain JSON unless ``packed``); returns the request id."""
     request_id = str(uuid.uuid4())
 
     def work(conn: Connection) -> None:
@@ -37,7 +37,7 @@ def queue(store: Store, tenant: Tenant, records: list[dict[str, Any]]) -> str:
                 request_id=request_id,
                 account_id=account.id,
                 record_type="order",
-                records=msgspec.json.encode(records),
+                records=pack(records) if packed else msgspec.json.encode(records),
                 accepted=len(records),
                 rejected=0,
                 status="queued",
@@ -90,6 +90,14 @@ def test_a_record_that_cannot_be_applied_becomes_a_push_error_and_the_queue_move
         lambda conn: conn.execute(select(queued).where(accounts_table.c.id == account.id)).scalar_one()
     )
     assert left == 0
+
+
+def test_queue_copies_in_plain_json_from_before_packing_still_apply(store: Store, tenant: Tenant) -> None:
+    queue(store, tenant, [{"@type": "order", "id": "plain", "status": "complete"}])
+    queue(store, tenant, [{"@type": "order", "id": "packed", "status": "complete"}], packed=True)
+    while apply_round(store):
+        pass
+    assert order_ids(store) == ["plain", "packed"]
 
 
 def test_patron_worker_applies_when_woken_and_exits_when_its_waker_goes(

@@ -25,7 +25,7 @@ import msgspec
 from msgspec import UNSET, Meta, UnsetType
 from sqlalchemy import Connection, delete, insert, select, update
 
-from patron.ingest.queue import enqueue_operation
+from patron.ingest.queue import enqueue_operation, pack, unpack
 from patron.profiles.link import Linker, Op
 from patron.profiles.operations import resolve
 from patron.records.fields import EMAIL_PATTERN, NO_NUL_PATTERN, Email
@@ -63,7 +63,6 @@ RESOLVE_AS = {
 }
 _EMAIL = re.compile(EMAIL_PATTERN)
 _encode = msgspec.json.Encoder().encode
-_decode_list = msgspec.json.Decoder(list[dict[str, Any]]).decode
 
 
 # the request ----------------------------------------------------------------------------------------
@@ -454,12 +453,12 @@ def _import_batches(conn: Connection, account_id: int, person: Person, op: Op) -
     for row in rows.all():
         if row.request_id == op.request_id:
             done = [{"@type": ANONYMISE, "@anonymised": True}]
-            conn.execute(update(t).where(t.c.id == row.id).values(records=_encode(done)))
+            conn.execute(update(t).where(t.c.id == row.id).values(records=pack(done)))
         else:
-            records = _decode_list(row.records)
+            records = unpack(row.records)
             if any(theirs(r) for r in records):
                 kept = [{"@type": r.get("@type"), "@anonymised": True} if theirs(r) else r for r in records]
-                conn.execute(update(t).where(t.c.id == row.id).values(records=_encode(kept)))
+                conn.execute(update(t).where(t.c.id == row.id).values(records=pack(kept)))
 
 
 def _email_clicks(conn: Connection, account_id: int, person: Person, op: Op) -> None:

@@ -8,7 +8,7 @@ from datetime import datetime
 import msgspec
 
 from patron.accounts import Account
-from patron.ingest.queue import Enqueued, backlog, enqueue
+from patron.ingest.queue import Enqueued, backlog, enqueue, pack
 from patron.records.validate import FieldWarning, RecordError, RecordsInvalid, split_raw, validate
 from patron.store import Store
 
@@ -51,8 +51,9 @@ async def push(
         raise RecordsInvalid(batch.errors)
     raws = split_raw(body) if batch.errors else []
     request_id = str(uuid.uuid4())
+    packed = pack(batch.accepted)  # here, not on the writer thread every push waits for
     done: Enqueued = await store.write(
-        lambda conn: enqueue(conn, account.id, account.queue_limit, request_id, batch, raws, received)
+        lambda conn: enqueue(conn, account.id, account.queue_limit, request_id, batch, packed, raws, received)
     )
     reply = PushReply("OK", request_id, done.accepted, done.rejected, batch.errors, batch.warnings)
     return reply, QueueSize(account.queue_limit, account.queue_limit - done.queued)

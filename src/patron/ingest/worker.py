@@ -25,7 +25,7 @@ from sqlalchemy import Connection, bindparam, select, update
 from patron import gdpr
 from patron.accounts import now
 from patron.ingest.apply import KINDS, Changes, plan, write
-from patron.ingest.queue import APPLIED, QUEUED, count_queued, record_errors
+from patron.ingest.queue import APPLIED, QUEUED, count_queued, record_errors, unpack
 from patron.profiles import operations
 from patron.profiles.link import Linker, Op
 from patron.store import Store, StoreUnavailable, lock_account
@@ -35,7 +35,6 @@ from patron.tracking import events
 log = logging.getLogger("patron.worker")
 #: Roughly how many records one round (one transaction) applies.
 ROUND_RECORDS = 1000
-_decode = msgspec.json.Decoder(list[dict[str, Any]]).decode
 
 
 class Queued(NamedTuple):
@@ -71,7 +70,7 @@ def _oldest(conn: Connection, limit_records: int, account_id: int | None = None)
         operation = row.record_type in OPERATIONS
         if taken and (operation or total + row.accepted > limit_records):
             break
-        taken.append(Queued(*row[:5], _decode(row.records)))
+        taken.append(Queued(*row[:5], unpack(row.records)))
         total += row.accepted
         if operation:
             break

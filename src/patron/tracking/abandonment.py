@@ -16,7 +16,7 @@ import msgspec
 from sqlalchemy import Connection, select, update
 
 from patron.accounts import now
-from patron.ingest.queue import enqueue
+from patron.ingest.queue import enqueue, pack
 from patron.records.validate import validate
 from patron.store import Store
 from patron.store.schema import tracking_events, tracking_sessions
@@ -84,7 +84,7 @@ def sweep(conn: Connection, at: datetime, idle: timedelta) -> int:
         if outcome in (ABANDONED_BASKET, BROWSE_ABANDONED) and row.profile:
             batch = validate(msgspec.json.encode([_event(conn, row, outcome)]), at)
             if batch.accepted:
-                enqueue(conn, row.account_id, None, str(uuid.uuid4()), batch, [], at)
+                enqueue(conn, row.account_id, None, str(uuid.uuid4()), batch, pack(batch.accepted), [], at)
             else:  # a basket the push rules refuse (say, too large): the session still ends
                 log.warning("abandonment event refused", extra={"session_id": row.session_id})
     return len(rows)
