@@ -89,7 +89,33 @@ def body_template() -> str:
 
 
 def wrk(server: Server, key: str, body: Path, path: str, seconds: int, connections: int) -> dict[str, float]:
-    return wrk_at(f"https://127.0.0.1:{server.port}", key, body, path, seconds, connections)
+    """``wrk`` against ``server``, with the CPU its API processes and its worker spent a request."""
+    before = cpu_seconds(server.process.pid)
+    measured = wrk_at(f"https://127.0.0.1:{server.port}", key, body, path, seconds, connections)
+    after = cpu_seconds(server.process.pid)
+    requests = measured["requests_per_s"] * seconds
+    for role in ("api", "worker"):
+        measured[f"{role}_cpu_ms"] = (after[role] - before[role]) * 1000 / requests
+    return measured
+
+
+def cpu_seconds(pid: int) -> dict[str, float]:
+    """CPU seconds (user and system) so far of ``pid`` and its descendants: ``worker`` for the
+    ``patron worker`` process, ``api`` for the others (``patron serve`` and its API processes)."""
+    spent = {"api": 0.0, "worker": 0.0}
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        proc = Path(f"/proc/{current}")
+        try:
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+            role = "worker" if b"\0worker\0" in (proc / "cmdline").read_bytes() else "api"
+            for task in (proc / "task").iterdir():
+                pending += [int(child) for child in (task / "children").read_text().split()]
+        except FileNotFoundError:  # it ended meanwhile
+            continue
+        spent[role] += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return spent
 
 
 def wrk_at(url: str, key: str, body: Path, path: str, seconds: int, connections: int) -> dict[str, float]:
@@ -249,9 +275,10 @@ def write_docs(r: dict[str, Any], args: argparse.Namespace) -> None:
         ),
         (
             "push, records/s acknowledged (validated, committed, 202)",
-            f"{push['records_per_s']:,.0f} ({push['requests_per_s']:,.0f} req/s)",
+            f"{push['records_per_s']:,.0f} ({push['requests_per_s']:,.0f} req/s; CPU a request:"
+            f" {push['api_cpu_ms']:.2f} ms API, {push['worker_cpu_ms']:.2f} ms worker)",
             f"no-op POST of the same bodies: {ceiling['records_per_s']:,.0f}"
-            f" ({ceiling['requests_per_s']:,.0f} req/s)",
+            f" ({ceiling['requests_per_s']:,.0f} req/s; {ceiling['api_cpu_ms']:.2f} ms of API CPU a request)",
             f"{push['records_per_s'] / ceiling['records_per_s']:.2f}",
             "≥ 30,000 and ≥ 0.5 of the ceiling",
         ),
@@ -259,7 +286,8 @@ def write_docs(r: dict[str, Any], args: argparse.Namespace) -> None:
             (
                 f"push, the API alone (`--no-worker`, {n} API process{'es' if n > 1 else ''}),"
                 " records/s acknowledged",
-                f"{a['records_per_s']:,.0f} ({a['requests_per_s']:,.0f} req/s)",
+                f"{a['records_per_s']:,.0f} ({a['requests_per_s']:,.0f} req/s;"
+                f" {a['api_cpu_ms']:.2f} ms of API CPU a request)",
                 f"the no-op ceiling: {ceiling['records_per_s']:,.0f};"
                 f" Prism: {mock['requests_per_s']:,.0f} req/s",
                 f"{a['records_per_s'] / ceiling['records_per_s']:.2f};"
