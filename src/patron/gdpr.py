@@ -23,7 +23,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, Table, delete, insert, select, update
 
 from patron.ingest.queue import enqueue_operation, pack, unpack
 from patron.profiles.link import Linker, Op
@@ -484,8 +484,7 @@ def _email_clicks(conn: Connection, account_id: int, person: Person, op: Op) -> 
 def _tracking_events(conn: Connection, account_id: int, person: Person, op: Op) -> None:
     """What their browsers did goes, and any identify or profile event that names them."""
     t = tracking_events
-    for chunk in chunks(person.browsers):
-        conn.execute(delete(t).where(t.c.account_id == account_id, t.c.cid.in_(chunk)))
+    _by_browser(conn, t, account_id, person)
     naming = conn.execute(
         select(t.c.id, t.c.data).where(t.c.account_id == account_id, t.c.kind.in_(("identify", "profile")))
     )
@@ -497,13 +496,16 @@ def _tracking_events(conn: Connection, account_id: int, person: Person, op: Op) 
 def _tracking_sessions(conn: Connection, account_id: int, person: Person, op: Op) -> None:
     t = tracking_sessions
     conn.execute(delete(t).where(_of(t, account_id, person.profiles)))
-    for chunk in chunks(person.browsers):
-        conn.execute(delete(t).where(t.c.account_id == account_id, t.c.cid.in_(chunk)))
+    _by_browser(conn, t, account_id, person)
 
 
 def _order_sources(conn: Connection, account_id: int, person: Person, op: Op) -> None:
     """Their orders stay (for revenue); where they came from on the site goes."""
-    t = order_sources
+    _by_browser(conn, order_sources, account_id, person)
+
+
+def _by_browser(conn: Connection, t: Table, account_id: int, person: Person) -> None:
+    """Delete the rows of ``t`` that came from the person's browsers (by the tag's cookie id)."""
     for chunk in chunks(person.browsers):
         conn.execute(delete(t).where(t.c.account_id == account_id, t.c.cid.in_(chunk)))
 

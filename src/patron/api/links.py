@@ -61,10 +61,6 @@ async def unsubscribe(token: Text, request: Request[Any, Any, Any], state: State
     return pages.unsubscribed()
 
 
-def _action(account_hash: str, token: str) -> str:
-    return f"{links.PREFERENCES_PATH}/{account_hash}/{token}"
-
-
 @get(f"{links.PREFERENCES_PATH}/{{account_hash:str}}/{{token:str}}", include_in_schema=False)
 async def preference_centre(account_hash: Text, token: Text, state: State) -> Response[str]:
     try:
@@ -98,9 +94,8 @@ async def save_preferences(
     return _centre(account_hash, token, after, saved=True)
 
 
-def _centre(account_hash: str, token: str, c: preferences.Choices, *, saved: bool) -> Response[str]:
-    action = _action(account_hash, token)
-    return pages.preference_centre(action, c.email, c.email_on, c.phone, c.sms_on, saved)
+def _centre(account_hash: str, token: str, choices: preferences.Choices, *, saved: bool) -> Response[str]:
+    return pages.preference_centre(f"{links.PREFERENCES_PATH}/{account_hash}/{token}", choices, saved)
 
 
 @get(f"{links.CLICK_PATH}/{{token:str}}", include_in_schema=False)

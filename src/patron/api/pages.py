@@ -9,6 +9,8 @@ from html import escape
 from litestar import Response
 from litestar.enums import MediaType
 
+from patron.email.preferences import Choices
+
 _PAGE = """<!doctype html>
 <html lang="en">
 <head>
@@ -56,15 +58,13 @@ def unsubscribed() -> Response[str]:
     return page("You are unsubscribed", "<p>You will no longer receive marketing email from us.</p>")
 
 
-def preference_centre(
-    action: str, email: str | None, email_on: bool, phone: str | None, sms_on: bool, saved: bool
-) -> Response[str]:
+def preference_centre(action: str, choices: Choices, saved: bool) -> Response[str]:
     """The form: one checkbox per channel the person can be reached on, with the state shown kept in
     hidden fields, so that saving changes only what they changed."""
     rows, kept = [], []
     for name, address, on, what in (
-        ("email", email, email_on, "Marketing email"),
-        ("sms", phone, sms_on, "Marketing text messages (SMS)"),
+        ("email", choices.email, choices.email_on, "Marketing email"),
+        ("sms", choices.phone, choices.sms_on, "Marketing text messages (SMS)"),
     ):
         if not address:
             continue

@@ -24,6 +24,7 @@ from litestar.params import PathParameter
 from patron.accounts import now
 from patron.config import Settings
 from patron.ratelimits import RateLimiter
+from patron.store import Store
 from patron.tracking import collect, wire
 
 log = logging.getLogger("patron.tracking")
@@ -41,6 +42,20 @@ class Accounts:
     def __init__(self) -> None:
         self.known: dict[str, int] = {}
         self.unknown: dict[str, float] = {}
+
+    async def find(self, store: Store, account_hash: str) -> int | None:
+        if account_hash in self.known:
+            return self.known[account_hash]
+        if self.unknown.get(account_hash, 0) > time.monotonic() or not _HASH.match(account_hash):
+            return None
+        found: int | None = await store.read(lambda conn: collect.account_id(conn, account_hash))
+        if found is None:
+            if len(self.unknown) > 10_000:
+                self.unknown.clear()
+            self.unknown[account_hash] = time.monotonic() + 60
+        else:
+            self.known[account_hash] = found
+        return found
 
 
 def _nothing(html: bool) -> Response[Any]:
@@ -64,22 +79,6 @@ async def tag(name: Text, request: Request[Any, Any, Any]) -> Response[Any]:
     return Response(body, media_type="application/javascript; charset=utf-8", headers=headers)
 
 
-async def _account(state: State, account_hash: str) -> int | None:
-    cache: Accounts = state.track_accounts
-    if account_hash in cache.known:
-        return cache.known[account_hash]
-    if cache.unknown.get(account_hash, 0) > time.monotonic() or not _HASH.match(account_hash):
-        return None
-    found: int | None = await state.store.read(lambda conn: collect.account_id(conn, account_hash))
-    if found is None:
-        if len(cache.unknown) > 10_000:
-            cache.unknown.clear()
-        cache.unknown[account_hash] = time.monotonic() + 60
-    else:
-        cache.known[account_hash] = found
-    return found
-
-
 async def _take(state: State, request: Request[Any, Any, Any], account_hash: str, data: str) -> None:
     limiter: RateLimiter = state.track_limiter
     settings: Settings = state.settings
@@ -91,7 +90,8 @@ async def _take(state: State, request: Request[Any, Any, Any], account_hash: str
         return
     if not (await limiter.hit(f"visitor:{beacon.cid}", "track", settings.track_per_visitor)).allowed:
         return
-    account = await _account(state, account_hash)
+    accounts: Accounts = state.track_accounts
+    account = await accounts.find(state.store, account_hash)
     if account is None:
         return
     at = now()

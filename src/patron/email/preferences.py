@@ -4,7 +4,7 @@ changed, as type ``preferences_centre`` (reference section 5.8), in order with t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import msgspec
@@ -62,12 +62,9 @@ def changes(choices: Choices, form: dict[str, list[str]]) -> tuple[Preferences, 
         shown = form.get(f"{channel}_shown", [""])[0]
         ticked = form.get(channel, [""])[0] == "on"
         wanted[channel] = ticked if address and shown in ("on", "off") and ticked != (shown == "on") else None
-    after = Choices(
-        choices.account_id,
-        choices.profile_id,
-        choices.email,
-        choices.email_on if wanted["email"] is None else wanted["email"],
-        choices.phone,
-        choices.sms_on if wanted["sms"] is None else wanted["sms"],
+    after = replace(
+        choices,
+        email_on=choices.email_on if wanted["email"] is None else wanted["email"],
+        sms_on=choices.sms_on if wanted["sms"] is None else wanted["sms"],
     )
     return Preferences(choices.profile_id, wanted["email"], wanted["sms"]), after

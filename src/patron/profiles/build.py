@@ -64,10 +64,12 @@ class Facts(NamedTuple):
     visits: tuple[int, datetime | None, datetime | None] = (0, None, None)  # sessions, first, last
 
 
-def second(value: str | None) -> str | None:
-    """An ISO 8601 UTC timestamp to the second, ``2015-11-03T11:48:10+00:00``."""
+def second(value: str | datetime | None) -> str | None:
+    """An ISO 8601 UTC timestamp (or a UTC datetime) to the second, ``2015-11-03T11:48:10+00:00``."""
     if value is None:
         return None
+    if isinstance(value, datetime):
+        value = value.isoformat()
     if len(value) >= 25 and value[10] == "T" and value.endswith("+00:00"):  # UTC already: cut
         return value[:19] + "+00:00"
     return datetime.fromisoformat(value).strftime("%Y-%m-%dT%H:%M:%S+00:00")
@@ -188,12 +190,12 @@ def document(facts: Facts) -> Profile:
         identities=[Identity(value, kind) for kind, value in sorted(facts.identities)],
         lists=[ListMembership(list_id, title) for list_id, title in sorted(facts.lists)],
         dates=Dates(
-            acquired=second(min(acquired)) if acquired else second(facts.created_at.isoformat()),
+            acquired=second(min(acquired)) if acquired else second(facts.created_at),
             first_purchase=second(s.first),
             last_purchase=second(s.last),
-            first_seen=second(facts.visits[1].isoformat()) if facts.visits[1] else None,
-            last_seen=second(facts.visits[2].isoformat()) if facts.visits[2] else None,
-            last_email_click=second(facts.clicks[1].isoformat()) if facts.clicks[1] else None,
+            first_seen=second(facts.visits[1]),
+            last_seen=second(facts.visits[2]),
+            last_email_click=second(facts.clicks[1]),
         ),
         stats=Stats(
             orders=s.orders,

@@ -14,12 +14,13 @@ from sqlalchemy import Connection, insert, select, update
 
 from patron.profiles.identity import normalise
 from patron.profiles.link import Linker, Op
+from patron.records.fields import EMAIL_PATTERN
 from patron.store.schema import order_sources, tracking_events, tracking_sessions, visitors
 from patron.tracking import sources
 from patron.tracking.wire import Beacon
 
 TRACK = "track"
-_EMAIL = re.compile(r"^\S+@\S+\.\S+$")
+_EMAIL = re.compile(EMAIL_PATTERN)
 _encode = msgspec.json.Encoder().encode
 
 

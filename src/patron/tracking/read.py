@@ -3,11 +3,12 @@ order's sources (the ``@attribution`` of ``GET /v2/orders/{id}``); both extensio
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 import msgspec
-from sqlalchemy import Connection, select
+from sqlalchemy import Column, Connection, Row, Table, select
 
 from patron.entities import Page, get_document
 from patron.profiles.build import survivor
@@ -60,39 +61,33 @@ def activity(conn: Connection, account_id: int, profile_id: str, page: Page) -> 
         item = Activity(_time(row.occurred_at), "web", row.kind, row.session_id, row.url, row.page_type)
         item.data = _decode(row.data)
         found.append((row.occurred_at, row.id, item))
-    c = custom_events
-    for event in conn.execute(
-        select(c.c.id, c.c.event_id, c.c.event_type, c.c.data, c.c.updated_at)
-        .where(c.c.account_id == account_id, c.c.profile == live)
-        .order_by(c.c.updated_at.desc(), c.c.id.desc())
-        .limit(wanted)
-    ):
+    for event in _newest(conn, custom_events, custom_events.c.updated_at, account_id, live, wanted):
         doc = _decode(event.data)
-        item = Activity(_time(event.updated_at), "api", event.event_type, id=event.event_id)
+        item = Activity(_time(event.when), "api", event.event_type, id=event.event_id)
         item.data = doc.get("properties") or {}
-        found.append((event.updated_at, event.id, item))
-    o = orders
-    for order in conn.execute(
-        select(o.c.id, o.c.order_id, o.c.data, o.c.updated_at)
-        .where(o.c.account_id == account_id, o.c.profile == live)
-        .order_by(o.c.updated_at.desc(), o.c.id.desc())
-        .limit(wanted)
-    ):
+        found.append((event.when, event.id, item))
+    for order in _newest(conn, orders, orders.c.updated_at, account_id, live, wanted):
         doc = _decode(order.data)
-        item = Activity(_time(order.updated_at), "api", "order", id=order.order_id)
+        item = Activity(_time(order.when), "api", "order", id=order.order_id)
         item.data = {k: doc[k] for k in ("status", "grand_total", "currency", "timestamp") if k in doc}
-        found.append((order.updated_at, order.id, item))
-    k = email_clicks
-    for click in conn.execute(
-        select(k.c.id, k.c.message_id, k.c.url, k.c.clicked_at)
-        .where(k.c.account_id == account_id, k.c.profile == live)
-        .order_by(k.c.clicked_at.desc(), k.c.id.desc())
-        .limit(wanted)
-    ):
-        item = Activity(_time(click.clicked_at), "email", "email_click", url=click.url, id=click.message_id)
-        found.append((click.clicked_at, click.id, item))
+        found.append((order.when, order.id, item))
+    for click in _newest(conn, email_clicks, email_clicks.c.clicked_at, account_id, live, wanted):
+        item = Activity(_time(click.when), "email", "email_click", url=click.url, id=click.message_id)
+        found.append((click.when, click.id, item))
     found.sort(key=lambda f: (f[0], f[1]), reverse=True)
     return [item for _, _, item in found[page.offset : wanted]]
+
+
+def _newest(
+    conn: Connection, table: Table, when: Column[datetime], account_id: int, profile: str, limit: int
+) -> Sequence[Row[Any]]:
+    """The profile's latest ``limit`` rows of ``table``, newest first, with ``when`` as ``when``."""
+    return conn.execute(
+        select(table, when.label("when"))
+        .where(table.c.account_id == account_id, table.c.profile == profile)
+        .order_by(when.desc(), table.c.id.desc())
+        .limit(limit)
+    ).all()
 
 
 def _time(moment: datetime) -> str:
