@@ -29,7 +29,7 @@ from patron.ingest.queue import enqueue_operation, pack, unpack
 from patron.profiles.link import Linker, Op
 from patron.profiles.operations import resolve
 from patron.records.fields import EMAIL_PATTERN, NO_NUL_PATTERN, Email
-from patron.store import chunks
+from patron.store import among, chunks
 from patron.store.schema import (
     consents,
     contacts,
@@ -271,44 +271,44 @@ def _person(linker: Linker, op: Op) -> Person:
         found += resolve(linker, RESOLVE_AS[identity.type], identity.value)
     p = profiles
     merged = conn.execute(
-        select(p.c.profile_id).where(p.c.account_id == account, p.c.merged_into.in_(found))
+        select(p.c.profile_id).where(p.c.account_id == account, among(conn, p.c.merged_into, found))
     ).scalars()
     people = list(dict.fromkeys([*found, *merged]))
     emails = [i.value for i in asked if i.type == "email"]
     held = conn.execute(
         select(identities.c.kind, identities.c.value).where(
-            identities.c.account_id == account, identities.c.profile.in_(people)
+            identities.c.account_id == account, among(conn, identities.c.profile, people)
         )
     ).all()
     emails += [value for kind, value in held if kind == "email"]
     person = Person(people, hashed_email(emails[0] if emails else "|".join(sorted(people)) or op.request_id))
     _add(person.traces, *(i.value for i in asked), *(value for _, value in held))
     for row in conn.execute(
-        select(contacts.c.contact_id, contacts.c.data).where(_of(contacts, account, people))
+        select(contacts.c.contact_id, contacts.c.data).where(_of(conn, contacts, account, people))
     ):
         doc = msgspec.json.decode(row.data)
         _add(person.traces, row.contact_id, *(doc.get(name) for name in _IDENTIFYING))
-    for row in conn.execute(select(orders.c.data).where(_of(orders, account, people))):
+    for row in conn.execute(select(orders.c.data).where(_of(conn, orders, account, people))):
         customer = msgspec.json.decode(row.data).get("customer") or {}
         _add(person.traces, customer.get("id"), customer.get("email"))
-    for row in conn.execute(select(custom_events.c.data).where(_of(custom_events, account, people))):
+    for row in conn.execute(select(custom_events.c.data).where(_of(conn, custom_events, account, people))):
         doc = msgspec.json.decode(row.data)
         _add(person.traces, doc.get("identity_email"), doc.get("identity_account_id"))
     person.traces -= {person.anonymous_email}
     person.traces = {t for t in person.traces if len(t) >= 3}  # an id "7" would match everything
-    browsers = conn.execute(select(visitors.c.cid).where(_of(visitors, account, people))).scalars()
+    browsers = conn.execute(select(visitors.c.cid).where(_of(conn, visitors, account, people))).scalars()
     person.browsers = list(browsers)
     return person
 
 
-def _of(table: Any, account_id: int, people: list[str]) -> Any:
-    return (table.c.account_id == account_id) & table.c.profile.in_(people)
+def _of(conn: Connection, table: Any, account_id: int, people: list[str]) -> Any:
+    return (table.c.account_id == account_id) & among(conn, table.c.profile, people)
 
 
 def _contacts(conn: Connection, account_id: int, person: Person, op: Op) -> None:
     """Each contact keeps its collection and its place in the profile; everything else goes."""
     t = contacts
-    rows = conn.execute(select(t.c.id, t.c.collection).where(_of(t, account_id, person.profiles))).all()
+    rows = conn.execute(select(t.c.id, t.c.collection).where(_of(conn, t, account_id, person.profiles))).all()
     for row in rows:
         contact_id = f"anonymised-{uuid.uuid4().hex}"
         doc = {
@@ -334,7 +334,7 @@ def _contacts(conn: Connection, account_id: int, person: Person, op: Op) -> None
 def _orders(conn: Connection, account_id: int, person: Person, op: Op) -> None:
     """Orders stay, for revenue, under an anonymous customer: no customer block, addresses or IP."""
     t = orders
-    rows = conn.execute(select(t.c.id, t.c.data).where(_of(t, account_id, person.profiles))).all()
+    rows = conn.execute(select(t.c.id, t.c.data).where(_of(conn, t, account_id, person.profiles))).all()
     for row in rows:
         doc = msgspec.json.decode(row.data)
         for name in ("shipping_address", "billing_address", "ip_address", "properties"):
@@ -350,7 +350,7 @@ def _orders(conn: Connection, account_id: int, person: Person, op: Op) -> None:
 
 def _custom_events(conn: Connection, account_id: int, person: Person, op: Op) -> None:
     t = custom_events
-    rows = conn.execute(select(t.c.id, t.c.data).where(_of(t, account_id, person.profiles))).all()
+    rows = conn.execute(select(t.c.id, t.c.data).where(_of(conn, t, account_id, person.profiles))).all()
     for row in rows:
         doc = msgspec.json.decode(row.data)
         doc = {k: v for k, v in doc.items() if k in ("@type", "id", "event_type", "timestamp")}
@@ -374,20 +374,22 @@ def _profiles(conn: Connection, account_id: int, person: Person, op: Op) -> None
     p = profiles
     conn.execute(
         update(p)
-        .where(p.c.account_id == account_id, p.c.profile_id.in_(person.profiles))
+        .where(p.c.account_id == account_id, among(conn, p.c.profile_id, person.profiles))
         .values(anonymised_at=op.at, email=person.anonymous_email)
     )
     conn.execute(
         update(p)
         .where(
-            p.c.account_id == account_id, p.c.profile_id.in_(person.profiles), p.c.merged_into.is_not(None)
+            p.c.account_id == account_id,
+            among(conn, p.c.profile_id, person.profiles),
+            p.c.merged_into.is_not(None),
         )
         .values(data=_encode({"@type": "profile", "id": None}).decode())
     )
 
 
 def _identities(conn: Connection, account_id: int, person: Person, op: Op) -> None:
-    conn.execute(delete(identities).where(_of(identities, account_id, person.profiles)))
+    conn.execute(delete(identities).where(_of(conn, identities, account_id, person.profiles)))
 
 
 def _consents(conn: Connection, account_id: int, person: Person, op: Op) -> None:
@@ -396,17 +398,17 @@ def _consents(conn: Connection, account_id: int, person: Person, op: Op) -> None
     for channel, address in (("email", person.anonymous_email), ("sms", None)):
         conn.execute(
             update(t)
-            .where(_of(t, account_id, person.profiles), t.c.channel == channel)
+            .where(_of(conn, t, account_id, person.profiles), t.c.channel == channel)
             .values(address=address, contact_id=None, reason=None)
         )
 
 
 def _list_members(conn: Connection, account_id: int, person: Person, op: Op) -> None:
-    conn.execute(delete(list_members).where(_of(list_members, account_id, person.profiles)))
+    conn.execute(delete(list_members).where(_of(conn, list_members, account_id, person.profiles)))
 
 
 def _list_changes(conn: Connection, account_id: int, person: Person, op: Op) -> None:
-    conn.execute(delete(list_changes).where(_of(list_changes, account_id, person.profiles)))
+    conn.execute(delete(list_changes).where(_of(conn, list_changes, account_id, person.profiles)))
 
 
 def _merge_jobs(conn: Connection, account_id: int, person: Person, op: Op) -> None:
@@ -432,7 +434,7 @@ def _push_errors(conn: Connection, account_id: int, person: Person, op: Op) -> N
         or person.named_in(r.error_message)
     ]
     for chunk in chunks(doomed):
-        conn.execute(delete(t).where(t.c.id.in_(chunk)))
+        conn.execute(delete(t).where(among(conn, t.c.id, chunk)))
 
 
 def _import_batches(conn: Connection, account_id: int, person: Person, op: Op) -> None:
@@ -476,7 +478,7 @@ def _email_clicks(conn: Connection, account_id: int, person: Person, op: Op) -> 
         conn.execute(
             delete(t).where(
                 t.c.account_id == account_id,
-                t.c.profile.in_(person.profiles) | t.c.message_id.in_(chunk),
+                among(conn, t.c.profile, person.profiles) | among(conn, t.c.message_id, chunk),
             )
         )
 
@@ -490,12 +492,12 @@ def _tracking_events(conn: Connection, account_id: int, person: Person, op: Op) 
     )
     gone = [row.id for row in naming if person.owns(msgspec.json.decode(row.data))]
     for chunk in chunks(gone):
-        conn.execute(delete(t).where(t.c.id.in_(chunk)))
+        conn.execute(delete(t).where(among(conn, t.c.id, chunk)))
 
 
 def _tracking_sessions(conn: Connection, account_id: int, person: Person, op: Op) -> None:
     t = tracking_sessions
-    conn.execute(delete(t).where(_of(t, account_id, person.profiles)))
+    conn.execute(delete(t).where(_of(conn, t, account_id, person.profiles)))
     _by_browser(conn, t, account_id, person)
 
 
@@ -507,11 +509,11 @@ def _order_sources(conn: Connection, account_id: int, person: Person, op: Op) ->
 def _by_browser(conn: Connection, t: Table, account_id: int, person: Person) -> None:
     """Delete the rows of ``t`` that came from the person's browsers (by the tag's cookie id)."""
     for chunk in chunks(person.browsers):
-        conn.execute(delete(t).where(t.c.account_id == account_id, t.c.cid.in_(chunk)))
+        conn.execute(delete(t).where(t.c.account_id == account_id, among(conn, t.c.cid, chunk)))
 
 
 def _visitors(conn: Connection, account_id: int, person: Person, op: Op) -> None:
-    conn.execute(delete(visitors).where(_of(visitors, account_id, person.profiles)))
+    conn.execute(delete(visitors).where(_of(conn, visitors, account_id, person.profiles)))
 
 
 def _messages(conn: Connection, account_id: int, person: Person, op: Op) -> None:

@@ -18,7 +18,7 @@ import msgspec
 from sqlalchemy import Column, Connection, Table, bindparam, func, insert, select, update
 
 from patron.profiles import stats
-from patron.store import chunks
+from patron.store import among, chunks
 from patron.store.schema import contacts, custom_events, orders, products
 
 Document = dict[str, Any]
@@ -151,7 +151,7 @@ def plan(
     key_cols = kind.key_columns()
     stored: dict[Key, tuple[int, Document]] = {}
     for chunk in chunks(sorted(keys)):
-        condition = key_cols[-1].in_([k[-1] for k in chunk])
+        condition = among(conn, key_cols[-1], [k[-1] for k in chunk])
         found = conn.execute(
             select(table.c.id, table.c.data, *key_cols).where(table.c.account_id == account_id, condition)
         )

@@ -17,7 +17,7 @@ import msgspec
 from sqlalchemy import Connection, bindparam, case, func, insert, select, update
 
 from patron.profiles.consent import PENDING, SUBSCRIBED, UNSUBSCRIBED
-from patron.store import chunks
+from patron.store import among, chunks
 from patron.store.schema import (
     consents,
     contacts,
@@ -217,7 +217,7 @@ def _facts(conn: Connection, account_id: int, rows: list[Any]) -> list[Facts]:
     c = contacts
     for row in conn.execute(
         select(c.c.profile, c.c.id, c.c.updated_at, c.c.data).where(
-            c.c.account_id == account_id, c.c.profile.in_(ids)
+            c.c.account_id == account_id, among(conn, c.c.profile, ids)
         )
     ):
         found_contacts[row.profile].append(Contact((row.updated_at, row.id), _decode(row.data)))
@@ -242,7 +242,7 @@ def _facts(conn: Connection, account_id: int, rows: list[Any]) -> list[Facts]:
                 func.min(case((counted, o.c.placed_at), else_=None)).label("first"),
                 func.max(case((counted, o.c.placed_at), else_=None)).label("last"),
             )
-            .where(o.c.account_id == account_id, o.c.profile.in_(ids))
+            .where(o.c.account_id == account_id, among(conn, o.c.profile, ids))
             .group_by(o.c.profile)
         )
     }
@@ -250,7 +250,7 @@ def _facts(conn: Connection, account_id: int, rows: list[Any]) -> list[Facts]:
     i = identities
     for ident in conn.execute(
         select(i.c.profile, i.c.kind, i.c.value)
-        .where(i.c.account_id == account_id, i.c.profile.in_(ids))
+        .where(i.c.account_id == account_id, among(conn, i.c.profile, ids))
         .order_by(i.c.id)
     ):
         found_ids[ident.profile].append((ident.kind, ident.value))
@@ -259,14 +259,14 @@ def _facts(conn: Connection, account_id: int, rows: list[Any]) -> list[Facts]:
     for member in conn.execute(
         select(m.c.profile, lists.c.list_id, lists.c.title)
         .join(lists, (lists.c.account_id == m.c.account_id) & (lists.c.list_id == m.c.list_id))
-        .where(m.c.account_id == account_id, m.c.profile.in_(ids))
+        .where(m.c.account_id == account_id, among(conn, m.c.profile, ids))
     ):
         found_lists[member.profile].append((member.list_id, member.title))
     latest: dict[str, dict[str, tuple[str, datetime]]] = defaultdict(dict)
     k = consents
     for change in conn.execute(
         select(k.c.profile, k.c.channel, k.c.status, k.c.occurred_at)
-        .where(k.c.account_id == account_id, k.c.profile.in_(ids))
+        .where(k.c.account_id == account_id, among(conn, k.c.profile, ids))
         .order_by(k.c.id)
     ):
         latest[change.profile][change.channel] = (change.status, change.occurred_at)
@@ -275,7 +275,7 @@ def _facts(conn: Connection, account_id: int, rows: list[Any]) -> list[Facts]:
         row.profile: (int(row.n), row.last)
         for row in conn.execute(
             select(e.c.profile, func.count().label("n"), func.max(e.c.clicked_at).label("last"))
-            .where(e.c.account_id == account_id, e.c.profile.in_(ids))
+            .where(e.c.account_id == account_id, among(conn, e.c.profile, ids))
             .group_by(e.c.profile)
         )
     }
@@ -289,7 +289,7 @@ def _facts(conn: Connection, account_id: int, rows: list[Any]) -> list[Facts]:
                 func.min(t.c.started_at).label("first"),
                 func.max(t.c.last_at).label("last"),
             )
-            .where(t.c.account_id == account_id, t.c.profile.in_(ids))
+            .where(t.c.account_id == account_id, among(conn, t.c.profile, ids))
             .group_by(t.c.profile)
         )
     }
@@ -329,13 +329,18 @@ def refresh(
     new = new or {}
     changed = 0
     # the new ones in the order they were made (their internal ids keep that order), then the others
-    for chunk in [*chunks(list(new)), *chunks(sorted(set(profile_ids) - new.keys()))]:
+    for chunk in [
+        *chunks(list(new)),
+        *chunks(sorted(set(profile_ids) - new.keys())),
+    ]:
         rows = [_Row(None, pid, new[pid], None) for pid in chunk if pid in new]
         rows += [
             _Row(*row)
             for row in conn.execute(
                 select(p.c.id, p.c.profile_id, p.c.created_at, p.c.data).where(
-                    p.c.account_id == account_id, p.c.profile_id.in_(chunk), p.c.merged_into.is_(None)
+                    p.c.account_id == account_id,
+                    among(conn, p.c.profile_id, chunk),
+                    p.c.merged_into.is_(None),
                 )
             )
         ]

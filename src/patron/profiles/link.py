@@ -28,7 +28,7 @@ from sqlalchemy import Connection, delete, insert, select, update
 from patron.ingest.apply import KINDS, Changes, Document, Key, Step
 from patron.profiles import build, consent, lists
 from patron.profiles.identity import Kind, identifiers, new_profile_id
-from patron.store import chunks
+from patron.store import among, chunks
 from patron.store.schema import (
     accounts,
     contacts,
@@ -100,7 +100,9 @@ class Linker:
                 self._owners.update(dict.fromkeys(((kind, v) for v in chunk), None))
                 found = self.conn.execute(
                     select(t.c.value, t.c.profile).where(
-                        t.c.account_id == self.account_id, t.c.kind == kind, t.c.value.in_(chunk)
+                        t.c.account_id == self.account_id,
+                        t.c.kind == kind,
+                        among(self.conn, t.c.value, chunk),
                     )
                 )
                 self._owners.update({(kind, row.value): row.profile for row in found})
@@ -109,7 +111,11 @@ class Linker:
             self._customers.update(dict.fromkeys(chunk, None))
             found = self.conn.execute(
                 select(t.c.profile, t.c.value)
-                .where(t.c.account_id == self.account_id, t.c.kind == "customer_id", t.c.profile.in_(chunk))
+                .where(
+                    t.c.account_id == self.account_id,
+                    t.c.kind == "customer_id",
+                    among(self.conn, t.c.profile, chunk),
+                )
                 .order_by(t.c.id.desc())  # the oldest last, so it is the one kept
             )
             self._customers.update({row.profile: row.value for row in found})
@@ -121,7 +127,8 @@ class Linker:
                 stored.update(dict.fromkeys(some, None))
                 found = self.conn.execute(
                     select(spec.table.c.profile, *columns).where(
-                        spec.table.c.account_id == self.account_id, columns[-1].in_([k[-1] for k in some])
+                        spec.table.c.account_id == self.account_id,
+                        among(self.conn, columns[-1], [k[-1] for k in some]),
                     )
                 )
                 for row in found:

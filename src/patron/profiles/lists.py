@@ -15,7 +15,7 @@ from sqlalchemy import Connection, and_, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from patron.profiles import build
-from patron.store import lock_account
+from patron.store import among, chunks, lock_account
 from patron.store.schema import list_changes, list_members, lists, orders
 
 ENTER: Final = "list_enter"
@@ -157,7 +157,7 @@ def read(
     found = list(conn.execute(select(lists).where(*where).order_by(lists.c.id)))
     sizes: dict[str, int] = {}
     members = select(m.c.list_id, m.c.profile).where(
-        m.c.account_id == account_id, m.c.list_id.in_([r.list_id for r in found])
+        m.c.account_id == account_id, among(conn, m.c.list_id, [r.list_id for r in found])
     )
     member_rows = list(conn.execute(members)) if found else []
     for row in member_rows:
@@ -192,13 +192,12 @@ def read(
 def _member_totals(conn: Connection, account_id: int, members: set[str]) -> dict[str, tuple[int, float]]:
     o = orders
     totals: dict[str, tuple[int, float]] = {}
-    chunked = sorted(members)
-    for start in range(0, len(chunked), 400):
+    for chunk in chunks(sorted(members)):
         rows = conn.execute(
             select(o.c.profile, func.count(), func.coalesce(func.sum(o.c.revenue), 0.0))
             .where(
                 and_(o.c.account_id == account_id, o.c.counted.is_(True)),
-                o.c.profile.in_(chunked[start : start + 400]),
+                among(conn, o.c.profile, chunk),
             )
             .group_by(o.c.profile)
         )

@@ -13,6 +13,7 @@ from patron.ingest.queue import batch_status
 from patron.profiles.build import survivor
 from patron.profiles.consent import UNSUBSCRIBED
 from patron.profiles.identity import normalise
+from patron.store import among
 from patron.store.schema import (
     consents,
     contacts,
@@ -59,7 +60,7 @@ def by_email(conn: Connection, account_id: int, email: str, page: Page) -> list[
     ids = list(dict.fromkeys([*([owner] if owner else []), *conn.execute(shown.order_by(p.c.id)).scalars()]))
     ids = ids[page.offset : page.offset + page.limit]
     found = conn.execute(
-        select(p.c.profile_id, p.c.data).where(p.c.account_id == account_id, p.c.profile_id.in_(ids))
+        select(p.c.profile_id, p.c.data).where(p.c.account_id == account_id, among(conn, p.c.profile_id, ids))
     )
     docs = {row.profile_id: row.data for row in found}
     return [docs[i] for i in ids if i in docs]

@@ -8,10 +8,11 @@ PostgreSQL store implements the same interface, so nothing above this package kn
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Protocol, TypeVar
+import json
+from collections.abc import Callable, Collection, Sequence
+from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import ARRAY, ColumnElement, Connection, any_, bindparam, func, select
 
 from patron.config import Settings
 
@@ -58,12 +59,24 @@ class Store(Protocol):
         """:meth:`read` for threads that are not on an event loop."""
 
 
-#: How many values one ``IN (...)`` takes: well under SQLite's and PostgreSQL's parameter limits.
-IN_CHUNK = 400
+#: How many values one :func:`among` is given at a time (it has no limit: this bounds what one query
+#: reads, and one transaction of ``patron profiles rebuild`` writes).
+CHUNK = 2000
 
 
-def chunks(items: Sequence[T], size: int = IN_CHUNK) -> list[list[T]]:
-    """``items`` in lists of at most ``size``, for ``IN`` lists."""
+def among(conn: Connection, column: ColumnElement[Any], values: Collection[Any]) -> ColumnElement[bool]:
+    """``column IN values`` with the values as one parameter, of any length: a JSON array read by
+    ``json_each`` on SQLite, an array on PostgreSQL. The statement's text does not depend on how many
+    values there are, so it is compiled once; an ``IN`` of hundreds of parameters is rendered again
+    on every execution, which costs more than the query on the worker's hot paths."""
+    if conn.dialect.name == "postgresql":
+        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
+    listed = func.json_each(bindparam(None, json.dumps(list(values)))).table_valued("value")
+    return column.in_(select(listed.c.value))
+
+
+def chunks(items: Sequence[T], size: int = CHUNK) -> list[list[T]]:
+    """``items`` in lists of at most ``size``, for :func:`among`."""
     return [list(items[i : i + size]) for i in range(0, len(items), size)]
 
 
