@@ -103,19 +103,40 @@ def cpu_seconds(pid: int) -> dict[str, float]:
     """CPU seconds (user and system) so far of ``pid`` and its descendants: ``worker`` for the
     ``patron worker`` process, ``api`` for the others (``patron serve`` and its API processes)."""
     spent = {"api": 0.0, "worker": 0.0}
+    for current, role in processes(pid):
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:  # it ended meanwhile
+            continue
+        spent[role] += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return spent
+
+
+def processes(pid: int) -> list[tuple[int, str]]:
+    """``pid`` and its descendants, each with its role: ``worker`` or ``api``."""
+    found = []
     pending = [pid]
     while pending:
         current = pending.pop()
         proc = Path(f"/proc/{current}")
         try:
-            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
             role = "worker" if b"\0worker\0" in (proc / "cmdline").read_bytes() else "api"
             for task in (proc / "task").iterdir():
                 pending += [int(child) for child in (task / "children").read_text().split()]
         except FileNotFoundError:  # it ended meanwhile
             continue
-        spent[role] += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return spent
+        found.append((current, role))
+    return found
+
+
+def lower_worker(server: Server, priority: str) -> None:
+    """``--worker-priority``: run the server's worker at a lower CPU priority than its API processes
+    (``low``: nice 19; ``idle``: Linux's ``SCHED_IDLE``, only when nothing else wants the CPU)."""
+    for pid, role in processes(server.process.pid):
+        if role == "worker" and priority == "low":
+            os.setpriority(os.PRIO_PROCESS, pid, 19)
+        elif role == "worker" and priority == "idle":
+            os.sched_setscheduler(pid, os.SCHED_IDLE, os.sched_param(0))
 
 
 def wrk_at(url: str, key: str, body: Path, path: str, seconds: int, connections: int) -> dict[str, float]:
@@ -229,6 +250,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--api-processes", type=int, default=1, help="patron serve --workers N")
+    parser.add_argument(
+        "--worker-priority",
+        choices=["normal", "low", "idle"],
+        default="normal",
+        help="the worker's CPU priority beside the API processes (an experiment: docs/performance.md)",
+    )
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/performance.md")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -236,8 +263,9 @@ def main() -> None:
     work, data_dir, tenant = fresh("push", "--push", "unlimited", "--queue", "100000000")
     body = work / "body.json"
     body.write_text(body_template())
-    processes = ["--workers", str(args.api_processes)]
-    server = start_server(data_dir, "--bench-noop", "--log-level", "WARNING", *processes)
+    options = ["--workers", str(args.api_processes)]
+    server = start_server(data_dir, "--bench-noop", "--log-level", "WARNING", *options)
+    lower_worker(server, args.worker_priority)
     try:
         ceiling = wrk(server, tenant.key, body, "/v2/_bench/noop", args.seconds, args.connections)
         pushed = wrk(server, tenant.key, body, "/v2/push", args.seconds, args.connections)
@@ -313,6 +341,7 @@ def write_docs(r: dict[str, Any], args: argparse.Namespace) -> None:
     ]
     command = f"python bench/push.py --seconds {args.seconds} --connections {args.connections}"
     command += f" --api-processes {args.api_processes}" if args.api_processes != 1 else ""
+    command += f" --worker-priority {args.worker_priority}" if args.worker_priority != "normal" else ""
     preamble = f"""Measured by `{command}` on
 {time.strftime("%Y-%m-%d")}, {machine()}; `wrk` with 2 threads and {args.connections} connections over
 HTTPS on loopback, sharing the 2 cores with the server. Each request carries 100 orders (two line
