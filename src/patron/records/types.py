@@ -7,6 +7,7 @@ fields, which is also how fields the schema does not know are dropped before any
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
@@ -18,7 +19,6 @@ from patron.records.fields import (
     Currency,
     Day,
     Email,
-    Fixes,
     Id,
     Invalid,
     Money,
@@ -28,8 +28,7 @@ from patron.records.fields import (
     Quantity,
     Text,
     Timestamp,
-    check,
-    fixes,
+    post_init,
 )
 
 
@@ -41,14 +40,18 @@ class Checked(Part):
     """A part with fields :func:`check` validates and normalises after decoding (``checks``)."""
 
     checks: ClassVar[dict[str, str]] = {}
-    _fixes: ClassVar[Fixes] = ()
+    #: What a part checks itself after the fields (its own ``__post_init__``; its strict twin's too).
+    _after_checks: ClassVar[Callable[[Any], None] | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        cls._fixes = fixes(cls.checks)
+        own = cls.__dict__.get("__post_init__")
+        if own is not None:
+            cls._after_checks = own
+        cls.__post_init__ = post_init(cls.checks, then=cls._after_checks)  # type: ignore[method-assign,assignment]
 
     def __post_init__(self) -> None:
-        check(self, self._fixes)
+        """Replaced in each subclass by one that runs its ``checks``, then its own ``__post_init__``."""
 
 
 class Record(Checked, tag_field="@type"):
@@ -297,8 +300,7 @@ class CustomEvent(Record, tag="custom_event"):
     profile_id: Id | UnsetType | None = UNSET
     properties: Properties | UnsetType | None = UNSET
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
+    def __post_init__(self) -> None:  # after the checks
         if not any(
             v not in (UNSET, None) for v in (self.identity_email, self.identity_account_id, self.profile_id)
         ):
