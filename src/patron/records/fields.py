@@ -2,8 +2,8 @@
 
 Each constrained type is an ``Annotated`` msgspec type, so a wrong value fails during decoding with
 its exact path. Checks that need code (a currency in ISO 4217, a real calendar date, a timestamp's
-offset) run in the records' ``__post_init__`` through :func:`check`, which also normalises values
-(ids to strings, timestamps to UTC).
+offset) run in the records' ``__post_init__``, written by :func:`post_init`, which also normalises
+values (ids to strings, timestamps to UTC).
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ class Part(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
 
 
 class Checked(Part):
-    """A part with fields :func:`check` validates and normalises after decoding (``checks``)."""
+    """A part whose fields named in ``checks`` are validated and normalised after decoding."""
 
     checks: ClassVar[dict[str, str]] = {}
     #: What a part checks itself after the fields (its own ``__post_init__``; its strict twin's too).
