@@ -37,6 +37,11 @@ def app_from_environment() -> Litestar:
         fields[name] = Path(fields[name]) if fields[name] else None
     settings = Settings(**fields)
     logs.configure(os.environ.get("PATRON_LOG_LEVEL", "INFO"))
+    return _settled_app(settings)
+
+
+def _settled_app(settings: Settings) -> Litestar:
+    """An API process's app, with the garbage collector set up once startup is done."""
     app = create_app(settings, open_store(settings))
     memory.settle()
     return app
@@ -67,9 +72,7 @@ def serve(settings: Settings, announce: Callable[[str], None]) -> None:
         if files.ca is not None:
             announce(f"patron: clients trust the local CA at {files.ca.resolve()}")
     if not several:
-        app = create_app(settings, open_store(settings))
-        memory.settle()
-        uvicorn.Server(uvicorn.Config(app, **common)).run()
+        uvicorn.Server(uvicorn.Config(_settled_app(settings), **common)).run()
         return
     # N API processes, each with its own store and app, and one worker for them all, started here.
     children = replace(settings, run_worker=False)

@@ -329,10 +329,7 @@ def refresh(
     new = new or {}
     changed = 0
     # the new ones in the order they were made (their internal ids keep that order), then the others
-    for chunk in [
-        *chunks(list(new)),
-        *chunks(sorted(set(profile_ids) - new.keys())),
-    ]:
+    for chunk in [*chunks(list(new)), *chunks(sorted(set(profile_ids) - new.keys()))]:
         rows = [_Row(None, pid, new[pid], None) for pid in chunk if pid in new]
         rows += [
             _Row(*row)
