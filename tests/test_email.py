@@ -1,7 +1,9 @@
 """Transactional email with real parts: templates through HTTP, ``POST /v2/transactional-email/send``,
 and delivery from the worker's outbox to a real SMTP server (aiosmtpd on loopback): the MIME structure,
-headers and attachments as received; retries then failure when the server refuses or is down; the
-outbox surviving a restart; messages kept, unsent, without SMTP.
+headers and attachments as received; names that read as more addresses sent quoted to the one
+envelope recipient (as the server records it), and names, subjects and addresses a header cannot
+carry refused; retries then failure when the server refuses or is down; the outbox surviving a
+restart; messages kept, unsent, without SMTP.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ import email
 import email.policy
 import ssl
 import time
+import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -21,8 +25,10 @@ import psutil
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+from sqlalchemy import Connection, func, insert, select
 
 from conftest import Tenant, create_tenant_cli, free_port, push, start_server
+from patron.store.schema import accounts, messages
 from patron.tls import local_certificates
 from test_push import App, Client, assert_problem, read, running_app
 
@@ -35,6 +41,7 @@ class Inbox:
 
     def __init__(self) -> None:
         self.received: list[EmailMessage] = []
+        self.raw: list[bytes] = []
         self.envelopes: list[tuple[str, list[str]]] = []
         self.sessions: list[tuple[bool, bool]] = []  # (over TLS, authenticated) of each message
         self.refuse: str | None = None
@@ -46,19 +53,33 @@ class Inbox:
         await asyncio.sleep(self.hang)
         if self.refuse:
             return self.refuse
-        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        assert isinstance(message, EmailMessage)
+        message = parse(envelope.content)
         self.received.append(message)
+        self.raw.append(envelope.content)
         encrypted = session.ssl is not None or server.transport.get_extra_info("ssl_object") is not None
         self.sessions.append((encrypted, bool(session.authenticated)))
         self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
         return "250 OK"
 
 
+def parse(content: bytes) -> EmailMessage:
+    message = email.message_from_bytes(content, policy=email.policy.default)
+    assert isinstance(message, EmailMessage)
+    return message
+
+
+def headers(content: bytes) -> EmailMessage:
+    """A received message's headers alone, which may be UTF-8 (SMTPUTF8)."""
+    head = content.split(b"\r\n\r\n", 1)[0].decode("utf-8")
+    message = email.message_from_string(head + "\r\n\r\n", policy=email.policy.default)
+    assert isinstance(message, EmailMessage)
+    return message
+
+
 @pytest.fixture(scope="module")
 def smtp() -> Iterator[tuple[Inbox, int]]:
     inbox, port = Inbox(), free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller = Controller(inbox, hostname="127.0.0.1", port=port, enable_SMTPUTF8=True)
     controller.start()
     yield inbox, port
     controller.stop()
@@ -90,6 +111,8 @@ def make_tenant(shared: App) -> Callable[..., Tenant]:
 @pytest.fixture
 def inbox(smtp: tuple[Inbox, int]) -> Iterator[Inbox]:
     smtp[0].received.clear()
+    smtp[0].raw.clear()
+    smtp[0].envelopes.clear()
     smtp[0].refuse, smtp[0].hang, smtp[0].waiting = None, 0.0, False
     yield smtp[0]
     smtp[0].refuse, smtp[0].hang = None, 0.0
@@ -513,3 +536,188 @@ def test_a_message_whose_sender_dies_during_the_exchange_is_never_sent_again(
         server.stop()
     assert found["attempts"] == 1 and "interrupted" in found["error"]
     assert [m["Subject"] for m in inbox.received].count("once") <= 1  # the killed exchange's, at most
+
+
+# addresses and headers --------------------------------------------------------------------------
+
+INJECTED = "Victim, attacker@evil.example,"
+#: Control characters (C0, DEL, C1) and Unicode line separators: none may be in a name or a subject.
+BREAKING = ["\x00", "\x01", "\t", "\n", "\x0b", "\x0c", "\r", "\x1b", "\x1f", "\x7f", "\x80", "\x85"]
+BREAKING += ["\x9f", "\u2028", "\u2029"]
+
+
+def stored_messages(shared: App) -> int:
+    return int(
+        shared.store.read_blocking(
+            lambda conn: conn.execute(select(func.count()).select_from(messages)).scalar()
+        )
+    )
+
+
+def test_a_name_never_adds_a_recipient(client: Client, tenant: Tenant, inbox: Inbox) -> None:
+    """A name that reads as more addresses is quoted in its header; the envelope names the request's
+    address alone."""
+    reply = send(
+        client,
+        tenant,
+        html="<p>x</p>",
+        subject="Hello",
+        to={"email": "victim@example.org", "name": INJECTED},
+        reply_to={"email": "help@example.com", "name": "Help, desk@evil.example,"},
+        **{"from": {"email": "shop@example.com", "name": "Shop, owner@evil.example,"}},
+    )
+    done = settled(client, tenant, reply["message_id"], "sent", "failed")
+    assert done["status"] == "sent", done
+    assert inbox.envelopes == [("shop@example.com", ["victim@example.org"])]
+    [message], [raw] = inbox.received, inbox.raw
+    assert b'\r\nTo: "Victim, attacker@evil.example," <victim@example.org>\r\n' in raw
+    assert b'\r\nFrom: "Shop, owner@evil.example," <shop@example.com>\r\n' in raw
+    assert b'\r\nReply-To: "Help, desk@evil.example," <help@example.com>\r\n' in raw
+    for header, (name, address) in {
+        "To": (INJECTED, "victim@example.org"),
+        "From": ("Shop, owner@evil.example,", "shop@example.com"),
+        "Reply-To": ("Help, desk@evil.example,", "help@example.com"),
+    }.items():
+        assert [(a.display_name, a.addr_spec) for a in message[header].addresses] == [(name, address)]
+
+
+def test_a_long_name_stays_one_address_when_its_header_is_folded(
+    client: Client, tenant: Tenant, inbox: Inbox
+) -> None:
+    name = ("Smith, John " * 21).strip()  # 251 characters: beyond a 78-character line
+    reply = send(
+        client, tenant, html="<p>x</p>", subject="Long", to={"email": "john@example.org", "name": name}
+    )
+    assert settled(client, tenant, reply["message_id"], "sent", "failed")["status"] == "sent"
+    assert inbox.envelopes == [("shop@example.com", ["john@example.org"])]
+    [message] = inbox.received
+    assert [(a.display_name, a.addr_spec) for a in message["To"].addresses] == [(name, "john@example.org")]
+
+
+def test_names_and_addresses_beyond_ascii(client: Client, tenant: Tenant, inbox: Inbox) -> None:
+    """A name beyond ASCII is encoded (RFC 2047); an address beyond ASCII travels with SMTPUTF8."""
+    encoded = send(
+        client,
+        tenant,
+        html="<p>x</p>",
+        subject="Grüße",
+        to={"email": "ann@example.org", "name": "Ännä, Smïth"},
+    )
+    international = send(
+        client,
+        tenant,
+        html="<p>x</p>",
+        subject="Grüße",
+        to={"email": "ännä@exämple.org", "name": "Ännä"},
+        reply_to={"email": "hilfe@bäckerei.example", "name": "Hilfe, Bäckerei"},
+        **{"from": {"email": "bäckerei@bäckerei.example", "name": "Bäckerei"}},
+    )
+    for reply in (encoded, international):
+        assert settled(client, tenant, reply["message_id"], "sent", "failed")["status"] == "sent"
+    assert inbox.envelopes == [
+        ("shop@example.com", ["ann@example.org"]),
+        ("bäckerei@bäckerei.example", ["ännä@exämple.org"]),
+    ]
+    assert b"=?utf-8?" in inbox.raw[0].split(b"\r\n\r\n")[0]
+    assert [(a.display_name, a.addr_spec) for raw in inbox.raw for a in headers(raw)["To"].addresses] == [
+        ("Ännä, Smïth", "ann@example.org"),
+        ("Ännä", "ännä@exämple.org"),
+    ]
+    international_headers = headers(inbox.raw[1])
+    assert [(a.display_name, a.addr_spec) for a in international_headers["From"].addresses] == [
+        ("Bäckerei", "bäckerei@bäckerei.example")
+    ]
+    assert [(a.display_name, a.addr_spec) for a in international_headers["Reply-To"].addresses] == [
+        ("Hilfe, Bäckerei", "hilfe@bäckerei.example")
+    ]
+
+
+@pytest.mark.parametrize("character", BREAKING, ids=[f"U+{ord(c):04X}" for c in BREAKING])
+@pytest.mark.parametrize("field", ["from > name", "to > name", "reply_to > name", "subject"])
+def test_a_control_character_or_line_separator_in_a_name_or_subject_is_refused(
+    shared: App, client: Client, tenant: Tenant, field: str, character: str
+) -> None:
+    body: dict[str, Any] = {
+        "from": dict(SENDER),
+        "to": {"email": "a@example.org", "name": "Ann"},
+        "reply_to": {"email": "help@example.com", "name": "Help"},
+        "subject": "Hello",
+        "html": "<p>x</p>",
+    }
+    value = f"Ann{character}Bcc: evil@example.net"
+    if field == "subject":
+        body["subject"] = value
+    else:
+        body[field.split(" > ")[0]]["name"] = value
+    before = stored_messages(shared)
+    response = client.post("/v2/transactional-email/send", json=body, headers=tenant.headers)
+    problem = assert_problem(response, 400, f"root > {field}")
+    assert "control characters or line separators" in problem["detail"]
+    assert stored_messages(shared) == before
+
+
+@pytest.mark.parametrize(
+    ("to", "field"),
+    [
+        ({"email": "a@example.org", "name": "Friends: a@example.org, evil@example.net;"}, "root > to > name"),
+        ({"email": "a@example.org", "name": "=?utf-8?q?evil=40example.net?="}, "root > to > name"),
+        ({"email": "a@example.org", "name": "x" * 257}, "root > to > name"),
+        ({"email": "a(comment)@example.org"}, "root > to > email"),
+        ({"email": "victim@example.org>,<evil"}, "root > to > email"),
+        ({"email": "ann..smith@example.org"}, "root > to > email"),
+    ],
+)
+def test_an_address_that_cannot_be_sent_as_given_is_refused(
+    shared: App, client: Client, tenant: Tenant, to: dict[str, str], field: str
+) -> None:
+    """Group syntax, a name the header would read differently (an encoded word), or an address the
+    header or the SMTP envelope would read as another."""
+    before = stored_messages(shared)
+    body = {"from": SENDER, "to": to, "subject": "x", "html": "x"}
+    response = client.post("/v2/transactional-email/send", json=body, headers=tenant.headers)
+    assert_problem(response, 400, field)
+    assert stored_messages(shared) == before
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "reason"),
+    [
+        ("subject", "Hello\nBcc: evil@example.net", "the subject"),
+        ("subject", "Hello\x0bthere", "the subject"),
+        ("recipient_name", "Friends: evil@example.net;", "the recipient"),
+        ("recipient", "victim@example.org>,<evil@example.net", "the recipient"),
+        ("sender", "shop@example.com, evil@example.net", "the From header"),
+        ("reply_to", "Help <help@example.com>, evil@example.net", "the Reply-To header"),
+    ],
+)
+def test_a_message_that_cannot_be_built_fails_with_the_reason(
+    shared: App, client: Client, tenant: Tenant, inbox: Inbox, column: str, value: str, reason: str
+) -> None:
+    """A row written otherwise than through the API (an older version, a hand) is never sent with a
+    second address, and never left ``sending``."""
+    message_id = str(uuid.uuid4())
+    row: dict[str, Any] = {
+        "message_id": message_id,
+        "status": "queued",
+        "sender": "Example Shop <shop@example.com>",
+        "reply_to": None,
+        "recipient": "victim@example.org",
+        "recipient_name": None,
+        "subject": "Hello",
+        "html": "<p>x</p>",
+        "attachments": "[]",
+        "created_at": datetime.now(UTC),
+        column: value,
+    }
+
+    def insert_row(conn: Connection) -> None:
+        account_id = conn.execute(select(accounts.c.id).where(accounts.c.hash == tenant.hash)).scalar_one()
+        conn.execute(insert(messages).values(account_id=account_id, **row))
+
+    shared.store.write_blocking(insert_row)
+    done = settled(client, tenant, message_id, "sent", "failed")
+    assert (done["status"], done["attempts"]) == ("failed", 1), done
+    assert done["error"].startswith("the message could not be built: ") and reason in done["error"], done
+    assert "evil" not in done["error"]
+    time.sleep(0.3)
+    assert inbox.envelopes == [] and inbox.received == []

@@ -11,7 +11,7 @@ import re
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from playwright.sync_api import expect, sync_playwright
@@ -54,6 +54,15 @@ def hrefs(body: str) -> list[str]:
 def path(url: str) -> str:
     parts = urlsplit(url)
     return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+def landing(location: str) -> tuple[str, str]:
+    """Where a verified link sent the browser: the target, and the identity it carries for the tag."""
+    parts = urlsplit(location)
+    pairs = [pair.partition("=") for pair in parts.query.split("&") if pair]
+    identity = "".join(value for name, _, value in pairs if name == links.IDENTITY_PARAMETER)
+    query = "&".join("".join(pair) for pair in pairs if pair[0] != links.IDENTITY_PARAMETER)
+    return urlunsplit(parts._replace(query=query)), identity
 
 
 def profile_of(client: Client, tenant: Tenant, email: str = ANN) -> dict[str, Any]:
@@ -103,11 +112,14 @@ def test_links_become_verified_links_that_count_on_the_profile_and_redirect(
 
     redirected = [client.get(path(link), follow_redirects=False) for link in (sale, home, data)]
     assert [r.status_code for r in redirected] == [302, 302, 302]
-    assert [r.headers["location"] for r in redirected] == [
+    landed = [landing(r.headers["location"]) for r in redirected]
+    assert [target for target, _ in landed] == [
         "https://shop.example.com/sale?a=1&b=2",
         "https://example.com/",
-        "https://example.com/x?<y>",
+        "https://example.com/x?%3Cy%3E",  # as a browser sends it
     ]
+    profile_id = profile_of(client, tenant)["id"]  # the recipient, named for the website tag
+    assert all(identity.startswith(f"{profile_id}.") for _, identity in landed)
     clicked = eventually(
         lambda: (p := profile_of(client, tenant))["stats"]["email_clicks"] == 3 and p, "clicks recorded"
     )
@@ -116,7 +128,7 @@ def test_links_become_verified_links_that_count_on_the_profile_and_redirect(
     assert [c["url"] for c in export["email_clicks"]] == [
         "https://shop.example.com/sale?a=1&b=2",
         "https://example.com/",
-        "https://example.com/x?<y>",
+        "https://example.com/x?%3Cy%3E",
     ]
 
 
@@ -247,10 +259,17 @@ def subscribed_by_email_and_sms(client: Client, tenant: Tenant) -> None:
 
 
 def form_of(page: str) -> dict[str, str]:
-    """What a browser would post: hidden fields, and the checkboxes that are ticked."""
+    """What a browser would post: hidden fields (but the page's token), and the boxes that are ticked."""
     fields = dict(re.findall(r'<input type="hidden" name="(\w+)" value="(\w+)"', page))
+    fields.pop("form_token")
     ticked = re.findall(r'<input type="checkbox" id="\w+" name="(\w+)" value="on" checked>', page)
     return {**fields, **dict.fromkeys(ticked, "on")}
+
+
+def form_token(page: str) -> str:
+    """The token of the preference centre's form, which a save must send back."""
+    [token] = re.findall(r'<input type="hidden" name="form_token" value="(\w+)"', page)
+    return token
 
 
 def test_the_preference_centre_saves_what_changed_by_plain_form_posts(client: Client, tenant: Tenant) -> None:
@@ -260,8 +279,9 @@ def test_the_preference_centre_saves_what_changed_by_plain_form_posts(client: Cl
     assert page.status_code == 200 and page.headers["cache-control"] == "no-store"
     assert form_of(page.text) == {"email_shown": "on", "sms_shown": "on", "email": "on", "sms": "on"}
     assert ANN in page.text and "+447700900123" in page.text
+    token = {"form_token": form_token(page.text)}
 
-    saved = client.post(link, data={"email_shown": "on", "sms_shown": "on", "email": "on"})  # SMS unticked
+    saved = client.post(link, data={**token, "email_shown": "on", "sms_shown": "on", "email": "on"})  # no SMS
     assert saved.status_code == 200 and "Your preferences are saved." in saved.text
     assert form_of(saved.text) == {"email_shown": "on", "sms_shown": "off", "email": "on"}
     eventually(
@@ -273,12 +293,14 @@ def test_the_preference_centre_saves_what_changed_by_plain_form_posts(client: Cl
     assert profile_of(client, tenant)["marketing_optin"] is True
 
     # an unchanged form and garbage record nothing; a box ticked again subscribes again
-    client.post(link, data=form_of(client.get(link).text))
+    client.post(link, data={**token, **form_of(client.get(link).text)})
     for garbage in (b"\xff\x00==&&email_shown=maybe&email", b"sms_shown=on&sms_shown=off&sms=on" * 1000):
         form = {"content-type": "application/x-www-form-urlencoded"}
-        answer = client.post(link, content=garbage, headers=form)
+        answer = client.post(
+            link, content=garbage + f"&form_token={token['form_token']}".encode(), headers=form
+        )
         assert answer.status_code == 200 and "Your preferences are saved." in answer.text
-    client.post(link, data={"email_shown": "on", "sms_shown": "off", "email": "on", "sms": "on"})
+    client.post(link, data={**token, "email_shown": "on", "sms_shown": "off", "email": "on", "sms": "on"})
     eventually(
         lambda: profile_of(client, tenant)["channels"]["sms"]["status"] == "subscribed", "SMS subscribed"
     )
@@ -287,7 +309,7 @@ def test_the_preference_centre_saves_what_changed_by_plain_form_posts(client: Cl
     assert centre == [("sms", "unsubscribed"), ("sms", "subscribed")]
 
     # the preference centre outranks a later push through the API, as in Ometria
-    client.post(link, data={"email_shown": "on", "sms_shown": "on", "sms": "on"})  # email unticked
+    client.post(link, data={**token, "email_shown": "on", "sms_shown": "on", "sms": "on"})  # email unticked
     eventually(lambda: profile_of(client, tenant)["marketing_optin"] is False, "email unsubscribed")
     contact(client, tenant, marketing_optin="EXPLICITLY_OPTEDIN")
     assert profile_of(client, tenant)["marketing_optin"] is False

@@ -2,10 +2,13 @@
 
 The completeness test seeds one person in every store (contacts in two collections, orders, custom
 events, a list, consent changes, an operator's unsubscribe, a rejected record, a failed merge that
-names them, and a push still queued when the request arrives), anonymises them, then searches every
-text column of every table of the schema (the list comes from the schema, not from this file), and
-on SQLite the raw database files, for anything that identified them: nothing is found. Another
-person's data reads back the same, field by field.
+names them, and a push still queued when the request arrives), with their identifiers in free text
+(a coupon code, a line item's properties), in ids (a custom event's, an order's) and in a delivery
+error (the SMTP server's refusal quoting their address and name), on a real ``patron serve`` that
+delivers mail. It anonymises them, then searches every text column of every table of the schema
+(the list comes from the schema, not from this file), on SQLite the raw database files and the WAL,
+and the server's log, for anything that identified them: nothing is found. Another person's data
+reads back the same, field by field, and what referred to a renamed id still does.
 """
 
 from __future__ import annotations
@@ -14,15 +17,20 @@ import hashlib
 import json
 import re
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import pytest
+from aiosmtpd.controller import Controller
 from sqlalchemy import LargeBinary, String, Text, select
 
-from conftest import Tenant, push, run_cli, wait_applied
+from conftest import Server, Tenant, eventually, free_port, push, run_cli, start_server, wait_applied
 from patron import gdpr
+from patron.config import Settings
 from patron.ingest.queue import unpack
+from patron.store import open_store
 from patron.store.schema import import_batches, metadata
 from patron.tracking import wire
 from test_push import App, Client, app_fixtures, assert_problem, read
@@ -56,6 +64,16 @@ class Someone:
     @property
     def contact_ids(self) -> tuple[str, str]:
         return f"{self.tag}-listing-1", f"{self.tag}-listing-2"
+
+    @property
+    def order_ids(self) -> tuple[str, str]:
+        """The second holds their customer id."""
+        return f"{self.tag}-order-1", f"{self.customer_id}-order-2"
+
+    @property
+    def event_ids(self) -> list[str]:
+        """The first holds their email."""
+        return [f"signup-{self.email}", f"{self.tag}-event-1", f"{self.tag}-event-2"]
 
     @property
     def traces(self) -> list[str]:
@@ -112,16 +130,20 @@ def seed(app: App, tenant: Tenant, who: Someone) -> None:
         [
             {
                 "@type": "order",
-                "id": f"{who.tag}-order-1",
+                "id": who.order_ids[0],
                 "grand_total": 40,
                 "currency": "GBP",
                 "customer": customer,
                 "shipping_address": address,
                 "ip_address": "10.1.2.3",
+                "coupon_code": f"THANKS-{first.upper()}",
+                "lineitems": [
+                    {"product_id": "p-1", "quantity": 1, "properties": {"engraving": f"For {first} {last}"}}
+                ],
             },
             {
                 "@type": "order",
-                "id": f"{who.tag}-order-2",
+                "id": who.order_ids[1],
                 "grand_total": 60,
                 "currency": "GBP",
                 "customer": {"email": who.email},
@@ -136,12 +158,12 @@ def seed(app: App, tenant: Tenant, who: Someone) -> None:
         [
             {
                 "@type": "custom_event",
-                "id": f"{who.tag}-event-{i}",
+                "id": event_id,
                 "event_type": "viewed",
                 "identity_email": who.email,
                 "properties": {"name": first},
             }
-            for i in range(3)
+            for event_id in who.event_ids
         ],
     )
     mail = client.post(
@@ -160,13 +182,22 @@ def seed(app: App, tenant: Tenant, who: Someone) -> None:
     [link] = re.findall(r'href="([^"]+)"', html)
     assert client.get(link[link.index("/c/") :], follow_redirects=False).status_code == 302  # a click
     browser = {"cid": f"{who.tag}-browser", "sid": f"{who.tag}-session", "src": "news.example||email||||1"}
-    for kind, d, url in (
-        ("pageview", {"type": "homepage"}, f"https://shop.example/?om_user={who.email}"),
-        ("identify", {"uiid": who.email, "profile": {"firstname": first}}, None),
-        ("setbasket", {"id": "b", "total": "40", "lis": [{"pid": "p-1", "q": "1", "tot": "40"}]}, None),
-        ("transaction", {"tid": f"{who.tag}-order-1"}, None),
+    # a browser that never said who it was confirms the order whose id holds their customer id
+    other = {"cid": f"{who.tag}-other-browser", "sid": f"{who.tag}-other-session", "src": None}
+    for seen, kind, d, url in (
+        (browser, "pageview", {"type": "homepage"}, f"https://shop.example/?om_user={who.email}"),
+        (browser, "identify", {"uiid": who.email, "profile": {"firstname": first}}, None),
+        (
+            browser,
+            "setbasket",
+            {"id": "b", "total": "40", "lis": [{"pid": "p-1", "q": "1", "tot": "40"}]},
+            None,
+        ),
+        (browser, "transaction", {"tid": who.order_ids[0]}, None),
+        (other, "pageview", {"type": "checkout"}, f"https://shop.example/thanks?email={who.email}"),
+        (other, "transaction", {"tid": who.order_ids[1]}, None),
     ):
-        event = wire.encode({**browser, "type": kind, "channel": "system", "url": url, "d": d})
+        event = wire.encode({**seen, "type": kind, "channel": "system", "url": url, "d": d})
         assert client.get(f"/track/v3/{tenant.hash}/event.gif", params={"data": event}).status_code == 200
     failed = client.post(
         "/v2/merge-profile",
@@ -260,11 +291,93 @@ def test_every_table_of_the_schema_has_an_anonymiser() -> None:
     assert sorted(metadata.tables) == sorted(gdpr.HANDLERS)
 
 
-def test_anonymisation_leaves_nothing_behind(shared: App, client: Client, make_tenant: Any) -> None:
-    tenant = make_tenant("gdpr shop")
+class Relay:
+    """An SMTP server (an aiosmtpd handler) that refuses the addresses of ``refused`` with the answer
+    given, as a relay does that quotes the address and the name it knows; the rest it takes."""
+
+    def __init__(self, refused: dict[str, str]) -> None:
+        self.refused = refused
+        self.delivered: list[list[str]] = []
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+        if address in self.refused:
+            return self.refused[address]
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.delivered.append(list(envelope.rcpt_tos))
+        return "250 OK"
+
+
+REFUSAL = f"550 <{ANN.email}> ({' '.join(ANN.names)}) mailbox unavailable"
+
+
+@pytest.fixture
+def served(tmp_path: Path, patron_environment: dict[str, str]) -> Iterator[tuple[App, Server, Relay]]:
+    """A real ``patron serve`` (with its worker and the outbox's sender, logging to a file) whose SMTP
+    server refuses Ann's address; the app seen from the test: an HTTPS client and the same store."""
+    relay, port = Relay({ANN.email: REFUSAL}), free_port()
+    controller = Controller(relay, hostname="127.0.0.1", port=port)
+    controller.start()
+    data_dir = tmp_path / "data"
+    smtp = {"PATRON_SMTP_URL": f"smtp://127.0.0.1:{port}", "PATRON_SMTP_BACKOFF": "0.05"}
+    server = start_server(data_dir, environment={**patron_environment, **smtp})
+    database_url = patron_environment.get("PATRON_DATABASE_URL")
+    store = open_store(replace(Settings(), data_dir=data_dir, database_url=database_url, redis_url=None))
+    store.start()
+    try:
+        with server.client() as http:
+            yield App(http, store, data_dir, patron_environment), server, relay  # type: ignore[arg-type]
+    finally:
+        store.close()
+        server.stop()
+        controller.stop()
+
+
+def deliver(client: Client, tenant: Tenant, who: Someone, outcome: str) -> dict[str, Any]:
+    """A message to ``who``, by name, once the sender is done with it (``outcome``)."""
+    first, last = who.names
+    mail = client.post(
+        "/v2/transactional-email/send",
+        json={
+            "from": {"email": "shop@example.com", "name": "Shop"},
+            "to": {"email": who.email, "name": f"{first} {last}"},
+            "subject": f"Your order, {first}",
+            "html": f"<p>Dear {first} {last}</p>",
+        },
+        headers=tenant.headers,
+    )
+    assert mail.status_code == 202, mail.text
+    path = f"/v2/transactional-email/{mail.json()['message_id']}"
+    found: dict[str, Any] = eventually(
+        lambda: (m := read(client, tenant, path))["status"] in ("sent", "failed") and m, "delivery"
+    )
+    assert found["status"] == outcome, found
+    return found
+
+
+def files_holding(data_dir: Path, traces: list[str]) -> list[tuple[str, str]]:
+    """(file, trace) for each trace in the SQLite database, its WAL or its other files."""
+    database = data_dir / "patron.db"
+    hits = []
+    for path in [database, *database.parent.glob("patron.db-*")]:
+        data = path.read_bytes().lower()
+        hits += [(path.name, t) for t in traces if t.lower().encode() in data]
+    return hits
+
+
+def test_anonymisation_leaves_nothing_behind(served: tuple[App, Server, Relay]) -> None:
+    app, server, relay = served
+    client = app.client
+    tenant = app.tenant("gdpr shop")
     for who in (ANN, BOB):
-        seed(shared, tenant, who)
-    assert {t for _, _, t in found_in_tables(shared, ANN.traces)} == set(ANN.traces)  # seeded everywhere
+        seed(app, tenant, who)
+    refused = deliver(client, tenant, ANN, "failed")
+    assert refused["error"] == REFUSAL  # the server's answer, quoting the address and the name
+    deliver(client, tenant, BOB, "sent")
+    assert relay.delivered == [[BOB.email]]
+    assert {t for _, _, t in found_in_tables(app, ANN.traces)} == set(ANN.traces)  # seeded everywhere
     before = everything(client, tenant)
     queued = push(
         client,
@@ -272,18 +385,41 @@ def test_anonymisation_leaves_nothing_behind(shared: App, client: Client, make_t
         [{"@type": "contact", "id": "late", "email": ANN.email, "firstname": ANN.names[0]}],
         wait=False,
     )  # arrives before the request: anonymised too
-    reply = request_deletion(client, tenant, email=ANN.email, comment="ticket 42")
+    reply = request_deletion(client, tenant, email=ANN.email, comment=f"ticket 42, from {ANN.email}")
     done = completed(client, tenant, reply["id"])
     assert wait_applied(client, tenant, queued["request_id"])["status"] == "applied"
 
     assert done["summary"] == "3 contact records anonymised, 2 orders anonymised, 3 events anonymised"
-    assert found_in_tables(shared, ANN.traces) == []
-    if shared.environment == {}:  # SQLite: the files themselves, after a checkpoint
-        database = shared.data_dir / "patron.db"
-        shared.store.purge()
-        for path in [database, *database.parent.glob("patron.db-*")]:
-            data = path.read_bytes().lower()
-            assert [t for t in ANN.traces if t.lower().encode() in data] == [], path
+    assert done["comment"] == "ticket 42, from (anonymised)"
+    assert found_in_tables(app, ANN.traces) == []
+    if "PATRON_DATABASE_URL" not in app.environment:  # SQLite: the files, once the worker has purged
+        eventually(lambda: files_holding(app.data_dir, ANN.traces) == [], "the database files purged")
+    log = server.log_path.read_text()
+    assert f'"message_id":"{refused["id"]}"' in log and '"reason":"550"' in log  # the sender logged
+    assert [t for t in ANN.traces + BOB.traces if t.lower() in log.lower()] == []
+
+    # what is left of them: the delivery error's codes, revenue under renamed ids that still resolve
+    message = read(client, tenant, f"/v2/transactional-email/{refused['id']}")
+    assert (message["status"], message["error"], message["to"]) == (
+        "failed",
+        "550 (anonymised)",
+        gdpr.hashed_email(ANN.email),
+    )
+    orders = [
+        o
+        for o in read(client, tenant, "/v2/orders?limit=250")
+        if o.get("customer", {}).get("email") == gdpr.hashed_email(ANN.email)
+    ]
+    assert sorted(o["grand_total"] for o in orders) == [40, 60]
+    first, renamed = sorted(orders, key=lambda o: o["grand_total"])
+    assert first["id"] == ANN.order_ids[0]  # holds no identifier: kept
+    assert first["coupon_code"] == "THANKS-(anonymised)"
+    assert first["lineitems"][0]["properties"] == {"engraving": "For (anonymised)"}  # the full name, once
+    assert re.fullmatch(r"anonymised-[0-9a-f]{32}", renamed["id"])
+    attribution = read(client, tenant, f"/v2/orders/{renamed['id']}")["@attribution"]
+    assert attribution["session_id"] == f"{ANN.tag}-other-session"  # the other browser's, still found
+    events = [e["id"] for e in read(client, tenant, "/v2/custom-events?limit=250") if ANN.tag in e["id"]]
+    assert sorted(events) == [f"{ANN.tag}-event-1", f"{ANN.tag}-event-2"]
 
     after = everything(client, tenant)
     for path in PERSONAL:  # Bob's data reads as it did, field by field
@@ -411,7 +547,7 @@ def test_the_export_holds_every_record_about_the_person(shared: App, client: Cli
     export = read(client, tenant, f"/v2/profiles/{profile['id']}/export")
     assert export["profile"] == profile
     assert sorted(c["id"] for c in export["contacts"]) == sorted(ANN.contact_ids)
-    assert sorted(o["id"] for o in export["orders"]) == ["annabel-order-1", "annabel-order-2"]
+    assert sorted(o["id"] for o in export["orders"]) == sorted(ANN.order_ids)
     assert len(export["custom_events"]) == 3
     assert [m["id"] for m in export["lists"]] == ["vip"]
     assert [(c["channel"], c["status"], c["source"]) for c in export["consent"]] == [
@@ -475,3 +611,21 @@ def test_records_queued_just_before_the_request_are_anonymised_too(client: Clien
         for each in sent:
             wait_applied(client, tenant, each["request_id"])
     assert "rushed" not in str(read(client, tenant, "/v2/contacts/default?limit=250"))
+
+
+def test_an_id_that_names_the_person_is_renamed_again_after_it_is_reused(
+    client: Client, tenant: Tenant
+) -> None:
+    """The same id (holding the email) anonymised twice, as a new order after the first request:
+    each becomes a keyed hash, the second another one, so both orders keep their revenue."""
+    email = "reused@example.org"
+    order = {"@type": "order", "id": f"web-{email}", "grand_total": 10, "customer": {"email": email}}
+    ids = []
+    for _ in range(2):
+        push(client, tenant, [order])
+        completed(client, tenant, request_deletion(client, tenant, email=email)["id"])
+        ids.append([o["id"] for o in read(client, tenant, "/v2/orders?limit=250")])
+    [first], [*both] = ids
+    assert re.fullmatch(r"anonymised-[0-9a-f]{32}", first)
+    assert len(set(both)) == 2 and first in both
+    assert email not in str(read(client, tenant, "/v2/orders?limit=250"))

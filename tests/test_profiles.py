@@ -469,7 +469,10 @@ def test_rebuild_recomputes_what_the_worker_kept_and_changes_nothing(
     )
     push(client, tenant, [contact("a", email="ann.new@example.com", marketing_optin="EXPLICITLY_OPTEDOUT")])
     before = all_profiles(client, tenant)
-    assert rebuild(shared, tenant) == f"{tenant.hash}: 0 records linked, 3 profiles recomputed, 0 changed"
+    assert (
+        rebuild(shared, tenant)
+        == f"{tenant.hash}: 0 records linked, 3 profiles recomputed, 0 changed, 0 lists recounted"
+    )
     assert all_profiles(client, tenant) == before
 
 
@@ -482,7 +485,10 @@ def test_rebuild_repairs_a_profile_that_is_out_of_step(shared: App, client: Clie
             update(schema.profiles).where(schema.profiles.c.account_id == account.id).values(data="{}")
         )
     )
-    assert rebuild(shared, tenant) == f"{tenant.hash}: 0 records linked, 1 profiles recomputed, 1 changed"
+    assert (
+        rebuild(shared, tenant)
+        == f"{tenant.hash}: 0 records linked, 1 profiles recomputed, 1 changed, 0 lists recounted"
+    )
     assert all_profiles(client, tenant) == [before]
 
 
@@ -504,7 +510,10 @@ def test_rebuild_links_records_stored_before_profiles_existed(
 
     shared.store.write_blocking(forget)
     assert all_profiles(client, tenant) == []
-    assert rebuild(shared, tenant) == f"{tenant.hash}: 2 records linked, 1 profiles recomputed, 0 changed"
+    assert (
+        rebuild(shared, tenant)
+        == f"{tenant.hash}: 2 records linked, 1 profiles recomputed, 0 changed, 0 lists recounted"
+    )
     [profile] = all_profiles(client, tenant)
     assert (profile["firstname"], profile["customer_id"], profile["stats"]["revenue"]) == ("Ann", "C1", 30)
 

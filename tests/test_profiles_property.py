@@ -8,7 +8,9 @@ Then:
 - the profiles the worker kept are exactly what a full rebuild computes from the stored records;
 - no two profiles share an identifier, and each is one a record has (or an order had);
 - every valid order with a customer id or email counts once, on one profile: the profiles' revenue adds
-  up to the orders'.
+  up to the orders';
+- each list's size and totals, which the worker keeps as it rewrites profiles, add up its members'
+  profiles, as a recount from scratch finds them.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from hypothesis import strategies as st
 
 from conftest import Tenant, wait_applied
 from patron import accounts
-from patron.profiles import build
+from patron.profiles import build, lists
 from test_profiles import all_profiles
 from test_push import App, Client, app_fixtures
 
@@ -139,6 +141,20 @@ def rebuild(app: App, tenant: Tenant) -> int:
     return changed
 
 
+def assert_list_totals_hold(app: App, client: Client, tenant: Tenant, kept: list[dict[str, Any]]) -> None:
+    """Every list's size and totals are its members' profiles' (and a recount changes nothing)."""
+    shown = client.get("/v2/lists", params={"mode": "all", "limit": 250}, headers=tenant.headers).json()
+    for view in shown:
+        members = [p for p in kept if view["id"] in {m["id"] for m in p["lists"]}]
+        assert (view["size"], view["total_orders"]) == (
+            len(members),
+            sum(p["stats"]["orders"] for p in members),
+        ), view
+        assert abs(view["total_revenue"] - sum(p["stats"]["revenue"] for p in members)) < 0.005, view
+    account = app.store.read_blocking(lambda conn: accounts.get_account(conn, tenant.hash))
+    assert app.store.write_blocking(lambda conn: lists.recount(conn, account.id, accounts.now())) == 0
+
+
 def assert_merges_hold(client: Client, tenant: Tenant, jobs: list[str], live: set[str]) -> None:
     """Every profile a completed job merged away is gone from the list, and its id answers with a
     live profile (its survivor, or the survivor's own survivor)."""
@@ -166,6 +182,7 @@ def test_any_history_gives_the_profiles_a_rebuild_gives(
 
     assert rebuild(shared, tenant) == 0
     assert all_profiles(client, tenant) == kept
+    assert_list_totals_hold(shared, client, tenant, kept)
 
     held = [(i["type"], i["id"]) for profile in kept for i in profile["identities"]]
     assert len(held) == len(set(held)), held

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from conftest import Tenant, eventually, push
-from patron.store.schema import tracking_events, tracking_sessions, visitors
+from patron import signing
+from patron.store.schema import accounts, tracking_events, tracking_sessions, visitors
 from patron.tracking import wire
 from test_push import App, Client, app_fixtures, read
 
@@ -311,7 +312,7 @@ def test_sessions_sources_baskets_and_a_transaction_joined_to_its_order(
 
 
 def test_identify_links_the_visitor_and_its_earlier_sessions_to_the_profile(
-    client: Client, tenant: Tenant
+    shared: App, client: Client, tenant: Tenant
 ) -> None:
     push(client, tenant, [{"@type": "contact", "id": "c-ann", "email": "ann@example.org"}])
     browser = Browser(client, tenant)
@@ -338,9 +339,11 @@ def test_identify_links_the_visitor_and_its_earlier_sessions_to_the_profile(
         == "identify"
     )
 
-    # omid:<profile id> identifies too; an email nobody has makes a profile holding it
+    # omid:<identity token> identifies too (a bare profile id does not); an email nobody has makes a
+    # profile holding it
     other = Browser(client, tenant)
-    other.send("identify", {"uiid": f"omid:{profile['id']}"})
+    other.send("identify", {"uiid": f"omid:{identity(shared, tenant, profile['id'])}"})
+    Browser(client, tenant).send("identify", {"uiid": f"omid:{profile['id']}"})
     stranger = Browser(client, tenant)
     stranger.send("identify", {"uiid": "new.person@example.org"})
     stranger.send("identify", {"uiid": "not an email"})
@@ -348,6 +351,60 @@ def test_identify_links_the_visitor_and_its_earlier_sessions_to_the_profile(
     assert read(client, tenant, "/v2/profiles?email=ann@example.org")[0]["stats"]["visits"] == 3
     [made] = read(client, tenant, "/v2/profiles?email=new.person@example.org")
     assert made["stats"]["visits"] == 1
+
+
+def identity(app: App, tenant: Tenant, profile_id: str, expires: int | None = None) -> str:
+    """The identity token a verified link of the account's email hands the tag."""
+
+    def key(conn: Any) -> str:
+        account = conn.execute(select(accounts.c.id).where(accounts.c.hash == tenant.hash)).scalar_one()
+        return signing.account_key(conn, account)
+
+    until = int(time.time()) + signing.IDENTITY_SECONDS if expires is None else expires
+    return signing.identity_token(app.store.write_blocking(key), profile_id, until)
+
+
+def test_omid_identifies_only_by_a_signed_unexpired_token_of_the_account(
+    shared: App, client: Client, tenant: Tenant, make_tenant: Any
+) -> None:
+    """Profile ids count up: a bare one, or a token that is not the account's own, links nothing."""
+    push(client, tenant, [{"@type": "contact", "id": "c-ann", "email": "ann@example.org"}])
+    push(client, tenant, [{"@type": "contact", "id": "c-bob", "email": "bob@example.org"}])
+    [ann] = read(client, tenant, "/v2/profiles?email=ann@example.org")
+    [bob] = read(client, tenant, "/v2/profiles?email=bob@example.org")
+    good = identity(shared, tenant, ann["id"])
+    named, expires, signature = good.split(".")
+    assert named == ann["id"]
+    other = make_tenant("another shop")
+    refused = [
+        ann["id"],  # bare
+        f"{ann['id']}.{expires}",  # no signature
+        identity(shared, tenant, ann["id"], int(time.time()) - 5),  # expired
+        identity(shared, other, ann["id"]),  # another account's key
+        f"{ann['id']}.{int(expires) + 86_400}.{signature}",  # a longer life
+        f"{bob['id']}.{expires}.{signature}",  # another profile
+        f"{ann['id']}.{expires}.{signature[:-1]}{'0' if signature[-1] != '0' else '1'}",
+        f"{ann['id']}.{expires}.{signature}é",
+        "",
+    ]
+    for token in refused:
+        Browser(client, tenant).send("identify", {"uiid": f"omid:{token}"})
+    settle(client, tenant)
+    assert read(client, tenant, f"/v2/profiles/{ann['id']}")["stats"]["visits"] == 0
+    assert read(client, tenant, f"/v2/profiles/{bob['id']}")["stats"]["visits"] == 0
+    assert [v.profile for v in stored_visitors(shared, tenant)] == [None] * len(refused)
+
+    Browser(client, tenant).send("identify", {"uiid": f"omid:{good}"})
+    settle(client, tenant)
+    assert read(client, tenant, f"/v2/profiles/{ann['id']}")["stats"]["visits"] == 1
+
+
+def stored_visitors(app: App, tenant: Tenant) -> list[Any]:
+    account = select(accounts.c.id).where(accounts.c.hash == tenant.hash).scalar_subquery()
+    rows: list[Any] = app.store.read_blocking(
+        lambda conn: conn.execute(select(visitors).where(visitors.c.account_id == account)).all()
+    )
+    return rows
 
 
 def test_a_merge_brings_the_visits_along(client: Client, tenant: Tenant) -> None:

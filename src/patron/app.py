@@ -30,6 +30,7 @@ from patron.api.auth import authorise, current_account
 from patron.api.observe import Metrics, Observer
 from patron.api.problems import EXCEPTION_HANDLERS
 from patron.config import Settings
+from patron.email.sandbox import Renderer
 from patron.ingest.supervisor import NoWorker, WorkerProcess
 from patron.ratelimits import RateLimiter
 from patron.store import Store
@@ -58,6 +59,7 @@ def create_app(settings: Settings, store: Store) -> Litestar:
     several = store.parallel_workers or settings.api_processes > 1
     shared = store if several and not settings.redis_url else None
     limiter = RateLimiter(settings.redis_url, shared)
+    renderer = Renderer()
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -68,6 +70,7 @@ def create_app(settings: Settings, store: Store) -> Litestar:
         finally:
             worker.stop()
             await limiter.close()
+            renderer.close()
             store.close()
 
     v2 = Router(
@@ -96,6 +99,7 @@ def create_app(settings: Settings, store: Store) -> Litestar:
                 "store": store,
                 "key_resolver": KeyResolver(store),
                 "limiter": limiter,
+                "renderer": renderer,
                 "track_limiter": RateLimiter(),
                 "track_accounts": tracking.Accounts(),
                 "metrics": metrics_state,

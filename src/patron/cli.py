@@ -20,11 +20,11 @@ from patron import __version__, accounts, logs, memory, ratelimits
 from patron.config import DEFAULT_HOST, DEFAULT_PORT, Settings
 from patron.entities import Page
 from patron.ingest.queue import enqueue_operation
-from patron.profiles import build, read
+from patron.profiles import build, lists, read
 from patron.profiles.link import link_stored
 from patron.profiles.operations import UNSUBSCRIBE
 from patron.profiles.requests import Unsubscribe
-from patron.store import Store, chunks, open_store
+from patron.store import Store, chunks, lock_account, open_store
 from patron.tracking.abandonment import Sweeper
 
 T = TypeVar("T")
@@ -423,10 +423,23 @@ def profiles_rebuild(ctx: click.Context, account_hash: str | None) -> None:
             changed = 0
             for chunk in chunks(ids):
                 changed += store.write_blocking(
-                    lambda conn, a=account.id, c=chunk: build.refresh(conn, a, c, accounts.now())  # type: ignore[misc]
+                    lambda conn, a=account.id, c=chunk: _under_claim(  # type: ignore[misc]
+                        conn, a, lambda: build.refresh(conn, a, c, accounts.now())
+                    )
                 )
+            recounted = store.write_blocking(
+                lambda conn, a=account.id: _under_claim(  # type: ignore[misc]
+                    conn, a, lambda: lists.recount(conn, a, accounts.now())
+                )
+            )
             done = f"{linked} records linked, {len(ids)} profiles recomputed, {changed} changed"
-            click.echo(f"{account.hash}: {done}")
+            click.echo(f"{account.hash}: {done}, {recounted} lists recounted")
+
+
+def _under_claim(conn: Connection, account_id: int, work: Callable[[], int]) -> int:
+    """``work``, holding the account's claim, so that no worker round rewrites its profiles meanwhile."""
+    lock_account(conn, account_id)
+    return work()
 
 
 @main.command()

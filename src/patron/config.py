@@ -14,6 +14,10 @@ DEFAULT_PORT = 8443
 MAX_BODY_BYTES = 8 * 1024 * 1024
 
 
+#: Seconds an API request's reads may take before they are cancelled.
+READ_BUDGET = 10.0
+
+
 #: How long a verified link in an email works, from the moment its message was queued.
 LINK_DAYS = 365
 
@@ -29,6 +33,30 @@ class Site:
 def _env(name: str) -> str | None:
     value = os.environ.get(name)
     return value if value else None
+
+
+def _seconds(name: str, default: float) -> float:
+    """Variable ``name``: a number of seconds above zero (``default`` when unset)."""
+    value = _env(name)
+    try:
+        seconds = default if value is None else float(value)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds < float("inf"):
+        raise ValueError(f"{name} must be a number of seconds above zero, not {value!r}")
+    return seconds
+
+
+def _count(name: str, default: int) -> int:
+    """Variable ``name``: a whole number, 0 or more (``default`` when unset)."""
+    value = _env(name)
+    try:
+        count = default if value is None else int(value)
+    except ValueError:
+        count = -1
+    if count < 0:
+        raise ValueError(f"{name} must be a whole number, 0 or more, not {value!r}")
+    return count
 
 
 @dataclass(frozen=True)
@@ -49,6 +77,17 @@ class Settings:
     #: Tag events accepted from one browser (cookie id) and from one address.
     track_per_visitor: str = field(default_factory=lambda: _env("PATRON_TRACK_PER_VISITOR") or "20/second")
     track_per_address: str = field(default_factory=lambda: _env("PATRON_TRACK_PER_ADDRESS") or "200/second")
+    #: Seconds a request's head may take to arrive (from the connection's start or the last response),
+    #: and a request's whole body (from its head); the TLS handshake has the head's time too.
+    header_timeout: float = field(default_factory=lambda: _seconds("PATRON_HEADER_TIMEOUT", 10.0))
+    body_timeout: float = field(default_factory=lambda: _seconds("PATRON_BODY_TIMEOUT", 60.0))
+    #: Connections open at once from one client address, in each API process (0: no limit; none
+    #: ``--behind-proxy``, where every connection comes from the proxy).
+    connections_per_address: int = field(
+        default_factory=lambda: _count("PATRON_CONNECTIONS_PER_ADDRESS", 100)
+    )
+    #: Seconds an API request's read may take, queued and running, before it is cancelled (a 503).
+    read_budget: float = field(default_factory=lambda: _seconds("PATRON_READ_BUDGET", READ_BUDGET))
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     tls_cert: Path | None = None

@@ -8,14 +8,23 @@ The person is found by the request's identities (their profiles, and the profile
 Then each table is dealt with by its entry in :data:`HANDLERS`, which names every table of the schema
 (a test fails when a table is added without one). The anonymous identity is Ometria's:
 ``<md5 of the email>@anonymous.ometria``. Orders stay, for revenue, under the anonymised profile.
+
+Their identifiers (emails, phone numbers, customer ids, contact ids, and the names their own records
+give) are removed from every string of their records, free text included (a coupon code, a line
+item's properties, a delivery error): each occurrence becomes ``(anonymised)``. An id that holds one
+(``signup-ann@example.com``) becomes ``anonymised-`` and an HMAC-SHA256 of it under the account's key,
+the same wherever the id appears, so that what refers to it (an order's attribution) still does; a
+second id that would map to a hash already taken gets the next one. In rows that are not theirs
+(another person's rejected record, a tracking event, a merge's error) a quoted identifier is removed
+too, but not a name, which alone identifies no one.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 import re
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,8 +32,9 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
-from sqlalchemy import Connection, Table, delete, insert, select, update
+from sqlalchemy import Connection, Table, delete, func, insert, or_, select, update
 
+from patron.email.links import account_key
 from patron.ingest.queue import enqueue_operation, pack, unpack
 from patron.profiles.link import Linker, Op
 from patron.profiles.operations import resolve
@@ -217,16 +227,26 @@ def read_requests(
 # the anonymisation ---------------------------------------------------------------------------------
 
 
+#: What an identifier becomes in free text.
+ANONYMISED = "(anonymised)"
+
+
 @dataclass
 class Person:
-    """What is known of the person being anonymised: their profiles, and the values that identify
-    them wherever they appear (emails, customer ids, phone numbers, contact ids)."""
+    """What is known of the person being anonymised: their profiles, the values that identify them
+    wherever they appear (emails, customer ids, phone numbers, contact ids), and their names (which
+    are looked for in their own records only)."""
 
     profiles: list[str]
     anonymous_email: str
     traces: set[str] = field(default_factory=set)
     counts: dict[str, int] = field(default_factory=dict)
     browsers: list[str] = field(default_factory=list)  # the website tag's cookie ids of their visits
+    names: set[str] = field(default_factory=set)
+    key: str = ""  # the account's key (hex), for the ids' hashes
+    renamed: dict[str, str] = field(default_factory=dict)  # an id that held an identifier: its hash
+    _own: re.Pattern[str] | None = field(default=None, init=False, repr=False)
+    _quoted: re.Pattern[str] | None = field(default=None, init=False, repr=False)
 
     def owns(self, record: Any) -> bool:
         """Whether a JSON value (a record) holds one of the person's values, as a whole value."""
@@ -238,9 +258,56 @@ class Person:
         lowered = (text or "").casefold()
         return any(t.casefold() in lowered for t in self.traces if len(t) >= MIN_QUOTED)
 
+    def mentions(self, text: str) -> bool:
+        """Whether a string of their own records holds one of their identifiers or names."""
+        return bool(self.own_pattern().search(text))
+
+    def scrub(self, text: str) -> str:
+        """A string of their own records with each of their identifiers and names replaced."""
+        return self.own_pattern().sub(ANONYMISED, text)
+
+    def redact(self, text: str) -> str:
+        """A string of anyone's row with the ids renamed replaced by their hashes, and then each
+        identifier (not a name) quoted replaced."""
+        for original in sorted(self.renamed, key=len, reverse=True):
+            if len(original) >= MIN_QUOTED:
+                text = text.replace(original, self.renamed[original])
+        if self._quoted is None:
+            self._quoted = _alternation([t for t in self.traces if len(t) >= MIN_QUOTED])
+        return self._quoted.sub(ANONYMISED, text)
+
+    def needles(self) -> list[str]:
+        """What to look for in anyone's rows: identifiers long enough not to match by accident, and
+        the ids renamed."""
+        found = self.traces | set(self.renamed)
+        return sorted(t for t in found if len(t) >= MIN_QUOTED)
+
+    def own_pattern(self) -> re.Pattern[str]:
+        if self._own is None:
+            self._own = _alternation([*self.traces, *self.names])
+        return self._own
+
+    def hashed(self, value: str, attempt: int) -> str:
+        """``value``'s keyed hash (``attempt`` 0, then 1, 2... while one is taken)."""
+        message = f"anonymised id {attempt}:{value}".encode()
+        return f"anonymised-{hmac.new(bytes.fromhex(self.key), message, hashlib.sha256).hexdigest()[:32]}"
+
 
 #: The shortest value looked for inside free text (shorter ones would match by accident).
 MIN_QUOTED = 6
+#: The shortest identifier or name looked for inside a word of their own records; a shorter one (a
+#: name "Jo") only as a word of its own.
+MIN_INSIDE = 3
+
+
+def _alternation(values: list[str]) -> re.Pattern[str]:
+    """One case-insensitive pattern matching any of ``values`` (longest first); never matches if
+    there are none."""
+    parts = [
+        re.escape(v) if len(v) >= MIN_INSIDE else rf"(?<!\w){re.escape(v)}(?!\w)"
+        for v in sorted({v for v in values if v}, key=len, reverse=True)
+    ]
+    return re.compile("|".join(parts) or r"(?!)", re.IGNORECASE)
 
 
 def _leaves(value: Any) -> list[str]:
@@ -255,6 +322,9 @@ Handler = Callable[[Connection, int, Person, Op], None]
 #: The fields that identify a person on their own: a record elsewhere (a rejected one, a copy in the
 #: import queue) that holds one of their values is theirs. Names alone are not: two people share them.
 _IDENTIFYING = ("email", "customer_id", "phone_number")
+#: Where their own records give their names.
+_NAMES = ("firstname", "middlename", "lastname")
+_NAMED = ("customer", "shipping_address", "billing_address")
 
 
 def _add(traces: set[str], *values: Any) -> None:
@@ -288,17 +358,109 @@ def _person(linker: Linker, op: Op) -> Person:
     ):
         doc = msgspec.json.decode(row.data)
         _add(person.traces, row.contact_id, *(doc.get(name) for name in _IDENTIFYING))
+        _add(person.names, *(doc.get(name) for name in _NAMES))
     for row in conn.execute(select(orders.c.data).where(_of(conn, orders, account, people))):
-        customer = msgspec.json.decode(row.data).get("customer") or {}
+        doc = msgspec.json.decode(row.data)
+        customer = doc.get("customer") or {}
         _add(person.traces, customer.get("id"), customer.get("email"))
+        for part in _NAMED:
+            named = doc.get(part)
+            if isinstance(named, dict):
+                _add(person.names, *(named.get(name) for name in _NAMES))
     for row in conn.execute(select(custom_events.c.data).where(_of(conn, custom_events, account, people))):
         doc = msgspec.json.decode(row.data)
         _add(person.traces, doc.get("identity_email"), doc.get("identity_account_id"))
     person.traces -= {person.anonymous_email}
     person.traces = {t for t in person.traces if len(t) >= 3}  # an id "7" would match everything
+    m = messages
+    for sent in conn.execute(
+        select(m.c.recipient, m.c.recipient_name, m.c.profile).where(
+            m.c.account_id == account, m.c.recipient_name.is_not(None)
+        )
+    ):
+        if sent.profile in people or person.owns(sent.recipient):
+            _add(person.names, sent.recipient_name)
     browsers = conn.execute(select(visitors.c.cid).where(_of(conn, visitors, account, people))).scalars()
     person.browsers = list(browsers)
+    person.key = account_key(conn, account)
     return person
+
+
+#: The columns that hold an id an anonymised one may be given in place of a renamed one: each is unique
+#: in its account, and a hash is given only where none of them holds it yet.
+_RENAMED_IDS = (orders.c.order_id, custom_events.c.event_id, order_sources.c.order_id)
+
+
+def _rename(conn: Connection, account_id: int, person: Person, value: str) -> str:
+    """The keyed hash that takes the place of an id holding an identifier, the same for the same id
+    wherever it appears in this anonymisation."""
+    if value not in person.renamed:
+        attempt = 0
+        while any(
+            conn.execute(
+                select(column.table.c.id).where(
+                    column.table.c.account_id == account_id,
+                    column == person.hashed(value, attempt),
+                )
+            ).first()
+            for column in _RENAMED_IDS
+        ):
+            attempt += 1  # an earlier anonymisation gave this hash to another record of the same id
+        person.renamed[value] = person.hashed(value, attempt)
+    return person.renamed[value]
+
+
+def _renamed_if_named(conn: Connection, account_id: int, person: Person, value: str) -> str:
+    return _rename(conn, account_id, person, value) if person.mentions(value) else value
+
+
+def _scrubbed(
+    conn: Connection, account_id: int, person: Person, value: Any, key: str = "", free: bool = False
+) -> Any:
+    """A JSON value of their own records with every string scrubbed: an id (``id``, ``..._id``) that
+    holds an identifier renamed, any other string's identifiers replaced; the keys too within
+    ``properties`` (``free``), whose keys are the pusher's own."""
+    if isinstance(value, dict):
+        inner = free or key == "properties"
+        return {
+            person.scrub(k) if inner else k: _scrubbed(conn, account_id, person, v, k, inner)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_scrubbed(conn, account_id, person, item, key, free) for item in value]
+    if isinstance(value, str):
+        if not free and (key == "id" or key.endswith("_id")):
+            return _renamed_if_named(conn, account_id, person, value)
+        return person.scrub(value)
+    return value
+
+
+def _fit(column: Any, value: str) -> str:
+    """``value`` cut to the length of ``column`` (an identifier replaced may make it longer)."""
+    length = getattr(column.type, "length", None)
+    return value[:length] if length else value
+
+
+def _redact_rows(
+    conn: Connection, t: Table, account_id: int, person: Person, columns: tuple[str, ...]
+) -> None:
+    """In anyone's rows of ``t``, the person's identifiers quoted in ``columns`` replaced, and the
+    ids renamed in this anonymisation given their hashes. The database picks the rows that may
+    quote them; each is then rewritten here."""
+    needles = person.needles()
+    if not needles:
+        return
+    cs = [t.c[name] for name in columns]
+    quoting = or_(*(func.lower(c).contains(n.lower(), autoescape=True) for c in cs for n in needles))
+    rows = conn.execute(select(t.c.id, *cs).where(t.c.account_id == account_id, quoting)).all()
+    for row in rows:
+        values = {}
+        for name in columns:
+            value = getattr(row, name)
+            if isinstance(value, str) and (redacted := person.redact(value)) != value:
+                values[name] = _fit(t.c[name], redacted)
+        if values:
+            conn.execute(update(t).where(t.c.id == row.id).values(**values))
 
 
 def _of(conn: Connection, table: Any, account_id: int, people: list[str]) -> Any:
@@ -308,9 +470,11 @@ def _of(conn: Connection, table: Any, account_id: int, people: list[str]) -> Any
 def _contacts(conn: Connection, account_id: int, person: Person, op: Op) -> None:
     """Each contact keeps its collection and its place in the profile; everything else goes."""
     t = contacts
-    rows = conn.execute(select(t.c.id, t.c.collection).where(_of(conn, t, account_id, person.profiles))).all()
+    rows = conn.execute(
+        select(t.c.id, t.c.collection, t.c.contact_id).where(_of(conn, t, account_id, person.profiles))
+    ).all()
     for row in rows:
-        contact_id = f"anonymised-{uuid.uuid4().hex}"
+        contact_id = _contact_id(conn, account_id, person, row.collection, row.contact_id)
         doc = {
             "@type": "contact",
             "@collection": row.collection,
@@ -331,34 +495,67 @@ def _contacts(conn: Connection, account_id: int, person: Person, op: Op) -> None
     person.counts["contact record"] = len(rows)
 
 
+def _contact_id(conn: Connection, account_id: int, person: Person, collection: str, contact_id: str) -> str:
+    """A contact's id (an identifier itself) as a keyed hash, one not taken in its collection."""
+    t = contacts
+    attempt = 0
+    while conn.execute(
+        select(t.c.id).where(
+            t.c.account_id == account_id,
+            t.c.collection == collection,
+            t.c.contact_id == person.hashed(contact_id, attempt),
+        )
+    ).first():
+        attempt += 1
+    return person.hashed(contact_id, attempt)
+
+
 def _orders(conn: Connection, account_id: int, person: Person, op: Op) -> None:
-    """Orders stay, for revenue, under an anonymous customer: no customer block, addresses or IP."""
+    """Orders stay, for revenue, under an anonymous customer: no customer block, addresses or IP, and
+    no identifier of theirs in any other string (a coupon code, a line item's properties); an order
+    id that holds one is renamed."""
     t = orders
-    rows = conn.execute(select(t.c.id, t.c.data).where(_of(conn, t, account_id, person.profiles))).all()
+    rows = conn.execute(
+        select(t.c.id, t.c.order_id, t.c.data).where(_of(conn, t, account_id, person.profiles))
+    ).all()
     for row in rows:
         doc = msgspec.json.decode(row.data)
-        for name in ("shipping_address", "billing_address", "ip_address", "properties"):
+        for name in ("shipping_address", "billing_address", "ip_address", "properties", "customer"):
             doc.pop(name, None)
+        doc = _scrubbed(conn, account_id, person, doc)
         doc["customer"] = {"email": person.anonymous_email}
+        order_id = _renamed_if_named(conn, account_id, person, row.order_id)
         conn.execute(
             update(t)
             .where(t.c.id == row.id)
-            .values(customer_id=None, customer_email=person.anonymous_email, data=_encode(doc).decode())
+            .values(
+                order_id=order_id,
+                customer_id=None,
+                customer_email=person.anonymous_email,
+                data=_encode(doc).decode(),
+            )
         )
     person.counts["order"] = len(rows)
 
 
 def _custom_events(conn: Connection, account_id: int, person: Person, op: Op) -> None:
     t = custom_events
-    rows = conn.execute(select(t.c.id, t.c.data).where(_of(conn, t, account_id, person.profiles))).all()
+    rows = conn.execute(
+        select(t.c.id, t.c.event_id, t.c.event_type, t.c.data).where(
+            _of(conn, t, account_id, person.profiles)
+        )
+    ).all()
     for row in rows:
         doc = msgspec.json.decode(row.data)
         doc = {k: v for k, v in doc.items() if k in ("@type", "id", "event_type", "timestamp")}
+        doc = _scrubbed(conn, account_id, person, doc)
         doc["identity_email"] = person.anonymous_email
         conn.execute(
             update(t)
             .where(t.c.id == row.id)
             .values(
+                event_id=_renamed_if_named(conn, account_id, person, row.event_id),
+                event_type=_fit(t.c.event_type, person.scrub(row.event_type)),
                 identity_email=person.anonymous_email,
                 identity_account_id=None,
                 profile_id=None,
@@ -393,7 +590,8 @@ def _identities(conn: Connection, account_id: int, person: Person, op: Op) -> No
 
 
 def _consents(conn: Connection, account_id: int, person: Person, op: Op) -> None:
-    """The history stays (it is the proof of consent), about the anonymous identity."""
+    """The history stays (it is the proof of consent), about the anonymous identity; another
+    profile's reasons lose any identifier of theirs they quote."""
     t = consents
     for channel, address in (("email", person.anonymous_email), ("sms", None)):
         conn.execute(
@@ -401,6 +599,7 @@ def _consents(conn: Connection, account_id: int, person: Person, op: Op) -> None
             .where(_of(conn, t, account_id, person.profiles), t.c.channel == channel)
             .values(address=address, contact_id=None, reason=None)
         )
+    _redact_rows(conn, t, account_id, person, ("reason",))
 
 
 def _list_members(conn: Connection, account_id: int, person: Person, op: Op) -> None:
@@ -421,7 +620,8 @@ def _merge_jobs(conn: Connection, account_id: int, person: Person, op: Op) -> No
 
 
 def _push_errors(conn: Connection, account_id: int, person: Person, op: Op) -> None:
-    """Rejected records that mention the person are deleted."""
+    """Rejected records that mention the person are deleted (a value of theirs, or one quoted in the
+    record's id, its text or its error)."""
     t = push_errors
     rows = conn.execute(
         select(t.c.id, t.c.record_id, t.c.record, t.c.error_message).where(t.c.account_id == account_id)
@@ -430,11 +630,24 @@ def _push_errors(conn: Connection, account_id: int, person: Person, op: Op) -> N
         r.id
         for r in rows
         if person.owns(r.record_id)
-        or (r.record is not None and person.owns(msgspec.json.decode(r.record)))
+        or person.named_in(r.record_id)
+        or (r.record is not None and _quotes(person, r.record))
         or person.named_in(r.error_message)
     ]
     for chunk in chunks(doomed):
         conn.execute(delete(t).where(among(conn, t.c.id, chunk)))
+
+
+def _quotes(person: Person, record: str) -> bool:
+    """Whether a rejected record, kept as sent (which may not be JSON), holds or quotes a value of
+    theirs."""
+    if person.named_in(record):
+        return True
+    try:
+        decoded = msgspec.json.decode(record)
+    except msgspec.DecodeError:
+        return False
+    return person.owns(decoded) or any(person.named_in(leaf) for leaf in _leaves(decoded))
 
 
 def _import_batches(conn: Connection, account_id: int, person: Person, op: Op) -> None:
@@ -450,7 +663,11 @@ def _import_batches(conn: Connection, account_id: int, person: Person, op: Op) -
 
     def theirs(record: dict[str, Any]) -> bool:  # a tag event of their browser counts as theirs
         beacon = record.get("beacon")
-        return person.owns(record) or (isinstance(beacon, dict) and beacon.get("cid") in browsers)
+        return (
+            person.owns(record)
+            or person.named_in(_encode(record).decode())
+            or (isinstance(beacon, dict) and beacon.get("cid") in browsers)
+        )
 
     for row in rows.all():
         if row.request_id == op.request_id:
@@ -481,6 +698,7 @@ def _email_clicks(conn: Connection, account_id: int, person: Person, op: Op) -> 
                 among(conn, t.c.profile, person.profiles) | among(conn, t.c.message_id, chunk),
             )
         )
+    _redact_rows(conn, t, account_id, person, ("url",))
 
 
 def _tracking_events(conn: Connection, account_id: int, person: Person, op: Op) -> None:
@@ -493,17 +711,36 @@ def _tracking_events(conn: Connection, account_id: int, person: Person, op: Op) 
     gone = [row.id for row in naming if person.owns(msgspec.json.decode(row.data))]
     for chunk in chunks(gone):
         conn.execute(delete(t).where(among(conn, t.c.id, chunk)))
+    _redact_rows(conn, t, account_id, person, ("url", "page_type", "data"))
 
 
 def _tracking_sessions(conn: Connection, account_id: int, person: Person, op: Op) -> None:
     t = tracking_sessions
     conn.execute(delete(t).where(_of(conn, t, account_id, person.profiles)))
     _by_browser(conn, t, account_id, person)
+    _redact_rows(conn, t, account_id, person, ("site", "source", "basket", "checkout_stage", "transactions"))
 
 
 def _order_sources(conn: Connection, account_id: int, person: Person, op: Op) -> None:
-    """Their orders stay (for revenue); where they came from on the site goes."""
-    _by_browser(conn, order_sources, account_id, person)
+    """Their orders stay (for revenue); where they came from on the site goes. What another browser
+    confirmed keeps pointing at the order (renamed as the order was) without naming them."""
+    t = order_sources
+    _by_browser(conn, t, account_id, person)
+    for chunk in chunks(list(person.renamed)):
+        for row in conn.execute(
+            select(t.c.id, t.c.order_id).where(t.c.account_id == account_id, among(conn, t.c.order_id, chunk))
+        ).all():
+            conn.execute(update(t).where(t.c.id == row.id).values(order_id=person.renamed[row.order_id]))
+    needles = person.needles()
+    if needles:
+        quoting = or_(*(func.lower(t.c.order_id).contains(n.lower(), autoescape=True) for n in needles))
+        for row in conn.execute(
+            select(t.c.id, t.c.order_id).where(t.c.account_id == account_id, quoting)
+        ).all():
+            if person.named_in(row.order_id):
+                order_id = _rename(conn, account_id, person, row.order_id)
+                conn.execute(update(t).where(t.c.id == row.id).values(order_id=order_id))
+    _redact_rows(conn, t, account_id, person, ("first_touch", "last_touch"))
 
 
 def _by_browser(conn: Connection, t: Table, account_id: int, person: Person) -> None:
@@ -514,33 +751,65 @@ def _by_browser(conn: Connection, t: Table, account_id: int, person: Person) -> 
 
 def _visitors(conn: Connection, account_id: int, person: Person, op: Op) -> None:
     conn.execute(delete(visitors).where(_of(conn, visitors, account_id, person.profiles)))
+    _redact_rows(conn, visitors, account_id, person, ("first_source",))
 
 
 def _messages(conn: Connection, account_id: int, person: Person, op: Op) -> None:
-    """Their transactional emails keep only what happened to them; one not yet sent never will be."""
+    """Their transactional emails keep only what happened to them (a delivery error, its SMTP code);
+    one not yet sent never will be. Other messages lose any identifier of theirs they quote."""
     t = messages
     rows = conn.execute(
-        select(t.c.id, t.c.recipient, t.c.profile, t.c.status).where(t.c.account_id == account_id)
+        select(
+            t.c.id, t.c.recipient, t.c.profile, t.c.status, t.c.error, t.c.stream, t.c.sender, t.c.reply_to
+        ).where(t.c.account_id == account_id)
     )
     for row in rows.all():
         if row.profile in person.profiles or person.owns(row.recipient):
             values: dict[str, Any] = {
                 "recipient": person.anonymous_email,
                 "recipient_name": None,
-                "subject": "(anonymised)",
+                "subject": ANONYMISED,
                 "html": None,
                 "text": None,
                 "attachments": "[]",
+                "error": _error(person, row.error),
             }
+            for name in ("stream", "sender", "reply_to"):
+                value = getattr(row, name)
+                if value is not None and person.mentions(value):
+                    values[name] = _fit(t.c[name], person.scrub(value))
             if row.status in ("queued", "sending"):
                 values.update(status="failed", error="the recipient was anonymised before delivery")
             conn.execute(update(t).where(t.c.id == row.id).values(**values))
+    _redact_rows(conn, t, account_id, person, _MESSAGE_TEXT)
+
+
+#: What a message to someone else may quote: its subject, bodies, delivery error, stream and name.
+_MESSAGE_TEXT = ("subject", "html", "text", "error", "stream", "recipient_name")
+
+
+#: An SMTP answer: its code, and its enhanced status code if it has one (``550 5.1.1 ...``).
+_SMTP_ANSWER = re.compile(r"^([2-5][0-9][0-9])(?:[ -]([2-5]\.[0-9]{1,3}\.[0-9]{1,3}))?(?![0-9])")
+
+
+def _error(person: Person, error: str | None) -> str | None:
+    """A delivery error to them: an SMTP server's answer (which may quote the address and the name,
+    and more that cannot be told apart) keeps only its codes; any other has their identifiers
+    replaced."""
+    if error is None:
+        return None
+    answer = _SMTP_ANSWER.match(error)
+    if answer:
+        return " ".join(code for code in (*answer.groups(), ANONYMISED) if code)
+    return person.scrub(error)
 
 
 def _deletion_requests(conn: Connection, account_id: int, person: Person, op: Op) -> None:
-    """This request is done; its identities were only ever kept hashed."""
+    """This request is done; its identities were only ever kept hashed, and no request's comment
+    keeps quoting them."""
     parts = [f"{n} {what}{'' if n == 1 else 's'} anonymised" for what, n in person.counts.items()]
     t = deletion_requests
+    _redact_rows(conn, t, account_id, person, ("comment",))
     conn.execute(
         update(t)
         .where(t.c.account_id == account_id, t.c.request_id == op.request_id)

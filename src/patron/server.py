@@ -12,7 +12,7 @@ from typing import Any
 import uvicorn
 from litestar import Litestar
 
-from patron import logs, memory
+from patron import connections, logs, memory
 from patron.app import create_app
 from patron.config import Settings
 from patron.ingest.supervisor import WorkerProcess
@@ -41,7 +41,9 @@ def app_from_environment() -> Litestar:
 
 
 def _settled_app(settings: Settings) -> Litestar:
-    """An API process's app, with the garbage collector set up once startup is done."""
+    """An API process's app, with its connections' limits, and the garbage collector set up once
+    startup is done."""
+    connections.configure(settings)
     app = create_app(settings, open_store(settings))
     memory.settle()
     return app
@@ -56,6 +58,11 @@ def serve(settings: Settings, announce: Callable[[str], None]) -> None:
         "log_config": None,
         "server_header": False,
         "timeout_graceful_shutdown": 10,
+        # Deadlines for heads, bodies and TLS handshakes, and a cap per address (named, for --workers).
+        # No WebSockets (Patron serves none): an upgrade would take the connection from its protocol.
+        "http": "patron.connections:Connection",
+        "loop": "patron.connections:new_event_loop",
+        "ws": "none",
     }
     if settings.behind_proxy:
         common["proxy_headers"] = True

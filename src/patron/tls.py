@@ -34,6 +34,7 @@ class TLSFiles:
 
 def _write_private(path: Path, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # a file that was there keeps its mode through O_CREAT: not this one
     with os.fdopen(fd, "wb") as f:
         f.write(data)
 

@@ -13,6 +13,7 @@ from litestar.params import SkipValidation
 from patron.accounts import Account, KeyResolver
 from patron.api.problems import NOT_AUTHORISED, ProblemError
 from patron.ratelimits import RateLimiter
+from patron.store import fair
 
 AUTH_HEADER = "X-Ometria-Auth"
 #: The endpoint class a handler counts against, set with ``opt={RATE_CLASS: "push"}``; default "data".
@@ -32,6 +33,7 @@ async def authorise(connection: ASGIConnection[Any, Any, Any, Any], handler: Bas
     if account is None:
         raise ProblemError(403, NOT_AUTHORISED)
     connection.state.account = account
+    fair.owner.set(account.id)  # the request's reads queue as this account's, beside the others'
     endpoint_class = handler.opt.get(RATE_CLASS, "data")
     limiter: RateLimiter = connection.app.state.limiter
     limit = account.effective_limits[endpoint_class]

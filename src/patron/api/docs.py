@@ -2,7 +2,9 @@
 
 Litestar builds the document from the same msgspec types the handlers use. Swagger UI comes from the
 npm package ``swagger-ui-dist`` copied into ``patron/static/swagger-ui``: no page loads anything from a
-CDN.
+CDN. The page is a template of ``api/templates`` that runs no inline script (``static/docs.js``,
+served at ``/v2/docs/init.js``, starts Swagger UI on ``/v2/swagger.json``), so its
+Content-Security-Policy lets only this server's scripts run.
 """
 
 from __future__ import annotations
@@ -13,26 +15,61 @@ from typing import Any
 
 import msgspec
 from litestar import Litestar, Request, Response, Router, get
+from litestar.enums import MediaType
 from litestar.exceptions import NotFoundException
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.plugins import OpenAPIRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.routes import HTTPRoute
 
 from patron import __version__
+from patron.api import pages
 from patron.api.auth import AUTH_HEADER, BODY_TYPE
 from patron.records import types
 
 ASSETS = Path(__file__).parent.parent / "static" / "swagger-ui"
 DOCS_PATH = "/v2/docs"
 ASSETS_PATH = f"{DOCS_PATH}/assets"
+INIT_PATH = "/init.js"
+DOCUMENT_PATH = "/v2/swagger.json"
+_INIT = (Path(__file__).parent.parent / "static" / "docs.js").read_text()
+#: What Swagger UI needs: this server's scripts, styles, images (its icons are ``data:`` images) and
+#: document, and nothing from elsewhere.
+DOCS_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self';"
+    " form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
 
 
 def _not_found_as_problem(response: Response[Any]) -> Response[Any]:
-    """Litestar answers unknown paths under the docs with an HTML page; make it a problem like the rest."""
+    """Litestar answers unknown paths under the docs with an HTML page; make it a problem like the rest.
+    The page itself goes out with the headers of every HTML page."""
     if response.status_code == 404:
         raise NotFoundException()
-    return response
+    return pages.secure(response, DOCS_POLICY)
+
+
+@get(INIT_PATH, include_in_schema=False, sync_to_thread=False)
+def _init() -> Response[str]:
+    """The script that starts Swagger UI."""
+    headers = {"Cache-Control": "public, max-age=300", "X-Content-Type-Options": "nosniff"}
+    return Response(_INIT, media_type="text/javascript; charset=utf-8", headers=headers)
+
+
+class SwaggerPage(OpenAPIRenderPlugin):
+    """Swagger UI, from the bundled assets, on the document of ``/v2/swagger.json``."""
+
+    def __init__(self) -> None:
+        super().__init__(path="/", media_type=MediaType.HTML)
+
+    def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
+        title = str(openapi_schema["info"]["title"])
+        return pages.render(
+            "docs.html", title=title, assets=ASSETS_PATH, init=DOCS_PATH + INIT_PATH, document=DOCUMENT_PATH
+        ).encode()
+
+    def receive_router(self, router: Router) -> None:
+        router.register(_init)
 
 
 def openapi_config() -> OpenAPIConfig:
@@ -52,15 +89,7 @@ def openapi_config() -> OpenAPIConfig:
                 "apikey": SecurityScheme(type="apiKey", name=AUTH_HEADER, security_scheme_in="header")
             }
         ),
-        render_plugins=[
-            SwaggerRenderPlugin(
-                path="/",
-                js_url=f"{ASSETS_PATH}/swagger-ui-bundle.js",
-                css_url=f"{ASSETS_PATH}/swagger-ui.css",
-                standalone_preset_js_url=f"{ASSETS_PATH}/swagger-ui-standalone-preset.js",
-                favicon=f"<link rel='icon' type='image/png' href='{ASSETS_PATH}/favicon-32x32.png'>",
-            ),
-        ],
+        render_plugins=[SwaggerPage()],
     )
 
 
@@ -109,7 +138,7 @@ def with_raw_bodies(app: Litestar) -> dict[str, Any]:
     return document
 
 
-@get("/v2/swagger.json", include_in_schema=False, media_type="application/json", sync_to_thread=False)
+@get(DOCUMENT_PATH, include_in_schema=False, media_type="application/json", sync_to_thread=False)
 def swagger_json(request: Request[Any, Any, Any]) -> dict[str, Any]:
     """The OpenAPI document, at the path Ometria's reference uses for its swagger file."""
     cached: dict[str, Any] | None = request.app.state.get("openapi_document")

@@ -4,7 +4,8 @@ extensions."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Awaitable
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 from litestar import Request, Response, get, post, put
@@ -15,7 +16,7 @@ from patron import entities
 from patron.accounts import now
 from patron.api.auth import BODY_TYPE, RATE_CLASS, CurrentAccount
 from patron.api.body import decode, read_json
-from patron.api.entities import Limit, Offset
+from patron.api.paging import Limit, Offset
 from patron.api.problems import ERRORS, ITEM_ERRORS, field_problem, or_404
 from patron.email import messages, templates
 from patron.email.messages import NotFound
@@ -25,14 +26,20 @@ from patron.store import Work
 
 MessageId = Annotated[str, PathParameter(pattern=NO_NUL_PATTERN, max_length=64)]
 TemplateId = Annotated[int, PathParameter(ge=1, le=2**31 - 1)]
+T = TypeVar("T")
 _send = msgspec.json.Decoder(messages.SendRequest)
 _template = msgspec.json.Decoder(templates.TemplateBody)
 
 
 async def _write(state: State, work: Work[Any]) -> Any:
     """Run ``work``; a template or message that does not check out is a 400 naming the field."""
+    return await _checked(state.store.write(work))
+
+
+async def _checked(outcome: Awaitable[T]) -> T:
+    """``outcome``; a template or message that does not check out is a 400 (or 404) naming the field."""
     try:
-        return await state.store.write(work)
+        return await outcome
     except NotFound as exc:
         raise field_problem(404, exc.field, exc.message) from exc
     except TemplateInvalid as exc:
@@ -51,11 +58,8 @@ async def send(
     request: Request[Any, Any, Any], account: CurrentAccount, state: State
 ) -> Response[messages.SendReply]:
     body = decode(await read_json(request), _send)
-    at = now()
-    site = state.settings.site
-    reply: messages.SendReply = await _write(
-        state, lambda conn: messages.queue(conn, account, body, at, site)
-    )
+    sending = messages.send(state.store, state.renderer, account, body, state.settings.site, now())
+    reply: messages.SendReply = await _checked(sending)
     return Response(reply, status_code=202)
 
 
@@ -83,7 +87,7 @@ async def read_message(message_id: MessageId, account: CurrentAccount, state: St
 async def create_template(
     request: Request[Any, Any, Any], account: CurrentAccount, state: State
 ) -> Response[templates.Template]:
-    body = await _template_body(request)
+    body = await _template_body(request, state)
     at = now()
     created: templates.Template = await _write(
         state, lambda conn: templates.create(conn, account.id, body, at)
@@ -101,7 +105,7 @@ async def create_template(
 async def replace_template(
     request: Request[Any, Any, Any], template_id: TemplateId, account: CurrentAccount, state: State
 ) -> templates.Template:
-    body = await _template_body(request)
+    body = await _template_body(request, state)
     at = now()
     found: templates.Template | None = await _write(
         state, lambda conn: templates.replace(conn, account.id, template_id, body, at)
@@ -133,11 +137,12 @@ async def read_template(template_id: TemplateId, account: CurrentAccount, state:
     return or_404(found, "template_id", f"no template {template_id} in this account")
 
 
-async def _template_body(request: Request[Any, Any, Any]) -> templates.TemplateBody:
-    """The body of a template write, every part compiled (a 400 naming the part that does not)."""
+async def _template_body(request: Request[Any, Any, Any], state: State) -> templates.TemplateBody:
+    """The body of a template write, every part tried in the sandbox (a 400 naming the part that
+    does not compile or breaks a rendering limit)."""
     body = decode(await read_json(request), _template)
     try:
-        templates.check(body)
+        await templates.check(state.renderer, body)
     except TemplateInvalid as exc:
         raise field_problem(400, exc.field, exc.message) from exc
     return body

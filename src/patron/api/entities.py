@@ -18,6 +18,7 @@ from patron import entities
 from patron.accounts import Account
 from patron.api.auth import BODY_TYPE, CurrentAccount
 from patron.api.body import decode, read_json
+from patron.api.paging import Limit, Offset
 from patron.api.problems import ERRORS, ITEM_ERRORS, field_problem
 from patron.api.push import accept
 from patron.ingest.push import PushReply
@@ -32,8 +33,6 @@ CollectionSegment = Annotated[str, PathParameter(pattern=COLLECTION_PATTERN, max
 IdSegment = Annotated[str, PathParameter(pattern=ID_PATTERN, max_length=513)]
 #: A query filter's value (stored text never holds a NUL, so a filter with one is refused).
 Filter = Annotated[str | None, QueryParameter(pattern=NO_NUL_PATTERN)]
-Limit = Annotated[int, QueryParameter(description="Records per page: default 10, at most 250 (clamped)")]
-Offset = Annotated[int, QueryParameter(ge=0, le=10**18, description="Index of the first record")]
 OrderBy = Annotated[
     Literal["timestamp_update"] | None,
     QueryParameter(description="Sort by last update instead of the internal id"),

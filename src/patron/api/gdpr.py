@@ -15,7 +15,7 @@ from patron import entities, gdpr
 from patron.accounts import now
 from patron.api.auth import BODY_TYPE, RATE_CLASS, CurrentAccount
 from patron.api.body import decode, read_json
-from patron.api.entities import Limit, Offset
+from patron.api.paging import Limit, Offset
 from patron.api.problems import ERRORS, ITEM_ERRORS, field_problem
 from patron.api.push import queue
 from patron.records.fields import NO_NUL_PATTERN

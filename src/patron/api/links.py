@@ -3,7 +3,12 @@ mail client's button; ``GET`` shows a page with the same button), the preference
 (``/p/{account hash}/{token}``) and verified links (``GET /c/{token}``: recorded, then redirected).
 No API key: a link's signature is its authority. A link that was not made here, has expired or leads
 off the account's link domains gets a plain page saying so (whatever is wrong with it: these paths
-take any string, so that nothing answers with a problem document), never a redirect."""
+take any string, so that nothing answers with a problem document), never a redirect.
+
+The preference centre's form is saved only when it carries the token of its page and was not posted
+from another site (its ``Origin`` is another's, or ``Sec-Fetch-Site`` says ``cross-site`` or
+``same-site``): anything else gets a 403 page and changes nothing. The one-click unsubscribe takes a
+POST from anywhere, as RFC 8058 requires of it: mail clients send it."""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ import uuid
 from typing import Annotated, Any
 from urllib.parse import parse_qs
 
+import ada_url
 import msgspec
 from litestar import Request, Response, get, post
 from litestar.datastructures import State
@@ -18,8 +24,9 @@ from litestar.params import PathParameter
 
 from patron.accounts import now
 from patron.api import pages
+from patron.config import Settings
 from patron.email import links, preferences
-from patron.email.links import Refused
+from patron.email.links import Forbidden, Refused
 from patron.ingest.queue import enqueue_operation
 from patron.profiles.operations import EMAIL_CLICK, PREFERENCES, UNSUBSCRIBE
 from patron.profiles.requests import EmailClick, Unsubscribe
@@ -78,6 +85,9 @@ async def preference_centre(account_hash: Text, token: Text, state: State) -> Re
 async def save_preferences(
     account_hash: Text, token: Text, request: Request[Any, Any, Any], state: State
 ) -> Response[str]:
+    settings: Settings = state.settings
+    if _from_elsewhere(request, settings.base_url):
+        return pages.refused(links.FORM_NOT_OURS, 403)
     form = parse_qs((await request.body()).decode("utf-8", "replace"))
 
     def record(conn: Any) -> preferences.Choices:
@@ -89,9 +99,26 @@ async def save_preferences(
     try:
         after: preferences.Choices = await state.store.write(record)
     except Refused as exc:
-        return pages.refused(str(exc))
+        return pages.refused(str(exc), 403 if isinstance(exc, Forbidden) else 400)
     state.worker.wake()
     return _centre(account_hash, token, after, saved=True)
+
+
+def _from_elsewhere(request: Request[Any, Any, Any], base_url: str) -> bool:
+    """Whether a form was posted from a page of another site, as the browser tells: ``Sec-Fetch-Site``
+    other than ``same-origin`` (or ``none``, the person's own doing), or an ``Origin`` that is not this
+    server's (``null`` is not another site's: browsers send it for a page with ``Referrer-Policy:
+    no-referrer``, as ours are, and the form token still has to match)."""
+    fetched = request.headers.get("sec-fetch-site")
+    if fetched is not None and fetched.lower() not in ("same-origin", "none"):
+        return True
+    origin = request.headers.get("origin")
+    if origin is None or origin == "null":
+        return False
+    try:
+        return ada_url.URL(origin).origin != ada_url.URL(base_url).origin
+    except ValueError:
+        return True
 
 
 def _centre(account_hash: str, token: str, choices: preferences.Choices, *, saved: bool) -> Response[str]:
@@ -100,14 +127,15 @@ def _centre(account_hash: str, token: str, choices: preferences.Choices, *, save
 
 @get(f"{links.CLICK_PATH}/{{token:str}}", include_in_schema=False)
 async def follow(token: Text, state: State) -> Response[str]:
-    """A verified link: the click is recorded on the recipient's profile, then the browser goes on."""
+    """A verified link: the click is recorded on the recipient's profile, then the browser goes on (with
+    the recipient's identity for the website tag, when they have a profile)."""
     at = now()
 
     def record(conn: Any) -> str:
         click = links.verify_click(conn, token, at)
         body = EmailClick(click.message_id, click.target, click.recipient, click.profile)
         _queue(conn, click.account_id, EMAIL_CLICK, body)
-        return click.target
+        return click.landing
 
     try:
         target: str = await state.store.write(record)
@@ -117,4 +145,4 @@ async def follow(token: Text, state: State) -> Response[str]:
     return Response("", status_code=302, headers={"Location": target, "Cache-Control": "no-store"})
 
 
-HANDLERS = [unsubscribe_page, unsubscribe, preference_centre, save_preferences, follow]
+HANDLERS = [unsubscribe_page, unsubscribe, preference_centre, save_preferences, follow, pages.stylesheet]

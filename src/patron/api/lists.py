@@ -15,7 +15,8 @@ from patron import entities
 from patron.accounts import now
 from patron.api.auth import BODY_TYPE, CurrentAccount
 from patron.api.body import decode, read_json
-from patron.api.entities import JSON, Limit, Offset
+from patron.api.entities import JSON
+from patron.api.paging import Limit, Offset
 from patron.api.problems import CREATE_ERRORS, ERRORS, ITEM_ERRORS, field_problem
 from patron.profiles import lists
 from patron.profiles.requests import ListUpdate, NewList
@@ -43,13 +44,18 @@ async def _one(state: State, account_id: int, list_id: str) -> lists.ListView:
     return found[0]
 
 
-@get("/lists", summary="Lists (segments)", tags=["lists"], responses=ERRORS)
+@get("/lists", summary="Lists (segments), a page at a time", tags=["lists"], responses=ERRORS)
 async def list_lists(
     account: CurrentAccount,
     state: State,
     mode: Annotated[lists.Mode, QueryParameter(description="active (default), all or archived")] = "active",
+    limit: Limit = entities.DEFAULT_LIMIT,
+    offset: Offset = 0,
 ) -> list[lists.ListView]:
-    found: list[lists.ListView] = await state.store.read(lambda conn: lists.read(conn, account.id, mode=mode))
+    page = entities.Page.of(limit, offset, None)
+    found: list[lists.ListView] = await state.store.read(
+        lambda conn: lists.read(conn, account.id, mode=mode, limit=page.limit, offset=page.offset)
+    )
     return found
 
 
@@ -72,7 +78,10 @@ async def create_list(
             list_id if lists.create(conn, account.id, list_id, body.title, body.description, now()) else None
         )
 
-    list_id = await state.store.write(create)
+    try:
+        list_id = await state.store.write(create)
+    except lists.TooManyLists as exc:
+        raise field_problem(409, "root > id", str(exc)) from exc
     if list_id is None:
         raise field_problem(409, "root > id", f"a list {body.id!r} exists already")
     return Response(await _one(state, account.id, list_id), status_code=201, media_type=JSON)

@@ -1,7 +1,10 @@
 """Around every request: a request id, one JSON log line, and the Prometheus metrics.
 
 It wraps the application's whole ASGI handler (404s and 405s included), so every request is counted
-and logged exactly once. The log line never carries the API key or the body.
+and logged exactly once. The log line never carries the API key or the body. A request whose connection
+ends before its body is read is logged and counted with the status kept in its scope state under
+``DISCONNECTED``: 499 (nginx's "client closed request") when the client hung up, 408 when the server
+closed the connection because the body came too late (``patron.connections``).
 """
 
 from __future__ import annotations
@@ -12,10 +15,14 @@ import uuid
 from typing import Any
 
 from litestar.enums import ScopeType
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import ASGIApp, Message, Receive, ReceiveMessage, Scope, Send
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 log = logging.getLogger("patron.http")
+
+#: The scope state key of the status of a request whose connection ended before its body was read.
+DISCONNECTED = "disconnected"
+CLIENT_CLOSED = 499
 
 
 class Metrics:
@@ -61,8 +68,14 @@ class Observer:
                 message = {**message, "headers": headers}
             await send(message)
 
+        async def receive_observed() -> ReceiveMessage:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                state.setdefault(DISCONNECTED, CLIENT_CLOSED)
+            return message
+
         try:
-            await self.app(scope, receive, send_observed)
+            await self.app(scope, receive_observed, send_observed)
         finally:
             elapsed = time.perf_counter() - started
             route = scope.get("path_template") or "unmatched"

@@ -10,8 +10,9 @@ import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
+from patron.api.observe import CLIENT_CLOSED, DISCONNECTED
 from patron.records.validate import in_words
-from patron.store import StoreUnavailable
+from patron.store import ReadTimeout, StoreUnavailable
 
 log = logging.getLogger("patron.http")
 
@@ -122,15 +123,36 @@ def on_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Re
         detail = f"body: the request body is larger than the {cap:,}-byte cap"
         return problem_response(request, status, detail, [FieldError("body", detail)], headers)
     elif status >= HTTPStatus.INTERNAL_SERVER_ERROR:
-        return on_unexpected(request, exc)
+        gone = request.state.get(DISCONNECTED)
+        return on_unexpected(request, exc) if gone is None else on_disconnected(request, gone)
     else:
         detail = exc.detail or HTTPStatus(status).phrase
     return problem_response(request, status, detail, None, headers)
 
 
+def on_disconnected(request: Request[Any, Any, Any], status: int) -> Response[Problem]:
+    """The body could not be read: its connection ended, closed by the client (499) or by the server
+    for a body that came too late (408). Nobody reads this answer; the log line and metrics do."""
+    title = "Client Closed Request" if status == CLIENT_CLOSED else HTTPStatus(status).phrase
+    body = Problem(
+        title=title,
+        status=status,
+        detail="the connection ended before the request's body arrived",
+        request_id=request.state.get("request_id"),
+    )
+    return Response(body, status_code=status, media_type=PROBLEM_JSON)
+
+
 def on_store_unavailable(request: Request[Any, Any, Any], exc: StoreUnavailable) -> Response[Problem]:
     log.error("storage unavailable", extra={"request_id": request.state.get("request_id"), "error": str(exc)})
     detail = "storage is unavailable; nothing was stored, retry later"
+    return problem_response(request, HTTPStatus.SERVICE_UNAVAILABLE, detail, headers={"Retry-After": "5"})
+
+
+def on_read_timeout(request: Request[Any, Any, Any], exc: ReadTimeout) -> Response[Problem]:
+    """A read past its budget was cancelled: the client may retry later (or ask for less)."""
+    log.warning("read cancelled", extra={"request_id": request.state.get("request_id"), "budget": exc.budget})
+    detail = f"{exc}; nothing was changed, retry later or ask for a smaller page"
     return problem_response(request, HTTPStatus.SERVICE_UNAVAILABLE, detail, headers={"Retry-After": "5"})
 
 
@@ -145,6 +167,7 @@ EXCEPTION_HANDLERS: Any = {
     ProblemError: on_problem,
     HTTPException: on_http_exception,
     StoreUnavailable: on_store_unavailable,
+    ReadTimeout: on_read_timeout,
     Exception: on_unexpected,
 }
 
@@ -163,7 +186,7 @@ ERRORS: dict[int, Any] = {
     403: _spec(NOT_AUTHORISED),
     429: _spec("Over the account's rate limit for this endpoint class; nothing was done"),
     500: _spec("An unexpected failure; the `request_id` also appears in the server's log"),
-    503: _spec("Storage is unavailable; nothing was stored"),
+    503: _spec("Storage is unavailable, or a read ran past its time budget; nothing was changed"),
 }
 #: The same, for routes that name one object, which may not exist.
 ITEM_ERRORS: dict[int, Any] = {**ERRORS, 404: _spec("No such object in this account")}

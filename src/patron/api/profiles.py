@@ -16,7 +16,8 @@ from patron import entities
 from patron.accounts import now
 from patron.api.auth import BODY_TYPE, RATE_CLASS, CurrentAccount
 from patron.api.body import decode, read_json
-from patron.api.entities import JSON, Filter, Limit, Offset, response_spec
+from patron.api.entities import JSON, Filter, response_spec
+from patron.api.paging import Limit, Offset
 from patron.api.problems import ERRORS, ITEM_ERRORS, or_404
 from patron.api.push import queue
 from patron.ingest.queue import enqueue_operation

@@ -11,6 +11,7 @@ from litestar.params import PathParameter, QueryParameter
 from patron.accounts import Account, now
 from patron.api.auth import BODY_TYPE, RATE_CLASS, CurrentAccount
 from patron.api.body import read_json
+from patron.api.paging import Offset
 from patron.api.problems import ERRORS, ITEM_ERRORS, FieldError, ProblemError, or_404
 from patron.ingest import push as ingest
 from patron.ingest.queue import BacklogFull, BatchStatus, PushError, batch_status, latest_errors
@@ -19,6 +20,8 @@ from patron.records.validate import BatchInvalid, RecordsInvalid
 from patron.store import Work
 
 T = TypeVar("T")
+#: The most push errors one page reads (``GET /v2/push/_errors``; Ometria's shows the latest 100).
+MAX_ERRORS = 1000
 
 
 async def accept(
@@ -89,11 +92,16 @@ async def noop(request: Request[Any, Any, Any], account: CurrentAccount) -> Resp
 async def push_errors(
     account: CurrentAccount,
     state: State,
-    limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
-    offset: Annotated[int, QueryParameter(ge=0, le=10**18)] = 0,
+    limit: Annotated[
+        int,
+        QueryParameter(
+            ge=1, description=f"Errors per page: default 100, above {MAX_ERRORS} reads {MAX_ERRORS}"
+        ),
+    ] = 100,
+    offset: Offset = 0,
 ) -> list[PushError]:
     found: list[PushError] = await state.store.read(
-        lambda conn: latest_errors(conn, account.id, limit, offset)
+        lambda conn: latest_errors(conn, account.id, min(limit, MAX_ERRORS), offset)
     )
     return found
 

@@ -22,6 +22,7 @@ from litestar.datastructures import State
 from litestar.params import PathParameter
 
 from patron.accounts import now
+from patron.api import pages
 from patron.config import Settings
 from patron.ratelimits import RateLimiter
 from patron.store import Store
@@ -60,7 +61,8 @@ class Accounts:
 
 def _nothing(html: bool) -> Response[Any]:
     if html:
-        return Response(EMPTY_PAGE, media_type="text/html", headers={"Cache-Control": "no-store"})
+        page = Response(EMPTY_PAGE, media_type="text/html", headers={"Cache-Control": "no-store"})
+        return pages.secure(page)
     return Response(GIF, media_type="image/gif", headers={"Cache-Control": "no-store"})
 
 

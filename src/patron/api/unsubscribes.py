@@ -11,8 +11,8 @@ from litestar.params import QueryParameter
 
 from patron import entities
 from patron.api.auth import CurrentAccount
-from patron.api.entities import Limit, Offset
 from patron.api.lists import utc
+from patron.api.paging import Limit, Offset
 from patron.api.problems import ERRORS
 from patron.profiles import read
 from patron.profiles.consent import UnsubscribeType

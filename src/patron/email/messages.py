@@ -2,36 +2,45 @@
 put in the outbox (``messages``) before the 202; the sender delivers it (``outbox.py``).
 
 Transactional sends ignore marketing suppression, as in Ometria. ``sandbox: true`` renders and keeps
-the message without delivering it.
+the message without delivering it. Nothing of a message is rendered on the writer or the event loop
+(``send``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import uuid
 from datetime import datetime
-from email.utils import formataddr
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 from sqlalchemy import Connection, insert, select
 
+from patron import signing
 from patron.accounts import Account
 from patron.config import Site
 from patron.email import links, templates
+from patron.email.addresses import LINE_REFUSED, Address, Line, breaks_line
+from patron.email.sandbox import MAX_OUTPUT, Renderer, RenderFailed
 from patron.email.templates import TemplateInvalid
 from patron.profiles.build import survivor
 from patron.profiles.read import email_holder
-from patron.records.fields import NO_NUL_PATTERN, Email
+from patron.records.fields import NO_NUL_PATTERN
+from patron.store import Store
 from patron.store.schema import messages, profiles
 
 #: The largest attachment, decoded (the request body itself is capped at 8 MiB).
 MAX_ATTACHMENT_BYTES = 5 * 1024 * 1024
 QUEUED, SENDING, SENT, FAILED, SANDBOX = "queued", "sending", "sent", "failed", "sandbox"
-Line = Annotated[str, Meta(max_length=998, pattern=r"^[^\r\n\x00]*$(?!\n)")]
-Body = Annotated[str, Meta(max_length=4_000_000, pattern=NO_NUL_PATTERN)]
+#: A given HTML or text body: no longer than a rendered one may be.
+Body = Annotated[str, Meta(max_length=MAX_OUTPUT, pattern=NO_NUL_PATTERN)]
+#: The most characters of a subject, rendered or given (RFC 5322's line).
+MAX_SUBJECT = 998
+#: The most characters of the HTML the outbox keeps, once its links are verified links.
+MAX_STORED_HTML = 3 * MAX_OUTPUT
 #: Base64 of a PDF: "%PDF-" encodes to "JVBERi0" (the size is checked once decoded).
 PdfBase64 = Annotated[
     str,
@@ -44,17 +53,6 @@ PdfBase64 = Annotated[
 
 class NotFound(TemplateInvalid):
     """The message names a template or a profile the account does not have."""
-
-
-class Address(msgspec.Struct, forbid_unknown_fields=True):
-    email: Email
-    name: Line | None = None
-
-    def header(self) -> str:
-        try:
-            return formataddr((self.name or "", self.email))
-        except UnicodeEncodeError:  # an address beyond ASCII: kept as given (delivery needs SMTPUTF8)
-            return f"{self.name} <{self.email}>" if self.name else self.email
 
 
 class Attachment(msgspec.Struct, forbid_unknown_fields=True):
@@ -87,6 +85,9 @@ class SendRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True
             raise ValueError("to :: is required (or profile_id)")
         if self.template_id is UNSET and self.subject is UNSET:
             raise ValueError("subject :: is required with html")
+        for name, line in (("subject", self.subject), ("stream", self.stream)):
+            if isinstance(line, str) and breaks_line(line):
+                raise ValueError(f"{name} :: {LINE_REFUSED}")
 
 
 #: The body as the OpenAPI document gives it: a template or a rendered message, and a recipient.
@@ -132,18 +133,19 @@ class MessageView(msgspec.Struct):
     timestamp_sent: str | None
 
 
-def _pdf(index: int, attachment: Attachment) -> None:
-    field = f"root > attachments > {index} > content"
-    try:
-        data = base64.b64decode(attachment.content, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise TemplateInvalid(field, "is not base64") from exc
-    if len(data) > MAX_ATTACHMENT_BYTES:
-        raise TemplateInvalid(
-            field, f"is {len(data):,} bytes; an attachment may have {MAX_ATTACHMENT_BYTES:,}"
-        )
-    if not data.startswith(b"%PDF-"):
-        raise TemplateInvalid(field, "is not a PDF (attachments are PDF documents)")
+def _check_attachments(attachments: list[Attachment]) -> None:
+    for index, attachment in enumerate(attachments):
+        field = f"root > attachments > {index} > content"
+        try:
+            data = base64.b64decode(attachment.content, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise TemplateInvalid(field, "is not base64") from exc
+        if len(data) > MAX_ATTACHMENT_BYTES:
+            raise TemplateInvalid(
+                field, f"is {len(data):,} bytes; an attachment may have {MAX_ATTACHMENT_BYTES:,}"
+            )
+        if not data.startswith(b"%PDF-"):
+            raise TemplateInvalid(field, "is not a PDF (attachments are PDF documents)")
 
 
 def _recipient(conn: Connection, account_id: int, body: SendRequest) -> tuple[str, str | None, str | None]:
@@ -162,61 +164,110 @@ def _recipient(conn: Connection, account_id: int, body: SendRequest) -> tuple[st
     return email, None, profile
 
 
-def queue(conn: Connection, account: Account, body: SendRequest, at: datetime, site: Site) -> SendReply:
-    """Check, render and keep the message (``TemplateInvalid`` names what is wrong; nothing is kept).
-    A template may use ``unsubscribe_url`` and ``preferences_url`` (empty when the recipient has no
-    profile); the links of the HTML become verified links (``links.py``)."""
-    for index, attachment in enumerate(body.attachments):
-        _pdf(index, attachment)
-    recipient, name, profile = _recipient(conn, account.id, body)
-    message_id = str(uuid.uuid4())
-    key = links.account_key(conn, account.id)
-    unsubscribe = links.unsubscribe_url(site.base_url, key, message_id)
-    owner = profile or email_holder(conn, account.id, recipient)
-    preferences = links.preferences_url(site.base_url, account.hash, key, owner) if owner else None
-    data = {
-        **body.data,
-        "to": {"email": recipient, "name": name},
-        "unsubscribe_url": unsubscribe,
-        "preferences_url": preferences,
-    }
+class Draft(NamedTuple):
+    """A send request once read: where it goes, what to render, and the account's link key."""
+
+    recipient: str
+    name: str | None
+    profile: str | None  # the profile it was sent to (by profile_id)
+    owner: str | None  # the profile whose preference centre it links to
+    template: templates.Template | None
+    key: str | None  # none until the account's first message
+
+
+def plan(conn: Connection, account_id: int, body: SendRequest) -> Draft:
+    """Read what a message needs (``NotFound`` for a template or profile the account does not have)."""
+    recipient, name, profile = _recipient(conn, account_id, body)
+    template = None
     if body.template_id is not UNSET:
-        template = templates.get(conn, account.id, body.template_id)
+        template = templates.get(conn, account_id, body.template_id)
         if template is None:
             raise NotFound("root > template_id", f"no template {body.template_id} in this account")
-        subject = (
-            body.subject
-            if body.subject is not UNSET
-            else templates.render(template.subject, data, html=False)
-        )
-        html = templates.render(template.html, data, html=True)
-        text = templates.render(template.text, data, html=False) if template.text else None
-    else:
-        subject = str(body.subject)
-        html = str(body.html)
-        text = None if body.text is UNSET else body.text
-    conn.execute(
-        insert(messages).values(
-            account_id=account.id,
-            message_id=message_id,
-            status=SANDBOX if body.sandbox else QUEUED,
-            profile=profile,
-            stream=None if body.stream is UNSET else body.stream,
-            sender=body.sender.header(),
-            reply_to=None if body.reply_to is UNSET else body.reply_to.header(),
-            recipient=recipient,
-            recipient_name=name,
-            subject=subject.replace("\r", " ").replace("\n", " "),
-            html=links.track(html, site, key, message_id, at),
-            text=text,
-            unsubscribe_url=unsubscribe,
-            attachments=msgspec.json.encode(
-                [{"filename": a.filename, "content": a.content} for a in body.attachments]
-            ).decode(),
-            created_at=at,
-        )
+    owner = profile or email_holder(conn, account_id, recipient)
+    return Draft(recipient, name, profile, owner, template, signing.stored_key(conn, account_id))
+
+
+async def send(
+    store: Store, renderer: Renderer, account: Account, body: SendRequest, site: Site, at: datetime
+) -> SendReply:
+    """Check, render and keep the message (``TemplateInvalid`` names what is wrong; nothing is kept).
+
+    Everything but the insert happens before the write and off the event loop: the message is read
+    for (``plan``), rendered in the sandbox's processes (``sandbox.py``), and its links made verified
+    links (``links.py``) in a thread; the writer only inserts the row. A template may use
+    ``unsubscribe_url`` and ``preferences_url`` (empty when the recipient has no profile)."""
+    await asyncio.to_thread(_check_attachments, body.attachments)
+    draft = await store.read(lambda conn: plan(conn, account.id, body))
+    key = draft.key
+    if key is None:  # the account's first message
+        key = await store.write(lambda conn: signing.account_key(conn, account.id))
+    message_id = str(uuid.uuid4())
+    unsubscribe = links.unsubscribe_url(site.base_url, key, message_id)
+    preferences = (
+        links.preferences_url(site.base_url, account.hash, key, draft.owner) if draft.owner else None
     )
+    if draft.template is None:
+        subject, html, text = str(body.subject), str(body.html), (None if body.text is UNSET else body.text)
+    else:
+        data = {
+            **body.data,
+            "to": {"email": draft.recipient, "name": draft.name},
+            "unsubscribe_url": unsubscribe,
+            "preferences_url": preferences,
+        }
+        subject, html, text = await _render(renderer, draft.template, body, data)
+    tracked = await asyncio.to_thread(links.track, html, site, key, message_id, at)
+    if len(tracked) > MAX_STORED_HTML:
+        field = "root > html" if draft.template is None else "root > template_id"
+        raise TemplateInvalid(
+            field,
+            f"the HTML is {len(tracked):,} characters once its links are tracked;"
+            f" a message may have {MAX_STORED_HTML:,}",
+        )
+    row = {
+        "account_id": account.id,
+        "message_id": message_id,
+        "status": SANDBOX if body.sandbox else QUEUED,
+        "profile": draft.profile,
+        "stream": None if body.stream is UNSET else body.stream,
+        "sender": body.sender.header(),
+        "reply_to": None if body.reply_to is UNSET else body.reply_to.header(),
+        "recipient": draft.recipient,
+        "recipient_name": draft.name,
+        "subject": subject,
+        "html": tracked,
+        "text": text,
+        "unsubscribe_url": unsubscribe,
+        "attachments": msgspec.json.encode(
+            [{"filename": a.filename, "content": a.content} for a in body.attachments]
+        ).decode(),
+        "created_at": at,
+    }
+    await store.write(lambda conn: conn.execute(insert(messages).values(**row)))
     return SendReply("OK", message_id, body.sandbox)
+
+
+async def _render(
+    renderer: Renderer, template: templates.Template, body: SendRequest, data: dict[str, Any]
+) -> tuple[str, str, str | None]:
+    """The template's subject (unless the request gives one), HTML and text, rendered with ``data``;
+    ``TemplateInvalid`` naming the template when it fails or breaks a limit."""
+    names, parts = templates.parts(template)
+    if body.subject is not UNSET:
+        names, parts = names[1:], parts[1:]
+    try:
+        rendered = dict(zip(names, await renderer.render(parts, data), strict=True))
+    except RenderFailed as exc:
+        which = "" if exc.part is None else f" ({names[exc.part]})"
+        raise TemplateInvalid("root > template_id", f"template {template.id}{which}: {exc.message}") from exc
+    subject = str(body.subject) if body.subject is not UNSET else rendered["subject"]
+    if breaks_line(subject) or len(subject) > MAX_SUBJECT:
+        raise TemplateInvalid(
+            "root > template_id",
+            f"template {template.id} (subject): the rendered subject {LINE_REFUSED} and may have"
+            f" {MAX_SUBJECT} characters",
+        )
+    return subject, rendered["html"], rendered.get("text")
 
 
 def read(conn: Connection, account_id: int, message_id: str) -> MessageView | None:

@@ -8,6 +8,14 @@ server's answer. If the process dies during an exchange, the message is left ``s
 lease expires it is marked ``failed`` ("interrupted"), **never sent again**, because the server may
 have accepted it. Delivery is therefore at most once; every message ends ``sent`` or ``failed``.
 Without ``PATRON_SMTP_URL``, nothing is delivered: messages stay ``queued``, readable through the API.
+
+The headers are built from structured parts (``email.headerregistry``): To from the message's
+``recipient`` and ``recipient_name``; From and Reply-To from the text ``messages.py`` stored, parsed
+back and accepted only as exactly one mailbox that ``addresses.mailbox`` would have given, so a row
+written some other way cannot bring a second address. The SMTP envelope names ``recipient`` alone,
+never an address read from a header. A message that cannot be built is ``failed`` with the reason.
+Log lines name the message by its id, never by an address or a name, and carry no SMTP answer (which
+may quote both) but its code.
 """
 
 from __future__ import annotations
@@ -17,8 +25,11 @@ import logging
 import smtplib
 import ssl
 import threading
+import traceback
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from email.errors import HeaderParseError
+from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
 from typing import Any
@@ -28,7 +39,9 @@ import msgspec
 from sqlalchemy import Connection, select, update
 
 from patron.accounts import now
+from patron.email.addresses import POLICY, check_line, defects, mailbox
 from patron.email.messages import FAILED, QUEUED, SENDING, SENT
+from patron.email.templates import TemplateInvalid
 from patron.store import Store
 from patron.store.schema import messages
 
@@ -71,8 +84,9 @@ class Smtp:
             query.get("cafile", [None])[0],
         )
 
-    def send(self, message: EmailMessage, timeout: float = 30) -> None:
-        """One SMTP exchange (the lease must outlast ``timeout``)."""
+    def send(self, message: EmailMessage, sender: str, recipient: str, timeout: float = 30) -> None:
+        """One SMTP exchange, from ``sender`` to ``recipient`` alone (the lease must outlast
+        ``timeout``)."""
         context = ssl.create_default_context()
         if self.cafile:
             context.load_verify_locations(self.cafile)
@@ -86,18 +100,44 @@ class Smtp:
                 client.starttls(context=context)
             if self.user is not None:
                 client.login(self.user, self.password or "")
-            client.send_message(message)
+            client.send_message(message, from_addr=sender, to_addrs=[recipient])
+
+
+class Unbuildable(Exception):
+    """The message cannot be put on the wire as it is kept; the reason quotes no address or name."""
+
+
+def _stored(text: str, header: str) -> Address:
+    """The one mailbox of a stored header's text (From, Reply-To), checked as a request's is."""
+    try:
+        parsed = POLICY.header_factory(header, text)
+        [group] = parsed.groups
+        [address] = group.addresses
+        if defects(parsed) or group.display_name is not None:
+            raise ValueError("not one mailbox")
+        return mailbox(address.addr_spec, address.display_name or None)
+    except (ValueError, HeaderParseError) as exc:
+        raise Unbuildable(f"the {header} header is not one address that can be sent") from exc
 
 
 def mime(row: Any) -> EmailMessage:
-    """The message as it goes on the wire: text and HTML alternatives, PDF attachments."""
+    """The message as it goes on the wire: text and HTML alternatives, PDF attachments
+    (``Unbuildable`` when its addresses or subject cannot be sent as they are)."""
+    try:
+        recipient = mailbox(row.recipient, row.recipient_name)
+    except ValueError as exc:
+        raise Unbuildable("the recipient is not an address or name that can be sent") from exc
+    try:
+        check_line("subject", row.subject)
+    except TemplateInvalid as exc:
+        raise Unbuildable("the subject holds a control character or a line separator") from exc
     message = EmailMessage()
     message["Message-ID"] = f"<{row.message_id}@patron>"
     message["Date"] = format_datetime(row.created_at)
-    message["From"] = row.sender
-    message["To"] = row.recipient if not row.recipient_name else f"{row.recipient_name} <{row.recipient}>"
+    message["From"] = _stored(row.sender, "From")
+    message["To"] = recipient
     if row.reply_to:
-        message["Reply-To"] = row.reply_to
+        message["Reply-To"] = _stored(row.reply_to, "Reply-To")
     message["Subject"] = row.subject
     if row.unsubscribe_url:  # RFC 8058 one-click
         message["List-Unsubscribe"] = f"<{row.unsubscribe_url}>"
@@ -108,6 +148,9 @@ def mime(row: Any) -> EmailMessage:
     for attachment in msgspec.json.decode(row.attachments):
         data = base64.b64decode(attachment["content"])
         message.add_attachment(data, maintype="application", subtype="pdf", filename=attachment["filename"])
+    # the parts are encoded as the default policy has them (lines beyond 78 characters quoted); the
+    # headers are folded as POLICY has them, which keeps a long quoted name one address
+    message.policy = POLICY
     return message
 
 
@@ -170,8 +213,9 @@ class Sender:
             try:
                 self.store.write_blocking(lambda conn: _interrupted(conn, now()))
                 sent = self.deliver_due()
-            except Exception:
-                log.exception("the sender failed; retrying")
+            except Exception as exc:  # its text may quote a row (an address): its kind and frames only
+                failure = {"error": type(exc).__name__, "at": _frames(exc)}
+                log.error("the sender failed; retrying", extra=failure)
                 sent = 0
             if not sent:
                 self.stop.wait(self.poll)
@@ -189,13 +233,24 @@ class Sender:
     def _attempt(self, row: Any) -> None:
         attempt = row.attempts + 1
         try:
-            self.smtp.send(mime(row))
+            message = mime(row)
+        except Unbuildable as exc:
+            self._failed(row, attempt, f"the message could not be built: {exc}", permanent=True)
+            return
+        except Exception as exc:  # a bug, or a row no check foresaw: it must not stay ``sending``
+            error = f"the message could not be built ({type(exc).__name__})"
+            self._failed(row, attempt, error, permanent=True, reason=type(exc).__name__)
+            return
+        sender = message["From"].addresses[0].addr_spec
+        try:
+            self.smtp.send(message, sender, row.recipient)
         except (smtplib.SMTPResponseException, smtplib.SMTPRecipientsRefused) as exc:
             code, answer = _answer(exc)
             permanent = code >= 500
-            self._failed(row, attempt, f"{code} {answer}", permanent=permanent)
+            self._failed(row, attempt, f"{code} {answer}", permanent=permanent, reason=str(code))
         except (OSError, smtplib.SMTPException) as exc:  # refused, dropped, timed out
-            self._failed(row, attempt, f"{type(exc).__name__}: {exc}", permanent=False)
+            reason = type(exc).__name__
+            self._failed(row, attempt, f"{reason}: {exc}", permanent=False, reason=reason)
         else:
             self.store.write_blocking(
                 lambda conn: _finish(
@@ -204,7 +259,11 @@ class Sender:
             )
             log.info("sent", extra={"message_id": row.message_id, "attempt": attempt})
 
-    def _failed(self, row: Any, attempt: int, error: str, *, permanent: bool) -> None:
+    def _failed(
+        self, row: Any, attempt: int, error: str, *, permanent: bool, reason: str = "unbuildable"
+    ) -> None:
+        """Keep ``error`` (the SMTP answer, or why) on the message; log only ``reason``, the SMTP code
+        or the kind of failure, which names no one."""
         if permanent or attempt >= ATTEMPTS:
             values: dict[str, Any] = {"status": FAILED, "error": error, "next_attempt_at": None}
         else:
@@ -212,8 +271,18 @@ class Sender:
             values = {"status": QUEUED, "error": error, "next_attempt_at": now() + delay}
         self.store.write_blocking(lambda conn: _finish(conn, row.id, values))
         log.warning(
-            "delivery failed", extra={"message_id": row.message_id, "attempt": attempt, "error": error}
+            "delivery failed",
+            extra={
+                "message_id": row.message_id,
+                "attempt": attempt,
+                "reason": reason,
+                "final": values["status"] == FAILED,
+            },
         )
+
+
+def _frames(exc: BaseException) -> list[str]:
+    return [f"{f.filename}:{f.lineno} {f.name}" for f in traceback.extract_tb(exc.__traceback__)]
 
 
 def _answer(exc: smtplib.SMTPResponseException | smtplib.SMTPRecipientsRefused) -> tuple[int, str]:

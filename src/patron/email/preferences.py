@@ -1,6 +1,7 @@
 """The preference centre: a person's marketing choices by email and SMS, behind a signed per-profile
 link (``links.preferences_url``). Saving records a change for each channel whose box the person
-changed, as type ``preferences_centre`` (reference section 5.8), in order with the account's pushes."""
+changed, as type ``preferences_centre`` (reference section 5.8), in order with the account's pushes;
+a save that does not carry the page's form token (``links.Owner.form_token``) changes nothing."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ class Choices:
     email_on: bool
     phone: str | None
     sms_on: bool
+    form_token: str  # what the page's form carries, and a save must send back
 
 
 def current(conn: Connection, account_hash: str, token: str) -> Choices:
@@ -51,12 +53,14 @@ def current(conn: Connection, account_hash: str, token: str) -> Choices:
         document.get("marketing_optin") is True,
         addresses["sms"],
         (document.get("channels") or {}).get("sms", {}).get("status") == "subscribed",
+        owner.form_token,
     )
 
 
 def changes(choices: Choices, form: dict[str, list[str]]) -> tuple[Preferences, Choices]:
     """What a submitted form changes (a box whose state differs from the one shown), and the choices
-    the person now sees."""
+    the person now sees; ``links.Forbidden`` for a form without the page's token."""
+    links.check_form(choices.form_token, form.get("form_token", [""])[0])
     wanted: dict[str, bool | None] = {}
     for channel, address in (("email", choices.email), ("sms", choices.phone)):
         shown = form.get(f"{channel}_shown", [""])[0]

@@ -1,7 +1,9 @@
-"""Email templates (an extension: Ometria keeps them in its app), rendered with Jinja2's sandbox.
+"""Email templates (an extension: Ometria keeps them in its app), rendered with Jinja2's sandbox in
+separate processes (``sandbox.py``).
 
-HTML is autoescaped; the text body and the subject are not. A template that does not compile is
-refused when it is saved, with the line of the error.
+HTML is autoescaped; the text body and the subject are not. A template is tried when it is saved, in
+the sandbox and without data: one that does not compile, or that breaks a rendering limit whatever
+its data (``{{ 'x' * 10**9 }}``, loops of millions of steps), is refused, naming the part.
 """
 
 from __future__ import annotations
@@ -10,18 +12,16 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import msgspec
-from jinja2 import ChainableUndefined, TemplateSyntaxError
-from jinja2.sandbox import SandboxedEnvironment
 from msgspec import UNSET, Meta, UnsetType
 from sqlalchemy import Connection, func, insert, select, update
 
+from patron.email.sandbox import Part, Renderer, RenderFailed
 from patron.records.fields import NO_NUL_PATTERN
 from patron.store.schema import templates
 
 Source = Annotated[str, Meta(max_length=1_000_000, pattern=NO_NUL_PATTERN)]
-#: A variable the data does not give renders empty, as merge tags do in email tools.
-_html = SandboxedEnvironment(autoescape=True, undefined=ChainableUndefined)
-_plain = SandboxedEnvironment(autoescape=False, undefined=ChainableUndefined)
+#: The parts of a template, in the order they are rendered, and whether each is HTML.
+PARTS = (("subject", False), ("html", True), ("text", False))
 
 
 class TemplateInvalid(ValueError):
@@ -52,29 +52,22 @@ class Template(msgspec.Struct):
     timestamp_updated: str
 
 
-def check(body: TemplateBody) -> None:
-    """Compile every part; raise :class:`TemplateInvalid` naming the part and the line."""
-    for name, source, environment in (
-        ("subject", body.subject, _plain),
-        ("html", body.html, _html),
-        ("text", body.text, _plain),
-    ):
-        if source is None:
-            continue
-        try:
-            environment.parse(source)
-        except TemplateSyntaxError as exc:
-            raise TemplateInvalid(f"root > {name}", f"line {exc.lineno}: {exc.message}") from exc
+def parts(template: TemplateBody | Template) -> tuple[list[str], list[Part]]:
+    """The names and the sandbox's parts of a template's parts that it has (a text body is optional)."""
+    named = [(name, html, getattr(template, name)) for name, html in PARTS]
+    present = [(name, html, source) for name, html, source in named if source is not None]
+    return [name for name, _, _ in present], [Part(source, html) for _, html, source in present]
 
 
-def render(source: str, data: dict[str, Any], *, html: bool) -> str:
-    """Render in the sandbox; a failure (an undefined variable, an unsafe call) is TemplateInvalid."""
+async def check(renderer: Renderer, body: TemplateBody) -> None:
+    """Try every part in the sandbox without data; :class:`TemplateInvalid` names the part that does
+    not compile or breaks a limit."""
+    names, tried = parts(body)
     try:
-        return (_html if html else _plain).from_string(source).render(data)
-    except TemplateSyntaxError as exc:
-        raise TemplateInvalid("root > template_id", f"line {exc.lineno}: {exc.message}") from exc
-    except Exception as exc:  # jinja2's UndefinedError, SecurityError, a filter's error...
-        raise TemplateInvalid("root > data", f"the template could not be rendered: {exc}") from exc
+        await renderer.render(tried, {}, trial=True)
+    except RenderFailed as exc:
+        field = "root" if exc.part is None else f"root > {names[exc.part]}"
+        raise TemplateInvalid(field, exc.message) from exc
 
 
 def _template(row: Any) -> Template:

@@ -316,6 +316,82 @@ class _Row(NamedTuple):
     data: str | None
 
 
+class _Ref(msgspec.Struct):
+    id: str
+
+
+class _Sums(msgspec.Struct):
+    orders: int = 0
+    revenue: float = 0.0
+
+
+class _Counted(msgspec.Struct):
+    """What a stored profile document adds to the totals of the lists it is in."""
+
+    lists: list[_Ref] = []
+    stats: _Sums = msgspec.field(default_factory=_Sums)
+
+
+counted = msgspec.json.Decoder(_Counted).decode
+
+
+class ListTotals:
+    """Changes to lists' ``size``, ``total_orders`` and ``total_revenue``, which add up the
+    documents of their live members: each document that is rewritten (or goes) takes back what its
+    old version added and adds what its new one does. Written by :meth:`save`."""
+
+    def __init__(self) -> None:
+        self.deltas: dict[str, list[float]] = {}  # list id -> [size, orders, revenue]
+
+    def add(self, doc: Profile | _Counted, sign: int) -> None:
+        """Count a document in (``sign`` 1) or out (-1) of its lists' totals."""
+        for ref in doc.lists:
+            delta = self.deltas.setdefault(ref.id, [0, 0, 0.0])
+            delta[0] += sign
+            delta[1] += sign * doc.stats.orders
+            delta[2] += sign * doc.stats.revenue
+
+    def take_back(self, data: str | None) -> None:
+        """Count a stored document (its JSON text) out of its lists' totals."""
+        if data:
+            self.add(counted(data), -1)
+
+    def save(self, conn: Connection, account_id: int, at: datetime) -> None:
+        rows = [
+            {"_list": list_id, "_size": d[0], "_orders": d[1], "_revenue": d[2]}
+            for list_id, d in sorted(self.deltas.items())
+            if any(d)
+        ]
+        if rows:
+            t = lists
+            conn.execute(
+                update(t)
+                .where(t.c.account_id == account_id, t.c.list_id == bindparam("_list"))
+                .values(
+                    size=t.c.size + bindparam("_size"),
+                    total_orders=t.c.total_orders + bindparam("_orders"),
+                    total_revenue=t.c.total_revenue + bindparam("_revenue"),
+                    stats_at=at,
+                ),
+                rows,
+            )
+        self.deltas.clear()
+
+
+def withdraw(conn: Connection, account_id: int, profile_ids: Iterable[str], at: datetime) -> None:
+    """Take live profiles that stop being live (merged away) out of their lists' totals."""
+    p = profiles
+    totals = ListTotals()
+    for chunk in chunks(sorted(profile_ids)):
+        for data in conn.execute(
+            select(p.c.data).where(
+                p.c.account_id == account_id, among(conn, p.c.profile_id, chunk), p.c.merged_into.is_(None)
+            )
+        ).scalars():
+            totals.take_back(data)
+    totals.save(conn, account_id, at)
+
+
 def refresh(
     conn: Connection,
     account_id: int,
@@ -324,10 +400,12 @@ def refresh(
     new: Mapping[str, datetime] | None = None,
 ) -> int:
     """Recompute the live profiles among ``profile_ids``, and insert the ``new`` ones (profile id ->
-    when it began) with their first document; returns how many documents changed."""
+    when it began) with their first document; returns how many documents changed. The totals of
+    the lists they are in follow (:class:`ListTotals`)."""
     p = profiles
     new = new or {}
     changed = 0
+    totals = ListTotals()
     # the new ones in the order they were made (their internal ids keep that order), then the others
     for chunk in [*chunks(list(new)), *chunks(sorted(set(profile_ids) - new.keys()))]:
         rows = [_Row(None, pid, new[pid], None) for pid in chunk if pid in new]
@@ -350,11 +428,16 @@ def refresh(
                 inserts.append({**values, "data": text, "email": doc.email, "updated_at": at})
             elif text != row.data:
                 updates.append({"_id": row.id, "data": text, "email": doc.email, "updated_at": at})
+                totals.take_back(row.data)
+            else:
+                continue
+            totals.add(doc, 1)
         if inserts:
             conn.execute(insert(p).values(account_id=account_id), inserts)
         if updates:
             conn.execute(update(p).where(p.c.id == bindparam("_id")), updates)
         changed += len(inserts) + len(updates)
+    totals.save(conn, account_id, at)
     return changed
 
 

@@ -11,16 +11,18 @@ from datetime import datetime
 from typing import Any, Final, Literal
 
 import msgspec
-from sqlalchemy import Connection, and_, delete, func, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from patron.profiles import build
-from patron.store import among, chunks, lock_account
-from patron.store.schema import list_changes, list_members, lists, orders
+from patron.store import lock_account
+from patron.store.schema import list_changes, list_members, lists, profiles
 
 ENTER: Final = "list_enter"
 EXIT: Final = "list_exit"
 Mode = Literal["active", "all", "archived"]
+#: The most lists one account may have (a push naming a new list beyond it is refused).
+MAX_LISTS: Final = 10_000
 
 
 def _insert_new(conn: Connection, table: Any, values: dict[str, Any]) -> bool:
@@ -30,11 +32,23 @@ def _insert_new(conn: Connection, table: Any, values: dict[str, Any]) -> bool:
     return conn.execute(statement).first() is not None
 
 
+class TooManyLists(ValueError):
+    """The account has :data:`MAX_LISTS` lists already."""
+
+
+def _new_list(conn: Connection, values: dict[str, Any]) -> bool:
+    """Create a list unless its id is taken (whether it was created), within :data:`MAX_LISTS`."""
+    created = _insert_new(conn, lists, values)
+    if created:
+        held = conn.execute(select(func.count()).where(lists.c.account_id == values["account_id"])).scalar()
+        if (held or 0) > MAX_LISTS:
+            raise TooManyLists(f"the account has {MAX_LISTS:,} lists, the most it may have")
+    return created
+
+
 def ensure(conn: Connection, account_id: int, list_id: str, at: datetime) -> None:
     """Create the list as an untitled static list unless it exists."""
-    _insert_new(
-        conn, lists, {"account_id": account_id, "list_id": list_id, "created_at": at, "updated_at": at}
-    )
+    _new_list(conn, {"account_id": account_id, "list_id": list_id, "created_at": at, "updated_at": at})
 
 
 def create(
@@ -42,7 +56,7 @@ def create(
 ) -> bool:
     """``POST /v2/lists``: False when the id is taken."""
     values = {"account_id": account_id, "list_id": list_id, "title": title, "description": description}
-    return _insert_new(conn, lists, {**values, "created_at": at, "updated_at": at})
+    return _new_list(conn, {**values, "created_at": at, "updated_at": at})
 
 
 def next_id(conn: Connection, account_id: int) -> str:
@@ -145,64 +159,65 @@ def stamp(moment: datetime) -> str:
 
 
 def read(
-    conn: Connection, account_id: int, *, list_id: str | None = None, mode: Mode = "active"
+    conn: Connection,
+    account_id: int,
+    *,
+    list_id: str | None = None,
+    mode: Mode = "active",
+    limit: int = 1,
+    offset: int = 0,
 ) -> list[ListView]:
-    """Lists with their size and their members' orders and revenue (the profiles' stats)."""
-    m = list_members
+    """A page of lists (or the one ``list_id`` names), in creation order, with the size and the
+    order totals the worker keeps on each (one indexed read, whatever their size)."""
     where = [lists.c.account_id == account_id]
     if list_id is not None:
         where.append(lists.c.list_id == list_id)
     elif mode != "all":
         where.append(lists.c.archived.is_(mode == "archived"))
-    found = list(conn.execute(select(lists).where(*where).order_by(lists.c.id)))
-    sizes: dict[str, int] = {}
-    members = select(m.c.list_id, m.c.profile).where(
-        m.c.account_id == account_id, among(conn, m.c.list_id, [r.list_id for r in found])
-    )
-    member_rows = list(conn.execute(members)) if found else []
-    for row in member_rows:
-        sizes[row.list_id] = sizes.get(row.list_id, 0) + 1
-    totals = _member_totals(conn, account_id, {r.profile for r in member_rows})
-    out = []
-    for row in found:
-        orders = revenue = 0.0
-        for member in member_rows:
-            if member.list_id == row.list_id:
-                o, r = totals.get(member.profile, (0, 0.0))
-                orders, revenue = orders + o, revenue + r
-        out.append(
-            ListView(
-                id=row.list_id,
-                title=row.title,
-                description=row.description,
-                size=sizes.get(row.list_id, 0),
-                status="READY",
-                kind="STATIC",
-                archived=row.archived,
-                timestamp_created=stamp(row.created_at),
-                timestamp_last_refreshed=stamp(row.updated_at),
-                timestamp_stats_updated=stamp(row.updated_at),
-                total_orders=int(orders),
-                total_revenue=round(revenue, 2),
-            )
+    rows = conn.execute(select(lists).where(*where).order_by(lists.c.id).limit(limit).offset(offset))
+    return [
+        ListView(
+            id=row.list_id,
+            title=row.title,
+            description=row.description,
+            size=int(row.size),
+            status="READY",
+            kind="STATIC",
+            archived=row.archived,
+            timestamp_created=stamp(row.created_at),
+            timestamp_last_refreshed=stamp(row.updated_at),
+            timestamp_stats_updated=stamp(row.stats_at or row.updated_at),
+            total_orders=int(row.total_orders),
+            total_revenue=round(row.total_revenue, 2),
         )
-    return out
+        for row in rows
+    ]
 
 
-def _member_totals(conn: Connection, account_id: int, members: set[str]) -> dict[str, tuple[int, float]]:
-    o = orders
-    totals: dict[str, tuple[int, float]] = {}
-    for chunk in chunks(sorted(members)):
-        rows = conn.execute(
-            select(o.c.profile, func.count(), func.coalesce(func.sum(o.c.revenue), 0.0))
-            .where(
-                and_(o.c.account_id == account_id, o.c.counted.is_(True)),
-                among(conn, o.c.profile, chunk),
-            )
-            .group_by(o.c.profile)
+def recount(conn: Connection, account_id: int, at: datetime) -> int:
+    """Set every list's size and totals from its live members' profile documents, as the worker
+    keeps them (``patron profiles rebuild``); returns how many lists were off."""
+    totals = build.ListTotals()
+    p = profiles
+    for data in conn.execute(
+        select(p.c.data).where(p.c.account_id == account_id, p.c.merged_into.is_(None))
+    ).scalars():
+        totals.add(build.counted(data), 1)
+    wrong = 0
+    for row in conn.execute(
+        select(lists.c.list_id, lists.c.size, lists.c.total_orders, lists.c.total_revenue).where(
+            lists.c.account_id == account_id
         )
-        totals.update({r[0]: (int(r[1]), float(r[2])) for r in rows})
-    return totals
+    ):
+        size, orders, revenue = totals.deltas.get(row.list_id, (0, 0, 0.0))
+        if (row.size, row.total_orders) != (size, orders) or abs(row.total_revenue - revenue) > 0.005:
+            wrong += 1
+            conn.execute(
+                update(lists)
+                .where(lists.c.account_id == account_id, lists.c.list_id == row.list_id)
+                .values(size=size, total_orders=orders, total_revenue=revenue, stats_at=at)
+            )
+    return wrong
 
 
 def changes(

@@ -10,7 +10,7 @@ import msgspec
 from sqlalchemy import Connection, delete, insert, select, update
 
 from patron.ingest.apply import Document
-from patron.profiles import consent, lists
+from patron.profiles import build, consent, lists
 from patron.profiles.identity import normalise
 from patron.profiles.link import Failure, Linker, Op
 from patron.store.schema import (
@@ -124,6 +124,7 @@ def _merge_one(linker: Linker, merged: str, survivor: str, at: datetime) -> None
             if link == merged:
                 links[key] = survivor
     lists.move(linker.conn, account, merged, survivor, at)
+    build.withdraw(linker.conn, account, [merged], at)  # its lists' totals count the survivor only
     p = profiles
     linker.conn.execute(
         update(p)

@@ -64,6 +64,10 @@ class Record(Checked, tag_field="@type"):
 
 MarketingOptin = Literal["EXPLICITLY_OPTEDIN", "EXPLICITLY_OPTEDOUT", "NOT_SPECIFIED"]
 ListId = Id
+#: The most lists one push may name in its contacts' ``@add_to_lists`` (one contact's
+#: ``@remove_from_lists`` too): a push can create only so many lists.
+MAX_LISTS_PER_PUSH = 100
+ListIds = Annotated[list[ListId], Meta(max_length=MAX_LISTS_PER_PUSH)]
 
 
 class SmsChannel(Checked):
@@ -95,8 +99,8 @@ class Contact(Record, tag="contact"):
     collection: Collection = field(name="@collection", default="default")
     merge: bool | UnsetType = field(name="@merge", default=UNSET)
     force_optin: bool | UnsetType = field(name="@force_optin", default=UNSET)
-    add_to_lists: list[ListId] | UnsetType = field(name="@add_to_lists", default=UNSET)
-    remove_from_lists: list[ListId] | UnsetType = field(name="@remove_from_lists", default=UNSET)
+    add_to_lists: ListIds | UnsetType = field(name="@add_to_lists", default=UNSET)
+    remove_from_lists: ListIds | UnsetType = field(name="@remove_from_lists", default=UNSET)
     profile_id: Id | UnsetType = field(name="@profile_id", default=UNSET)
     email: Email | UnsetType | None = UNSET
     customer_id: Id | UnsetType | None = UNSET

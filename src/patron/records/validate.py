@@ -21,7 +21,7 @@ from msgspec import UNSET
 
 from patron.records import fields
 from patron.records.fields import MAX_RECORD_BYTES, RECORD_TOO_LARGE
-from patron.records.types import RECORD_TYPES, CustomEvent, Part, Record
+from patron.records.types import MAX_LISTS_PER_PUSH, RECORD_TYPES, Contact, CustomEvent, Part, Record
 
 MAX_RECORDS: Final = 100
 _INDEX = re.compile(r"\[(\d+)\]")
@@ -256,6 +256,7 @@ def validate(body: bytes, received: datetime) -> Batch:
     accepted: list[Record] = []
     errors: list[RecordError] = []
     warnings: list[FieldWarning] = []
+    named_lists: set[str] = set()
     for index, (raw, head) in enumerate(records):
         record_id = _id(head.id)
         if len(raw) > MAX_RECORD_BYTES:
@@ -278,5 +279,12 @@ def validate(body: bytes, received: datetime) -> Batch:
             continue
         if isinstance(record, CustomEvent) and record.timestamp is UNSET:
             record.timestamp = received.isoformat()
+        if isinstance(record, Contact) and isinstance(record.add_to_lists, list):
+            named = named_lists | {str(list_id) for list_id in record.add_to_lists}
+            if len(named) > MAX_LISTS_PER_PUSH:
+                message = f"a push may add to at most {MAX_LISTS_PER_PUSH} lists; push the others apart"
+                errors.append(RecordError(index, record_id, "root > @add_to_lists", message))
+                continue
+            named_lists = named
         accepted.append(record)
     return Batch(record_type, accepted, errors, warnings)

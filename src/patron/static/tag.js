@@ -249,11 +249,17 @@
   Basket.prototype.setProperties = safe(function (obj) { this.p = obj; });
   Basket.prototype.signature = safe(function () { return this.size + "|" + this.total; });
 
+  // The person an identity names: an omid: identity from an email link is "omid:<profile id>.<expiry>.
+  // <signature>", a new one at each click, and each names the same person as the one before it.
+  function person(identity) {
+    return /^omid:/.test(identity) ? identity.replace(/\.[^.]*\.[^.]*$/, "") : identity;
+  }
+
   function identify(identity, profileData) {
     if (typeof identity !== "string") { return; }
     identity = identity.replace(/^\s+|\s+$/g, "");
     if (!/\S+@\S+\.\S+/.test(identity) && !/^omid:.+/.test(identity)) { return; }
-    if (st.uiid && st.uiid !== identity) { resetVisitor(); }
+    if (st.uiid && person(st.uiid) !== person(identity)) { resetVisitor(); }
     st.uiid = identity;
     writeCookie();
     send("identify", { uiid: identity, profile: profileData || {} });

@@ -26,6 +26,14 @@ class StoreUnavailable(Exception):
     """The store could not commit or read; the caller must not acknowledge anything."""
 
 
+class ReadTimeout(StoreUnavailable):
+    """A read ran past its time budget and was cancelled (or dropped before it ran)."""
+
+    def __init__(self, budget: float) -> None:
+        super().__init__(f"the read took longer than its budget of {budget:g} s and was cancelled")
+        self.budget = budget
+
+
 class Store(Protocol):
     """What the rest of Patron may ask of a store."""
 
@@ -53,7 +61,9 @@ class Store(Protocol):
         """:meth:`write` for threads that are not on an event loop (the CLI, the worker)."""
 
     async def read(self, work: Work[T]) -> T:
-        """Run ``work`` on a read-only connection, off the event loop."""
+        """Run ``work`` on a read-only connection, off the event loop, within the store's read budget
+        (:class:`ReadTimeout` past it), queued fairly with the reads of other owners
+        (:data:`patron.store.fair.owner`)."""
 
     def read_blocking(self, work: Work[T]) -> T:
         """:meth:`read` for threads that are not on an event loop."""
@@ -100,11 +110,13 @@ def open_store(settings: Settings) -> Store:
     if url.startswith("sqlite"):
         from patron.store.sqlite import SQLiteStore
 
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        return SQLiteStore(url)
+        # the database holds every account's secrets: the directory and the file are the owner's alone
+        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        settings.data_dir.chmod(0o700)
+        return SQLiteStore(url, read_budget=settings.read_budget)
     if url.startswith(("postgresql:", "postgres:", "postgresql+psycopg:")):
         from patron.store.postgres import PostgresStore
 
-        return PostgresStore(url)
+        return PostgresStore(url, read_budget=settings.read_budget)
     scheme = url.split(":", 1)[0]
     raise ValueError(f"unsupported database URL scheme {scheme!r}: use sqlite:///PATH or postgresql://...")

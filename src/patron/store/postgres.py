@@ -12,14 +12,15 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
+import psycopg
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from patron.store import StoreUnavailable, Work
+from patron.store.fair import Deadline, FairPool, owner
 from patron.store.migrate import current_revision, head_revision, upgrade
 
 T = TypeVar("T")
@@ -37,11 +38,12 @@ class PostgresStore:
 
     parallel_workers = True
 
-    def __init__(self, url: str, *, threads: int = THREADS) -> None:
+    def __init__(self, url: str, *, threads: int = THREADS, read_budget: float | None = None) -> None:
         self.url = url
         self._threads = threads
+        self.read_budget = read_budget
         self._engine: Engine | None = None
-        self._pool: ThreadPoolExecutor | None = None
+        self._pool: FairPool | None = None
         self._lock = threading.Lock()
 
     def _connect(self) -> Engine:
@@ -69,7 +71,7 @@ class PostgresStore:
                 engine.dispose()
                 raise StoreUnavailable(f"the database is at revision {found}; run `patron migrate` first")
             self._engine = engine
-            self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="patron-db")
+            self._pool = FairPool(self._threads, "patron-db")
 
     def purge(self) -> None:
         """Nothing: deleted rows leave PostgreSQL's files when autovacuum reclaims them (run
@@ -81,10 +83,10 @@ class PostgresStore:
             pool, self._pool = self._pool, None
             if engine is None or pool is None:
                 return
-            pool.shutdown(wait=True)
+            pool.shutdown()
             engine.dispose()
 
-    def _run(self, work: Work[T], *, write: bool) -> T:
+    def _run(self, work: Work[T], *, write: bool, deadline: Deadline | None = None) -> T:
         if self._engine is None:
             raise StoreUnavailable("the store is not running")
         try:
@@ -93,10 +95,16 @@ class PostgresStore:
                     return work(conn)
             with self._engine.connect() as conn:
                 conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+                left = None if deadline is None else deadline.left()
+                if left is not None:
+                    # each statement may run for what is left of the budget when the read starts
+                    conn.exec_driver_sql(f"SET LOCAL statement_timeout = {max(1, int(left * 1000))}")
                 return work(conn)
         except DBAPIError as exc:
             if not isinstance(exc, OperationalError | InterfaceError):
                 raise  # the data's fault (a constraint, a value), not the database's: the caller's to handle
+            if deadline is not None and isinstance(exc.orig, psycopg.errors.QueryCanceled):
+                raise deadline.expired() from exc
             raise StoreUnavailable(
                 f"the database could not {'commit' if write else 'be read'}: {exc}"
             ) from exc
@@ -142,5 +150,8 @@ class PostgresStore:
     async def _in_pool(self, work: Work[T], *, write: bool) -> T:
         if self._pool is None:
             raise StoreUnavailable("the store is not running")
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, lambda: self._run(work, write=write))
+        deadline = Deadline(None if write else self.read_budget)
+        job = self._pool.submit(
+            lambda: self._run(work, write=write, deadline=deadline), deadline=deadline, who=owner.get()
+        )
+        return await asyncio.wrap_future(job)

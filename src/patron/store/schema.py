@@ -322,7 +322,13 @@ lists = Table(
     Column("archived", Boolean, nullable=False, default=False, server_default="0"),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),  # membership or details last changed
+    # the sums of the live members' profile documents, kept by the worker as it rewrites them
+    Column("size", BigInteger, nullable=False, default=0, server_default="0"),
+    Column("total_orders", BigInteger, nullable=False, default=0, server_default="0"),
+    Column("total_revenue", Float, nullable=False, default=0, server_default="0"),
+    Column("stats_at", UTCDateTime(), nullable=True),  # when the sums last changed
     UniqueConstraint("account_id", "list_id", name="uq_lists_account_key"),
+    Index("ix_lists_account_archived", "account_id", "archived", "id"),
 )
 
 list_members = Table(

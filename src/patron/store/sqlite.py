@@ -17,13 +17,15 @@ import queue
 import sqlite3
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
+from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from patron.store import StoreUnavailable, Work
+from patron.store.fair import Deadline, FairPool, owner
 from patron.store.migrate import upgrade
 
 T = TypeVar("T")
@@ -34,6 +36,8 @@ _STOP = object()
 MAX_GROUP = 512
 READERS = 4
 CHECKPOINT_SECONDS = 0.5
+#: SQLite virtual-machine steps between two looks at a read's deadline.
+PROGRESS_STEPS = 1000
 
 
 def _engine(url: str, *, begin: str, pool_size: int, query_only: bool, autocheckpoint: int = 1000) -> Engine:
@@ -68,6 +72,13 @@ def _engine(url: str, *, begin: str, pool_size: int, query_only: bool, autocheck
     return engine
 
 
+def _owner_only(path: str) -> None:
+    """Create the database file readable by its owner alone (it holds every account's link keys);
+    SQLite gives its WAL and shared-memory files the same mode."""
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    Path(path).chmod(0o600)
+
+
 class WriterLock:
     """An exclusive lock, between processes, around every write transaction on one database.
 
@@ -94,15 +105,16 @@ class SQLiteStore:
 
     parallel_workers = False
 
-    def __init__(self, url: str, *, readers: int = READERS) -> None:
+    def __init__(self, url: str, *, readers: int = READERS, read_budget: float | None = None) -> None:
         self.url = url
         self._readers = readers
+        self.read_budget = read_budget
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._write_engine: Engine | None = None
         self._read_engine: Engine | None = None
-        self._read_pool: ThreadPoolExecutor | None = None
+        self._read_pool: FairPool | None = None
         #: Transactions committed, and units of work committed in them (group commit: fewer of the first).
         self.commits = 0
         self.committed_writes = 0
@@ -114,6 +126,7 @@ class SQLiteStore:
         with self._lock:
             if self._thread is not None:
                 return
+            _owner_only(str(make_url(self.url).database))
             # The writer never checkpoints inside a commit (which would stall every request of its
             # group); the checkpointer thread copies the WAL back into the database instead.
             self._write_engine = _engine(
@@ -122,7 +135,7 @@ class SQLiteStore:
             self._read_engine = _engine(self.url, begin="BEGIN", pool_size=self._readers, query_only=True)
             self._writers = WriterLock(f"{make_url(self.url).database}.writer-lock")
             self._migrate()
-            self._read_pool = ThreadPoolExecutor(self._readers, thread_name_prefix="patron-read")
+            self._read_pool = FairPool(self._readers, "patron-read")
             self._thread = threading.Thread(target=self._write_loop, name="patron-writer", daemon=True)
             self._thread.start()
             self._stop_checkpoints.clear()
@@ -154,7 +167,7 @@ class SQLiteStore:
             if self._checkpointer is not None:
                 self._checkpointer.join()
             assert self._read_pool is not None and self._read_engine and self._write_engine
-            self._read_pool.shutdown(wait=True)
+            self._read_pool.shutdown()
             self._read_engine.dispose()
             self._write_engine.dispose()
             self._writers.close()
@@ -259,19 +272,32 @@ class SQLiteStore:
             db.close()
 
     # reads ---------------------------------------------------------------------------------------
-    def read_blocking(self, work: Work[T]) -> T:
+    def read_blocking(self, work: Work[T], deadline: Deadline | None = None) -> T:
         if self._read_engine is None:
             raise StoreUnavailable("the store is not running")
         try:
             with self._read_engine.connect() as conn:
-                return work(conn)
+                if deadline is None or deadline.at is None:
+                    return work(conn)
+                # SQLite calls the handler every PROGRESS_STEPS steps; a true answer interrupts the query
+                raw: Any = conn.connection.dbapi_connection
+                raw.set_progress_handler(deadline.passed, PROGRESS_STEPS)
+                try:
+                    return work(conn)
+                finally:
+                    raw.set_progress_handler(None, 0)
         except DBAPIError as exc:
             if not isinstance(exc, OperationalError | InterfaceError):
                 raise  # the data's fault (a constraint, a value), not the database's: the caller's to handle
+            if deadline is not None and deadline.passed():
+                raise deadline.expired() from exc
             raise StoreUnavailable(f"the database could not be read: {exc}") from exc
 
     async def read(self, work: Work[T]) -> T:
         if self._read_pool is None:
             raise StoreUnavailable("the store is not running")
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._read_pool, self.read_blocking, work)
+        deadline = Deadline(self.read_budget)
+        job = self._read_pool.submit(
+            lambda: self.read_blocking(work, deadline), deadline=deadline, who=owner.get()
+        )
+        return await asyncio.wrap_future(job)

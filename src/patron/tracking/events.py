@@ -15,6 +15,7 @@ from sqlalchemy import Connection, insert, select, update
 from patron.profiles.identity import normalise
 from patron.profiles.link import Linker, Op
 from patron.records.fields import EMAIL_PATTERN
+from patron.signing import identified, stored_key
 from patron.store.schema import order_sources, tracking_events, tracking_sessions, visitors
 from patron.tracking import sources
 from patron.tracking.wire import Beacon
@@ -169,12 +170,16 @@ def _changes(
 
 def _identify(linker: Linker, b: Beacon, at: datetime) -> str | None:
     """Link the visitor, and its sessions no profile has yet, to the profile ``uiid`` names: the one
-    holding the email (made when none does), or ``omid:<profile id>``."""
+    holding the email (made when none does), or ``omid:<identity token>``, the signed, expiring token
+    a verified link of the account's email hands the tag (``signing.identity_token``; it names the
+    profile, or the one it was merged into). A bare ``omid:<profile id>`` links nothing: profile ids
+    are no secret."""
     uiid = b.d.get("uiid") or b.uiid
     if not isinstance(uiid, str):
         return None
     if uiid.startswith("omid:"):
-        profile = linker.live(uiid[5:])
+        named = identified(stored_key(linker.conn, linker.account_id), uiid[5:], at)
+        profile = linker.live(named) if named is not None else None
     elif _EMAIL.match(uiid) and normalise("email", uiid):
         profile = linker.customer(None, uiid, at)
     else:

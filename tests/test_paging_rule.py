@@ -1,0 +1,42 @@
+"""One rule for every listing's ``limit``: below 1 is a 400 naming it, above the listing's most reads
+the most, on every route of the OpenAPI document that takes one."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from conftest import Tenant
+from test_push import Client, app_fixtures, assert_problem
+
+shared, client, make_tenant = app_fixtures()
+
+
+def listings(client: Client) -> list[str]:
+    """Every GET path of the document with a ``limit`` parameter, path parameters filled in."""
+    document: dict[str, Any] = client.get("/v2/swagger.json").json()
+    found = []
+    for path, operations in document["paths"].items():
+        parameters = operations.get("get", {}).get("parameters", [])
+        if any(p["name"] == "limit" and p["in"] == "query" for p in parameters):
+            found.append(re.sub(r"\{[^}]+\}", "x1", path))
+    return sorted(found)
+
+
+def test_every_listing_takes_limit(client: Client) -> None:
+    assert {"/v2/orders", "/v2/lists", "/v2/push/_errors", "/v2/unsubscribes"} <= set(listings(client))
+
+
+@pytest.mark.parametrize("limit", ["-1", "0"])
+def test_a_limit_below_one_is_a_400_naming_it(client: Client, tenant: Tenant, limit: str) -> None:
+    for path in listings(client):
+        response = client.get(path, params={"limit": limit}, headers=tenant.headers)
+        assert_problem(response, 400, "limit")
+
+
+def test_a_limit_above_the_most_reads_the_most(client: Client, tenant: Tenant) -> None:
+    for path in listings(client):
+        response = client.get(path, params={"limit": "100000"}, headers=tenant.headers)
+        assert response.status_code in (200, 404), (path, response.text)
