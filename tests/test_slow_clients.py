@@ -236,11 +236,13 @@ def test_the_limits_apply_in_every_process_of_workers_n(tmp_path: Path) -> None:
         ("PATRON_HEADER_TIMEOUT", "0"),
         ("PATRON_BODY_TIMEOUT", "soon"),
         ("PATRON_CONNECTIONS_PER_ADDRESS", "-1"),
+        ("PATRON_READ_BUDGET", "-5"),
     ],
 )
 def test_an_invalid_limit_stops_the_server_from_starting(tmp_path: Path, variable: str, value: str) -> None:
     result = run_cli(
         tmp_path / "data", "serve", "--port", str(free_port()), check=False, environment={variable: value}
     )
-    assert result.returncode != 0
+    assert result.returncode == 2  # a usage error, in one line: no traceback
     assert f"{variable} must be" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -75,7 +75,11 @@ def _print_json(value: Any) -> None:
 @click.pass_context
 def main(ctx: click.Context, data_dir: Path, database_url: str | None) -> None:
     """Patron: a customer data platform that speaks the Ometria Data API v2."""
-    ctx.obj = replace(Settings(), data_dir=data_dir, database_url=database_url or None)
+    try:
+        settings = Settings()
+    except ValueError as exc:  # a PATRON_* variable that is not a valid value
+        raise click.UsageError(str(exc)) from exc
+    ctx.obj = replace(settings, data_dir=data_dir, database_url=database_url or None)
 
 
 # serve and migrate --------------------------------------------------------------------------------

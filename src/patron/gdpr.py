@@ -34,11 +34,11 @@ import msgspec
 from msgspec import UNSET, Meta, UnsetType
 from sqlalchemy import Connection, Table, delete, func, insert, or_, select, update
 
-from patron.email.links import account_key
 from patron.ingest.queue import enqueue_operation, pack, unpack
 from patron.profiles.link import Linker, Op
 from patron.profiles.operations import resolve
 from patron.records.fields import EMAIL_PATTERN, NO_NUL_PATTERN, Email
+from patron.signing import account_key
 from patron.store import among, chunks
 from patron.store.schema import (
     consents,

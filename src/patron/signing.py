@@ -24,11 +24,16 @@ _IDENTITY = "identity"
 
 
 def account_key(conn: Connection, account_id: int) -> str:
-    """The account's link key, made on first use."""
+    """The account's link key, made on first use (by whichever transaction comes first: one that
+    finds it made meanwhile takes that one)."""
     key = stored_key(conn, account_id)
     if key is None:
-        key = secrets.token_hex(32)
-        conn.execute(update(accounts).where(accounts.c.id == account_id).values(link_secret=key))
+        a = accounts
+        made = secrets.token_hex(32)
+        first = a.c.link_secret.is_(None)
+        conn.execute(update(a).where(a.c.id == account_id, first).values(link_secret=made))
+        key = stored_key(conn, account_id)
+        assert key is not None
     return key
 
 

@@ -21,7 +21,6 @@ import msgspec
 from msgspec import Meta
 
 from patron.email.templates import TemplateInvalid
-from patron.records.fields import Email
 
 #: What a header line (a subject, a name) may hold: no control character (C0, DEL, C1: line feed,
 #: carriage return, vertical tab, form feed, NEL...) and no Unicode line or paragraph separator. The
@@ -118,11 +117,19 @@ def _survives(address: Mailbox, policies: tuple[email.policy.EmailPolicy[EmailMe
     return True
 
 
+#: What a message's address may be (the OpenAPI document gives it; ``mailbox`` checks the rest): a
+#: local part of dot-separated atoms and a domain of at least two labels, with no space, control
+#: character or character special in an address header.
+_ATOM = r'[^\s\x00-\x1f\x7f-\x9f"(),.:;<>@\[\\\]]+'
+MAIL_ADDRESS_PATTERN = rf"^{_ATOM}(?:\.{_ATOM})*@{_ATOM}(?:\.{_ATOM})+$(?!\n)"
+MailAddress = Annotated[str, Meta(max_length=254, pattern=MAIL_ADDRESS_PATTERN)]
+
+
 class Address(msgspec.Struct, forbid_unknown_fields=True):
     """An email address and an optional name, refused unless a header can carry them exactly (the
     name is sent quoted as need be)."""
 
-    email: Email
+    email: MailAddress
     name: Name | None = None
 
     def __post_init__(self) -> None:

@@ -45,7 +45,6 @@ from sqlalchemy import Connection, select
 from patron.config import Site
 from patron.profiles.read import email_holder
 from patron.signing import IDENTITY_SECONDS, identity_token, signature, signed
-from patron.signing import account_key as account_key
 from patron.store.schema import accounts, messages
 
 UNSUBSCRIBE_PATH = "/u"

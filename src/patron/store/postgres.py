@@ -48,7 +48,11 @@ class PostgresStore:
 
     def _connect(self) -> Engine:
         return create_engine(
-            driver_url(self.url), pool_size=self._threads, max_overflow=2, pool_pre_ping=True
+            driver_url(self.url),
+            pool_size=self._threads,
+            max_overflow=2,
+            pool_pre_ping=True,
+            hide_parameters=True,  # errors (and so logs) never quote the values: they are people's data
         )
 
     def migrate(self) -> None:

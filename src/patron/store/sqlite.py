@@ -43,6 +43,7 @@ PROGRESS_STEPS = 1000
 def _engine(url: str, *, begin: str, pool_size: int, query_only: bool, autocheckpoint: int = 1000) -> Engine:
     engine = create_engine(
         url,
+        hide_parameters=True,  # errors (and so logs) never quote the values: they are people's data
         pool_size=pool_size,
         max_overflow=0,
         connect_args={"check_same_thread": False, "timeout": 30},
