@@ -40,3 +40,22 @@ def test_a_limit_above_the_most_reads_the_most(client: Client, tenant: Tenant) -
     for path in listings(client):
         response = client.get(path, params={"limit": "100000"}, headers=tenant.headers)
         assert response.status_code in (200, 404), (path, response.text)
+
+
+def answer(response: Any) -> Any:
+    """A response's body, but for the request id of a problem."""
+    body = response.json()
+    return {k: v for k, v in body.items() if k != "request_id"} if isinstance(body, dict) else body
+
+
+def test_an_empty_parameter_is_absent(client: Client, tenant: Tenant) -> None:
+    """What a client sends for every filter it leaves unset, on every listing."""
+    for path in listings(client):
+        document = client.get("/v2/swagger.json").json()
+        template = next(p for p in document["paths"] if re.sub(r"\{[^}]+\}", "x1", p) == path)
+        names = [p["name"] for p in document["paths"][template]["get"]["parameters"] if p["in"] == "query"]
+        plain = client.get(path, headers=tenant.headers)
+        empty = client.get(f"{path}?{'&'.join(f'{name}=' for name in names)}", headers=tenant.headers)
+        assert (empty.status_code, answer(empty)) == (plain.status_code, answer(plain)), (path, empty.text)
+    unset = client.get("/v2/unsubscribes?since=&before=&type=", headers=tenant.headers)
+    assert (unset.status_code, unset.json()) == (200, [])

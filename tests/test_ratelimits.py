@@ -125,3 +125,23 @@ def test_on_postgresql_without_redis_limits_are_counted_in_the_database(
         store.close()
     assert [a.status_code for a in answers] == [200] * 5 + [429] * 3
     assert all(1 <= int(a.headers["retry-after"]) <= 3600 for a in answers[5:])
+
+
+def test_every_counted_answer_carries_the_quota(
+    client: TestClient, make_tenant: Callable[..., Tenant]
+) -> None:  # type: ignore[type-arg]
+    """The IETF RateLimit-Policy and RateLimit fields, on successes and failures alike."""
+    shop = make_tenant("shop", limits={"data": "5/minute", "push": "8/second"})
+    first = client.get("/v2/account", headers=shop.headers)
+    assert first.headers["ratelimit-policy"] == '"data";q=5;w=60'
+    assert first.headers["ratelimit"].startswith('"data";r=4;t=')
+    missing = client.get("/v2/orders/none", headers=shop.headers)
+    assert missing.status_code == 404 and missing.headers["ratelimit"].startswith('"data";r=3;t=')
+    pushed = client.post("/v2/push", json=[{"@type": "contact", "id": "c1"}], headers=shop.headers)
+    assert pushed.status_code == 202
+    assert pushed.headers["ratelimit-policy"] == '"push";q=8;w=1'
+    statuses(client, shop, 3)
+    refused = client.get("/v2/account", headers=shop.headers)
+    assert refused.status_code == 429 and refused.headers["ratelimit"].startswith('"data";r=0;t=')
+    free = make_tenant("free")  # every limit lifted: no quota to tell
+    assert "ratelimit-policy" not in client.get("/v2/account", headers=free.headers).headers

@@ -26,8 +26,9 @@ from patron.api import (
     tracking,
     unsubscribes,
 )
-from patron.api.auth import authorise, current_account
+from patron.api.auth import authorise, current_account, send_rate_headers
 from patron.api.observe import Metrics, Observer
+from patron.api.paging import EmptyParameters
 from patron.api.problems import EXCEPTION_HANDLERS
 from patron.config import Settings
 from patron.email.sandbox import Renderer
@@ -108,11 +109,12 @@ def create_app(settings: Settings, store: Store) -> Litestar:
             }
         ),
         lifespan=[lifespan],
+        before_send=[send_rate_headers],
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=docs.openapi_config(),
         request_max_body_size=settings.max_body_bytes,
         logging_config=None,
         debug=False,
     )
-    app.asgi_handler = Observer(app.asgi_handler, metrics_state)
+    app.asgi_handler = Observer(EmptyParameters(app.asgi_handler), metrics_state)
     return app

@@ -64,6 +64,7 @@ class Decision:
     limit: int
     remaining: int
     reset_after: int  # whole seconds until the window frees a request
+    window: int = 0  # the window's length in seconds (0: no limit)
 
 
 def _count_in_window(conn: Connection, key: str, window_start: int, limit: int) -> int | None:
@@ -126,7 +127,7 @@ class RateLimiter:
         allowed = await self._limiter.hit(item, account_hash, endpoint_class)
         stats = await self._limiter.get_window_stats(item, account_hash, endpoint_class)
         reset_after = max(1, math.ceil(stats.reset_time - time.time()))
-        return Decision(allowed, item.amount, stats.remaining, reset_after)
+        return Decision(allowed, item.amount, stats.remaining, reset_after, item.get_expiry())
 
     async def _hit_in_store(self, item: RateLimitItem, key: str) -> Decision:
         """A sliding window counter: the previous window's count, weighted by how much of it still
@@ -149,5 +150,5 @@ class RateLimiter:
         counted = await self._store.write(count)
         reset_after = max(1, math.ceil(start + window - now))
         if counted is None:
-            return Decision(False, item.amount, 0, reset_after)
-        return Decision(True, item.amount, max(0, item.amount - counted), reset_after)
+            return Decision(False, item.amount, 0, reset_after, window)
+        return Decision(True, item.amount, max(0, item.amount - counted), reset_after, window)

@@ -9,10 +9,11 @@ from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency
 from litestar.handlers.base import BaseRouteHandler
 from litestar.params import SkipValidation
+from litestar.types import Message, Scope
 
 from patron.accounts import Account, KeyResolver
 from patron.api.problems import NOT_AUTHORISED, ProblemError
-from patron.ratelimits import RateLimiter
+from patron.ratelimits import Decision, RateLimiter
 from patron.store import fair
 
 AUTH_HEADER = "X-Ometria-Auth"
@@ -21,6 +22,8 @@ RATE_CLASS = "rate_class"
 #: Handlers that read their body raw declare its type for the OpenAPI document, by name (Litestar copies
 #: ``opt``): ``module:name``, or a name in ``patron.records.types`` (``opt={BODY_TYPE: "Contact"}``).
 BODY_TYPE = "body_type"
+#: Where the guard leaves the request's quota headers in the scope's state.
+RATE_HEADERS = "rate_headers"
 #: A handler parameter ``account: CurrentAccount`` receives the account the request's key belongs to.
 CurrentAccount: TypeAlias = NamedDependency[SkipValidation[Account]]
 
@@ -38,6 +41,8 @@ async def authorise(connection: ASGIConnection[Any, Any, Any, Any], handler: Bas
     limiter: RateLimiter = connection.app.state.limiter
     limit = account.effective_limits[endpoint_class]
     decision = await limiter.hit(account.hash, endpoint_class, limit)
+    quota = rate_headers(endpoint_class, decision)
+    connection.scope["state"][RATE_HEADERS] = quota
     if not decision.allowed:
         raise ProblemError(
             429,
@@ -48,8 +53,35 @@ async def authorise(connection: ASGIConnection[Any, Any, Any, Any], handler: Bas
                 "RateLimit-Limit": str(decision.limit),
                 "RateLimit-Remaining": str(decision.remaining),
                 "RateLimit-Reset": str(decision.reset_after),
+                **quota,
             },
         )
+
+
+def rate_headers(endpoint_class: str, decision: Decision) -> dict[str, str]:
+    """The IETF ``RateLimit-Policy`` and ``RateLimit`` fields of a request's quota (none when the
+    account's limit for the class is ``unlimited``): the policy is named after the endpoint class,
+    ``q`` requests per ``w`` seconds, ``r`` of them left for ``t`` more seconds."""
+    if not decision.window:
+        return {}
+    return {
+        "RateLimit-Policy": f'"{endpoint_class}";q={decision.limit};w={decision.window}',
+        "RateLimit": f'"{endpoint_class}";r={decision.remaining};t={decision.reset_after}',
+    }
+
+
+async def send_rate_headers(message: Message, scope: Scope) -> None:
+    """The app's ``before_send`` hook: every answer to a request the guard counted carries its quota."""
+    if message["type"] == "http.response.start":
+        quota: dict[str, str] | None = scope.get("state", {}).get(RATE_HEADERS)
+        if quota:
+            present = {name.lower() for name, _ in message.get("headers", [])}
+            added = [
+                (n.lower().encode(), v.encode())
+                for n, v in quota.items()
+                if n.lower().encode() not in present
+            ]
+            message["headers"] = [*message.get("headers", []), *added]
 
 
 def current_account(request: Request[Any, Any, Any]) -> Account:
