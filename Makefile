@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PATRON := $(BIN)/patron
 LINTED := src tests $(wildcard bench)
 
-.PHONY: run test lint bench clean system-packages
+.PHONY: run test test-fast lint bench clean system-packages
 
 # A virtualenv with pip; Debian ships venv's ensurepip separately, so install it when missing.
 $(BIN)/python:
@@ -47,6 +47,10 @@ system-packages:
 
 test: lint system-packages
 	$(BIN)/pytest
+
+# For contributors: lint, types, and the suite on SQLite alone without the browser tests.
+test-fast: lint system-packages
+	$(BIN)/pytest -q -k "not postgresql" -m "not browser"
 
 # Benchmarks (loopback only, about ten minutes in all); each rewrites its table in
 # docs/performance.md. wrk from Debian, Stoplight Prism from npm (into bench/.node) for the comparison.

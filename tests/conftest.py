@@ -3,6 +3,7 @@ real ``patron serve`` subprocess speaking HTTPS."""
 
 from __future__ import annotations
 
+import inspect
 import os
 import shutil
 import socket
@@ -40,6 +41,24 @@ class Tenant:
     @property
     def headers(self) -> dict[str, str]:
         return {"X-Ometria-Auth": self.key}
+
+
+# what `make test-fast` leaves out -----------------------------------------------------------------
+
+
+#: What a test's code calls when it drives Chromium (Playwright, or the tracking tests' helper).
+BROWSER_WORDS = ("sync_playwright", "browser_page(", "CHROMIUM")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``browser`` every test that drives Chromium (its code, or a fixture of its, opens one), so
+    that ``make test-fast`` can leave them out (``-m "not browser"``); ``make test`` runs them all."""
+    for item in items:
+        function = getattr(item, "function", None)
+        fixtures = getattr(item, "fixturenames", ())
+        code = inspect.getsource(function) if function is not None else ""
+        if any("browser" in name for name in fixtures) or any(word in code for word in BROWSER_WORDS):
+            item.add_marker(pytest.mark.browser)
 
 
 # the two stores --------------------------------------------------------------------------------
