@@ -5,15 +5,20 @@ message is sent (a 400 naming the template), and a stored message has a size cap
 
 from __future__ import annotations
 
+import signal
+import struct
+import subprocess
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from conftest import Tenant, create_tenant_cli, push, run_cli, start_server
-from patron.email.sandbox import MAX_LOOP_STEPS, MAX_OUTPUT
+from patron.email.sandbox import MAX_LOOP_STEPS, MAX_OUTPUT, Job, Part
 from test_push import Client, app_fixtures, assert_problem, read
 
 shared, client, make_tenant = app_fixtures()
@@ -151,3 +156,20 @@ def test_slow_templates_do_not_hold_up_another_account(
         assert not any('"status": 500' in line for line in server.log_lines())
     finally:
         server.stop()
+
+
+def test_a_rendering_process_whose_server_is_gone_ends_its_job() -> None:
+    """A job that runs on after the server that sent it is gone (which would have killed it) ends
+    with its process, by the process's own alarm."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "patron.email.sandbox"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL
+    )
+    assert process.stdin is not None
+    job = msgspec.json.encode(Job([Part(SLOW, html=True)], {}))
+    process.stdin.write(struct.pack(">I", len(job)) + job)
+    process.stdin.close()  # the server is gone
+    try:
+        assert process.wait(timeout=60) == -signal.SIGALRM
+    finally:
+        process.kill()
+        process.wait()

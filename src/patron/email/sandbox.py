@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import queue
 import select
+import signal
 import struct
 import subprocess
 import sys
@@ -175,7 +177,11 @@ def _serve() -> None:
     decode, encode = msgspec.json.Decoder(Job).decode, msgspec.json.Encoder().encode
     while header := stdin.read(_FRAME.size):
         (length,) = _FRAME.unpack(header)
+        # SIGALRM's default action ends the process: a job outlives the server's deadline only if
+        # the server is gone (whose own deadline would have killed it)
+        signal.alarm(math.ceil(SECONDS) + 3)
         outcome = run_job(decode(stdin.read(length)))
+        signal.alarm(0)
         message = encode(outcome)
         stdout.write(_FRAME.pack(len(message)) + message)
         stdout.flush()
