@@ -243,9 +243,10 @@ def test_health_ready_and_account_over_https(served: Served, tenant_of: Tenant) 
     assert anonymous.status_code == 403
 
 
-def test_plain_http_on_the_tls_port_gets_no_http_response(served: Served) -> None:
+def test_plain_http_on_the_tls_port_is_told_to_use_https(served: Served) -> None:
     reply = raw_reply(served.port, b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
-    assert b"HTTP/1." not in reply
+    assert reply.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    assert b"This port speaks HTTPS: use https://" in reply
     assert b"200" not in reply
 
 

@@ -20,8 +20,19 @@ descriptor goes at once, without waiting for TLS's farewell. A body that came to
 ``DISCONNECTED`` 408 in its request's scope state, so that the request is logged and counted as a
 timeout (a client that hangs up is 499: ``patron.api.observe``).
 
-``new_event_loop`` is uvloop's loop, which uvicorn would use, with the TLS handshake (which asyncio and
-uvloop allow 60 seconds) held to ``header_timeout`` as well.
+``new_event_loop`` is uvloop's loop, which uvicorn would use, except that its TLS servers look at a
+connection's first bytes before any TLS: asyncio and uvloop do TLS in ``create_server(ssl=...)``, so a
+client speaking plain HTTP to the HTTPS port (``curl http://...``) would see its connection dropped by a
+failed handshake, and nothing else. ``Opening`` is the protocol of every new connection instead:
+
+- a TLS record (a ClientHello begins with 0x16) goes on to TLS (``loop.start_tls``), and once the
+  handshake is done, to ``Connection``, exactly as uvloop's own TLS server would have;
+- an HTTP method (ASCII letters then a space) gets a short plain-text 400 naming the ``https://``
+  address to use (nothing the client sent is repeated), and the connection is closed: the rest of
+  the request is read only to be dropped;
+- anything else is dropped without an answer;
+- the first bytes and the handshake must come within ``header_timeout`` of the connection's start
+  (uvloop would allow a handshake 60 seconds), or the connection is dropped.
 
 The limits are ``Connection.limits``, set by ``configure`` in each API process before it accepts a
 connection; uvicorn imports the protocol and the loop by name (``http=``, ``loop=``), which is how its
@@ -32,10 +43,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from ssl import SSLContext
+from typing import Any, ClassVar, cast
 
 import uvloop
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -62,6 +75,7 @@ def configure(settings: Settings) -> None:
     """Apply ``settings``' limits to the connections this process accepts from now on. Behind a proxy
     every connection comes from the proxy's address: there is no cap per address."""
     cap = settings.connections_per_address
+    Opening.url = f"{settings.base_url}/"
     Connection.limits = Limits(
         settings.header_timeout, settings.body_timeout, None if settings.behind_proxy or not cap else cap
     )
@@ -155,13 +169,144 @@ class Connection(HttpToolsProtocol):
         self.transport.abort()
 
 
-class Loop(uvloop.Loop):
-    """uvloop's event loop, whose TLS servers give a handshake the time of a request's head."""
+#: The start of a plain HTTP request: a method (a few ASCII letters), then a space; and of one not yet
+#: complete enough to tell.
+_METHOD = re.compile(rb"[A-Za-z]{1,20} ")
+_METHOD_SO_FAR = re.compile(rb"[A-Za-z]{1,20}")
+#: The first byte of a TLS handshake record, which every TLS connection starts with (its ClientHello).
+_TLS_HANDSHAKE = 0x16
 
-    async def create_server(self, *args: Any, **kwargs: Any) -> Any:
-        if kwargs.get("ssl") is not None:
-            kwargs.setdefault("ssl_handshake_timeout", Connection.limits.header_timeout)
-        return await super().create_server(*args, **kwargs)
+
+def plain_http_answer(url: str) -> bytes:
+    """The answer to a plain HTTP request on the HTTPS port: the server's public address (nothing the
+    client sent is repeated)."""
+    body = f"This port speaks HTTPS: use {url} (the request was not read).\n".encode()
+    head = (
+        "HTTP/1.1 400 Bad Request\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        "Connection: close\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+class Opening(asyncio.Protocol):
+    """A connection to the HTTPS port until its first bytes tell what it speaks: TLS goes on to the
+    protocol of ``protocol_factory`` (a ``Connection``) once its handshake is done, plain HTTP gets
+    ``plain_http_answer``, anything else is dropped."""
+
+    #: Where people reach the server (``PATRON_PUBLIC_URL``, else this host and port), for the answer.
+    url: ClassVar[str] = "https://localhost:8443/"
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, sslcontext: SSLContext, protocol_factory: Callable[[], Any]
+    ) -> None:
+        self.loop = loop
+        self.sslcontext = sslcontext
+        self.protocol_factory = protocol_factory
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.deadline: asyncio.TimerHandle | None = None
+        self.first = b""  # the bytes received, while they do not yet tell
+        self.handshake: asyncio.Task[None] | None = None
+        self.early: list[bytes] = []  # data that came through TLS before the connection was handed on
+        self.answered = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        self.deadline = self.loop.call_later(Connection.limits.header_timeout, self.transport.abort)
+
+    def data_received(self, data: bytes) -> None:
+        if self.answered:  # the rest of a request answered already, read only to be let go of
+            return
+        if self.handshake is not None:  # through TLS before the hand-over (uvloop sends none so soon)
+            self.early.append(data)
+            return
+        self.first += data
+        if self.first[0] == _TLS_HANDSHAKE:
+            self._start_tls()
+        elif _METHOD.match(self.first):
+            self._answer()
+        elif not _METHOD_SO_FAR.fullmatch(self.first):
+            self.transport.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+
+    def _answer(self) -> None:
+        """Answer plain HTTP, then close: the answer goes with the end of the stream, and what else the
+        client sends is read and dropped until it closes too (or the deadline passes), so that its
+        unread request does not turn the close into a reset that could lose the answer."""
+        self.answered = True
+        self.first = b""
+        self.transport.write(plain_http_answer(self.url))
+        self.transport.write_eof()
+
+    def _start_tls(self) -> None:
+        """Start TLS on the connection, with the bytes already read as the first the handshake sees.
+
+        ``start_tls`` puts its TLS protocol in this one's place and then starts reading for it; the
+        bytes already read (the start of the ClientHello) are given to that protocol in between: the
+        task's first step, which makes the swap, and ``_feed`` are called in the order they are
+        scheduled, with no read from the socket between them (it is paused).
+        """
+        self.transport.pause_reading()
+        self.handshake = self.loop.create_task(self._handshake())
+        self.loop.call_soon(self._feed, self.first)
+        self.first = b""
+
+    def _feed(self, data: bytes) -> None:
+        tls = self.transport.get_protocol()
+        if tls is self:  # start_tls failed before it began: its task ends with the error
+            return
+        receiver = cast(asyncio.BufferedProtocol, tls)
+        view = memoryview(data)
+        while view:
+            buffer = memoryview(receiver.get_buffer(len(view)))
+            size = min(len(buffer), len(view))
+            buffer[:size] = view[:size]
+            receiver.buffer_updated(size)
+            view = view[size:]
+
+    async def _handshake(self) -> None:
+        try:
+            tls = await self.loop.start_tls(
+                self.transport,
+                self,
+                self.sslcontext,
+                server_side=True,
+                ssl_handshake_timeout=Connection.limits.header_timeout,
+            )
+        except OSError:  # a failed, late or broken handshake: the connection is gone already
+            self._disarm()
+            return
+        self._disarm()
+        if tls is None or tls.is_closing():  # aborted at the deadline, as the handshake ended
+            return
+        protocol = self.protocol_factory()
+        tls.set_protocol(protocol)
+        protocol.connection_made(tls)
+        if self.early and not tls.is_closing():
+            protocol.data_received(b"".join(self.early))
+        self.early.clear()
+
+    def _disarm(self) -> None:
+        if self.deadline is not None:
+            self.deadline.cancel()
+            self.deadline = None
+
+
+class Loop(uvloop.Loop):
+    """uvloop's event loop, whose TLS servers start every connection with an ``Opening``."""
+
+    async def create_server(self, protocol_factory: Callable[[], Any], *args: Any, **kwargs: Any) -> Any:
+        sslcontext: SSLContext | None = kwargs.pop("ssl", None)
+        if sslcontext is None:
+            return await super().create_server(protocol_factory, *args, **kwargs)
+
+        def opening() -> Opening:
+            return Opening(self, sslcontext, protocol_factory)
+
+        return await super().create_server(opening, *args, **kwargs)
 
 
 def new_event_loop() -> Loop:

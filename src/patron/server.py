@@ -58,7 +58,8 @@ def serve(settings: Settings, announce: Callable[[str], None]) -> None:
         "log_config": None,
         "server_header": False,
         "timeout_graceful_shutdown": 10,
-        # Deadlines for heads, bodies and TLS handshakes, and a cap per address (named, for --workers).
+        # Deadlines for heads, bodies and TLS handshakes, a cap per address, and an answer to plain HTTP
+        # on the HTTPS port (named, for --workers).
         # No WebSockets (Patron serves none): an upgrade would take the connection from its protocol.
         "http": "patron.connections:Connection",
         "loop": "patron.connections:new_event_loop",
