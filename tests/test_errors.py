@@ -85,9 +85,10 @@ def test_good_json_is_accepted(with_items: TestClient, tenant: Tenant) -> None: 
         (b'[{"id": "a", "quantity": "1"}]', "application/json", 400, "root > 0 > quantity"),
         (b'[{"id": "a"}]', "application/json", 400, "root > 0"),
         (b'{"id": "a", "quantity": 1}', "application/json", 400, "root"),
-        (b'[{"id": "a", "quantity": 1}]', "text/plain", 415, "Content-Type"),
+        (b"id=a&quantity=1", "application/x-www-form-urlencoded", 400, "body"),
+        (b"id=a&quantity=1", "", 400, "body"),
         (b'[{"id": "a", "quantity": 1}]', "application/json; charset=latin-1", 415, "Content-Type"),
-        (b'[{"id": "a", "quantity": 1}]', "", 415, "Content-Type"),
+        (b'[{"id": "a", "quantity": 1}]', "text/plain; charset=latin-1", 415, "Content-Type"),
     ],
 )
 def test_bad_bodies_get_a_problem_naming_the_field(
@@ -100,6 +101,17 @@ def test_bad_bodies_get_a_problem_naming_the_field(
 ) -> None:
     headers = {**tenant.headers, "Content-Type": content_type}
     assert_problem(with_items.post("/v2/_test/items", content=body, headers=headers), status, field)
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", ""])
+def test_json_under_another_content_type_is_read_as_json(
+    with_items: TestClient,  # type: ignore[type-arg]
+    tenant: Tenant,
+    content_type: str,
+) -> None:
+    headers = {**tenant.headers, "Content-Type": content_type}
+    response = with_items.post("/v2/_test/items", content=b'[{"id": "a", "quantity": 1}]', headers=headers)
+    assert (response.status_code, response.json()) == (202, {"accepted": 1})
 
 
 def test_body_over_the_cap_is_a_413_problem(with_items: TestClient, tenant: Tenant) -> None:  # type: ignore[type-arg]

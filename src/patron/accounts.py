@@ -42,6 +42,8 @@ class Account(msgspec.Struct, frozen=True):
     limits: dict[str, str]  # overrides only; see `effective_limits`
     created_at: datetime
     queue_limit: int = DEFAULT_QUEUE_LIMIT
+    #: Refuse what is otherwise read leniently (docs/compatibility.md, "Lenient readings").
+    strict: bool = False
 
     @property
     def effective_limits(self) -> dict[str, str]:
@@ -74,6 +76,7 @@ def _account(row: Row[tuple[object, ...]]) -> Account:
         limits=dict(m["limits"] or {}),
         created_at=m["created_at"],
         queue_limit=m["queue_limit"],
+        strict=bool(m["strict"]),
     )
 
 
@@ -86,6 +89,7 @@ def _account_columns() -> list[object]:
         accounts.c.limits,
         accounts.c.created_at,
         accounts.c.queue_limit,
+        accounts.c.strict,
     ]
 
 
@@ -174,6 +178,15 @@ def set_phone_matching(conn: Connection, account_hash: str, enabled: bool) -> Ac
     account = get_account(conn, account_hash)
     conn.execute(update(accounts).where(accounts.c.id == account.id).values(match_phone=enabled))
     return account
+
+
+def set_strict(conn: Connection, account_hash: str, enabled: bool) -> Account:
+    """Whether the account's requests are refused what Patron otherwise reads leniently, with a
+    warning: a ``Content-Type`` other than JSON (415), a timestamp without an offset, an empty array
+    where an object belongs (the record is rejected)."""
+    account = get_account(conn, account_hash)
+    conn.execute(update(accounts).where(accounts.c.id == account.id).values(strict=enabled))
+    return msgspec.structs.replace(account, strict=enabled)
 
 
 #: A host name as a link domain is given: labels of letters, digits and hyphens.

@@ -239,6 +239,7 @@ def accounts_list(ctx: click.Context, as_json: bool) -> None:
                     "environment": a.environment,
                     "account_hash": a.hash,
                     "limits": a.effective_limits,
+                    "strict": a.strict,
                     "created_at": a.created_at.isoformat(),
                 }
                 for a in found
@@ -296,6 +297,18 @@ def accounts_set_matching(ctx: click.Context, account_hash: str, phone: str) -> 
     """Choose which identifiers join contacts into one profile (customer id and email always do)."""
     _run(ctx, lambda conn: accounts.set_phone_matching(conn, account_hash, phone == "on"))
     click.echo(f"phone number matching {phone} for {account_hash}")
+
+
+@accounts_group.command("set-strict")
+@click.option("--account", "account_hash", required=True, help="The account's hash.")
+@click.argument("state", type=click.Choice(["on", "off"]))
+@click.pass_context
+def accounts_set_strict(ctx: click.Context, account_hash: str, state: str) -> None:
+    """Refuse (on) or read with a warning (off, the default) what Ometria may not take: a body sent
+    with a Content-Type other than JSON, a timestamp without an offset, an empty array for an object."""
+    _run(ctx, lambda conn: accounts.set_strict(conn, account_hash, state == "on"))
+    shown = "refused" if state == "on" else "read with a warning"
+    click.echo(f"strict {state} for {account_hash}: lenient readings are {shown}")
 
 
 @accounts_group.command("set-link-domains")

@@ -1,4 +1,5 @@
-"""``GET /v2/account`` (an extension): which account a key belongs to, and its limits."""
+"""``GET /v2/account`` (an extension): which account a key belongs to, its limits and whether it is
+strict."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ class AccountView(msgspec.Struct):
     account_hash: str
     limits: dict[str, str]
     timestamp_created: str
+    #: Whether what Patron otherwise reads leniently, with a warning, is refused.
+    strict: bool
 
 
 @get("/account", summary="The account the API key belongs to", tags=["account"], responses=ERRORS)
@@ -25,4 +28,5 @@ async def read_account(account: CurrentAccount) -> AccountView:
         account_hash=account.hash,
         limits=account.effective_limits,
         timestamp_created=account.created_at.isoformat(),
+        strict=account.strict,
     )

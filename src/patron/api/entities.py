@@ -17,7 +17,7 @@ from litestar.params import FromQuery, PathParameter, QueryParameter
 from patron import entities
 from patron.accounts import Account
 from patron.api.auth import BODY_TYPE, CurrentAccount
-from patron.api.body import decode, read_json
+from patron.api.body import content_type_warnings, decode, read_json
 from patron.api.paging import Limit, Offset
 from patron.api.problems import ERRORS, ITEM_ERRORS, field_problem
 from patron.api.push import accept
@@ -87,7 +87,8 @@ async def _post_one(
         if not isinstance(given, str | int) or str(given) != value:
             shown = reprlib.repr(given)
             raise field_problem(400, f"root > {name}", f"is {shown} but the URL says {value!r}")
-    reply, _ = await accept(state, account, _encode([record]), all_or_nothing=True)
+    notes = content_type_warnings(request)
+    reply, _ = await accept(state, account, _encode([record]), all_or_nothing=True, notes=notes)
     return reply
 
 

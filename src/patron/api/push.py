@@ -10,13 +10,13 @@ from litestar.params import PathParameter, QueryParameter
 
 from patron.accounts import Account, now
 from patron.api.auth import BODY_TYPE, RATE_CLASS, CurrentAccount
-from patron.api.body import read_json
+from patron.api.body import content_type_warnings, read_json
 from patron.api.paging import Offset
 from patron.api.problems import ERRORS, ITEM_ERRORS, FieldError, ProblemError, or_404
 from patron.ingest import push as ingest
 from patron.ingest.queue import BacklogFull, BatchStatus, PushError, batch_status, latest_errors
 from patron.records.fields import NO_NUL_PATTERN
-from patron.records.validate import BatchInvalid, RecordsInvalid
+from patron.records.validate import BatchInvalid, FieldWarning, RecordsInvalid
 from patron.store import Work
 
 T = TypeVar("T")
@@ -25,12 +25,20 @@ MAX_ERRORS = 1000
 
 
 async def accept(
-    state: State, account: Account, body: bytes, *, all_or_nothing: bool = False
+    state: State,
+    account: Account,
+    body: bytes,
+    *,
+    all_or_nothing: bool = False,
+    notes: list[FieldWarning] | None = None,
 ) -> tuple[ingest.PushReply, dict[str, str]]:
     """Queue a push body; a body that is not a push, or a full queue, changes nothing (nor does a
-    rejected record when ``all_or_nothing``, as for the single-record POSTs)."""
+    rejected record when ``all_or_nothing``, as for the single-record POSTs). ``notes``: warnings
+    about the request itself (``body.content_type_warnings``)."""
     try:
-        reply, size = await ingest.push(state.store, account, body, now(), all_or_nothing=all_or_nothing)
+        reply, size = await ingest.push(
+            state.store, account, body, now(), all_or_nothing=all_or_nothing, notes=notes or ()
+        )
     except BatchInvalid as exc:
         size = await ingest.queue_size(state.store, account)
         error = FieldError(exc.field, exc.message)
@@ -74,7 +82,8 @@ async def queue(state: State, work: Work[T]) -> T:
 async def push(
     request: Request[Any, Any, Any], account: CurrentAccount, state: State
 ) -> Response[ingest.PushReply]:
-    reply, headers = await accept(state, account, await read_json(request))
+    body = await read_json(request)
+    reply, headers = await accept(state, account, body, notes=content_type_warnings(request))
     return Response(reply, status_code=202, headers=headers)
 
 
@@ -88,7 +97,12 @@ async def noop(request: Request[Any, Any, Any], account: CurrentAccount) -> Resp
     return Response(b'{"status":"OK"}', status_code=202, media_type="application/json")
 
 
-@get("/push/_errors", summary="The latest rejected records, newest first", tags=["push"], responses=ERRORS)
+@get(
+    "/push/_errors",
+    summary="The latest rejected records and lenient readings, newest first",
+    tags=["push"],
+    responses=ERRORS,
+)
 async def push_errors(
     account: CurrentAccount,
     state: State,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 
 import msgspec
@@ -14,7 +15,8 @@ from patron.store import Store
 
 
 class PushReply(msgspec.Struct, omit_defaults=True):
-    """Ometria's push reply, with the rejected records and the unknown fields spelled out."""
+    """Ometria's push reply, with the rejected records, the unknown fields and the lenient readings
+    spelled out."""
 
     status: str
     request_id: str
@@ -39,21 +41,32 @@ async def queue_size(store: Store, account: Account) -> QueueSize:
 
 
 async def push(
-    store: Store, account: Account, body: bytes, received: datetime, *, all_or_nothing: bool = False
+    store: Store,
+    account: Account,
+    body: bytes,
+    received: datetime,
+    *,
+    all_or_nothing: bool = False,
+    notes: Sequence[FieldWarning] = (),
 ) -> tuple[PushReply, QueueSize]:
-    """Validate ``body`` and commit its accepted records to the queue before returning.
+    """Validate ``body`` (strictly for a strict account) and commit its accepted records to the queue
+    before returning; ``notes`` are warnings about the request as a whole (its ``Content-Type``), kept
+    and answered with the records' own.
 
     Raises ``BatchInvalid`` (the body is not a push), ``BacklogFull``, or with ``all_or_nothing``
     ``RecordsInvalid`` when any record is rejected; in each case nothing is stored.
     """
-    batch = validate(body, received)
+    batch = validate(body, received, strict=account.strict)
     if all_or_nothing and batch.errors:
         raise RecordsInvalid(batch.errors)
     raws = split_raw(body) if batch.errors else []
     request_id = str(uuid.uuid4())
     packed = pack(batch.accepted)  # here, not on the writer thread every push waits for
     done: Enqueued = await store.write(
-        lambda conn: enqueue(conn, account.id, account.queue_limit, request_id, batch, packed, raws, received)
+        lambda conn: enqueue(
+            conn, account.id, account.queue_limit, request_id, batch, packed, raws, received, notes
+        )
     )
-    reply = PushReply("OK", request_id, done.accepted, done.rejected, batch.errors, batch.warnings)
+    warnings = [*notes, *batch.warnings] if notes else batch.warnings
+    reply = PushReply("OK", request_id, done.accepted, done.rejected, batch.errors, warnings)
     return reply, QueueSize(account.queue_limit, account.queue_limit - done.queued)

@@ -2,6 +2,7 @@
 
 Everything here is a function of a connection, run by the store inside one transaction: the backlog
 check, the batch row and the rejected records of a request are committed together or not at all.
+The push errors also keep the request's lenient readings (warnings with a ``kind``), as warnings.
 """
 
 from __future__ import annotations
@@ -9,18 +10,21 @@ from __future__ import annotations
 import zlib
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 from sqlalchemy import Connection, insert, select, update
 
-from patron.records.validate import Batch
+from patron.records.validate import Batch, FieldWarning
 from patron.store.schema import accounts, import_batches, push_errors
 
 #: The PostgreSQL channel a push notifies and idle workers listen on.
 CHANNEL = "patron_queue"
 QUEUED = "queued"
 APPLIED = "applied"
+#: The severities of ``push_errors`` rows: a rejected record, or a lenient reading of an accepted one.
+ERROR = "error"
+WARNING = "warning"
 _encode = msgspec.json.Encoder().encode
 _decode_list = msgspec.json.Decoder(list[dict[str, Any]]).decode
 
@@ -65,14 +69,19 @@ class BatchStatus(msgspec.Struct):
     timestamp_applied: str | None
 
 
-class PushError(msgspec.Struct):
+class PushError(msgspec.Struct, kw_only=True):
+    """A rejected record (``severity`` ``error``), or a lenient reading (``warning``) of an accepted
+    one or of the request (``index`` None), with its rule in ``kind``."""
+
     request_id: str
     record_type: str
-    index: int
+    index: int | None
     id: str | None
     error_path: str
     error_message: str
     timestamp: str
+    severity: str = ERROR
+    kind: str | None = None
     record: msgspec.Raw | None = None  # the record as it was sent, passed through untouched
 
 
@@ -101,10 +110,12 @@ def enqueue(
     packed: bytes,
     raw_records: list[bytes],
     received: datetime,
+    notes: Sequence[FieldWarning] = (),
 ) -> Enqueued:
     """Queue a validated request (``packed``: :func:`pack` of its accepted records) and keep its
-    rejected records; raises :class:`BacklogFull` when its records do not fit under the account's
-    queue limit."""
+    rejected records and its lenient readings (the batch's, and ``notes`` about the request as a
+    whole); raises :class:`BacklogFull` when its records do not fit under the account's queue
+    limit."""
     return _enqueue(
         conn,
         account_id,
@@ -115,6 +126,7 @@ def enqueue(
         batch,
         raw_records,
         received,
+        notes,
     )
 
 
@@ -145,6 +157,7 @@ def _enqueue(
     batch: Batch | None,
     raw_records: list[bytes],
     received: datetime,
+    notes: Sequence[FieldWarning] = (),
 ) -> Enqueued:
     queued = backlog(conn, account_id)
     packed, accepted = records
@@ -168,15 +181,20 @@ def _enqueue(
     )
     if accepted and conn.dialect.name == "postgresql":
         conn.exec_driver_sql(f"NOTIFY {CHANNEL}")  # delivered to listening workers at commit
-    if batch and batch.errors:
-        record_errors(
-            conn,
-            account_id,
-            request_id,
-            batch.record_type,
-            [(e.index, e.id, e.error_path, e.error_message, raw_records[e.index]) for e in batch.errors],
-            received,
+    if batch is not None:
+        kept = [
+            _Kept(e.index, e.id, e.error_path, e.error_message, raw_records[e.index], ERROR, e.kind)
+            for e in batch.errors
+        ]
+        # a lenient reading's record was accepted: it is read from its endpoint, not copied here
+        kept.extend(
+            _Kept(w.index, w.id, w.path, w.message, None, WARNING, w.kind)
+            for w in (*notes, *batch.warnings)
+            if w.kind is not None
         )
+        if kept:  # in the order of the records (the feed reads them back newest first)
+            kept.sort(key=lambda row: -1 if row.record_index is None else row.record_index)
+            _keep(conn, account_id, request_id, batch.record_type, kept, received)
     return Enqueued(request_id, accepted, len(batch.errors) if batch else 0, queued + accepted)
 
 
@@ -189,6 +207,24 @@ def record_errors(
     at: datetime,
 ) -> None:
     """Keep rejected records (index, id, path, message, the record as sent) for ``/v2/push/_errors``."""
+    _keep(conn, account_id, request_id, record_type, [_Kept(*error, ERROR, None) for error in errors], at)
+
+
+class _Kept(NamedTuple):
+    """A row of ``push_errors``, as :func:`_keep` takes it."""
+
+    record_index: int | None
+    record_id: str | None
+    path: str
+    message: str
+    raw: bytes | None
+    severity: str
+    kind: str | None
+
+
+def _keep(
+    conn: Connection, account_id: int, request_id: str, record_type: str, rows: list[_Kept], at: datetime
+) -> None:
     from patron.records.fields import MAX_RECORD_BYTES
 
     conn.execute(
@@ -198,14 +234,18 @@ def record_errors(
                 "account_id": account_id,
                 "request_id": request_id,
                 "record_type": record_type,
-                "record_index": index,
-                "record_id": record_id,
-                "error_path": path,
-                "error_message": message,
-                "record": raw.decode() if raw is not None and len(raw) <= MAX_RECORD_BYTES else None,
+                "record_index": row.record_index,
+                "record_id": row.record_id,
+                "error_path": row.path,
+                "error_message": row.message,
+                "record": row.raw.decode()
+                if row.raw is not None and len(row.raw) <= MAX_RECORD_BYTES
+                else None,
                 "created_at": at,
+                "severity": row.severity,
+                "kind": row.kind,
             }
-            for index, record_id, path, message, raw in errors
+            for row in rows
         ],
     )
 
@@ -239,21 +279,23 @@ def batch_status(conn: Connection, account_id: int, request_id: str) -> BatchSta
 
 
 def latest_errors(conn: Connection, account_id: int, limit: int, offset: int) -> list[PushError]:
-    """The account's rejected records, newest first."""
+    """The account's rejected records and lenient readings, newest first."""
     t = push_errors
     rows = conn.execute(
         select(t).where(t.c.account_id == account_id).order_by(t.c.id.desc()).limit(limit).offset(offset)
     )
     return [
         PushError(
-            r.request_id,
-            r.record_type,
-            r.record_index,
-            r.record_id,
-            r.error_path,
-            r.error_message,
-            r.created_at.isoformat(),
-            msgspec.Raw(r.record.encode()) if r.record is not None else None,
+            request_id=r.request_id,
+            record_type=r.record_type,
+            index=r.record_index,
+            id=r.record_id,
+            error_path=r.error_path,
+            error_message=r.error_message,
+            timestamp=r.created_at.isoformat(),
+            severity=r.severity,
+            kind=r.kind,
+            record=msgspec.Raw(r.record.encode()) if r.record is not None else None,
         )
         for r in rows
     ]

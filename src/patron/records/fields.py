@@ -3,12 +3,14 @@
 Each constrained type is an ``Annotated`` msgspec type, so a wrong value fails during decoding with
 its exact path. Checks that need code (a currency in ISO 4217, a real calendar date, a timestamp's
 offset) run in the records' ``__post_init__``, written by :func:`post_init`, which also normalises
-values (ids to strings, timestamps to UTC).
+values (ids to strings, timestamps to UTC). A timestamp without an offset is read as UTC and counted
+in :data:`READINGS`, or refused while validation tries records at their first, quick reading.
 """
 
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Annotated, Any, Final
@@ -35,10 +37,11 @@ EMAIL_PATTERN: Final = rf"^[^@{_WS}]+@[^@{_WS}]+\.[^@.{_WS}]+$(?!\n)"
 PHONE_PATTERN: Final = r"^\+[1-9][0-9]{6,14}$(?!\n)"
 CURRENCY_PATTERN: Final = r"^[A-Za-z]{3}$(?!\n)"
 COUNTRY_PATTERN: Final = r"^[A-Za-z]{2}$(?!\n)"
-#: ISO 8601 date and time with an offset: ``Z``, ``+00:00``, ``+0000`` or ``+00``.
+#: ISO 8601 date and time, ``T`` or a space between them, seconds and a fraction of any length
+#: optional, with an offset (``Z``, ``+00:00``, ``+0000`` or ``+00``) or without one (read as UTC).
 TIMESTAMP_PATTERN: Final = (
-    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,9})?)?"
-    r"(Z|z|[+-][0-9]{2}(:?[0-9]{2})?)$(?!\n)"
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?"
+    r"(Z|z|[+-][0-9]{2}(:?[0-9]{2})?)?$(?!\n)"
 )
 DAY_PATTERN: Final = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$(?!\n)"
 #: A contact collection: like an id, and without "/" (it is a segment of /v2/contacts/{collection}/{id}).
@@ -66,9 +69,24 @@ Quantity = Annotated[int, Meta(ge=0)]
 Properties = dict[str, Any]
 
 _TS = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?"
-    r"(?:(Z|z)|([+-])(\d{2}):?(\d{2})?)$"
+    r"^([0-9]{4})-([0-9]{2})-([0-9]{2})[T ]([0-9]{2}):([0-9]{2})(?::([0-9]{2})(?:\.([0-9]+))?)?"
+    r"(?:(Z|z)|([+-])([0-9]{2}):?([0-9]{2})?)?$"
 )
+
+
+class Readings(threading.local):
+    """How this thread's checks take a timestamp without an offset.
+
+    ``lenient`` (the default): read as UTC and counted in ``no_offset``. Validation turns it off for
+    its first try at each record, where such a timestamp then fails the record at no cost to the
+    others, and decodes that record again with it on, to find the timestamps and say where they are.
+    """
+
+    lenient = True
+    no_offset = 0
+
+
+READINGS: Final = Readings()
 
 
 class Invalid(ValueError):
@@ -81,7 +99,9 @@ class Invalid(ValueError):
 def utc_timestamp(value: str) -> str:
     """``2018-04-19T09:00:00+01`` -> ``2018-04-19T08:00:00+00:00``; raises ValueError if not a moment.
 
-    Only strings that already match :data:`TIMESTAMP_PATTERN` come here.
+    A timestamp without an offset is read as UTC and counted in :data:`READINGS` (refused when
+    ``READINGS.lenient`` is off); a fraction of a second is cut to microseconds (``.1234567`` is
+    ``.123456``). Only strings that already match :data:`TIMESTAMP_PATTERN` come here.
     """
     zulu = value[-1] in "Zz"
     if not (zulu or (value[-6] in "+-" and value[-3] == ":" and value[-2] < "6")):
@@ -90,8 +110,8 @@ def utc_timestamp(value: str) -> str:
         moment = datetime.fromisoformat(value)
     except ValueError:
         return _utc_timestamp(value)
-    if moment.tzinfo is None:  # pragma: no cover - the pattern requires an offset
-        raise ValueError("no offset")
+    if moment.tzinfo is None:  # pragma: no cover - the test above leaves only values with an offset
+        return _utc_timestamp(value)
     try:
         return moment.astimezone(UTC).isoformat()
     except OverflowError as exc:  # year 1 or 9999 shifted out of range by its offset
@@ -99,13 +119,16 @@ def utc_timestamp(value: str) -> str:
 
 
 def _utc_timestamp(value: str) -> str:
-    """The forms ``datetime.fromisoformat`` does not read (``+00``, nine fraction digits, ...)."""
+    """The forms ``datetime.fromisoformat`` does not read (``+00``, no offset, long fractions...)."""
     m = _TS.match(value)
     if m is None:
-        raise ValueError("not an ISO 8601 timestamp with an offset")
+        raise ValueError("not an ISO 8601 timestamp")
     year, month, day, hour, minute, second, fraction, zulu, sign, off_h, off_m = m.groups()
+    naive = sign is None and not zulu
+    if naive and not READINGS.lenient:
+        raise ValueError("no offset")
     offset = timedelta(0)
-    if not zulu:
+    if sign is not None:
         if int(off_m or 0) > 59:
             raise ValueError("offset minutes over 59")
         offset = timedelta(hours=int(off_h), minutes=int(off_m or 0))
@@ -116,16 +139,19 @@ def _utc_timestamp(value: str) -> str:
         int(year), int(month), int(day), int(hour), int(minute), int(second or 0), micro, timezone(offset)
     )
     try:
-        return moment.astimezone(UTC).isoformat()
+        read = moment.astimezone(UTC).isoformat()
     except OverflowError as exc:  # year 1 or 9999 shifted out of range by its offset
         raise ValueError("out of the representable range") from exc
+    if naive:
+        READINGS.no_offset += 1
+    return read
 
 
 def _timestamp(field: str, value: str) -> str:
     try:
         return utc_timestamp(value)
     except ValueError as exc:
-        raise Invalid(field, f"{value!r} is not a valid ISO 8601 timestamp with an offset") from exc
+        raise Invalid(field, f"{value!r} is not a valid ISO 8601 timestamp") from exc
 
 
 def _day(field: str, value: str) -> str:

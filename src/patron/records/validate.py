@@ -4,6 +4,12 @@ The body is split into raw records without decoding them; each record is then de
 Struct, so one bad record is rejected with its own Ometria-style path while its neighbours are
 accepted. Accepted records are re-encoded from their Structs: values are normalised (ids as strings,
 timestamps in UTC) and fields the schema does not know are left out, each reported as a warning.
+
+Some forms clients send are read leniently, each with a warning that names its kind: a timestamp
+without an offset (read as UTC) and an empty array where an object belongs (PHP's ``json_encode`` of
+an empty array, read as ``{}``). A strict account's records are rejected for them instead. Neither
+costs a record that has none: each is looked for only in a record whose first decoding failed, and
+the first decoding refuses a timestamp without an offset (``fields.READINGS``).
 """
 
 from __future__ import annotations
@@ -20,11 +26,28 @@ import msgspec
 from msgspec import UNSET
 
 from patron.records import fields
-from patron.records.fields import MAX_RECORD_BYTES, RECORD_TOO_LARGE
+from patron.records.fields import MAX_RECORD_BYTES, READINGS, RECORD_TOO_LARGE
 from patron.records.types import MAX_LISTS_PER_PUSH, RECORD_TYPES, Contact, CustomEvent, Part, Record
 
 MAX_RECORDS: Final = 100
 _INDEX = re.compile(r"\[(\d+)\]")
+
+# The lenient readings, by kind: the rule each of their warnings names (and a strict account's errors).
+#: A request's ``Content-Type`` was not ``application/json``; its body was read as JSON.
+CONTENT_TYPE: Final = "content_type"
+#: A timestamp without an offset, read as UTC.
+NO_OFFSET: Final = "timestamp_no_offset"
+#: An empty array where an object belongs, read as an empty object.
+EMPTY_ARRAY: Final = "empty_array_as_object"
+#: What a strict account is told instead, after the path (``root > timestamp``).
+STRICT: Final = {
+    NO_OFFSET: (
+        "has no offset; the account is strict, and Ometria documents timestamps with one"
+        " (2023-05-25T15:32:52+00:00)"
+    ),
+    EMPTY_ARRAY: "is an empty array where an object belongs; the account is strict, so it is not read as {}",
+}
+_NO_OFFSET = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?")
 
 
 class BatchInvalid(ValueError):
@@ -44,18 +67,23 @@ class RecordsInvalid(ValueError):
         self.errors = errors
 
 
-class RecordError(msgspec.Struct):
+class RecordError(msgspec.Struct, omit_defaults=True):
     index: int
     id: str | None
     error_path: str
     error_message: str
+    kind: str | None = None  # the lenient reading a strict account refused
 
 
-class FieldWarning(msgspec.Struct):
-    index: int
+class FieldWarning(msgspec.Struct, omit_defaults=True):
+    """A field not stored (``kind`` None), or a lenient reading (``kind`` names its rule). A warning
+    about the request as a whole (its ``Content-Type``) has ``index`` and ``id`` None."""
+
+    index: int | None
     id: str | None
     path: str
     message: str
+    kind: str | None = None
 
 
 class Batch(msgspec.Struct):
@@ -104,6 +132,7 @@ def _strict_struct(cls: type[Part]) -> type[Part]:
     return typing.cast(type[Part], strict)
 
 
+_encode = msgspec.json.Encoder().encode
 _split = msgspec.json.Decoder(list[msgspec.Raw])
 _head = msgspec.json.Decoder(_Head)
 _generic = msgspec.json.Decoder()
@@ -112,6 +141,7 @@ _decoders = {name: msgspec.json.Decoder(cls) for name, cls in RECORD_TYPES.items
 #: decoded once; only a record the twin refuses is decoded again, leniently, to list its warnings.
 _strict_decoders = {name: msgspec.json.Decoder(_strict(cls)) for name, cls in RECORD_TYPES.items()}
 _UNKNOWN = "Object contains unknown field"
+_GOT_ARRAY = ", got `array`"
 
 
 def ometria_path(msgspec_path: str) -> str:
@@ -128,7 +158,7 @@ _PATTERNS = {
     fields.ID_PATTERN: "must be a string without whitespace",
     fields.EMAIL_PATTERN: "is not a valid email address",
     fields.PHONE_PATTERN: "is not an E.164 phone number (a plus sign and up to 15 digits)",
-    fields.TIMESTAMP_PATTERN: "is not an ISO 8601 timestamp with an offset (2023-05-25T15:32:52+00:00)",
+    fields.TIMESTAMP_PATTERN: "is not an ISO 8601 timestamp (2023-05-25T15:32:52+00:00)",
     fields.DAY_PATTERN: "is not a YYYY-MM-DD date",
     fields.COLLECTION_PATTERN: "must be a string without whitespace or '/'",
     fields.NO_NUL_PATTERN: "must not contain NUL",
@@ -246,13 +276,149 @@ def unknown_fields(value: Any, cls: type[Part], path: str = "root") -> list[str]
     return found
 
 
-def validate(body: bytes, received: datetime) -> Batch:
-    """Split and validate a push body; raises :class:`BatchInvalid` when it is not a push at all."""
+@cache
+def _readable(cls: type[Part]) -> tuple[frozenset[str], frozenset[str]]:
+    """The JSON names of the fields of ``cls`` that hold an object (a Struct or a free-form object, not
+    a list of them), and of those that hold a timestamp."""
+    hints = typing.get_type_hints(cls)
+    timestamps = {name for name, kind in getattr(cls, "checks", {}).items() if kind == "timestamp"}
+    objects: set[str] = set()
+    stamps: set[str] = set()
+    for info in msgspec.structs.fields(cls):
+        if _takes_object(hints[info.name]):
+            objects.add(info.encode_name)
+        if info.name in timestamps:
+            stamps.add(info.encode_name)
+    return frozenset(objects), frozenset(stamps)
+
+
+def _takes_object(hint: Any) -> bool:
+    if (isinstance(hint, type) and issubclass(hint, Part)) or hint is dict or typing.get_origin(hint) is dict:
+        return True
+    if typing.get_origin(hint) is list:
+        return False
+    return any(_takes_object(arg) for arg in typing.get_args(hint))
+
+
+def lenient_readings(value: Any, cls: type[Part], path: str = "root") -> list[tuple[str, str]]:
+    """The lenient readings in ``value`` (a record's generic JSON, read as ``cls``), as (kind, path):
+    each timestamp without an offset, and each empty array where an object belongs, which this
+    replaces with ``{}`` in ``value``."""
+    if not isinstance(value, dict):
+        return []
+    objects, timestamps = _readable(cls)
+    nested = _shape(cls)[1]
+    found: list[tuple[str, str]] = []
+    for key, item in value.items():
+        if key in timestamps and isinstance(item, str) and _NO_OFFSET.fullmatch(item):
+            found.append((NO_OFFSET, f"{path} > {key}"))
+        elif key in objects and isinstance(item, list) and not item:
+            value[key] = {}
+            found.append((EMPTY_ARRAY, f"{path} > {key}"))
+        elif key in nested and isinstance(item, list):
+            for i, element in enumerate(item):
+                found.extend(lenient_readings(element, nested[key], f"{path} > {key} > {i}"))
+        elif key in nested:
+            found.extend(lenient_readings(item, nested[key], f"{path} > {key}"))
+    return found
+
+
+class _Read(msgspec.Struct):
+    record: Record
+    unknown: list[str]  # the paths of fields not stored
+    lenient: list[tuple[str, str]]  # (kind, path) of each lenient reading
+
+
+class _Refused(Exception):
+    """A lenient reading a strict account does not take."""
+
+    def __init__(self, kind: str, path: str) -> None:
+        super().__init__(f"{path}: {STRICT[kind]}")
+        self.kind = kind
+        self.path = path
+
+
+def _read(raw: msgspec.Raw, record_type: str, strict: bool) -> _Read:
+    """Decode one record that :func:`validate` could not take at the first try, with timestamps
+    without an offset read as UTC; raises ``msgspec.ValidationError``, or :class:`_Refused` when
+    ``strict``.
+
+    A record the strict twin refuses for an unknown field is decoded leniently, and its generic JSON
+    lists those fields; one refused for an array (where an object belongs, when the array is empty)
+    is decoded again with ``{}`` in place of each such array (once: every one is replaced at once);
+    one whose timestamps were read as UTC has them looked for in its generic JSON.
+    """
+    READINGS.lenient, READINGS.no_offset = True, 0
+    try:
+        return _read_leniently(raw, record_type, strict)
+    finally:
+        READINGS.lenient = False
+
+
+def _read_leniently(raw: msgspec.Raw, record_type: str, strict: bool) -> _Read:
+    cls = RECORD_TYPES[record_type]
+    generic: Any = None
+    lenient: list[tuple[str, str]] | None = None
+    data: bytes = raw
+    while True:
+        try:
+            try:
+                record = _strict_decoders[record_type].decode(data)
+                unknown: list[str] = []
+            except msgspec.ValidationError as exc:
+                if not str(exc).startswith(_UNKNOWN):
+                    raise
+                record = _decoders[record_type].decode(data)
+                generic = _generic.decode(raw) if generic is None else generic
+                unknown = unknown_fields(generic, cls)
+            break
+        except msgspec.ValidationError as exc:
+            if lenient is not None or _GOT_ARRAY not in str(exc):
+                raise
+            generic = _generic.decode(raw) if generic is None else generic
+            lenient = lenient_readings(generic, cls)  # puts {} in place of each empty array
+            emptied = [path for kind, path in lenient if kind == EMPTY_ARRAY]
+            if not emptied:
+                raise
+            if strict:
+                raise _Refused(EMPTY_ARRAY, emptied[0]) from exc
+            data = _encode(generic)
+    if READINGS.no_offset and lenient is None:  # a timestamp was read as UTC: where?
+        generic = _generic.decode(raw) if generic is None else generic
+        lenient = lenient_readings(generic, cls)
+    lenient = lenient or []
+    if strict and lenient:
+        kind, path = lenient[0]
+        raise _Refused(kind, path)
+    return _Read(record, unknown, lenient)
+
+
+def _leniently(kind: str, path: str) -> str:
+    """The warning of a lenient reading."""
+    field = path.rpartition(" > ")[2]
+    if kind == NO_OFFSET:
+        return f"{field} has no offset; read as UTC"
+    return f"{field} was an empty array; read as an empty object"
+
+
+def validate(body: bytes, received: datetime, *, strict: bool = False) -> Batch:
+    """Split and validate a push body; raises :class:`BatchInvalid` when it is not a push at all.
+
+    ``strict``: a record read leniently (above) is rejected instead, with the path of the reading.
+    """
     records = split(body)
     record_type = str(records[0][1].type)
-    decoder = _decoders[record_type]
-    strict = _strict_decoders[record_type]
-    cls = RECORD_TYPES[record_type]
+    READINGS.lenient = False  # a timestamp without an offset fails the first try (see _read)
+    try:
+        return _validate(records, record_type, received, strict)
+    finally:
+        READINGS.lenient = True
+
+
+def _validate(
+    records: list[tuple[msgspec.Raw, _Head]], record_type: str, received: datetime, strict: bool
+) -> Batch:
+    decoder = _strict_decoders[record_type]
     accepted: list[Record] = []
     errors: list[RecordError] = []
     warnings: list[FieldWarning] = []
@@ -262,21 +428,26 @@ def validate(body: bytes, received: datetime) -> Batch:
         if len(raw) > MAX_RECORD_BYTES:
             errors.append(RecordError(index, record_id, "root", RECORD_TOO_LARGE))
             continue
-        try:
+        try:  # nearly every record: decoded once, no unknown field, nothing read leniently
+            record = decoder.decode(raw)
+        except msgspec.ValidationError:
             try:
-                record = strict.decode(raw)
+                read = _read(raw, record_type, strict)
             except msgspec.ValidationError as exc:
-                if not str(exc).startswith(_UNKNOWN):
-                    raise
-                record = decoder.decode(raw)
-                warnings.extend(
-                    FieldWarning(index, record_id, path, "unknown field; not stored")
-                    for path in unknown_fields(_generic.decode(raw), cls)
-                )
-        except msgspec.ValidationError as exc:
-            path, message = split_error(str(exc))
-            errors.append(RecordError(index, record_id, path, message))
-            continue
+                path, message = split_error(str(exc))
+                errors.append(RecordError(index, record_id, path, message))
+                continue
+            except _Refused as exc:
+                errors.append(RecordError(index, record_id, exc.path, STRICT[exc.kind], exc.kind))
+                continue
+            record = read.record
+            warnings.extend(
+                FieldWarning(index, record_id, path, "unknown field; not stored") for path in read.unknown
+            )
+            warnings.extend(
+                FieldWarning(index, record_id, path, _leniently(kind, path), kind)
+                for kind, path in read.lenient
+            )
         if isinstance(record, CustomEvent) and record.timestamp is UNSET:
             record.timestamp = received.isoformat()
         if isinstance(record, Contact) and isinstance(record.add_to_lists, list):

@@ -106,6 +106,8 @@ accounts = Table(
     # The hosts tracked email links may lead to (and their subdomains); empty: the sender's domain.
     Column("link_domains", JSON, nullable=False, default=list, server_default="[]"),
     Column("created_at", UTCDateTime(), nullable=False),
+    # Whether pushes are refused what Patron otherwise reads leniently (a timestamp without an offset...).
+    Column("strict", Boolean, nullable=False, default=False, server_default="0"),
 )
 
 api_keys = Table(
@@ -162,12 +164,16 @@ push_errors = Table(
     _account_id(),
     Column("request_id", String(36), nullable=False),
     Column("record_type", String(16), nullable=False),
-    Column("record_index", Integer, nullable=False),
+    Column("record_index", Integer, nullable=True),  # null: about the request as a whole
     Column("record_id", String(512), nullable=True),
     Column("error_path", Text, nullable=False),
     Column("error_message", Text, nullable=False),
     Column("record", Text, nullable=True),  # the record as sent, when it was not too large to keep
     Column("created_at", UTCDateTime(), nullable=False),
+    # "error": the record was rejected; "warning": it was accepted, read leniently.
+    Column("severity", String(8), nullable=False, default="error", server_default="error"),
+    # The lenient reading's rule (validate.CONTENT_TYPE, NO_OFFSET, EMPTY_ARRAY), warned or refused.
+    Column("kind", String(32), nullable=True),
     Index("ix_push_errors_account_id_id", "account_id", "id"),
 )
 
