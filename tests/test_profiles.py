@@ -350,6 +350,7 @@ def test_the_profile_document(client: Client, tenant: Tenant) -> None:
         "firstname": "Ann",
         "middlename": None,
         "lastname": "Smith",
+        "suffix": None,
         "gender": "f",
         "date_of_birth": "1990-02-01",
         "country_id": "GB",

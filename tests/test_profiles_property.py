@@ -1,12 +1,14 @@
-"""Random histories of pushes and merges keep the customer view consistent.
+"""Random histories of pushes, merges and tag events keep the customer view consistent.
 
 Each example sends a random sequence of requests to a new account without waiting between them (so
 the worker applies several in one round, in arrival order): new contacts and email changes (a contact
-id pushed again with another email), orders and their cancellations, list changes and profile merges.
-Then:
+id pushed again with another email), orders and their cancellations, list changes, profile merges,
+and the website tag's beacons from two browsers and two sessions (identifies with profile data,
+``setProfileData``, page views). Then:
 
 - the profiles the worker kept are exactly what a full rebuild computes from the stored records;
-- no two profiles share an identifier, and each is one a record has (or an order had);
+- no two profiles share an identifier, and each is one a record has (or an order had, or the tag
+  identified);
 - every valid order with a customer id or email counts once, on one profile: the profiles' revenue adds
   up to the orders';
 - each list's size and totals, which the worker keeps as it rewrites profiles, add up its members'
@@ -23,6 +25,7 @@ from hypothesis import strategies as st
 from conftest import Tenant, wait_applied
 from patron import accounts
 from patron.profiles import build, lists
+from patron.tracking import wire
 from test_profiles import all_profiles
 from test_push import App, Client, app_fixtures
 
@@ -40,9 +43,13 @@ def contacts(draw: st.DrawFn) -> dict[str, Any]:
         "@type": "contact",
         "@collection": draw(st.sampled_from(["default", "shop2"])),
         "id": draw(st.sampled_from(["a", "b", "c"])),
-        "firstname": draw(st.sampled_from(["Ann", "Bob", "Cy"])),
     }
-    for name, values in (("email", emails), ("customer_id", customer_ids)):
+    for name, values in (
+        ("email", emails),
+        ("customer_id", customer_ids),
+        ("firstname", st.sampled_from(["Ann", "Bob", "Cy"])),
+        ("lastname", st.sampled_from(["Lee", "Ng"])),
+    ):
         if draw(st.booleans()):
             record[name] = draw(values)
     if draw(st.booleans()):
@@ -82,14 +89,51 @@ merges = st.builds(
     identifiers,
     st.lists(identifiers, min_size=1, max_size=2),
 )
-#: Steps, each with whether to wait until it is applied before the next is sent.
+#: What the tag may say of a profile: fields the contacts have too, and others; some do not fit.
+tag_data = st.fixed_dictionaries(
+    {"firstname": st.sampled_from(["Di", "Ed"])},
+    optional={
+        "lastname": st.sampled_from(["Lee", "Ox"]),
+        "gender": st.sampled_from(["f", "Male", "x"]),
+        "country_id": st.sampled_from(["gb", "ZZ"]),
+        "customer_id": customer_ids,
+    },
+)
+#: The tag's beacons, from two browsers and two session ids (the browser named by the step is the
+#: account's own: see send).
+beacons = st.builds(
+    lambda cid, sid, kind, email, data: {
+        "beacon": {
+            "cid": cid,
+            "sid": sid,
+            "type": kind,
+            "d": {"uiid": email, "profile": data} if kind != "pageview" else {"type": "product", "pid": "p1"},
+        }
+    },
+    st.sampled_from(["b1", "b2"]),
+    st.sampled_from(["s1", "s2"]),
+    st.sampled_from(["identify", "identify", "profile", "pageview"]),
+    emails,
+    tag_data,
+)
+#: Steps (a third of them the tag's), each with whether to wait until it is applied before the next is
+#: sent.
 histories = st.lists(
-    st.tuples(st.one_of(contacts(), orders(), cancellations, merges), st.booleans()), max_size=10
+    st.tuples(
+        st.sampled_from([contacts(), orders(), cancellations, merges, beacons, beacons]).flatmap(lambda s: s),
+        st.booleans(),
+    ),
+    max_size=10,
 )
 
 
-def send(client: Client, tenant: Tenant, step: dict[str, Any]) -> str:
-    """Send one step without waiting for it; the id of its queued request."""
+def send(client: Client, tenant: Tenant, step: dict[str, Any]) -> str | None:
+    """Send one step without waiting for it; the id of its queued request (a beacon's has none)."""
+    if "beacon" in step:
+        event = {**step["beacon"], "cid": f"{tenant.hash}{step['beacon']['cid']}"}  # this account's
+        answer = client.get(f"/track/v3/{tenant.hash}/event.gif", params={"data": wire.encode(event)})
+        assert answer.status_code == 200
+        return None
     if "merge" in step:
         response = client.post("/v2/merge-profile", json=step["merge"], headers=tenant.headers)
         assert response.status_code == 202, response.text
@@ -120,6 +164,15 @@ def mentioned(client: Client, tenant: Tenant) -> set[tuple[str, str]]:
         customer = record.get("customer") or {}
         found |= {("email", customer.get("email")), ("customer_id", customer.get("id"))}
     return found
+
+
+def identified(history: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    """The emails the tag identified (a profile holding one is made when none does)."""
+    return {
+        ("email", step["beacon"]["d"]["uiid"])
+        for step in history
+        if "beacon" in step and step["beacon"]["type"] == "identify"
+    }
 
 
 def ordered(history: list[dict[str, Any]]) -> set[tuple[str, str]]:
@@ -175,9 +228,9 @@ def test_any_history_gives_the_profiles_a_rebuild_gives(
     client, tenant = shared.client, shared.tenant("history")
     sent = []
     for step, wait in [*history, ({"@type": "contact", "id": "last", "email": "last@example.com"}, True)]:
-        sent.append(send(client, tenant, step))
-        if wait:
-            wait_applied(client, tenant, sent[-1])
+        sent.append(request_id := send(client, tenant, step))
+        if wait and request_id is not None:
+            wait_applied(client, tenant, request_id)
     kept = all_profiles(client, tenant)
 
     assert rebuild(shared, tenant) == 0
@@ -187,9 +240,10 @@ def test_any_history_gives_the_profiles_a_rebuild_gives(
     held = [(i["type"], i["id"]) for profile in kept for i in profile["identities"]]
     assert len(held) == len(set(held)), held
     # contacts give up an identifier they no longer have; an order that named a customer keeps the
-    # customer's profile known by it, even once the order names another
-    assert set(held) <= mentioned(client, tenant) | ordered([step for step, _ in history]), held
+    # customer's profile known by it, even once the order names another; the tag's profile data
+    # gives none
     steps = [step for step, _ in history]
+    assert set(held) <= mentioned(client, tenant) | ordered(steps) | identified(steps), held
     assert sum(p["stats"]["revenue"] for p in kept) == expected_revenue(steps)
     jobs = [request_id for (step, _), request_id in zip(history, sent, strict=False) if "merge" in step]
     assert_merges_hold(client, tenant, jobs, {p["id"] for p in kept})

@@ -1,22 +1,25 @@
 """Profile documents (reference section 5.5), computed from the records linked to each profile.
 
-A profile's document is a function of its contacts, its orders' stats, its identities, its lists and
-its consent history, nothing else: the worker recomputes the profiles each round touches, and
-``patron profiles rebuild`` recomputes them all with the same function, so both agree by construction
-(a test checks that a rebuild after any history changes nothing).
+A profile's document is a function of its contacts, its orders' stats, its identities, its lists, its
+consent history, its tracked sessions and the profile data the website tag sent in them, nothing else:
+the worker recomputes the profiles each round touches, and ``patron profiles rebuild`` recomputes them
+all with the same function, so both agree by construction (a test checks that a rebuild after any
+history changes nothing).
 """
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, NamedTuple
 
 import msgspec
-from sqlalchemy import Connection, bindparam, case, func, insert, select, update
+from sqlalchemy import Connection, bindparam, case, func, insert, or_, select, update
 
 from patron.profiles.consent import PENDING, SUBSCRIBED, UNSUBSCRIBED
+from patron.records.fields import COUNTRIES, DAY_PATTERN
 from patron.store import among, chunks
 from patron.store.schema import (
     consents,
@@ -27,6 +30,7 @@ from patron.store.schema import (
     lists,
     orders,
     profiles,
+    tracking_events,
     tracking_sessions,
 )
 
@@ -34,6 +38,19 @@ _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(dict[str, Any]).decode
 #: Fields each taken from the most recent contact that has it.
 PERSONAL_FIELDS = ("gender", "date_of_birth", "country_id")
+#: Fields taken together from one contact, the most recent with a first or last name.
+NAME_FIELDS = ("prefix", "firstname", "middlename", "lastname", "suffix")
+#: The profile's own fields the website tag may give (``identify(email, {...})``,
+#: ``setProfileData({...})``: ``d[profile]``), each shown only where none of the profile's contacts
+#: has it. Never an identifier: an email, customer id or phone number from the tag links nothing.
+TAG_FIELDS = (*NAME_FIELDS, *PERSONAL_FIELDS)
+#: The tag's events that carry profile data.
+TAG_PROFILE_EVENTS = ("identify", "profile")
+#: The longest name the tag may give.
+TAG_TEXT = 255
+_GENDERS = {"m": "m", "f": "f", "o": "o", "male": "m", "female": "f", "other": "o"}
+_DAY = re.compile(DAY_PATTERN)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 class Contact(NamedTuple):
@@ -62,6 +79,45 @@ class Facts(NamedTuple):
     consent: dict[str, tuple[str, datetime]]  # channel -> latest (status, when)
     clicks: tuple[int, datetime | None] = (0, None)  # verified email links clicked, and the last
     visits: tuple[int, datetime | None, datetime | None] = (0, None, None)  # sessions, first, last
+    tag: Mapping[str, str] = {}  # field -> the latest value the website tag gave (tag_profile)
+
+
+def tag_profile(d: Mapping[str, Any]) -> dict[str, str]:
+    """The profile fields (:data:`TAG_FIELDS`) an ``identify`` or ``profile`` event's ``d`` gives in
+    ``d[profile]``, trimmed and checked as anything from the public internet is: names text of at
+    most :data:`TAG_TEXT` characters without control characters; ``gender`` ``m``, ``f``, ``o`` (or
+    ``male``, ``female``, ``other``, any case); ``date_of_birth`` a real ``YYYY-MM-DD`` date;
+    ``country_id`` an ISO 3166-1 alpha-2 code (upper case). Anything else, blank or ``null`` is left
+    out."""
+    given = d.get("profile")
+    if not isinstance(given, dict):
+        return {}
+    found: dict[str, str] = {}
+    for name in TAG_FIELDS:
+        value = given.get(name)
+        if not isinstance(value, str):
+            continue
+        value = value.strip()
+        if name == "gender":
+            checked = _GENDERS.get(value.lower())
+        elif name == "date_of_birth":
+            checked = value if _DAY.match(value) and _real_day(value) else None
+        elif name == "country_id":
+            checked = value.upper() if value.isascii() and value.upper() in COUNTRIES else None
+        else:
+            usable = value and len(value) <= TAG_TEXT and value not in ("null", "undefined")
+            checked = value if usable and not _CONTROL.search(value) else None
+        if checked is not None:
+            found[name] = checked
+    return found
+
+
+def _real_day(value: str) -> bool:
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
 
 
 def second(value: str | datetime | None) -> str | None:
@@ -127,6 +183,7 @@ class Profile(msgspec.Struct, tag_field="@type", tag="profile"):
     firstname: str | None
     middlename: str | None
     lastname: str | None
+    suffix: str | None
     gender: str | None
     date_of_birth: str | None
     country_id: str | None
@@ -146,9 +203,12 @@ def document(facts: Facts) -> Profile:
     """The profile, computed from its facts."""
     recent = sorted(facts.contacts, key=lambda c: c.order, reverse=True)  # most recent first
     named = next((c.doc for c in recent if c.doc.get("firstname") or c.doc.get("lastname")), {})
-    personal = {
-        f: next((c.doc[f] for c in recent if c.doc.get(f) is not None), None) for f in PERSONAL_FIELDS
-    }
+    own: dict[str, Any] = {f: named.get(f) for f in NAME_FIELDS}
+    for f in PERSONAL_FIELDS:
+        own[f] = next((c.doc[f] for c in recent if c.doc.get(f) is not None), None)
+    if facts.tag:  # the tag's values fill the fields no contact has, whatever their age
+        pushed = {f for c in recent for f in TAG_FIELDS if c.doc.get(f) not in (None, "")}
+        own.update({f: value for f, value in facts.tag.items() if f not in pushed})
     kinds: dict[str, list[str]] = defaultdict(list)
     for kind, value in facts.identities:
         kinds[kind].append(value)
@@ -162,20 +222,21 @@ def document(facts: Facts) -> Profile:
     email_status = facts.consent.get("email")
     sms = facts.consent.get("sms")
     s = facts.stats
-    first, last = named.get("firstname"), named.get("lastname")
+    first, last = own["firstname"], own["lastname"]
     return Profile(
         id=facts.profile_id,
         customer_id=next(iter(kinds.get("customer_id", ())), None),
         email=email.lower() if email else next(iter(held), None),
         name=" ".join(v for v in (first, last) if v) or None,
-        prefix=named.get("prefix"),
+        prefix=own["prefix"],
         firstname=first,
-        middlename=named.get("middlename"),
+        middlename=own["middlename"],
         lastname=last,
-        gender=personal["gender"],
-        date_of_birth=personal["date_of_birth"],
-        country_id=personal["country_id"],
-        country=personal["country_id"],
+        suffix=own["suffix"],
+        gender=own["gender"],
+        date_of_birth=own["date_of_birth"],
+        country_id=own["country_id"],
+        country=own["country_id"],
         marketing_optin={SUBSCRIBED: True, UNSUBSCRIBED: False}.get(email_status[0])
         if email_status
         else None,
@@ -293,6 +354,7 @@ def _facts(conn: Connection, account_id: int, rows: list[Any]) -> list[Facts]:
             .group_by(t.c.profile)
         )
     }
+    tagged = _tag_data(conn, account_id, ids)
     return [
         Facts(
             r.profile_id,
@@ -304,9 +366,44 @@ def _facts(conn: Connection, account_id: int, rows: list[Any]) -> list[Facts]:
             latest[r.profile_id],
             clicks.get(r.profile_id, (0, None)),
             visits.get(r.profile_id, (0, None, None)),
+            tagged.get(r.profile_id, {}),
         )
         for r in rows
     ]
+
+
+def _tag_data(conn: Connection, account_id: int, ids: list[str]) -> dict[str, dict[str, str]]:
+    """Each profile's latest value of each field the tag gave (:func:`tag_profile`), from the
+    ``identify`` and ``profile`` events of the sessions linked to it. The sessions are read first
+    and their visitors' events then, each by its index (a join leaves SQLite, which has no
+    statistics, scanning every event of the account)."""
+    t, v = tracking_sessions, tracking_events
+    owners = {
+        (row.cid, row.session_id): row.profile
+        for row in conn.execute(
+            select(t.c.profile, t.c.cid, t.c.session_id).where(
+                t.c.account_id == account_id, among(conn, t.c.profile, ids)
+            )
+        )
+    }
+    tagged: dict[str, dict[str, str]] = defaultdict(dict)
+    if not owners:
+        return tagged
+    # only the events that give data: d with a non-empty "profile" object, as the worker encodes d
+    for event in conn.execute(
+        select(v.c.cid, v.c.session_id, v.c.data)
+        .where(
+            v.c.account_id == account_id,
+            among(conn, v.c.cid, sorted({cid for cid, _ in owners})),
+            or_(*(v.c.kind == kind for kind in TAG_PROFILE_EVENTS)),
+            v.c.data.contains('"profile":{"'),
+        )
+        .order_by(v.c.id)
+    ):
+        owner = owners.get((event.cid, event.session_id))
+        if owner is not None:  # the latest value of a field wins
+            tagged[owner].update(tag_profile(_decode(event.data)))
+    return tagged
 
 
 class _Row(NamedTuple):

@@ -106,6 +106,7 @@ class Contact(Record, tag="contact"):
     customer_id: Id | UnsetType | None = UNSET
     phone_number: Phone | UnsetType | None = UNSET
     prefix: Text | UnsetType | None = UNSET
+    suffix: Text | UnsetType | None = UNSET
     firstname: Text | UnsetType | None = UNSET
     middlename: Text | UnsetType | None = UNSET
     lastname: Text | UnsetType | None = UNSET

@@ -1,7 +1,8 @@
 """Sessions end after :data:`IDLE` without activity (``PATRON_SESSION_IDLE``). When a session of an
 identified visitor ends with a basket and no transaction, the profile gets an ``abandoned_basket``
-custom event with the basket's lines and total; when it ends with product views and nothing added to
-a basket, ``browse_abandoned``. The events are queued as pushes are, so they are custom events like
+custom event with the basket's lines and total; when it ends with product views (``viewproduct``, or
+a product page's view: ``events.product_view``) and nothing added to a basket, ``browse_abandoned``
+with the products viewed. The events are queued as pushes are, so they are custom events like
 any other (``GET /v2/custom-events``), applied in order; their ids make them happen once."""
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from patron.ingest.queue import enqueue, pack
 from patron.records.validate import validate
 from patron.store import Store
 from patron.store.schema import tracking_events, tracking_sessions
+from patron.tracking.events import may_be_product_view, product_view
 
 log = logging.getLogger("patron.tracking")
 IDLE = 1800.0
@@ -52,14 +54,16 @@ def _event(conn: Connection, row: Any, outcome: str) -> dict[str, Any]:
     else:
         e = tracking_events
         viewed = conn.execute(
-            select(e.c.data).where(
+            select(e.c.kind, e.c.data)
+            .where(
                 e.c.account_id == row.account_id,
                 e.c.cid == row.cid,
                 e.c.session_id == row.session_id,
-                e.c.kind == "viewproduct",
+                may_be_product_view(e),
             )
-        ).scalars()
-        products = [msgspec.json.decode(d).get("pid") for d in viewed]
+            .order_by(e.c.id)
+        )
+        products = [product_view(kind, msgspec.json.decode(data)) for kind, data in viewed]
         properties["products"] = list(dict.fromkeys(p for p in products if p))
     return {
         "@type": "custom_event",

@@ -1,28 +1,41 @@
 """What each tag event does, applied by the worker in arrival order with the account's pushes: the
 visitor and its session are kept up to date (counts, the latest basket, the checkout step, the
 orders confirmed), the event is kept, ``identify`` links the visitor and its earlier sessions to a
-profile, and ``transaction`` gives the order its sources (first touch and last touch)."""
+profile, and ``transaction`` gives the order its sources (first touch and last touch).
+
+What a product view is (:func:`product_view`, :func:`counted_view`) is said here once, for the
+session's count, browse abandonment and the activity timeline."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 import msgspec
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import ColumnElement, Connection, FromClause, Select, insert, select, update
 
 from patron.profiles.identity import normalise
 from patron.profiles.link import Linker, Op
-from patron.records.fields import EMAIL_PATTERN
+from patron.records.fields import EMAIL_PATTERN, ID_PATTERN
 from patron.signing import identified, stored_key
 from patron.store.schema import order_sources, tracking_events, tracking_sessions, visitors
 from patron.tracking import sources
 from patron.tracking.wire import Beacon
 
 TRACK = "track"
+PAGEVIEW, VIEWPRODUCT = "pageview", "viewproduct"
+#: The page type of a product page (``init("product", {pid})``), as the tag sends it.
+PRODUCT_PAGE = "product"
 _EMAIL = re.compile(EMAIL_PATTERN)
+#: A product id as a pushed product's: no whitespace, at most 512 characters.
+_PRODUCT_ID = re.compile(ID_PATTERN)
+#: What the tag sends for a JavaScript null or undefined.
+_NOTHING = frozenset(("null", "undefined"))
+_INTEGER = re.compile(r"-?[0-9]{1,15}")
 _encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder(dict[str, Any]).decode
 
 
 class Hit(msgspec.Struct):
@@ -32,13 +45,66 @@ class Hit(msgspec.Struct):
     at: datetime
 
 
+def product_view(kind: str, d: Mapping[str, Any]) -> str | None:
+    """The product an event says the visitor viewed, or ``None``: a ``viewproduct``, or a page view
+    of a product page (``d[type]`` ``product``: what ``init("product", {pid})`` sends, the only sign
+    of a product view that Ometria's own tag and its Shopify build give), with its product id
+    ``d[pid]`` shaped as a product's id."""
+    if kind != VIEWPRODUCT and (kind != PAGEVIEW or d.get("type") != PRODUCT_PAGE):
+        return None
+    pid = d.get("pid")
+    if isinstance(pid, str) and len(pid) <= 512 and pid not in _NOTHING and _PRODUCT_ID.match(pid):
+        return pid
+    return None
+
+
+def counted_view(kind: str, d: Mapping[str, Any], page: Mapping[str, Any] | None) -> str | None:
+    """The product an event counts one view of, or ``None``; ``page`` is the ``d`` of its session's
+    latest page view before it. A ``viewproduct`` of the product whose page that is repeats the page
+    view's own count (a product page may send both: ``viewProduct(pid)`` and ``init("product",
+    {pid})``), so it counts for nothing."""
+    product = product_view(kind, d)
+    repeat = kind == VIEWPRODUCT and page is not None and product_view(PAGEVIEW, page) == product
+    return None if repeat else product
+
+
+def may_be_product_view(events: FromClause) -> ColumnElement[bool]:
+    """The events of ``events`` (``tracking_events``) that :func:`product_view` may take, in SQL."""
+    c = events.c
+    return (c.kind == VIEWPRODUCT) | ((c.kind == PAGEVIEW) & (c.page_type == PRODUCT_PAGE))
+
+
+def latest_page(
+    events: FromClause, account: Any, cid: Any, session_id: Any, before: Any = None
+) -> Select[str]:
+    """The ``d`` (JSON) of a session's latest page view (before the event ``before``, if given), from
+    ``events`` (``tracking_events`` or an alias); the arguments are values or outer columns."""
+    c = events.c
+    query = select(c.data).where(
+        c.account_id == account, c.cid == cid, c.session_id == session_id, c.kind == PAGEVIEW
+    )
+    if before is not None:
+        query = query.where(c.id < before)
+    return query.order_by(c.id.desc()).limit(1)
+
+
+def _digits(value: Any) -> str:
+    return re.sub(r"[^0-9.\-]", "", str(value)) if value is not None else ""
+
+
 def _number(value: Any) -> float | None:
     """A number as the tag sends it (a string, perhaps with a currency sign)."""
-    text = re.sub(r"[^0-9.\-]", "", str(value)) if value is not None else ""
+    text = _digits(value)
     try:
         return float(text) if text else None
     except ValueError:
         return None
+
+
+def _quantity(value: Any) -> int | float | None:
+    """A quantity as the tag sends it: an integer stays one (``"2"`` is 2, ``"2.5"`` 2.5)."""
+    text = _digits(value)
+    return int(text) if _INTEGER.fullmatch(text) else _number(value)
 
 
 def basket(d: dict[str, Any]) -> dict[str, Any]:
@@ -49,7 +115,7 @@ def basket(d: dict[str, Any]) -> dict[str, Any]:
         "id": d.get("id"),
         "total": _number(d.get("total")),
         "currency": d.get("cur"),
-        "size": _number(d.get("size")),
+        "size": _quantity(d.get("size")),
         "url": d.get("url"),
         "lines": [
             {
@@ -57,7 +123,7 @@ def basket(d: dict[str, Any]) -> dict[str, Any]:
                 for name, value in (
                     ("product_id", line.get("pid")),
                     ("variant_id", line.get("vid")),
-                    ("quantity", _number(line.get("q"))),
+                    ("quantity", _quantity(line.get("q"))),
                     ("total", _number(line.get("tot"))),
                 )
                 if value is not None and value != "null"
@@ -124,10 +190,17 @@ def apply(linker: Linker, op: Op) -> None:
             occurred_at=at,
         )
     )
+    # the session's profile is the one whose documents it changes (visits, last seen, the tag's
+    # profile data); an identify that gives the session to another changes the one it leaves too
+    owner = session.profile
     if b.type == "identify":
-        profile = _identify(linker, b, at) or profile
-    if profile is not None:
-        linker.touched.add(profile)
+        identified = _identify(linker, b, at)
+        if identified is not None:
+            if owner is not None and owner != identified:
+                linker.touched.add(owner)
+            owner = identified
+    if owner is not None:
+        linker.touched.add(owner)
 
 
 def _changes(
@@ -135,9 +208,15 @@ def _changes(
 ) -> dict[str, Any]:
     """What the event changes in its session (and, for a transaction, the order's sources)."""
     d = b.d
-    if b.type == "pageview":
-        return {"page_views": session.page_views + 1}
-    if b.type == "viewproduct":
+    if b.type == PAGEVIEW:
+        views = 1 if product_view(b.type, d) is not None else 0
+        return {"page_views": session.page_views + 1, "product_views": session.product_views + views}
+    if b.type == VIEWPRODUCT:
+        if product_view(b.type, d) is None:
+            return {}
+        page = conn.execute(latest_page(tracking_events, account, b.cid, b.sid)).scalar()
+        if counted_view(b.type, d, _decode(page) if page is not None else None) is None:
+            return {}
         return {"product_views": session.product_views + 1}
     if b.type == "addtobasket":
         return {"basket_adds": session.basket_adds + 1}

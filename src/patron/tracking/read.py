@@ -12,6 +12,7 @@ from sqlalchemy import Column, Connection, Row, Table, select
 
 from patron.entities import Page, get_document
 from patron.profiles.build import survivor
+from patron.store import among
 from patron.store.schema import (
     custom_events,
     email_clicks,
@@ -20,6 +21,7 @@ from patron.store.schema import (
     tracking_events,
     tracking_sessions,
 )
+from patron.tracking.events import VIEWPRODUCT, counted_view, latest_page
 
 _decode = msgspec.json.decode
 
@@ -27,7 +29,9 @@ _decode = msgspec.json.decode
 class Activity(msgspec.Struct, omit_defaults=True):
     """One thing a person did, newest first: on the site (``web``: page views, product views,
     baskets, checkout steps, transactions, tag events), through the Data API (``api``: orders and
-    custom events, abandonment events included) or in an email (``email``: a verified link clicked)."""
+    custom events, abandonment events included) or in an email (``email``: a verified link clicked).
+    ``product_id`` marks a product view (``events.counted_view``: a ``viewproduct``, or a product
+    page's view), with its product: one per view, as the session counts them."""
 
     timestamp: str
     channel: str
@@ -35,6 +39,7 @@ class Activity(msgspec.Struct, omit_defaults=True):
     session_id: str | None = None
     url: str | None = None
     page_type: str | None = None
+    product_id: str | None = None
     id: str | None = None
     data: dict[str, Any] = {}
 
@@ -56,10 +61,12 @@ def activity(conn: Connection, account_id: int, profile_id: str, page: Page) -> 
         .where(e.c.account_id == account_id, s.c.profile == live)
         .order_by(e.c.occurred_at.desc(), e.c.id.desc())
         .limit(wanted)
-    )
+    ).all()
+    pages = _pages(conn, [row.id for row in web if row.kind == VIEWPRODUCT])
     for row in web:
         item = Activity(_time(row.occurred_at), "web", row.kind, row.session_id, row.url, row.page_type)
         item.data = _decode(row.data)
+        item.product_id = counted_view(row.kind, item.data, pages.get(row.id))
         found.append((row.occurred_at, row.id, item))
     for event in _newest(conn, custom_events, custom_events.c.updated_at, account_id, live, wanted):
         doc = _decode(event.data)
@@ -76,6 +83,19 @@ def activity(conn: Connection, account_id: int, profile_id: str, page: Page) -> 
         found.append((click.when, click.id, item))
     found.sort(key=lambda f: (f[0], f[1]), reverse=True)
     return [item for _, _, item in found[page.offset : wanted]]
+
+
+def _pages(conn: Connection, event_ids: list[int]) -> dict[int, dict[str, Any]]:
+    """The ``d`` of the page each of these events was on (its session's latest page view before it),
+    by event id: what :func:`counted_view` needs to tell a ``viewproduct`` from its page's repeat."""
+    if not event_ids:
+        return {}
+    e = tracking_events
+    shown = latest_page(tracking_events.alias("page"), e.c.account_id, e.c.cid, e.c.session_id, e.c.id)
+    rows = conn.execute(
+        select(e.c.id, shown.scalar_subquery().label("page")).where(among(conn, e.c.id, event_ids))
+    )
+    return {row.id: _decode(row.page) for row in rows if row.page is not None}
 
 
 def _newest(
