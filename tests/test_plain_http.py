@@ -18,8 +18,8 @@ import httpx
 import pytest
 
 from conftest import Server, start_server
+from test_slow_clients import READ_TIMEOUT, closed_by_server
 
-READ_TIMEOUT = 20
 LIMITS = {"PATRON_HEADER_TIMEOUT": "1", "PATRON_BODY_TIMEOUT": "2"}
 TAG_HASH = "0123456789abcdef"  # a well-formed account hash: the tag is served for any
 FORM_POST = (
@@ -43,21 +43,6 @@ def tcp(server: Server) -> socket.socket:
 def tls(server: Server) -> ssl.SSLSocket:
     context = ssl.create_default_context(cafile=server.ca)
     return context.wrap_socket(tcp(server), server_hostname="localhost")
-
-
-def closed_by_server(sock: socket.socket) -> bytes:
-    """Everything the server sends until it ends the connection (end of stream or reset)."""
-    received = b""
-    while True:
-        try:
-            chunk = sock.recv(65536)
-        except TimeoutError:
-            pytest.fail(f"the server kept the connection open for {READ_TIMEOUT} s")
-        except (ConnectionError, ssl.SSLError):
-            return received
-        if not chunk:
-            return received
-        received += chunk
 
 
 def request(sock: socket.socket, raw: bytes) -> http.client.HTTPResponse:
