@@ -276,8 +276,9 @@ class Opening(asyncio.Protocol):
                 server_side=True,
                 ssl_handshake_timeout=Connection.limits.header_timeout,
             )
-        except OSError:  # a failed, late or broken handshake: the connection is gone already
+        except Exception:  # a failed, late or broken handshake (SSLError, TimeoutError, a reset...)
             self._disarm()
+            self.transport.abort()
             return
         self._disarm()
         if tls is None or tls.is_closing():  # aborted at the deadline, as the handshake ended
