@@ -16,11 +16,19 @@ $(BIN)/python:
 	  $(PYTHON) -m venv $(VENV); }
 	@$(BIN)/python -m pip install -q --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
+# Third-party front-end code (Swagger UI) comes from the npm registry, pinned with integrity hashes in
+# its package-lock.json (npm ci checks them), into a git-ignored folder the package serves.
+VENDOR := src/patron/static/vendor
+$(VENDOR)/node_modules/.installed: $(VENDOR)/package.json $(VENDOR)/package-lock.json
+	@command -v npm >/dev/null || { echo "installing nodejs npm"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; }
+	npm ci --prefix $(VENDOR) --no-audit --no-fund --silent
+	@touch $@
+
+$(VENV)/.installed: pyproject.toml $(VENDOR)/node_modules/.installed | $(BIN)/python
 	$(BIN)/pip install -q -e .
 	@touch $@
 
-$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+$(VENV)/.installed-test: pyproject.toml $(VENDOR)/node_modules/.installed | $(BIN)/python
 	$(BIN)/pip install -q -e ".[test]"
 	@touch $@
 
@@ -70,4 +78,4 @@ bench: $(VENV)/.installed-test system-packages $(PRISM)
 	$(BIN)/pytest bench/micro --benchmark-only -o testpaths=bench --benchmark-columns=min,median,max,rounds
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(VENDOR)/node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,7 +1,8 @@
 """The OpenAPI 3.1 document at ``/v2/swagger.json`` and Swagger UI at ``/v2/docs``, from bundled assets.
 
-Litestar builds the document from the same msgspec types the handlers use. Swagger UI comes from the
-npm package ``swagger-ui-dist`` copied into ``patron/static/swagger-ui``: no page loads anything from a
+Litestar builds the document from the same msgspec types the handlers use. Swagger UI is the npm
+package ``swagger-ui-dist``, which ``make`` installs (pinned, integrity-checked by ``npm ci``) into
+``patron/static/vendor/node_modules``: nothing of it is committed, and no page loads anything from a
 CDN. The page is a template of ``api/templates`` that runs no inline script (``static/docs.js``,
 served at ``/v2/docs/init.js``, starts Swagger UI on ``/v2/swagger.json``), so its
 Content-Security-Policy lets only this server's scripts run.
@@ -27,7 +28,7 @@ from patron.api import pages
 from patron.api.auth import AUTH_HEADER, BODY_TYPE
 from patron.records import types
 
-ASSETS = Path(__file__).parent.parent / "static" / "swagger-ui"
+ASSETS = Path(__file__).parent.parent / "static" / "vendor" / "node_modules" / "swagger-ui-dist"
 DOCS_PATH = "/v2/docs"
 ASSETS_PATH = f"{DOCS_PATH}/assets"
 INIT_PATH = "/init.js"
