@@ -144,7 +144,7 @@ def _swap_target(token: str) -> str:
         _swap_target,
         lambda t: t[:-1] + ("0" if t[-1] != "0" else "1"),  # the signature
         lambda t: t.replace(".", ".9", 1),  # the expiry
-        lambda t: "0" + t[1:],  # the message id
+        lambda t: ("1" if t[0] == "0" else "0") + t[1:],  # the message id
         lambda t: t.rsplit(".", 1)[0],  # cut short
         lambda t: "x",
         lambda t: t * 20,
