@@ -34,6 +34,7 @@ from patron import accounts, memory
 from patron.config import Settings
 from patron.ingest.push import push
 from patron.ingest.worker import ROUND_RECORDS, apply_round
+from patron.runtime import queue_kinds
 from patron.store import open_store
 
 
@@ -58,9 +59,10 @@ def main() -> None:
                     await push(store, account, json.dumps(records).encode(), accounts.now())
 
             asyncio.run(fill())
+            kinds = queue_kinds()
             memory.settle()  # as `patron worker` does once started
             started = time.perf_counter()
-            while apply_round(store, args.round):
+            while apply_round(store, kinds, args.round):
                 pass
             seconds = time.perf_counter() - started
         finally:

@@ -29,6 +29,7 @@ from patron import accounts
 from patron.app import create_app
 from patron.config import Settings
 from patron.ingest.worker import apply_round
+from patron.runtime import queue_kinds
 from patron.store import Store, open_store
 
 Client = TestClient[Any]
@@ -854,7 +855,7 @@ def test_push_status_goes_from_queued_to_applied(isolated: App) -> None:
     assert (queued["accepted"], queued["rejected"], queued["applied"]) == (1, 1, None)
     assert queued["timestamp_applied"] is None
     assert stored(client, tenant, "order") == {}
-    apply_round(store)
+    apply_round(store, queue_kinds())
     applied = read(client, tenant, f"/v2/push/{request_id}")
     assert (applied["status"], applied["accepted"], applied["rejected"], applied["applied"]) == (
         "applied",
@@ -915,7 +916,7 @@ def test_a_full_backlog_gives_429_and_stores_nothing(isolated: App) -> None:
     assert refused.headers["x-queuesize-remaining"] == "0"
     assert int(refused.headers["retry-after"]) > 0
     assert_problem(post(client, tenant, [minimal("order", "again")]), 429)
-    apply_round(store)  # what the stopped worker would have done
+    apply_round(store, queue_kinds())  # what the stopped worker would have done
     accepted = [f"o{i}" for i, r in enumerate(responses) if r.status_code == 202]
     assert list(stored(client, tenant, "order")) == accepted
     assert errors(client, tenant) == []

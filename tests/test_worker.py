@@ -20,6 +20,7 @@ from patron.app import create_app
 from patron.config import Settings
 from patron.ingest.queue import latest_errors, pack
 from patron.ingest.worker import apply_round
+from patron.runtime import queue_kinds
 from patron.store import Store, open_store
 from patron.store.schema import accounts as accounts_table
 from patron.store.schema import import_batches, orders
@@ -70,7 +71,7 @@ def test_a_record_that_cannot_be_applied_becomes_a_push_error_and_the_queue_move
     broken = {"@type": "order", "status": "no id"}  # cannot be keyed
     first = queue(store, tenant, [good, broken, {**good, "id": "o2"}])
     second = queue(store, tenant, [{**good, "id": "o3"}])
-    while apply_round(store):
+    while apply_round(store, queue_kinds()):
         pass
     assert order_ids(store) == ["o1", "o2", "o3"]
     account = store.read_blocking(lambda conn: accounts.get_account(conn, tenant.hash))
@@ -95,7 +96,7 @@ def test_a_record_that_cannot_be_applied_becomes_a_push_error_and_the_queue_move
 def test_queue_copies_in_plain_json_from_before_packing_still_apply(store: Store, tenant: Tenant) -> None:
     queue(store, tenant, [{"@type": "order", "id": "plain", "status": "complete"}])
     queue(store, tenant, [{"@type": "order", "id": "packed", "status": "complete"}], packed=True)
-    while apply_round(store):
+    while apply_round(store, queue_kinds()):
         pass
     assert order_ids(store) == ["plain", "packed"]
 
@@ -173,7 +174,7 @@ def test_on_postgresql_workers_apply_accounts_in_parallel_and_each_account_in_or
             return store.read_blocking(lambda c: c.execute(query).first()) is not None
 
         def work() -> None:
-            while apply_round(store, limit_records=10) or anything_queued():
+            while apply_round(store, queue_kinds(), limit_records=10) or anything_queued():
                 pass  # the accounts left may be another worker's for now
 
         workers = [threading.Thread(target=work) for _ in range(3)]

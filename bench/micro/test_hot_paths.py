@@ -31,6 +31,7 @@ from patron.config import Settings
 from patron.ingest.push import push
 from patron.ingest.worker import apply_round
 from patron.records.validate import validate
+from patron.runtime import queue_kinds
 from patron.store import Store, open_store
 
 BODY = json.dumps([order("m", i) for i in range(RECORDS_PER_REQUEST)]).encode()
@@ -76,5 +77,7 @@ def test_apply_a_round_of_500_orders(benchmark: Any, store: Store, account: acco
 
         asyncio.run(fill())
 
-    applied = benchmark.pedantic(lambda: apply_round(store), setup=queue_five, rounds=20, iterations=1)
+    applied = benchmark.pedantic(
+        lambda: apply_round(store, queue_kinds()), setup=queue_five, rounds=20, iterations=1
+    )
     assert applied == 5

@@ -160,20 +160,14 @@ def worker(ctx: click.Context, wake_stdin: bool, idle_poll: float, log_level: st
     import signal
     import threading
 
-    from patron.ingest.worker import Wait, pipe_waker, run
+    from patron.ingest.worker import pipe_waker, run
+    from patron.runtime import queue_kinds
 
     logs.configure(log_level.upper())
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with _store(ctx.obj) as store, suppress(KeyboardInterrupt):
-        listen = getattr(store, "listen", None)
-        wait: Wait
-        if wake_stdin:
-            wait = pipe_waker(sys.stdin.fileno())
-        elif listen is not None:
-            wait = listen(stop)
-        else:
-            wait = lambda timeout: not stop.wait(timeout)  # noqa: E731
+        wait = pipe_waker(sys.stdin.fileno()) if wake_stdin else store.waiter(stop)
         settings: Settings = ctx.obj
         if settings.smtp_url:
             from patron.email.outbox import Sender, Smtp
@@ -183,7 +177,7 @@ def worker(ctx: click.Context, wake_stdin: bool, idle_poll: float, log_level: st
         poll = min(5.0, settings.session_idle / 4)
         Sweeper(store, stop, idle=settings.session_idle, poll=poll).thread.start()
         memory.settle()
-        run(store, stop, wait, idle_poll)
+        run(store, queue_kinds(), stop, wait, idle_poll)
         stop.set()  # the sender and the sweeper, too
 
 

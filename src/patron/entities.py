@@ -12,7 +12,7 @@ from typing import Any, Final
 
 from sqlalchemy import ColumnElement, Connection, func, or_, select
 
-from patron.ingest.apply import KINDS
+from patron.model.storage import KINDS
 from patron.store.schema import contacts
 
 #: Conditions on the rows of one entity table, built by the ``*_filters`` functions below.

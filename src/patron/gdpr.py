@@ -35,7 +35,7 @@ from msgspec import UNSET, Meta, UnsetType
 from sqlalchemy import Connection, Table, delete, func, insert, or_, select, update
 
 from patron.ingest.queue import enqueue_operation, pack, unpack
-from patron.profiles.link import Linker, Op
+from patron.model.rounds import Op, QueueKind, Registry, Round
 from patron.profiles.operations import resolve
 from patron.records.fields import EMAIL_PATTERN, NO_NUL_PATTERN, Email
 from patron.signing import account_key
@@ -333,12 +333,12 @@ def _add(traces: set[str], *values: Any) -> None:
             traces.add(str(value).strip())
 
 
-def _person(linker: Linker, op: Op) -> Person:
-    conn, account = linker.conn, linker.account_id
+def _person(round: Round, op: Op) -> Person:
+    conn, account = round.conn, round.account_id
     asked = [DeletionIdentity(**each) for each in op.record["identities"]]
     found: list[str] = []
     for identity in asked:
-        found += resolve(linker, RESOLVE_AS[identity.type], identity.value)
+        found += resolve(round, RESOLVE_AS[identity.type], identity.value)
     p = profiles
     merged = conn.execute(
         select(p.c.profile_id).where(p.c.account_id == account, among(conn, p.c.merged_into, found))
@@ -852,18 +852,23 @@ HANDLERS: dict[str, Handler] = {
 }
 
 
-def anonymise(linker: Linker, op: Op) -> None:
+def anonymise(round: Round, op: Op) -> None:
     """Run a queued anonymisation (the worker's operation ``anonymise``)."""
-    person = _person(linker, op)
+    person = _person(round, op)
     for handler in HANDLERS.values():
-        handler(linker.conn, linker.account_id, person, op)
-    linker.touched.update(person.profiles)
+        handler(round.conn, round.account_id, person, op)
+    round.touch(*person.profiles)
     log.info(
         "anonymised",
         extra={
             "request_id": op.request_id,
-            "account_id": linker.account_id,
+            "account_id": round.account_id,
             "profiles": len(person.profiles),
             **{f"{what.replace(' ', '_')}s": n for what, n in person.counts.items()},
         },
     )
+
+
+def register(kinds: Registry) -> None:
+    """Anonymisation: in a round of its own, after which the store's files lose the old bytes."""
+    kinds.add(QueueKind(ANONYMISE, anonymise, alone=True, erases=True))

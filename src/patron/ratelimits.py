@@ -16,9 +16,8 @@ from limits.aio.storage import MemoryStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
 from sqlalchemy import Connection, delete, select
-from sqlalchemy.dialects import postgresql, sqlite
 
-from patron.store import Store
+from patron.store import Store, upsert
 from patron.store.schema import rate_windows
 
 #: The endpoint classes and Ometria's documented default limit for each.
@@ -71,8 +70,7 @@ def _count_in_window(conn: Connection, key: str, window_start: int, limit: int) 
     """Count one request in the window, unless it already holds ``limit``; the new count, or None."""
     if limit < 1:
         return None
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    insert = dialect.insert(rate_windows).values(key=key, window_start=window_start, count=1)
+    insert = upsert(conn, rate_windows).values(key=key, window_start=window_start, count=1)
     counted = conn.execute(
         insert.on_conflict_do_update(
             index_elements=["key", "window_start"],

@@ -16,10 +16,9 @@ import msgspec
 from sqlalchemy import Connection, insert, select, update
 
 from patron.records.validate import Batch, FieldWarning
+from patron.store import notify_workers
 from patron.store.schema import accounts, import_batches, push_errors
 
-#: The PostgreSQL channel a push notifies and idle workers listen on.
-CHANNEL = "patron_queue"
 QUEUED = "queued"
 APPLIED = "applied"
 #: The severities of ``push_errors`` rows: a rejected record, or a lenient reading of an accepted one.
@@ -179,8 +178,8 @@ def _enqueue(
             applied_at=None if accepted else received,
         )
     )
-    if accepted and conn.dialect.name == "postgresql":
-        conn.exec_driver_sql(f"NOTIFY {CHANNEL}")  # delivered to listening workers at commit
+    if accepted:
+        notify_workers(conn)
     if batch is not None:
         kept = [
             _Kept(e.index, e.id, e.error_path, e.error_message, raw_records[e.index], ERROR, e.kind)

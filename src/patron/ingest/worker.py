@@ -15,22 +15,19 @@ import logging
 import os
 import select as io_select
 import threading
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 import msgspec
 from sqlalchemy import Connection, bindparam, select, update
 
-from patron import gdpr
 from patron.accounts import now
-from patron.ingest.apply import KINDS, Changes, plan, write
 from patron.ingest.queue import APPLIED, QUEUED, count_queued, record_errors, unpack
-from patron.profiles import operations
-from patron.profiles.link import Linker, Op
-from patron.store import Store, StoreUnavailable, lock_account
+from patron.model.rounds import Op, Registry, Round
+from patron.model.storage import Changes, plan, write
+from patron.profiles.link import Linker
+from patron.store import Store, StoreUnavailable, Wait, lock_account
 from patron.store.schema import import_batches
-from patron.tracking import events
 
 log = logging.getLogger("patron.worker")
 #: Roughly how many records one round (one transaction) applies.
@@ -50,7 +47,9 @@ class Conflict(Exception):
     """A batch of the round was no longer queued when the round committed."""
 
 
-def _oldest(conn: Connection, limit_records: int, account_id: int | None = None) -> list[Queued]:
+def _oldest(
+    conn: Connection, kinds: Registry, limit_records: int, account_id: int | None = None
+) -> list[Queued]:
     t = import_batches
     query = (
         select(t.c.id, t.c.request_id, t.c.account_id, t.c.record_type, t.c.accepted, t.c.records)
@@ -65,14 +64,14 @@ def _oldest(conn: Connection, limit_records: int, account_id: int | None = None)
     taken: list[Queued] = []
     total = 0
     for row in rows:
-        # An operation (a merge, an anonymisation...) is a round of its own, so that it finds every
-        # record queued before it already written.
-        operation = row.record_type in OPERATIONS
-        if taken and (operation or total + row.accepted > limit_records):
+        # a kind that runs alone (a merge, an anonymisation...) is a round of its own, so that it
+        # finds every record queued before it already written
+        alone = kinds[row.record_type].alone
+        if taken and (alone or total + row.accepted > limit_records):
             break
         taken.append(Queued(*row[:5], unpack(row.records)))
         total += row.accepted
-        if operation:
+        if alone:
             break
     return taken
 
@@ -83,72 +82,74 @@ def _times(n: int) -> list[datetime]:
     return [start + timedelta(microseconds=i) for i in range(n)]
 
 
-def _claimed_round(conn: Connection, limit_records: int) -> int:
-    """PostgreSQL: claim an account that has queued batches and no other worker, and plan and write
-    its oldest batches in the same transaction. Workers on other accounts run in parallel; one
-    account's batches stay in arrival order."""
-    t = import_batches
-    waiting = conn.execute(select(t.c.account_id).where(t.c.status == QUEUED).order_by(t.c.id).limit(100))
-    for account_id in dict.fromkeys(waiting.scalars()):
-        if not lock_account(conn, account_id, wait=False):
-            continue  # another worker's, for now
-        batches = _oldest(conn, limit_records, account_id)
-        if batches:  # (none if a worker finished them since the look above)
-            times = _times(len(batches))
-            _commit(conn, batches, times, _plan(conn, batches, times))
-            return len(batches)
-    return 0
+def apply_round(store: Store, kinds: Registry, limit_records: int = ROUND_RECORDS) -> int:
+    """Apply the oldest queued batches, each as its kind in ``kinds`` says; returns how many were
+    applied. How a round runs is the store's: claimed per account where several workers may run at
+    once (PostgreSQL), else planned on a reader and written by the one writer (SQLite)."""
+    rounds = _claimed_round if store.parallel_workers else _shared_round
+    batches = rounds(store, kinds, limit_records)
+    if any(kinds[batch.record_type].erases for batch in batches):
+        store.purge()  # the erased data's old bytes leave the store's files too
+    return len(batches)
 
 
-def apply_round(store: Store, limit_records: int = ROUND_RECORDS) -> int:
-    """Apply the oldest queued batches; returns how many were applied.
-
-    Reading and merging happen on a reader connection; the writer thread only runs the resulting
-    inserts and updates, so a round holds up other writes (the pushes' group commits) for as short a
-    time as possible. Only the worker writes entities, so nothing changes them in between.
-    """
-
-    if store.parallel_workers:
-        try:
-            return store.write_blocking(lambda conn: _claimed_round(conn, limit_records))
-        except (Conflict, StoreUnavailable):
-            raise
-        except Exception:
-            log.warning("a round failed to apply as a whole; applying its batches one by one", exc_info=True)
-    batches = store.read_blocking(lambda conn: _oldest(conn, limit_records))
+def _shared_round(store: Store, kinds: Registry, limit_records: int) -> list[Queued]:
+    """One writer for everything (SQLite): the round's reading and merging happen on a reader
+    connection, and the writer thread only runs the resulting inserts and updates, so a round holds
+    up other writes (the pushes' group commits) for as short a time as possible. Only the worker
+    writes entities, so nothing changes them in between."""
+    batches = store.read_blocking(lambda conn: _oldest(conn, kinds, limit_records))
     if not batches:
-        return 0
+        return []
     times = _times(len(batches))
     try:
-        changes = store.read_blocking(lambda conn: _plan(conn, batches, times))
-        store.write_blocking(lambda conn: _commit(conn, batches, times, changes))
+        changes = store.read_blocking(lambda conn: _plan(conn, kinds, batches, times))
+        store.write_blocking(lambda conn: _commit(conn, kinds, batches, times, changes))
     except (Conflict, StoreUnavailable):
         raise
     except Exception:
         log.warning("a round failed to apply as a whole; applying its batches one by one", exc_info=True)
         for batch, at in zip(batches, times, strict=True):
-            store.write_blocking(lambda conn, b=batch, t=at: _apply_alone(conn, b, t))  # type: ignore[misc]
-    if any(batch.record_type == gdpr.ANONYMISE for batch in batches):
-        store.purge()  # the anonymised data's old bytes leave the store's files too
-    return len(batches)
+            store.write_blocking(lambda conn, b=batch, t=at: _apply_alone(conn, kinds, b, t))  # type: ignore[misc]
+    return batches
+
+
+def _claimed_round(store: Store, kinds: Registry, limit_records: int) -> list[Queued]:
+    """Several workers at once (PostgreSQL): claim an account that has queued batches and no other
+    worker, and plan and write its oldest batches in the same transaction. Workers on other accounts
+    run in parallel; one account's batches stay in arrival order. A round that fails as a whole is
+    applied as a shared round, batch by batch where need be."""
+    try:
+        return store.write_blocking(lambda conn: _claim(conn, kinds, limit_records))
+    except (Conflict, StoreUnavailable):
+        raise
+    except Exception:
+        log.warning("a round failed to apply as a whole; applying its batches one by one", exc_info=True)
+    return _shared_round(store, kinds, limit_records)
+
+
+def _claim(conn: Connection, kinds: Registry, limit_records: int) -> list[Queued]:
+    t = import_batches
+    waiting = conn.execute(select(t.c.account_id).where(t.c.status == QUEUED).order_by(t.c.id).limit(100))
+    for account_id in dict.fromkeys(waiting.scalars()):
+        if not lock_account(conn, account_id, wait=False):
+            continue  # another worker's, for now
+        batches = _oldest(conn, kinds, limit_records, account_id)
+        if batches:  # (none if a worker finished them since the look above)
+            times = _times(len(batches))
+            _commit(conn, kinds, batches, times, _plan(conn, kinds, batches, times))
+            return batches
+    return []
 
 
 Planned = dict[tuple[int, str], Changes]
-#: The operations the queue carries besides records, and what runs each.
-OPERATIONS = {
-    operations.MERGE: operations.merge,
-    operations.UNSUBSCRIBE: operations.unsubscribe,
-    operations.PREFERENCES: operations.preferences,
-    operations.EMAIL_CLICK: operations.email_click,
-    gdpr.ANONYMISE: gdpr.anonymise,
-}
 
 
-def _plan(conn: Connection, batches: list[Queued], times: list[datetime]) -> Planned:
+def _plan(conn: Connection, kinds: Registry, batches: list[Queued], times: list[datetime]) -> Planned:
     """The entity changes of a round: the records of each account and type, merged in arrival order."""
     groups: dict[tuple[int, str], list[tuple[dict[str, Any], datetime]]] = {}
     for batch, at in zip(batches, times, strict=True):
-        if batch.record_type in KINDS:
+        if kinds[batch.record_type].storage is not None:
             group = groups.setdefault((batch.account_id, batch.record_type), [])
             group.extend((dict(record), at) for record in batch.records)
     return {
@@ -156,7 +157,9 @@ def _plan(conn: Connection, batches: list[Queued], times: list[datetime]) -> Pla
     }
 
 
-def _commit(conn: Connection, batches: list[Queued], times: list[datetime], changes: Planned) -> None:
+def _commit(
+    conn: Connection, kinds: Registry, batches: list[Queued], times: list[datetime], changes: Planned
+) -> None:
     t = import_batches
     marked = conn.execute(
         update(t)
@@ -166,18 +169,22 @@ def _commit(conn: Connection, batches: list[Queued], times: list[datetime], chan
     )
     if marked.rowcount != len(batches):
         raise Conflict("a batch of this round was applied elsewhere")
-    for request_id in _write(conn, batches, times, changes):
+    for request_id in _write(conn, kinds, batches, times, changes):
         conn.execute(update(t).where(t.c.request_id == request_id).values(applied=t.c.applied - 1))
     for account_id in {b.account_id for b in batches}:
         count_queued(conn, account_id, -sum(b.accepted for b in batches if b.account_id == account_id))
 
 
-def _write(conn: Connection, batches: list[Queued], times: list[datetime], changes: Planned) -> list[str]:
-    """Link the round's records to profiles in arrival order, write them, and recompute the profiles
-    they touched; returns the request id of each operation that failed (and became a push error)."""
+def _write(
+    conn: Connection, kinds: Registry, batches: list[Queued], times: list[datetime], changes: Planned
+) -> list[str]:
+    """Apply the round's rows in arrival order (records are linked to profiles), write the records,
+    and recompute the profiles the round touched; returns the request id of each row that failed (and
+    became a push error)."""
     failed = []
     for account_id in dict.fromkeys(b.account_id for b in batches):
-        linker = Linker(conn, account_id)
+        round = Round(conn, account_id, max(times))
+        linker = round.links = Linker(round)
         steps = {kind: iter(c.steps) for (account, kind), c in changes.items() if account == account_id}
         ops = []
         for batch, at in zip(batches, times, strict=True):
@@ -187,49 +194,46 @@ def _write(conn: Connection, batches: list[Queued], times: list[datetime], chang
                     ops.append(Op(batch.record_type, record, step, at, batch.request_id, index))
         linker.preload(ops)
         for op in ops:
-            if op.record_type == events.TRACK:
-                events.apply(linker, op)
-            elif op.step is None:
-                linker.flush()  # an operation reads and moves what the records before it made
+            kind = kinds[op.record_type]
+            if kind.alone:
+                linker.flush()  # it reads and moves what the records before it made
                 linker.forget()
-                OPERATIONS[op.record_type](linker, op)
-            else:
-                linker.apply(op)
-        for (account, kind), change in changes.items():
+            kind.apply(round, op)
+        for (account, record_type), change in changes.items():
             if account == account_id:
                 linker.patch(change)
-                write(conn, change, linker.links.get(kind))
-        linker.finish(max(times))
-        for failure in linker.failures:
+                write(conn, change, linker.links.get(record_type))
+        linker.finish()
+        for failure in round.failures:
             raw = msgspec.json.encode(failure.record)
             entry = (failure.position, None, "root", failure.message, raw)
             record_errors(conn, account_id, failure.request_id, failure.record_type, [entry], max(times))
-        failed += [failure.request_id for failure in linker.failures]
+        failed += [failure.request_id for failure in round.failures]
     return failed
 
 
-def _apply_alone(conn: Connection, batch: Queued, at: datetime) -> None:
+def _apply_alone(conn: Connection, kinds: Registry, batch: Queued, at: datetime) -> None:
     """Apply one batch, record by record where need be, unless another worker already has."""
     lock_account(conn, batch.account_id)
     t = import_batches
     claim = update(t).where(t.c.id == batch.id, t.c.status == QUEUED).values(status=APPLIED, applied_at=at)
     if conn.execute(claim).rowcount != 1:
         return
-    applied = _apply_batch(conn, batch, at)
+    applied = _apply_batch(conn, kinds, batch, at)
     conn.execute(update(t).where(t.c.id == batch.id).values(applied=applied))
     count_queued(conn, batch.account_id, -batch.accepted)
 
 
-def _apply_records(conn: Connection, batch: Queued, at: datetime) -> int:
+def _apply_records(conn: Connection, kinds: Registry, batch: Queued, at: datetime) -> int:
     """Plan and write ``batch`` on one connection; returns how many of its records applied."""
-    changes = _plan(conn, [batch], [at])
-    return len(batch.records) - len(_write(conn, [batch], [at], changes))
+    changes = _plan(conn, kinds, [batch], [at])
+    return len(batch.records) - len(_write(conn, kinds, [batch], [at], changes))
 
 
-def _apply_batch(conn: Connection, batch: Queued, at: datetime) -> int:
+def _apply_batch(conn: Connection, kinds: Registry, batch: Queued, at: datetime) -> int:
     try:
         with conn.begin_nested():
-            return _apply_records(conn, batch, at)
+            return _apply_records(conn, kinds, batch, at)
     except Exception:
         log.warning(
             "batch failed to apply as a whole; applying record by record",
@@ -240,7 +244,7 @@ def _apply_batch(conn: Connection, batch: Queued, at: datetime) -> int:
     for index, record in enumerate(batch.records):
         try:
             with conn.begin_nested():
-                applied += _apply_records(conn, batch._replace(records=[record]), at)
+                applied += _apply_records(conn, kinds, batch._replace(records=[record]), at)
         except Exception as exc:
             raw = msgspec.json.encode(record)
             failures.append((index, str(record.get("id")), "root", f"could not be applied: {exc}", raw))
@@ -249,17 +253,12 @@ def _apply_batch(conn: Connection, batch: Queued, at: datetime) -> int:
     return applied
 
 
-#: How the worker waits for work: ``wait(timeout)`` returns once woken or after ``timeout`` seconds,
-#: and False when whatever wakes the worker has gone for good.
-Wait = Callable[[float], bool]
-
-
-def run(store: Store, stop: threading.Event, wait: Wait, idle_poll: float = 1.0) -> None:
+def run(store: Store, kinds: Registry, stop: threading.Event, wait: Wait, idle_poll: float = 1.0) -> None:
     """Apply rounds until the queue is empty, then wait to be woken (at most ``idle_poll`` seconds)
     and start again. Returns when ``stop`` is set, or when ``wait`` says its waker has gone."""
     while not stop.is_set():
         try:
-            applied = apply_round(store)
+            applied = apply_round(store, kinds)
         except (StoreUnavailable, Conflict):
             log.exception("the worker could not apply a round; retrying")
             applied = 0

@@ -20,12 +20,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 import msgspec
 from sqlalchemy import Connection, delete, insert, select, update
 
-from patron.ingest.apply import KINDS, Changes, Document, Key, Step
+from patron.model.documents import Document, Key, Step
+from patron.model.rounds import Op, QueueKind, Registry, Round
+from patron.model.storage import KINDS, Changes
 from patron.profiles import build, consent, lists
 from patron.profiles.identity import Kind, identifiers, new_profile_id
 from patron.store import among, chunks
@@ -42,38 +44,19 @@ LINKED = {"contact": contacts, "order": orders, "custom_event": custom_events}
 _encode = msgspec.json.Encoder().encode
 
 
-class Op(NamedTuple):
-    """One queued record (with its merge step) or operation, as the worker applies it."""
-
-    record_type: str
-    record: Document  # as sent: directives included
-    step: Step | None  # the merge, for records
-    at: datetime
-    request_id: str
-    position: int  # the record's index in its request
-
-
-class Failure(NamedTuple):
-    request_id: str
-    record_type: str
-    position: int  # the record's index in its request
-    message: str
-    record: Document
-
-
 class Linker:
-    """Links one account's records to profiles, keeping what it decides for :meth:`finish`."""
+    """Links one account's records to profiles, keeping what it decides for :meth:`finish`: the
+    :class:`~patron.model.rounds.Links` of a round."""
 
-    def __init__(self, conn: Connection, account_id: int) -> None:
-        self.conn = conn
-        self.account_id = account_id
+    def __init__(self, round: Round) -> None:
+        self.round = round
+        self.conn = round.conn
+        self.account_id = round.account_id
         self.match_phone = bool(
-            conn.execute(select(accounts.c.match_phone).where(accounts.c.id == account_id)).scalar()
+            self.conn.execute(select(accounts.c.match_phone).where(accounts.c.id == self.account_id)).scalar()
         )
         self.links: dict[str, dict[Key, str | None]] = {name: {} for name in LINKED}
         self.patches: dict[Key, dict[str, Any]] = {}  # contact -> consent fields to set (None: remove)
-        self.touched: set[str] = set()
-        self.failures: list[Failure] = []
         self._contact_ids: dict[Key, dict[Kind, str]] = {}  # contacts of this round: their identifiers
         # what the round has read or decided so far (the database is only read for what is not here)
         self._owners: dict[tuple[str, str], str | None] = {}  # identifier -> the profile holding it
@@ -153,7 +136,7 @@ class Linker:
 
     # the queue, in order ----------------------------------------------------------------------------
 
-    def apply(self, op: Op) -> None:
+    def link(self, op: Op) -> None:
         if op.record_type == "contact" and op.step:
             self._contact(op, op.step)
         elif op.record_type == "order" and op.step:
@@ -196,12 +179,19 @@ class Linker:
         self._new_profiles.clear()
         self._new_identities.clear()
 
-    def finish(self, at: datetime) -> None:
+    def moved(self, merged: str, survivor: str) -> None:
+        for links in self.links.values():
+            for key, link in links.items():
+                if link == merged:
+                    links[key] = survivor
+
+    def finish(self) -> None:
         """Compute the profiles this round made and recompute those it touched (after the records
         are written)."""
         made, self._new_profiles = self._new_profiles, {}
         self.flush()
-        build.refresh(self.conn, self.account_id, self.touched - made.keys(), at, new=made)
+        touched = self.round.touched - made.keys()
+        build.refresh(self.conn, self.account_id, touched, self.round.at, new=made)
 
     # contacts ---------------------------------------------------------------------------------------
 
@@ -223,7 +213,7 @@ class Linker:
         self._contact_ids[step.key] = ids
         self.links["contact"][step.key] = profile
         self._claim(ids, profile, op.at)
-        self.touched.add(profile)
+        self.round.touch(profile)
         self._consent(op, step, profile)
         for list_id in op.record.get("@add_to_lists") or ():
             lists.add(self.conn, self.account_id, str(list_id), profile, op.at)
@@ -285,9 +275,7 @@ class Linker:
             profile_id = ids[2] if len(ids) > 2 else None
             profile = self.live(profile_id) or self.customer(ids[0], ids[1], op.at)
         links[step.key] = profile
-        for touched in (current, profile):
-            if touched is not None:
-                self.touched.add(touched)
+        self.round.touch(current, profile)
 
     def customer(self, customer_id: Any, email: Any, at: datetime) -> str | None:
         """The profile of a customer known by id and/or email, made when none matches (section 5.2)."""
@@ -347,7 +335,7 @@ class Linker:
             self._owners[kind, value] = profile
             if kind == "customer_id":
                 self._customers[profile] = value
-            self.touched.add(profile)
+            self.round.touch(profile)
 
     def _release(self, kind: Kind, value: str, profile: str, key: Key) -> None:
         """A contact no longer has this identifier: the profile gives it up unless another of its
@@ -365,7 +353,7 @@ class Linker:
         self._owners[kind, value] = None
         if kind == "customer_id":
             self._customers.pop(profile, None)  # it may hold another (after a merge): read again
-        self.touched.add(profile)
+        self.round.touch(profile)
 
     def _contacts_of(self, profile: str) -> Iterable[tuple[Key, dict[Kind, str]]]:
         """The profile's contacts and their identifiers, as of this point of the round."""
@@ -394,7 +382,7 @@ class Linker:
         profile = new_profile_id()
         self._new_profiles[profile] = at
         self._customers[profile] = None
-        self.touched.add(profile)
+        self.round.touch(profile)
         return profile
 
     def live(self, profile_id: Any) -> str | None:
@@ -431,9 +419,10 @@ def link_stored(conn: Connection, account_id: int, at: datetime) -> int:
         for row in rows:
             key = tuple(str(value) for value in row[3:])
             unlinked.append((row.created_at, record_type, row.id, key, msgspec.json.decode(row.data)))
-    linker = Linker(conn, account_id)
+    round = Round(conn, account_id, at)
+    linker = round.links = Linker(round)
     for _, record_type, _, key, doc in sorted(unlinked, key=lambda r: (r[0], r[2])):
-        linker.apply(Op(record_type, doc, Step(key, None, doc), at, "rebuild", 0))
+        linker.link(Op(record_type, doc, Step(key, None, doc), at, "rebuild", 0))
     for record_type, links in linker.links.items():
         kind = KINDS[record_type]
         columns = kind.key_columns()
@@ -444,5 +433,15 @@ def link_stored(conn: Connection, account_id: int, at: datetime) -> int:
                 .where(kind.table.c.account_id == account_id, *where)
                 .values(profile=profile)
             )
-    linker.finish(at)
+    linker.finish()
     return sum(profile is not None for links in linker.links.values() for profile in links.values())
+
+
+def _link(round: Round, op: Op) -> None:
+    round.links.link(op)
+
+
+def register(kinds: Registry) -> None:
+    """The record types: each stored (``patron.model.storage``), and linked to its profile here."""
+    for record_type in KINDS:
+        kinds.add(QueueKind(record_type, _link))

@@ -11,11 +11,10 @@ from datetime import datetime
 from typing import Any, Final, Literal
 
 import msgspec
-from sqlalchemy import Connection, delete, func, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, Table, delete, func, insert, select, update
 
 from patron.profiles import build
-from patron.store import lock_account
+from patron.store import lock_account, upsert
 from patron.store.schema import list_changes, list_members, lists, profiles
 
 ENTER: Final = "list_enter"
@@ -25,10 +24,9 @@ Mode = Literal["active", "all", "archived"]
 MAX_LISTS: Final = 10_000
 
 
-def _insert_new(conn: Connection, table: Any, values: dict[str, Any]) -> bool:
+def _insert_new(conn: Connection, table: Table, values: dict[str, Any]) -> bool:
     """Insert unless the row's unique key exists; whether it was inserted."""
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(table).values(**values).on_conflict_do_nothing().returning(table.c.id)
+    statement = upsert(conn, table).values(**values).on_conflict_do_nothing().returning(table.c.id)
     return conn.execute(statement).first() is not None
 
 

@@ -1,6 +1,7 @@
 """The operations the import queue carries besides records: profile merges (``POST
 /v2/merge-profile``, reference section 5.11) and an operator's unsubscribes (``patron unsubscribe``).
-The worker runs them in arrival order with the records, through the round's :class:`Linker`."""
+The worker runs them in arrival order with the records, each in a round of its own
+(:func:`register`)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ from datetime import datetime
 import msgspec
 from sqlalchemy import Connection, delete, insert, select, update
 
-from patron.ingest.apply import Document
+from patron.model.documents import Document
+from patron.model.rounds import Op, QueueKind, Registry, Round
 from patron.profiles import build, consent, lists
 from patron.profiles.identity import normalise
-from patron.profiles.link import Failure, Linker, Op
 from patron.store.schema import (
     consents,
     contacts,
@@ -35,64 +36,64 @@ MAX_RESOLVED = 50
 _encode = msgspec.json.Encoder().encode
 
 
-def resolve(linker: Linker, kind: str, value: str) -> list[str]:
+def resolve(round: Round, kind: str, value: str) -> list[str]:
     """Live profiles a merge request's identifier names, oldest first (section 5.11)."""
     c, p = contacts, profiles
     found: list[str] = []
     if kind == "profile_hash":
-        live = linker.live(value)
+        live = round.links.live(value)
         found = [live] if live else []
     elif kind == "customer_id":
-        owner = linker.owner("customer_id", value)
+        owner = round.links.owner("customer_id", value)
         found = [owner] if owner else []
     elif kind == "email_address":
         email = normalise("email", value)
         if email is not None:
-            owner = linker.owner("email", email)
-            shown = linker.conn.execute(
+            owner = round.links.owner("email", email)
+            shown = round.conn.execute(
                 select(p.c.profile_id)
-                .where(p.c.account_id == linker.account_id, p.c.email == email, p.c.merged_into.is_(None))
+                .where(p.c.account_id == round.account_id, p.c.email == email, p.c.merged_into.is_(None))
                 .order_by(p.c.id)
             )
             found = [owner] if owner else []
             found += [x for x in shown.scalars() if x not in found]
     elif kind == "phone_number":
-        owner = linker.owner("phone_number", value)
-        holders = linker.conn.execute(
-            select(c.c.profile).where(c.c.account_id == linker.account_id, c.c.phone_number == value)
+        owner = round.links.owner("phone_number", value)
+        holders = round.conn.execute(
+            select(c.c.profile).where(c.c.account_id == round.account_id, c.c.phone_number == value)
         )
         found = [owner] if owner else []
         found += [x for x in dict.fromkeys(holders.scalars()) if x and x not in found]
     return found
 
 
-def merge(linker: Linker, op: Op) -> None:
+def merge(round: Round, op: Op) -> None:
     try:
-        survivor, merged = _merge_parties(linker, op.record)
+        survivor, merged = _merge_parties(round, op.record)
     except LookupError as exc:
         message = str(exc.args[0])
-        linker.failures.append(Failure(op.request_id, MERGE, op.position, message, op.record))
-        _job(linker, op, "failed", None, [], message)
+        round.fail(op, message)
+        _job(round, op, "failed", None, [], message)
         return
     for profile in merged:
-        _merge_one(linker, profile, survivor, op.at)
-    _job(linker, op, "completed", survivor, merged, None)
+        _merge_one(round, profile, survivor, op.at)
+    _job(round, op, "completed", survivor, merged, None)
 
 
-def _merge_parties(linker: Linker, body: Document) -> tuple[str, list[str]]:
+def _merge_parties(round: Round, body: Document) -> tuple[str, list[str]]:
     """The survivor and the profiles to merge into it; LookupError when the survivor is unknown."""
     if "survivor" in body:
         kind, value = body["survivor"]["type"], str(body["survivor"]["value"])
-        found = resolve(linker, kind, value)
+        found = resolve(round, kind, value)
         if not found:
             raise LookupError(f"the survivor ({kind} {value!r}) matches no profile")
         survivor, merged = found[0], found[1:]
         for customer in body["customers_to_merge"]:
-            merged += resolve(linker, customer["type"], str(customer["value"]))
+            merged += resolve(round, customer["type"], str(customer["value"]))
     else:
-        merged = resolve(linker, "email_address", body["email"])
+        merged = resolve(round, "email_address", body["email"])
         chosen = body.get("profile_id")
-        named = linker.live(chosen) if chosen else (merged[0] if merged else None)
+        named = round.links.live(chosen) if chosen else (merged[0] if merged else None)
         if named is None:
             what = f"profile {chosen!r}" if chosen else f"email {body['email']!r}"
             raise LookupError(f"the survivor ({what}) matches no profile")
@@ -103,44 +104,41 @@ def _merge_parties(linker: Linker, body: Document) -> tuple[str, list[str]]:
     return survivor, merged
 
 
-def _merge_one(linker: Linker, merged: str, survivor: str, at: datetime) -> None:
+def _merge_one(round: Round, merged: str, survivor: str, at: datetime) -> None:
     """Everything of ``merged`` becomes ``survivor``'s; the merged id resolves to the survivor."""
-    account = linker.account_id
+    account = round.account_id
     i = identities  # moved as new rows, so that the survivor's own come first (its customer id)
-    moved = linker.conn.execute(
+    moved = round.conn.execute(
         delete(i).where(i.c.account_id == account, i.c.profile == merged).returning(i.c.kind, i.c.value)
     ).all()
     if moved:
         rows = [{"kind": kind, "value": value} for kind, value in moved]
-        linker.conn.execute(insert(i).values(account_id=account, profile=survivor, created_at=at), rows)
+        round.conn.execute(insert(i).values(account_id=account, profile=survivor, created_at=at), rows)
     for table in (contacts, orders, custom_events, consents, email_clicks, visitors, tracking_sessions):
-        linker.conn.execute(
+        round.conn.execute(
             update(table)
             .where(table.c.account_id == account, table.c.profile == merged)
             .values(profile=survivor)
         )
-    for links in linker.links.values():
-        for key, link in links.items():
-            if link == merged:
-                links[key] = survivor
-    lists.move(linker.conn, account, merged, survivor, at)
-    build.withdraw(linker.conn, account, [merged], at)  # its lists' totals count the survivor only
+    round.links.moved(merged, survivor)
+    lists.move(round.conn, account, merged, survivor, at)
+    build.withdraw(round.conn, account, [merged], at)  # its lists' totals count the survivor only
     p = profiles
-    linker.conn.execute(
+    round.conn.execute(
         update(p)
         .where(p.c.account_id == account, (p.c.profile_id == merged) | (p.c.merged_into == merged))
         .values(merged_into=survivor, updated_at=at)
     )
-    linker.touched.discard(merged)
-    linker.touched.add(survivor)
+    round.touched.discard(merged)
+    round.touch(survivor)
 
 
 def _job(
-    linker: Linker, op: Op, status: str, survivor: str | None, merged: list[str], error: str | None
+    round: Round, op: Op, status: str, survivor: str | None, merged: list[str], error: str | None
 ) -> None:
-    linker.conn.execute(
+    round.conn.execute(
         insert(merge_jobs).values(
-            account_id=linker.account_id,
+            account_id=round.account_id,
             job_id=op.request_id,
             status=status,
             survivor=survivor,
@@ -151,18 +149,17 @@ def _job(
     )
 
 
-def unsubscribe(linker: Linker, op: Op) -> None:
+def unsubscribe(round: Round, op: Op) -> None:
     """An unsubscribe made outside the API (``patron unsubscribe``: type ``app``)."""
     body = op.record
-    found = resolve(linker, "email_address", body["email"])
+    found = resolve(round, "email_address", body["email"])
     if not found:
-        message = f"no profile has the email {body['email']!r}"
-        linker.failures.append(Failure(op.request_id, UNSUBSCRIBE, op.position, message, body))
+        round.fail(op, f"no profile has the email {body['email']!r}")
         return
     for profile in found[:1]:
         consent.record(
-            linker.conn,
-            linker.account_id,
+            round.conn,
+            round.account_id,
             profile,
             "email",
             consent.UNSUBSCRIBED,
@@ -172,29 +169,28 @@ def unsubscribe(linker: Linker, op: Op) -> None:
             address=body["email"],
             reason=body.get("reason"),
         )
-        linker.touched.add(profile)
+        round.touch(profile)
 
 
-def preferences(linker: Linker, op: Op) -> None:
+def preferences(round: Round, op: Op) -> None:
     """Changes made in a preference centre (type ``preferences_centre``), for the profile the link
     named, or the one it has since been merged into."""
     body = op.record
-    profile = linker.live(body["profile_id"])
+    profile = round.links.live(body["profile_id"])
     if profile is None:
-        message = f"profile {body['profile_id']!r} is gone (anonymised)"
-        linker.failures.append(Failure(op.request_id, PREFERENCES, op.position, message, body))
+        round.fail(op, f"profile {body['profile_id']!r} is gone (anonymised)")
         return
-    addresses = addresses_of(linker.conn, linker.account_id, profile)
+    addresses = addresses_of(round.conn, round.account_id, profile)
     for channel in ("email", "sms"):
         wanted = body.get(channel)
         if wanted is None:
             continue
         status = consent.SUBSCRIBED if wanted else consent.UNSUBSCRIBED
-        latest = consent.latest(linker.conn, linker.account_id, profile, channel)
+        latest = consent.latest(round.conn, round.account_id, profile, channel)
         if latest is None or latest.status != status:
             consent.record(
-                linker.conn,
-                linker.account_id,
+                round.conn,
+                round.account_id,
                 profile,
                 channel,
                 status,
@@ -203,19 +199,19 @@ def preferences(linker: Linker, op: Op) -> None:
                 op.at,
                 address=addresses[channel],
             )
-            linker.touched.add(profile)
+            round.touch(profile)
 
 
-def email_click(linker: Linker, op: Op) -> None:
+def email_click(round: Round, op: Op) -> None:
     """A verified link clicked: recorded on the profile of the message's recipient (the one it was
     sent to by id, else the one holding the address), or on none."""
     body = op.record
-    named = linker.live(body["profile"]) if body.get("profile") else None
-    found = [named] if named else resolve(linker, "email_address", body["recipient"])
+    named = round.links.live(body["profile"]) if body.get("profile") else None
+    found = [named] if named else resolve(round, "email_address", body["recipient"])
     profile = found[0] if found else None
-    linker.conn.execute(
+    round.conn.execute(
         insert(email_clicks).values(
-            account_id=linker.account_id,
+            account_id=round.account_id,
             message_id=body["message_id"],
             profile=profile,
             url=body["url"],
@@ -223,7 +219,7 @@ def email_click(linker: Linker, op: Op) -> None:
         )
     )
     if profile is not None:
-        linker.touched.add(profile)
+        round.touch(profile)
 
 
 def addresses_of(conn: Connection, account_id: int, profile: str) -> dict[str, str | None]:
@@ -240,3 +236,14 @@ def addresses_of(conn: Connection, account_id: int, profile: str) -> dict[str, s
         .limit(1)
     ).scalar()
     return {"email": email, "sms": phone}
+
+
+def register(kinds: Registry) -> None:
+    """The operations: each in a round of its own."""
+    for name, apply in (
+        (MERGE, merge),
+        (UNSUBSCRIBE, unsubscribe),
+        (PREFERENCES, preferences),
+        (EMAIL_CLICK, email_click),
+    ):
+        kinds.add(QueueKind(name, apply, alone=True))

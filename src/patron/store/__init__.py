@@ -9,10 +9,13 @@ PostgreSQL store implements the same interface, so nothing above this package kn
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Collection, Sequence
 from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import ARRAY, ColumnElement, Connection, any_, bindparam, func, select
+from sqlalchemy import ARRAY, ColumnElement, Connection, Table, any_, bindparam, func, select
+from sqlalchemy.dialects import postgresql as postgresql_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from patron.config import Settings
 
@@ -34,6 +37,11 @@ class ReadTimeout(StoreUnavailable):
         self.budget = budget
 
 
+#: How a worker waits for work: ``wait(timeout)`` returns once woken or after ``timeout`` seconds, and
+#: False when whatever wakes the worker has gone for good.
+Wait = Callable[[float], bool]
+
+
 class Store(Protocol):
     """What the rest of Patron may ask of a store."""
 
@@ -53,6 +61,10 @@ class Store(Protocol):
 
     def purge(self) -> None:
         """Make what was deleted unrecoverable from the store's own files, where the store can."""
+
+    def waiter(self, stop: threading.Event) -> Wait:
+        """How a worker sleeps until there is work: woken by :func:`notify_workers` where the store
+        can carry it (PostgreSQL's ``LISTEN``), else after the timeout; within a second of ``stop``."""
 
     async def write(self, work: Work[T]) -> T:
         """Run ``work`` in a write transaction; return only after it is durably committed."""
@@ -88,6 +100,25 @@ def among(conn: Connection, column: ColumnElement[Any], values: Collection[Any])
 def chunks(items: Sequence[T], size: int = CHUNK) -> list[list[T]]:
     """``items`` in lists of at most ``size``, for :func:`among`."""
     return [list(items[i : i + size]) for i in range(0, len(items), size)]
+
+
+def upsert(conn: Connection, table: Table) -> postgresql_dialect.Insert | sqlite_dialect.Insert:
+    """An ``INSERT`` into ``table`` that may say what a conflict on a unique key does
+    (``on_conflict_do_nothing``, ``on_conflict_do_update``), in the connection's dialect."""
+    if conn.dialect.name == "postgresql":
+        return postgresql_dialect.insert(table)
+    return sqlite_dialect.insert(table)
+
+
+#: The PostgreSQL channel on which a write that queues work tells idle workers.
+WORKERS_CHANNEL = "patron_queue"
+
+
+def notify_workers(conn: Connection) -> None:
+    """Wake the waiting workers (:meth:`Store.waiter`) when this transaction commits, where the store
+    carries it (PostgreSQL's ``NOTIFY``; SQLite's worker is woken by its server's pipe instead)."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"NOTIFY {WORKERS_CHANNEL}")
 
 
 #: The first key of the PostgreSQL advisory locks by which a worker claims an account.

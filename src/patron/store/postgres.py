@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable
 from typing import TypeVar
 
 import psycopg
@@ -19,7 +18,7 @@ from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-from patron.store import StoreUnavailable, Work
+from patron.store import WORKERS_CHANNEL, StoreUnavailable, Wait, Work
 from patron.store.fair import Deadline, FairPool, owner
 from patron.store.migrate import current_revision, head_revision, upgrade
 
@@ -113,17 +112,13 @@ class PostgresStore:
                 f"the database could not {'commit' if write else 'be read'}: {exc}"
             ) from exc
 
-    def listen(self, stop: threading.Event) -> Callable[[float], bool]:
-        """A worker's wait: returns once a push has notified the queue channel, after the timeout, or
-        (within a second) once ``stop`` is set."""
-        import psycopg
-
-        from patron.ingest.queue import CHANNEL
-
+    def waiter(self, stop: threading.Event) -> Wait:
+        """A worker's wait: returns once a write has notified the workers' channel, after the
+        timeout, or (within a second) once ``stop`` is set."""
         conn = psycopg.connect(
             make_url(self.url).set(drivername="postgresql").render_as_string(False), autocommit=True
         )
-        conn.execute(f"LISTEN {CHANNEL}")
+        conn.execute(f"LISTEN {WORKERS_CHANNEL}")
 
         def wait(timeout: float) -> bool:
             deadline = time.monotonic() + timeout

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Engine, create_engine, event, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-from patron.store import StoreUnavailable, Work
+from patron.store import StoreUnavailable, Wait, Work
 from patron.store.fair import Deadline, FairPool, owner
 from patron.store.migrate import upgrade
 
@@ -238,6 +238,11 @@ class SQLiteStore:
             else:
                 future.set_exception(value)
         return conn
+
+    def waiter(self, stop: threading.Event) -> Wait:
+        """A worker's wait when nothing wakes it (``patron serve`` wakes its own worker through a
+        pipe instead): the timeout, or ``stop``."""
+        return lambda timeout: not stop.wait(timeout)
 
     def purge(self) -> None:
         """Checkpoint the WAL into the database and truncate it, so that the page images it holds of

@@ -16,8 +16,8 @@ from typing import Any
 import msgspec
 from sqlalchemy import ColumnElement, Connection, FromClause, Select, insert, select, update
 
+from patron.model.rounds import Op, QueueKind, Registry, Round
 from patron.profiles.identity import normalise
-from patron.profiles.link import Linker, Op
 from patron.records.fields import EMAIL_PATTERN, ID_PATTERN
 from patron.signing import identified, stored_key
 from patron.store.schema import order_sources, tracking_events, tracking_sessions, visitors
@@ -134,11 +134,11 @@ def basket(d: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def apply(linker: Linker, op: Op) -> None:
+def apply(round: Round, op: Op) -> None:
     """One tag event (the worker's record type ``track``)."""
     hit = msgspec.convert(op.record, Hit, strict=False)
     b, at = hit.beacon, hit.at
-    conn, account = linker.conn, linker.account_id
+    conn, account = round.conn, round.account_id
     v, s = visitors, tracking_sessions
     visitor = conn.execute(
         select(v.c.id, v.c.profile, v.c.first_source).where(v.c.account_id == account, v.c.cid == b.cid)
@@ -194,13 +194,11 @@ def apply(linker: Linker, op: Op) -> None:
     # profile data); an identify that gives the session to another changes the one it leaves too
     owner = session.profile
     if b.type == "identify":
-        identified = _identify(linker, b, at)
+        identified = _identify(round, b, at)
         if identified is not None:
-            if owner is not None and owner != identified:
-                linker.touched.add(owner)
+            round.touch(owner)  # (the one it leaves)
             owner = identified
-    if owner is not None:
-        linker.touched.add(owner)
+    round.touch(owner)
 
 
 def _changes(
@@ -247,7 +245,7 @@ def _changes(
     return {}
 
 
-def _identify(linker: Linker, b: Beacon, at: datetime) -> str | None:
+def _identify(round: Round, b: Beacon, at: datetime) -> str | None:
     """Link the visitor, and its sessions no profile has yet, to the profile ``uiid`` names: the one
     holding the email (made when none does), or ``omid:<identity token>``, the signed, expiring token
     a verified link of the account's email hands the tag (``signing.identity_token``; it names the
@@ -257,17 +255,16 @@ def _identify(linker: Linker, b: Beacon, at: datetime) -> str | None:
     if not isinstance(uiid, str):
         return None
     if uiid.startswith("omid:"):
-        named = identified(stored_key(linker.conn, linker.account_id), uiid[5:], at)
-        profile = linker.live(named) if named is not None else None
+        named = identified(stored_key(round.conn, round.account_id), uiid[5:], at)
+        profile = round.links.live(named) if named is not None else None
     elif _EMAIL.match(uiid) and normalise("email", uiid):
-        profile = linker.customer(None, uiid, at)
+        profile = round.links.customer(None, uiid, at)
     else:
         return None
     if profile is None:
         return None
     v, s = visitors, tracking_sessions
-    account = linker.account_id
-    conn = linker.conn
+    account, conn = round.account_id, round.conn
     conn.execute(update(v).where(v.c.account_id == account, v.c.cid == b.cid).values(profile=profile))
     conn.execute(
         update(s)
@@ -279,3 +276,8 @@ def _identify(linker: Linker, b: Beacon, at: datetime) -> str | None:
         .values(profile=profile)
     )
     return profile
+
+
+def register(kinds: Registry) -> None:
+    """Tag events: applied in arrival order with the account's records."""
+    kinds.add(QueueKind(TRACK, apply))

@@ -1,54 +1,23 @@
-"""Applying queued records to the entity tables, with Ometria's merge rules.
-
-A record is upserted by ``(account, @type, id)`` (contacts by ``(account, @collection, id)``). Its
-fields merge into the stored document: a field replaces the stored one, JSON ``null`` deletes it, the
-string ``"null"`` is an ordinary string, ``properties`` merge key by key, and arrays (``lineitems``,
-``listings``, ``attributes``, ``variant_options``) replace whole. ``"@merge": false`` replaces the
-whole stored document instead.
-"""
+"""How each record type is stored (:data:`KINDS`), and a round's records merged into the stored
+documents (:func:`plan`) and written (:func:`write`)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 import msgspec
 from sqlalchemy import Column, Connection, Table, bindparam, func, insert, select, update
 
-from patron.profiles import stats
+from patron.model import stats
+from patron.model.documents import Document, Key, Step, merge
 from patron.store import among, chunks
 from patron.store.schema import contacts, custom_events, orders, products
 
-Document = dict[str, Any]
-#: Keys that instruct the import and are not part of the stored record.
-DIRECTIVES = frozenset({"@merge", "@force_optin", "@add_to_lists", "@remove_from_lists", "@profile_id"})
-
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(dict[str, Any]).decode
-
-
-def merge(stored: Document | None, incoming: Document) -> Document:
-    """The stored document after ``incoming`` is applied to it."""
-    replace = incoming.get("@merge") is False
-    doc = {} if stored is None or replace else dict(stored)
-    for key, value in incoming.items():
-        if key in DIRECTIVES:
-            continue
-        if value is None:
-            doc.pop(key, None)
-        elif key == "properties":
-            properties = dict(doc.get(key) or {})
-            for name, item in value.items():
-                if item is None:
-                    properties.pop(name, None)
-                else:
-                    properties[name] = item
-            doc[key] = properties
-        else:
-            doc[key] = value
-    return doc
 
 
 @dataclass(frozen=True)
@@ -112,17 +81,6 @@ KINDS: dict[str, Kind] = {
         },
     ),
 }
-
-
-Key = tuple[str, ...]
-
-
-class Step(NamedTuple):
-    """One record applied: its key, the stored document before it and the document after it."""
-
-    key: Key
-    before: Document | None
-    after: Document
 
 
 @dataclass
