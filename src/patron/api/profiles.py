@@ -20,6 +20,7 @@ from patron.api.entities import JSON, Filter, response_spec
 from patron.api.paging import Limit, Offset
 from patron.api.problems import ERRORS, ITEM_ERRORS, or_404
 from patron.api.push import queue
+from patron.ingest import jobs
 from patron.ingest.queue import enqueue_operation
 from patron.profiles import read
 from patron.profiles.build import Profile
@@ -80,14 +81,14 @@ async def read_profile(profile_id: ProfileId, account: CurrentAccount, state: St
 )
 async def merge_profile(
     request: Request[Any, Any, Any], account: CurrentAccount, state: State
-) -> Response[read.MergeJob]:
+) -> Response[jobs.MergeJob]:
     body = decode(await read_json(request), _merge_request)
     job_id, received = str(uuid.uuid4()), now()
     await queue(
         state,
         lambda conn: enqueue_operation(conn, account.id, account.queue_limit, job_id, MERGE, body, received),
     )
-    job = read.MergeJob(job_id, "queued", None, [], None, received.isoformat(), None)
+    job = jobs.MergeJob(job_id, "queued", None, [], None, received.isoformat(), None)
     return Response(job, status_code=202)
 
 
@@ -97,8 +98,8 @@ async def merge_profile(
     tags=["profiles"],
     responses=ITEM_ERRORS,
 )
-async def merge_status(job_id: ProfileId, account: CurrentAccount, state: State) -> read.MergeJob:
-    job: read.MergeJob | None = await state.store.read(lambda conn: read.merge_job(conn, account.id, job_id))
+async def merge_status(job_id: ProfileId, account: CurrentAccount, state: State) -> jobs.MergeJob:
+    job: jobs.MergeJob | None = await state.store.read(lambda conn: jobs.merge_job(conn, account.id, job_id))
     return or_404(job, "job_id", f"no merge job {job_id!r} in this account")
 
 

@@ -9,7 +9,6 @@ import msgspec
 from sqlalchemy import Connection, select
 
 from patron.entities import Page
-from patron.ingest.queue import batch_status
 from patron.profiles.build import survivor
 from patron.profiles.consent import UNSUBSCRIBED
 from patron.profiles.identity import normalise
@@ -21,7 +20,6 @@ from patron.store.schema import (
     email_clicks,
     identities,
     list_members,
-    merge_jobs,
     orders,
     profiles,
 )
@@ -76,31 +74,6 @@ def get_profile(conn: Connection, account_id: int, profile_id: str) -> str | Non
         select(p.c.data).where(p.c.account_id == account_id, p.c.profile_id == live)
     ).scalar()
     return found
-
-
-class MergeJob(msgspec.Struct):
-    """A merge job (an extension: Ometria documents no way to read one)."""
-
-    id: str
-    status: str  # queued | completed | failed
-    survivor: str | None
-    merged: list[str]
-    error: str | None
-    timestamp_created: str
-    timestamp_completed: str | None
-
-
-def merge_job(conn: Connection, account_id: int, job_id: str) -> MergeJob | None:
-    queued = batch_status(conn, account_id, job_id)
-    if queued is None or queued.record_type != "merge":
-        return None
-    j = merge_jobs
-    row = conn.execute(select(j).where(j.c.account_id == account_id, j.c.job_id == job_id)).first()
-    if row is None:
-        return MergeJob(job_id, "queued", None, [], None, queued.timestamp_received, None)
-    merged = msgspec.json.decode(row.merged, type=list[str])
-    completed = row.completed_at.isoformat()
-    return MergeJob(job_id, row.status, row.survivor, merged, row.error, queued.timestamp_received, completed)
 
 
 def unsubscribe_timestamp(moment: datetime) -> str:
