@@ -81,3 +81,18 @@ def test_the_check_sees_every_form_of_import() -> None:
     )
     found = [part for _, part in imported(source, SOURCE / "store" / "example.py")]
     assert found == ["ingest", "gdpr", "config", "store", "api"]
+
+
+def test_only_the_store_speaks_its_dialect() -> None:
+    """What differs between SQLite and PostgreSQL is the store's to know (``patron.store``)."""
+    speaking = [
+        f"{path.relative_to(SOURCE)}:{node.lineno}"
+        for path in SOURCES
+        if part_of(path) != "store"
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Attribute)
+        and node.attr == "name"
+        and isinstance(node.value, ast.Attribute)
+        and node.value.attr == "dialect"
+    ]
+    assert speaking == []
