@@ -27,6 +27,11 @@ from patron.app import create_app
 from patron.config import Settings
 from patron.store import Store, open_store
 
+# The helpers in tests/support/ (imported as ``support.*``): their asserts are rewritten as a test's
+# are, and the fixtures of ``support.app`` (``isolated``) are found in every module.
+pytest.register_assert_rewrite("support")
+pytest_plugins = ["support.app"]
+
 PATRON = [sys.executable, "-m", "patron"]
 
 
