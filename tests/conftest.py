@@ -27,6 +27,11 @@ from patron.app import create_app
 from patron.config import Settings
 from patron.store import Store, open_store
 
+# The helpers in tests/support/ (imported as ``support.*``): their asserts are rewritten as a test's
+# are, and the fixtures of ``support.app`` (``isolated``) are found in every module.
+pytest.register_assert_rewrite("support")
+pytest_plugins = ["support.app"]
+
 PATRON = [sys.executable, "-m", "patron"]
 
 
@@ -50,15 +55,31 @@ class Tenant:
 BROWSER_WORDS = ("sync_playwright", "browser_page(", "CHROMIUM")
 
 
+#: Fixtures that start a store, an app or a server (``backend`` is under every store and app).
+NOT_UNIT = frozenset({"backend", "postgres", "redis_url", "server"})
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "unit: a table of cases for a pure function, needing no app, no store and no server (its module "
+        "says pytestmark = pytest.mark.unit); pytest -m unit runs them alone, in seconds",
+    )
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark ``browser`` every test that drives Chromium (its code, or a fixture of its, opens one), so
-    that ``make test-fast`` can leave them out (``-m "not browser"``); ``make test`` runs them all."""
+    that ``make test-fast`` can leave them out (``-m "not browser"``); ``make test`` runs them all.
+    A ``unit`` test that asks for a store, an app or a server is a mistake, refused here."""
     for item in items:
         function = getattr(item, "function", None)
         fixtures = getattr(item, "fixturenames", ())
         code = inspect.getsource(function) if function is not None else ""
         if any("browser" in name for name in fixtures) or any(word in code for word in BROWSER_WORDS):
             item.add_marker(pytest.mark.browser)
+        if item.get_closest_marker("unit") is not None and NOT_UNIT.intersection(fixtures):
+            uses = ", ".join(sorted(NOT_UNIT.intersection(fixtures)))
+            raise pytest.UsageError(f"{item.nodeid} is marked unit but uses {uses}: it is not a unit test")
 
 
 # the two stores --------------------------------------------------------------------------------

@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from conftest import Tenant, push, run_cli
-from test_push import App, Client, app_fixtures, assert_problem, barrier, read
+from support.app import App, Client, app_fixtures
+from support.http import assert_problem, barrier, read
 
 EMAIL = "ann@example.com"
 PHONE = "+447812122136"

@@ -30,7 +30,8 @@ from sqlalchemy import Connection, func, insert, select
 from conftest import Tenant, create_tenant_cli, free_port, push, start_server
 from patron.store.schema import accounts, messages
 from patron.tls import local_certificates
-from test_push import App, Client, assert_problem, read, running_app
+from support.app import App, Client, running_app
+from support.http import assert_problem, read
 
 PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
 SENDER = {"email": "shop@example.com", "name": "Example Shop"}

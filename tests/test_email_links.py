@@ -20,8 +20,9 @@ from sqlalchemy import select
 from conftest import Tenant, eventually, push, run_cli, served_account
 from patron.email import links
 from patron.store.schema import accounts
+from support.app import App, Client, app_fixtures
+from support.http import barrier, read
 from test_docs_page import CHROMIUM, FLAGS
-from test_push import App, Client, app_fixtures, barrier, read
 
 shared, client, make_tenant = app_fixtures()
 SENDER = {"email": "news@example.com", "name": "Example Shop"}

@@ -14,18 +14,9 @@ import pytest
 from conftest import Tenant, push, wait_applied
 from patron.ingest.worker import apply_round
 from patron.runtime import queue_kinds
-from test_push import (
-    Client,
-    app_fixtures,
-    assert_problem,
-    barrier,
-    errors,
-    minimal,
-    nothing_stored,
-    post,
-    read,
-    running_app,
-)
+from support.app import Client, app_fixtures, running_app
+from support.http import assert_problem, barrier, errors, nothing_stored, post, read
+from support.records import minimal
 
 shared, client, make_tenant = app_fixtures()
 

@@ -33,7 +33,8 @@ from patron.ingest.queue import unpack
 from patron.store import open_store
 from patron.store.schema import import_batches, metadata
 from patron.tracking import wire
-from test_push import App, Client, app_fixtures, assert_problem, read
+from support.app import App, Client, app_fixtures
+from support.http import assert_problem, read
 
 shared, client, make_tenant = app_fixtures()
 STAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}\+00$")

@@ -39,7 +39,7 @@ from patron.profiles.operations import UNSUBSCRIBE
 from patron.profiles.requests import Unsubscribe
 from patron.records.types import RECORD_TYPES
 from patron.store import Store
-from test_push import App, running_app
+from support.app import App, running_app
 
 Client = TestClient[Any]
 NOT_AUTHORISED = "API key is not authorised to access this resource"

@@ -18,7 +18,9 @@ import pytest
 
 from conftest import Tenant, eventually, run_cli, wait_applied
 from patron import accounts
-from test_push import App, Client, app_fixtures, assert_problem, errors, minimal, post, read
+from support.app import App, Client, app_fixtures
+from support.http import assert_problem, errors, post, read
+from support.records import minimal
 
 shared, client, make_tenant = app_fixtures()
 

@@ -17,8 +17,9 @@ from conftest import Tenant, eventually, served_account
 from patron import accounts as accounts_module
 from patron.email import links
 from patron.store.schema import accounts, visitors
+from support.app import App, Client, app_fixtures
+from support.http import barrier, read
 from test_email_links import assert_refused, contact, hrefs, landing, path, profile_of, sent
-from test_push import App, Client, app_fixtures, barrier, read
 from test_tracking import Browser
 from test_tracking_browser import browser_page, demo_shop, stored, visit
 

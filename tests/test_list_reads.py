@@ -29,7 +29,8 @@ from patron.records.types import MAX_LISTS_PER_PUSH
 from patron.store import ReadTimeout, open_store
 from patron.store.fair import Deadline, FairPool
 from patron.store.schema import lists
-from test_push import Client, app_fixtures, assert_problem, read
+from support.app import Client, app_fixtures
+from support.http import assert_problem, read
 
 shared, client, make_tenant = app_fixtures()
 PROBLEM = "application/problem+json"
@@ -196,7 +197,7 @@ def test_a_read_past_its_budget_is_cancelled(settings: Settings, backend: str) -
 def test_a_request_whose_read_runs_out_of_time_is_a_503(
     tmp_path: Path, new_database_url: Callable[[], str | None]
 ) -> None:
-    from test_push import running_app
+    from support.app import running_app
 
     with running_app(tmp_path, new_database_url(), read_budget=0.0) as app:
         response = app.client.get("/v2/lists", headers={"X-Ometria-Auth": "any key at all"})

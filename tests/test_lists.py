@@ -12,7 +12,8 @@ import re
 from typing import Any
 
 from conftest import Tenant, push
-from test_push import Client, app_fixtures, assert_problem, post, read
+from support.app import Client, app_fixtures
+from support.http import assert_problem, post, read
 
 shared, client, make_tenant = app_fixtures()
 

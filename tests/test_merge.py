@@ -4,7 +4,7 @@ form, a survivor that matches nothing, body validation, the merge rate limit and
 
 Every test starts from two profiles of one person that Patron never merges by itself: contacts with
 one email and different customer ids (C1 holds the email; C2 only shows it), each with an order.
-The module shares one running app (see ``test_push``); each test uses fresh accounts.
+The module shares one running app (see ``support.app``); each test uses fresh accounts.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 from conftest import Tenant, push
-from test_push import Client, app_fixtures, assert_problem, barrier, errors, post, read
+from support.app import Client, app_fixtures
+from support.http import assert_problem, barrier, errors, post, read
 
 shared, client, make_tenant = app_fixtures()
 

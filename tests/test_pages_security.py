@@ -18,6 +18,8 @@ from playwright.sync_api import expect, sync_playwright
 from conftest import Tenant, eventually, push, served_account
 from patron.config import Settings
 from patron.tracking import wire
+from support.app import Client, app_fixtures
+from support.http import barrier, read
 from test_docs_page import CHROMIUM, FLAGS
 from test_email_links import (
     ANN,
@@ -32,7 +34,6 @@ from test_email_links import (
     subscribed_by_email_and_sms,
     template,
 )
-from test_push import Client, app_fixtures, barrier, read
 
 shared, client, make_tenant = app_fixtures()
 EVIL = "https://evil.example"

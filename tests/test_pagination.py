@@ -18,7 +18,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import Tenant, push
-from test_push import Client, app_fixtures, minimal, read
+from support.app import Client, app_fixtures
+from support.http import read
+from support.records import minimal
 
 #: A history: the pushes in order, each a list of record numbers (a number seen before is an update).
 History = list[list[int]]

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from conftest import Tenant
-from test_push import Client, app_fixtures, assert_problem
+from support.app import Client, app_fixtures
+from support.http import assert_problem
 
 shared, client, make_tenant = app_fixtures()
 

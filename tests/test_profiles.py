@@ -16,7 +16,8 @@ from sqlalchemy import Connection, delete, update
 from conftest import Tenant, push, run_cli
 from patron import accounts
 from patron.store import schema
-from test_push import App, Client, app_fixtures, assert_problem, read
+from support.app import App, Client, app_fixtures
+from support.http import assert_problem, read
 
 shared, client, make_tenant = app_fixtures()
 STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00$")

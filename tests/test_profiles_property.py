@@ -26,8 +26,8 @@ from conftest import Tenant, wait_applied
 from patron import accounts
 from patron.profiles import build, lists
 from patron.tracking import wire
+from support.app import App, Client, app_fixtures
 from test_profiles import all_profiles
-from test_push import App, Client, app_fixtures
 
 shared, client, make_tenant = app_fixtures()
 EXAMPLES = settings(max_examples=30, deadline=None, derandomize=True, database=None)

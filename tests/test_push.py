@@ -2,194 +2,35 @@
 order, batch rules, per-record validation, ``/v2/push/_errors``, request status, backlog and rate limit.
 
 Stored values are normalised: ids are strings, timestamps UTC with ``+00:00``, currencies and
-countries upper case. The helpers here are shared with ``test_entities`` and ``test_pagination``.
+countries upper case. The helpers these tests use are in ``support`` (shared with the other modules).
 
 The module runs one app (server and worker) for all its tests, each test on fresh accounts (accounts
 are sealed): ``client`` and ``make_tenant`` below override conftest's (so ``tenant`` uses them too).
-Tests that stop the worker take an app of their own, ``isolated``.
+Tests that stop the worker take an app of their own, ``isolated`` (``support.app``).
 """
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from litestar.testing import TestClient
 
 from conftest import Tenant, push, wait_applied
 from patron import accounts
-from patron.app import create_app
-from patron.config import Settings
 from patron.ingest.worker import apply_round
 from patron.runtime import queue_kinds
-from patron.store import Store, open_store
+from support.app import App, Client, app_fixtures
+from support.http import assert_problem, barrier, errors, nothing_stored, post, read, read_one, stored
+from support.records import minimal
 
-Client = TestClient[Any]
-PROBLEM = "application/problem+json"
 TOO_LARGE = "Payload invalid: Record is too large."
-#: Where each record type is listed (contacts: those of the default collection) and read one by one.
-LISTS = {
-    "contact": "/v2/contacts/default",
-    "order": "/v2/orders",
-    "product": "/v2/products?includeVariants=true",
-    "custom_event": "/v2/custom-events",
-}
-ONE = {"contact": "/v2/contacts/default/{}", "order": "/v2/orders/{}", "product": "/v2/products/{}"}
-BARRIER = "barrier"
-
-
-# one app per module -----------------------------------------------------------------------------
-
-
-@dataclass
-class App:
-    client: Client
-    store: Store
-    data_dir: Path
-    environment: dict[
-        str, str
-    ]  # for the CLI on the same store (``run_cli(app.data_dir, ..., environment=)``)
-
-    def tenant(self, name: str = "shop", limits: dict[str, str] | None = None) -> Tenant:
-        """A new account and key (every rate limit lifted unless ``limits`` are given), as conftest's."""
-        account, key = self.store.write_blocking(lambda conn: accounts.create_account(conn, name, "staging"))
-        changes = dict(limits) if limits is not None else dict.fromkeys(account.effective_limits, "unlimited")
-        self.store.write_blocking(lambda conn: accounts.set_limits(conn, account.hash, dict(changes)))
-        return Tenant(account.hash, key, name)
-
-
-@contextmanager
-def running_app(directory: Path, database_url: str | None, **settings_given: Any) -> Iterator[App]:
-    """The real app, with its worker, on a real store: SQLite in ``directory``, or ``database_url``
-    (and any other ``Settings`` given)."""
-    settings = replace(
-        Settings(), data_dir=directory / "data", database_url=database_url, redis_url=None, **settings_given
-    )
-    store = open_store(settings)
-    store.start()
-    try:
-        with TestClient(create_app(settings, store)) as client:
-            yield App(
-                client,
-                store,
-                settings.data_dir,
-                {"PATRON_DATABASE_URL": database_url} if database_url else {},
-            )
-    finally:
-        store.close()
-
-
-def app_fixtures(**settings: Any) -> tuple[Any, Any, Any]:
-    """The fixtures of a module sharing one app (with ``settings``): ``shared``, and ``client`` and
-    ``make_tenant``, which override conftest's (so conftest's ``tenant`` is a fresh account of the
-    shared app)."""
-
-    @pytest.fixture(scope="module")
-    def shared(
-        tmp_path_factory: pytest.TempPathFactory, new_database_url: Callable[[], str | None]
-    ) -> Iterator[App]:
-        with running_app(tmp_path_factory.mktemp("app"), new_database_url(), **settings) as app:
-            yield app
-
-    @pytest.fixture(scope="module")
-    def client(shared: App) -> Client:
-        return shared.client
-
-    @pytest.fixture(scope="module")
-    def make_tenant(shared: App) -> Callable[..., Tenant]:
-        return shared.tenant
-
-    return shared, client, make_tenant
-
 
 shared, client, make_tenant = app_fixtures()
-
-
-@pytest.fixture
-def isolated(tmp_path: Path, new_database_url: Callable[[], str | None]) -> Iterator[App]:
-    with running_app(tmp_path, new_database_url()) as app:
-        yield app
-
-
-# helpers ----------------------------------------------------------------------------------------
-
-
-def post(client: Client, tenant: Tenant, body: Any, path: str = "/v2/push") -> httpx.Response:
-    """POST ``body`` as compact JSON (so a record's size on the wire is exactly what the test built)."""
-    content = body if isinstance(body, bytes) else json.dumps(body, separators=(",", ":")).encode()
-    return client.post(path, content=content, headers={**tenant.headers, "Content-Type": "application/json"})
-
-
-def read(client: Client, tenant: Tenant, path: str) -> Any:
-    response = client.get(path, headers=tenant.headers)
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def assert_problem(response: httpx.Response, status: int, field: str | None = None) -> dict[str, Any]:
-    """An RFC 9457 problem with ``status``, naming ``field`` first among its errors when given."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM
-    problem: dict[str, Any] = response.json()
-    assert problem["status"] == status
-    if field is not None:
-        assert problem["errors"][0]["field"] == field, problem
-        assert field in problem["detail"]
-    return problem
-
-
-def barrier(client: Client, tenant: Tenant) -> None:
-    """Return once every request queued so far is applied (an account's requests apply in order).
-
-    Goes through ``POST /v2/custom-events``, which counts against the data rate limit, not push."""
-    event = {"id": uuid.uuid4().hex, "event_type": BARRIER, "identity_email": "barrier@example.com"}
-    response = post(client, tenant, event, "/v2/custom-events")
-    assert response.status_code == 202, response.text
-    wait_applied(client, tenant, response.json()["request_id"])
-
-
-def stored(client: Client, tenant: Tenant, record_type: str) -> dict[str, Any]:
-    """Every stored record of a type (up to 250; barrier events left out), by id, in list order."""
-    path = LISTS[record_type]
-    docs = read(client, tenant, f"{path}{'&' if '?' in path else '?'}limit=250")
-    return {doc["id"]: doc for doc in docs if doc.get("event_type") != BARRIER}
-
-
-def read_one(client: Client, tenant: Tenant, record_type: str, record_id: str) -> Any:
-    if record_type == "custom_event":
-        return stored(client, tenant, record_type)[record_id]
-    return read(client, tenant, ONE[record_type].format(record_id))
-
-
-def errors(client: Client, tenant: Tenant, query: str = "") -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = read(client, tenant, f"/v2/push/_errors{query}")
-    return found
-
-
-def minimal(record_type: str, record_id: str, **fields: Any) -> dict[str, Any]:
-    """A small valid record of ``record_type``."""
-    base: dict[str, Any] = {"@type": record_type, "id": record_id}
-    if record_type == "contact":
-        base["email"] = f"{record_id}@example.com"
-    elif record_type == "custom_event":
-        base.update(event_type="signup", identity_email=f"{record_id}@example.com")
-    return {**base, **fields}
-
-
-def nothing_stored(client: Client, tenant: Tenant, *record_types: str) -> None:
-    """After a barrier, no record of ``record_types`` and no push error exists in the account."""
-    barrier(client, tenant)
-    for record_type in record_types:
-        assert stored(client, tenant, record_type) == {}, record_type
-    assert errors(client, tenant) == []
 
 
 # the reference's example bodies (section 5) -----------------------------------------------------

@@ -33,7 +33,8 @@ from conftest import Tenant, eventually, push, served_account
 from patron import accounts
 from patron.profiles import build
 from patron.store.schema import tracking_events, tracking_sessions
-from test_push import App, Client, app_fixtures, read
+from support.app import App, Client, app_fixtures
+from support.http import read
 from test_tracking_browser import browser_page, visit
 
 shared, client, make_tenant = app_fixtures(session_idle=1.0, track_per_visitor="60/minute")

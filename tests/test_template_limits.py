@@ -19,7 +19,8 @@ import pytest
 
 from conftest import Tenant, create_tenant_cli, push, run_cli, start_server
 from patron.email.sandbox import MAX_LOOP_STEPS, MAX_OUTPUT, Job, Part
-from test_push import Client, app_fixtures, assert_problem, read
+from support.app import Client, app_fixtures
+from support.http import assert_problem, read
 
 shared, client, make_tenant = app_fixtures()
 SENDER = {"email": "shop@example.com", "name": "Example Shop"}

@@ -19,7 +19,8 @@ from conftest import Tenant, eventually, push
 from patron import signing
 from patron.store.schema import accounts, tracking_events, tracking_sessions, visitors
 from patron.tracking import wire
-from test_push import App, Client, app_fixtures, read
+from support.app import App, Client, app_fixtures
+from support.http import read
 
 HASH_ONLY = "0123456789abcdef"
 

@@ -24,8 +24,8 @@ from conftest import Server, eventually, push, served_account
 from patron.config import Settings
 from patron.store import open_store
 from patron.store.schema import tracking_sessions, visitors
+from support.http import read
 from test_docs_page import CHROMIUM, FLAGS
-from test_push import read
 
 PRODUCTS = {"p-1": ("Red shoes", 25), "p-2": ("Blue hat", 10)}
 SHOP_JS = """

@@ -22,8 +22,12 @@ def counted(order: dict[str, Any]) -> bool:
 
 def revenue(order: dict[str, Any]) -> float:
     base = (order.get("totals") or {}).get("base") or {}
-    value = base.get("grand_total", order.get("grand_total"))
-    return max(-LIMIT, min(LIMIT, float(value))) if isinstance(value, float | int) else 0.0
+    value = base.get("grand_total")
+    if value is None:  # not given (a null base total gives none either)
+        value = order.get("grand_total")
+    if not isinstance(value, float | int) or isinstance(value, bool):
+        return 0.0
+    return float(max(-LIMIT, min(LIMIT, value)))
 
 
 def items(order: dict[str, Any]) -> int:
