@@ -1,7 +1,7 @@
 """Compare a benchmark on this tree and on another revision, the runs alternated.
 
 The machine's speed drifts from minute to minute, so two figures measured one after the other tell
-little; alternating the runs (base, this tree, base, this tree...) spreads the drift over both. The
+little; alternating the runs (base, this tree, this tree, base...) spreads the drift over both. The
 revision is checked out into a temporary git worktree and run with this tree's virtualenv, its own
 source first on the path; each run is a benchmark script of ``bench/`` given ``--no-docs``, and
 prints JSON whose numeric fields are compared.
@@ -74,7 +74,8 @@ def main() -> None:
         try:
             sides: dict[str, list[dict[str, float]]] = {"base": [], "tree": []}
             for n in range(args.runs):
-                for side, tree in (("base", base), ("tree", ROOT)):
+                order = [("base", base), ("tree", ROOT)]
+                for side, tree in order if n % 2 == 0 else order[::-1]:  # neither side always second
                     figures = numbers(run(tree, command))
                     sides[side].append(figures)
                     print(json.dumps({"run": n + 1, "side": side, **figures}), flush=True)
