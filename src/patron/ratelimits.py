@@ -18,6 +18,7 @@ from limits.storage import storage_from_string
 from sqlalchemy import Connection, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from patron.errors import Invalid
 from patron.store import Store
 from patron.store.schema import rate_windows
 
@@ -32,7 +33,7 @@ DEFAULT_LIMITS: Final[dict[str, str]] = {
 UNLIMITED: Final = "unlimited"
 
 
-class InvalidLimit(ValueError):
+class InvalidLimit(Invalid):
     """A limit that is not ``N/second``, ``N/minute``, ``N/hour``, ``N/day`` or ``unlimited``."""
 
 
