@@ -213,3 +213,26 @@ def test_a_link_refused_before_it_is_queued_queues_nothing(idle: Client, full: T
     assert "location" not in page.headers
     assert idle.post("/u/not-a-link").status_code == 400
     assert queued(store, full) == ["order"]
+
+
+# the document -------------------------------------------------------------------------------------
+
+
+def test_no_choice_of_the_document_is_one_that_every_value_makes_ambiguous(client: Client) -> None:
+    """A push error's ``record`` is any JSON value or null: ``anyOf``, as ``oneOf`` would refuse the
+    null that every lenient reading's row holds (it matches both choices)."""
+    document = client.get("/v2/swagger.json").json()
+    record = document["components"]["schemas"]["PushError"]["properties"]["record"]
+    assert record == {"anyOf": [{}, {"type": "null"}]}
+
+    def choices(node: Any) -> Iterator[list[Any]]:
+        if isinstance(node, dict):
+            if isinstance(node.get("oneOf"), list):
+                yield node["oneOf"]
+            for value in node.values():
+                yield from choices(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from choices(value)
+
+    assert [found for found in choices(document) if {} in found] == []
