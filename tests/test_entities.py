@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from conftest import Tenant, push, wait_applied
+from patron.api.edge import edge_of
 from patron.ingest.worker import apply_round
 from patron.runtime import queue_kinds
 from support.app import Client, app_fixtures, running_app
@@ -385,7 +386,7 @@ def test_an_update_applied_in_one_round_with_earlier_pushes_still_sorts_last(
 ) -> None:
     with running_app(tmp_path, new_database_url()) as app:
         client, tenant = app.client, app.tenant()
-        client.app.state.worker.stop()
+        edge_of(client.app).worker.stop()
         for batch in [
             [minimal("order", f"o{i}") for i in range(3)],
             [minimal("order", "o0", status="shipped")],

@@ -12,6 +12,7 @@ from litestar.testing import TestClient
 
 from conftest import Tenant
 from patron.api.body import decode, read_json
+from patron.api.edge import edge_of
 
 PROBLEM = "application/problem+json"
 
@@ -143,7 +144,7 @@ def test_unexpected_failure_is_a_500_problem_whose_request_id_is_logged(
 
 def test_storage_failure_is_a_503_problem_with_retry_after(client: TestClient, tenant: Tenant) -> None:  # type: ignore[type-arg]
     assert client.get("/ready").json() == {"status": "ready"}
-    client.app.state.store.close()
+    edge_of(client.app).store.close()
     response = client.get("/ready")
     assert_problem(response, 503)
     assert int(response.headers["retry-after"]) > 0

@@ -13,6 +13,7 @@ import copy
 from typing import Any
 
 import pytest
+
 from patron.model.documents import merge
 
 pytestmark = pytest.mark.unit

@@ -22,6 +22,7 @@ import pytest
 
 from conftest import Tenant, push, wait_applied
 from patron import accounts
+from patron.api.edge import edge_of
 from patron.ingest.worker import apply_round
 from patron.runtime import queue_kinds
 from support.app import App, Client, app_fixtures
@@ -688,7 +689,7 @@ def test_push_errors_list_rejections_newest_first(client: Client, make_tenant: C
 
 def test_push_status_goes_from_queued_to_applied(isolated: App) -> None:
     client, tenant, store = isolated.client, isolated.tenant(), isolated.store
-    client.app.state.worker.stop()
+    edge_of(client.app).worker.stop()
     response = post(client, tenant, [minimal("order", "a"), minimal("order", "b", currency="X")])
     request_id = response.json()["request_id"]
     queued = read(client, tenant, f"/v2/push/{request_id}")
@@ -712,7 +713,7 @@ def test_push_status_goes_from_queued_to_applied(isolated: App) -> None:
 
 def test_a_push_with_every_record_rejected_is_applied_at_once(isolated: App) -> None:
     client, tenant = isolated.client, isolated.tenant()
-    client.app.state.worker.stop()
+    edge_of(client.app).worker.stop()
     request_id = post(client, tenant, [minimal("order", "a", currency="X")]).json()["request_id"]
     status = read(client, tenant, f"/v2/push/{request_id}")
     assert (status["status"], status["accepted"], status["rejected"], status["applied"]) == (
@@ -737,7 +738,7 @@ def full_queue(app: App, tenant: Tenant, limit: int) -> list[httpx.Response]:
     """Stop the worker, set the account's queue limit, and push one order at a time until refused."""
     client, store = app.client, app.store
     store.write_blocking(lambda conn: accounts.set_limits(conn, tenant.hash, {}, queue_limit=limit))
-    client.app.state.worker.stop()
+    edge_of(client.app).worker.stop()
     responses: list[httpx.Response] = []
     while not responses or responses[-1].status_code == 202:
         assert len(responses) <= limit + 1, "the backlog never filled"

@@ -18,7 +18,7 @@ from typing import Final
 import msgspec
 from sqlalchemy import Connection, Row, insert, select, update
 
-from patron import ratelimits
+from patron import errors, ratelimits
 from patron.store import Store
 from patron.store.schema import accounts, api_keys
 
@@ -30,8 +30,12 @@ DEFAULT_QUEUE_LIMIT: Final = 50_000
 NAME_MAX: Final = 200
 
 
-class AccountError(ValueError):
-    """A request about accounts or keys that cannot be carried out (unknown account, bad limit, ...)."""
+class AccountError(errors.Invalid):
+    """A request about accounts or keys that cannot be carried out (a bad name or limit, ...)."""
+
+
+class UnknownAccount(errors.NotFound, AccountError):
+    """A request about an account or a key that does not exist."""
 
 
 class Account(msgspec.Struct, frozen=True):
@@ -134,7 +138,7 @@ def get_account(conn: Connection, account_hash: str) -> Account:
         select(*_account_columns()).where(accounts.c.hash == account_hash)  # type: ignore[call-overload]
     ).first()
     if row is None:
-        raise AccountError(f"no account has the hash {account_hash!r}")
+        raise UnknownAccount(f"no account has the hash {account_hash!r}")
     return _account(row)
 
 
@@ -241,7 +245,7 @@ def revoke_key(conn: Connection, public_id: str) -> ApiKey:
         .where(api_keys.c.public_id == public_id)
     ).first()
     if row is None:
-        raise AccountError(f"no API key has the id {public_id!r}")
+        raise UnknownAccount(f"no API key has the id {public_id!r}")
     revoked = row.revoked_at or now()
     conn.execute(update(api_keys).where(api_keys.c.id == row.id).values(revoked_at=revoked))
     return ApiKey(public_id, row.hash, row.label, row.created_at, revoked)

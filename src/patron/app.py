@@ -13,6 +13,7 @@ from litestar.static_files import create_static_files_router
 from patron.accounts import KeyResolver
 from patron.api import (
     account,
+    bench,
     docs,
     email,
     entities,
@@ -27,14 +28,17 @@ from patron.api import (
     unsubscribes,
 )
 from patron.api.auth import authorise, current_account, send_rate_headers
+from patron.api.edge import EDGE, Edge
 from patron.api.observe import Metrics, Observer
 from patron.api.paging import EmptyParameters
 from patron.api.problems import EXCEPTION_HANDLERS
 from patron.config import Settings
 from patron.email.sandbox import Renderer
+from patron.ingest.submit import Submitter
 from patron.ingest.supervisor import NoWorker, WorkerProcess
 from patron.ratelimits import RateLimiter
 from patron.store import Store
+from patron.tracking.collect import Collector
 
 #: Every Data API route, all behind the API key and the account's rate limits.
 V2_HANDLERS = [
@@ -59,8 +63,18 @@ def create_app(settings: Settings, store: Store) -> Litestar:
     # requests in the database.
     several = store.parallel_workers or settings.api_processes > 1
     shared = store if several and not settings.redis_url else None
-    limiter = RateLimiter(settings.redis_url, shared)
-    renderer = Renderer()
+    submit = Submitter(store, worker.wake)
+    edge = Edge(
+        settings=settings,
+        store=store,
+        worker=worker,
+        key_resolver=KeyResolver(store),
+        limiter=RateLimiter(settings.redis_url, shared),
+        renderer=Renderer(),
+        metrics=Metrics(),
+        submit=submit,
+        collector=Collector(submit, RateLimiter(), settings.track_per_address, settings.track_per_visitor),
+    )
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -70,18 +84,18 @@ def create_app(settings: Settings, store: Store) -> Litestar:
             yield
         finally:
             worker.stop()
-            await limiter.close()
-            renderer.close()
+            await edge.limiter.close()
+            edge.renderer.close()
             store.close()
 
     v2 = Router(
         path="/v2",
-        route_handlers=[*V2_HANDLERS, *([push.noop] if settings.bench_noop else [])],
+        # the benchmark's no-op push only in a server started for the benchmark (bench/push.py)
+        route_handlers=[*V2_HANDLERS, *([bench.noop] if settings.bench_noop else [])],
         guards=[authorise],
         dependencies={"account": Provide(current_account, sync_to_thread=False)},
         security=[{"apikey": []}],
     )
-    metrics_state = Metrics()
     app = Litestar(
         route_handlers=[
             v2,
@@ -89,25 +103,14 @@ def create_app(settings: Settings, store: Store) -> Litestar:
             health.ready,
             metrics.metrics,
             docs.swagger_json,
-            *links.HANDLERS,
+            links.ROUTER,
             *tracking.HANDLERS,
             create_static_files_router(
                 path=docs.ASSETS_PATH, directories=[docs.ASSETS], include_in_schema=False
             ),
         ],
-        state=State(
-            {
-                "store": store,
-                "key_resolver": KeyResolver(store),
-                "limiter": limiter,
-                "renderer": renderer,
-                "track_limiter": RateLimiter(),
-                "track_accounts": tracking.Accounts(),
-                "metrics": metrics_state,
-                "worker": worker,
-                "settings": settings,
-            }
-        ),
+        state=State({EDGE: edge}),
+        dependencies=edge.dependencies(),
         lifespan=[lifespan],
         before_send=[send_rate_headers],
         exception_handlers=EXCEPTION_HANDLERS,
@@ -116,5 +119,5 @@ def create_app(settings: Settings, store: Store) -> Litestar:
         logging_config=None,
         debug=False,
     )
-    app.asgi_handler = Observer(EmptyParameters(app.asgi_handler), metrics_state)
+    app.asgi_handler = Observer(EmptyParameters(app.asgi_handler), edge.metrics)
     return app

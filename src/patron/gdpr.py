@@ -34,10 +34,11 @@ import msgspec
 from msgspec import UNSET, Meta, UnsetType
 from sqlalchemy import Connection, Table, delete, func, insert, or_, select, update
 
+from patron.errors import FieldInvalid
 from patron.ingest.queue import enqueue_operation, pack, unpack
 from patron.model.rounds import Op, QueueKind, Registry, Round
 from patron.profiles.operations import resolve
-from patron.records.fields import EMAIL_PATTERN, NO_NUL_PATTERN, Email
+from patron.records.fields import EMAIL_PATTERN, MAX_ID_LENGTH, MAX_TEXT_LENGTH, NO_NUL_PATTERN, Email
 from patron.signing import account_key
 from patron.store import among, chunks
 from patron.store.schema import (
@@ -80,7 +81,7 @@ _encode = msgspec.json.Encoder().encode
 
 class DeletionIdentity(msgspec.Struct, forbid_unknown_fields=True):
     type: Literal["email", "customer_id", "phone_number", "profile_id"]
-    value: Annotated[str, Meta(min_length=1, max_length=512, pattern=NO_NUL_PATTERN)]
+    value: Annotated[str, Meta(min_length=1, max_length=MAX_ID_LENGTH, pattern=NO_NUL_PATTERN)]
 
 
 #: An identity as the OpenAPI document gives it: an email's value is an email.
@@ -101,15 +102,15 @@ class DeletionRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=
 
     email: Email | UnsetType = UNSET
     identities: Annotated[list[_Checked], Meta(min_length=1, max_length=20)] | UnsetType = UNSET
-    comment: Annotated[str, Meta(max_length=4096, pattern=NO_NUL_PATTERN)] | None = None
+    comment: Annotated[str, Meta(max_length=MAX_TEXT_LENGTH, pattern=NO_NUL_PATTERN)] | None = None
 
     def __post_init__(self) -> None:
         if self.email is UNSET and self.identities is UNSET:
-            raise ValueError("email :: is required (or identities)")
+            raise FieldInvalid("email", "is required (or identities)")
         if isinstance(self.identities, list):
             for index, identity in enumerate(self.identities):
                 if identity.type == "email" and not _EMAIL.match(identity.value):
-                    raise ValueError(f"identities > {index} > value :: is not an email")
+                    raise FieldInvalid(f"identities > {index} > value", "is not an email")
 
     def all_identities(self) -> list[DeletionIdentity]:
         given = [] if self.email is UNSET else [DeletionIdentity("email", self.email)]
@@ -160,9 +161,15 @@ class Anonymisation(msgspec.Struct):
 
 
 def request(
-    conn: Connection, account_id: int, queue_limit: int, request_id: str, body: DeletionRequest, at: datetime
+    conn: Connection,
+    account_id: int,
+    queue_limit: int | None,
+    request_id: str,
+    body: DeletionRequest,
+    at: datetime,
 ) -> DeletionView:
-    """Keep the request (its identities hashed) and queue its operation, in one transaction."""
+    """Keep the request (its identities hashed) and queue its operation, in one transaction (refused
+    with ``BacklogFull`` over ``queue_limit``, None: never)."""
     operation = Anonymisation(body.all_identities())
     enqueue_operation(conn, account_id, queue_limit, request_id, ANONYMISE, operation, at)
     view = [hashed(identity) for identity in body.all_identities()]

@@ -17,6 +17,7 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
 from sqlalchemy import Connection, delete, select
 
+from patron.errors import Invalid
 from patron.store import Store, upsert
 from patron.store.schema import rate_windows
 
@@ -31,7 +32,7 @@ DEFAULT_LIMITS: Final[dict[str, str]] = {
 UNLIMITED: Final = "unlimited"
 
 
-class InvalidLimit(ValueError):
+class InvalidLimit(Invalid):
     """A limit that is not ``N/second``, ``N/minute``, ``N/hour``, ``N/day`` or ``unlimited``."""
 
 

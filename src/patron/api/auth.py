@@ -11,9 +11,10 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.params import SkipValidation
 from litestar.types import Message, Scope
 
-from patron.accounts import Account, KeyResolver
+from patron.accounts import Account
+from patron.api.edge import edge_of
 from patron.api.problems import NOT_AUTHORISED, ProblemError
-from patron.ratelimits import Decision, RateLimiter
+from patron.ratelimits import Decision
 from patron.store import fair
 
 AUTH_HEADER = "X-Ometria-Auth"
@@ -31,16 +32,15 @@ CurrentAccount: TypeAlias = NamedDependency[SkipValidation[Account]]
 async def authorise(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
     """Resolve ``X-Ometria-Auth`` to an account (403 if it names none), then count the request (429)."""
     key = connection.headers.get(AUTH_HEADER)
-    resolver: KeyResolver = connection.app.state.key_resolver
-    account = await resolver.resolve(key) if key else None
+    edge = edge_of(connection.app)
+    account = await edge.key_resolver.resolve(key) if key else None
     if account is None:
         raise ProblemError(403, NOT_AUTHORISED)
     connection.state.account = account
     fair.owner.set(account.id)  # the request's reads queue as this account's, beside the others'
     endpoint_class = handler.opt.get(RATE_CLASS, "data")
-    limiter: RateLimiter = connection.app.state.limiter
     limit = account.effective_limits[endpoint_class]
-    decision = await limiter.hit(account.hash, endpoint_class, limit)
+    decision = await edge.limiter.hit(account.hash, endpoint_class, limit)
     quota = rate_headers(endpoint_class, decision)
     connection.scope["state"][RATE_HEADERS] = quota
     if not decision.allowed:

@@ -136,7 +136,24 @@ def with_raw_bodies(app: Litestar) -> dict[str, Any]:
             "required": True,
             "content": {"application/json": {"schema": schema}},
         }
-    return document
+    fixed: dict[str, Any] = _without_overlapping_choices(document)
+    return fixed
+
+
+def _without_overlapping_choices(node: Any) -> Any:
+    """``node`` with each ``oneOf`` that has the empty schema among its choices made an ``anyOf``.
+
+    Litestar writes a field that is any JSON value or null (``msgspec.Raw | None``: a push error's
+    ``record``) as ``oneOf: [{}, {"type": "null"}]``, which no null satisfies: it matches both
+    choices, and ``oneOf`` wants exactly one. ``anyOf`` says what was meant."""
+    if isinstance(node, list):
+        return [_without_overlapping_choices(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    fixed = {key: _without_overlapping_choices(value) for key, value in node.items()}
+    if isinstance(fixed.get("oneOf"), list) and {} in fixed["oneOf"]:
+        fixed["anyOf"] = fixed.pop("oneOf")
+    return fixed
 
 
 @get(DOCUMENT_PATH, include_in_schema=False, media_type="application/json", sync_to_thread=False)

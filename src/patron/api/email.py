@@ -1,49 +1,35 @@
 """Transactional email: ``POST /v2/transactional-email/send`` (reference section 5.10), the message's
 status (``GET /v2/transactional-email/{id}``) and templates (``/v2/templates``), the last two
-extensions."""
+extensions. A template or message that does not check out is a 400 naming the field (a template or
+profile it names that the account does not have, a 404): ``templates.TemplateInvalid`` and
+``messages.NotFound``, answered by ``problems``."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response, get, post, put
-from litestar.datastructures import State
 from litestar.params import PathParameter
 
 from patron import entities
 from patron.accounts import now
 from patron.api.auth import BODY_TYPE, RATE_CLASS, CurrentAccount
 from patron.api.body import decode, read_json
+from patron.api.edge import Injected
 from patron.api.paging import Limit, Offset
-from patron.api.problems import ERRORS, ITEM_ERRORS, field_problem, or_404
+from patron.api.problems import ERRORS, ITEM_ERRORS, or_404
+from patron.config import Site
 from patron.email import messages, templates
-from patron.email.messages import NotFound
-from patron.email.templates import TemplateInvalid
-from patron.records.fields import NO_NUL_PATTERN
-from patron.store import Work
+from patron.email.sandbox import Renderer
+from patron.email.templates import MAX_TEMPLATE_ID
+from patron.records.fields import MAX_MADE_ID_LENGTH, NO_NUL_PATTERN
+from patron.store import Store
 
-MessageId = Annotated[str, PathParameter(pattern=NO_NUL_PATTERN, max_length=64)]
-TemplateId = Annotated[int, PathParameter(ge=1, le=2**31 - 1)]
-T = TypeVar("T")
+MessageId = Annotated[str, PathParameter(pattern=NO_NUL_PATTERN, max_length=MAX_MADE_ID_LENGTH)]
+TemplateId = Annotated[int, PathParameter(ge=1, le=MAX_TEMPLATE_ID)]
 _send = msgspec.json.Decoder(messages.SendRequest)
 _template = msgspec.json.Decoder(templates.TemplateBody)
-
-
-async def _write(state: State, work: Work[Any]) -> Any:
-    """Run ``work``; a template or message that does not check out is a 400 naming the field."""
-    return await _checked(state.store.write(work))
-
-
-async def _checked(outcome: Awaitable[T]) -> T:
-    """``outcome``; a template or message that does not check out is a 400 (or 404) naming the field."""
-    try:
-        return await outcome
-    except NotFound as exc:
-        raise field_problem(404, exc.field, exc.message) from exc
-    except TemplateInvalid as exc:
-        raise field_problem(400, exc.field, exc.message) from exc
 
 
 @post(
@@ -55,11 +41,14 @@ async def _checked(outcome: Awaitable[T]) -> T:
     opt={RATE_CLASS: "email", BODY_TYPE: "patron.email.messages:SendBody"},
 )
 async def send(
-    request: Request[Any, Any, Any], account: CurrentAccount, state: State
+    request: Request[Any, Any, Any],
+    account: CurrentAccount,
+    store: Injected[Store],
+    renderer: Injected[Renderer],
+    site: Injected[Site],
 ) -> Response[messages.SendReply]:
     body = decode(await read_json(request), _send)
-    sending = messages.send(state.store, state.renderer, account, body, state.settings.site, now())
-    reply: messages.SendReply = await _checked(sending)
+    reply = await messages.send(store, renderer, account, body, site, now())
     return Response(reply, status_code=202)
 
 
@@ -69,10 +58,10 @@ async def send(
     tags=["email"],
     responses=ITEM_ERRORS,
 )
-async def read_message(message_id: MessageId, account: CurrentAccount, state: State) -> messages.MessageView:
-    found: messages.MessageView | None = await state.store.read(
-        lambda conn: messages.read(conn, account.id, message_id)
-    )
+async def read_message(
+    message_id: MessageId, account: CurrentAccount, store: Injected[Store]
+) -> messages.MessageView:
+    found = await store.read(lambda conn: messages.read(conn, account.id, message_id))
     return or_404(found, "message_id", f"no message {message_id!r} in this account")
 
 
@@ -85,13 +74,14 @@ async def read_message(message_id: MessageId, account: CurrentAccount, state: St
     opt={BODY_TYPE: "patron.email.templates:TemplateBody"},
 )
 async def create_template(
-    request: Request[Any, Any, Any], account: CurrentAccount, state: State
+    request: Request[Any, Any, Any],
+    account: CurrentAccount,
+    store: Injected[Store],
+    renderer: Injected[Renderer],
 ) -> Response[templates.Template]:
-    body = await _template_body(request, state)
+    body = await _template_body(request, renderer)
     at = now()
-    created: templates.Template = await _write(
-        state, lambda conn: templates.create(conn, account.id, body, at)
-    )
+    created = await store.write(lambda conn: templates.create(conn, account.id, body, at))
     return Response(created, status_code=201)
 
 
@@ -103,25 +93,24 @@ async def create_template(
     opt={BODY_TYPE: "patron.email.templates:TemplateBody"},
 )
 async def replace_template(
-    request: Request[Any, Any, Any], template_id: TemplateId, account: CurrentAccount, state: State
+    request: Request[Any, Any, Any],
+    template_id: TemplateId,
+    account: CurrentAccount,
+    store: Injected[Store],
+    renderer: Injected[Renderer],
 ) -> templates.Template:
-    body = await _template_body(request, state)
+    body = await _template_body(request, renderer)
     at = now()
-    found: templates.Template | None = await _write(
-        state, lambda conn: templates.replace(conn, account.id, template_id, body, at)
-    )
+    found = await store.write(lambda conn: templates.replace(conn, account.id, template_id, body, at))
     return or_404(found, "template_id", f"no template {template_id} in this account")
 
 
 @get("/templates", summary="Email templates (an extension)", tags=["email"], responses=ERRORS)
 async def list_templates(
-    account: CurrentAccount, state: State, limit: Limit = entities.DEFAULT_LIMIT, offset: Offset = 0
+    account: CurrentAccount, store: Injected[Store], limit: Limit = entities.DEFAULT_LIMIT, offset: Offset = 0
 ) -> list[templates.Template]:
     page = entities.Page.of(limit, offset, None)
-    found: list[templates.Template] = await state.store.read(
-        lambda conn: templates.list_templates(conn, account.id, page.limit, page.offset)
-    )
-    return found
+    return await store.read(lambda conn: templates.list_templates(conn, account.id, page.limit, page.offset))
 
 
 @get(
@@ -130,21 +119,18 @@ async def list_templates(
     tags=["email"],
     responses=ITEM_ERRORS,
 )
-async def read_template(template_id: TemplateId, account: CurrentAccount, state: State) -> templates.Template:
-    found: templates.Template | None = await state.store.read(
-        lambda conn: templates.get(conn, account.id, template_id)
-    )
+async def read_template(
+    template_id: TemplateId, account: CurrentAccount, store: Injected[Store]
+) -> templates.Template:
+    found = await store.read(lambda conn: templates.get(conn, account.id, template_id))
     return or_404(found, "template_id", f"no template {template_id} in this account")
 
 
-async def _template_body(request: Request[Any, Any, Any], state: State) -> templates.TemplateBody:
-    """The body of a template write, every part tried in the sandbox (a 400 naming the part that
-    does not compile or breaks a rendering limit)."""
+async def _template_body(request: Request[Any, Any, Any], renderer: Renderer) -> templates.TemplateBody:
+    """The body of a template write, every part tried in the sandbox (``TemplateInvalid`` naming the
+    part that does not compile or breaks a rendering limit)."""
     body = decode(await read_json(request), _template)
-    try:
-        await templates.check(state.renderer, body)
-    except TemplateInvalid as exc:
-        raise field_problem(400, exc.field, exc.message) from exc
+    await templates.check(renderer, body)
     return body
 
 

@@ -11,26 +11,35 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Request, Response, get, post
-from litestar.datastructures import State
 from litestar.params import FromQuery, PathParameter, QueryParameter
 
 from patron import entities
 from patron.accounts import Account
 from patron.api.auth import BODY_TYPE, CurrentAccount
 from patron.api.body import content_type_warnings, decode, read_json
+from patron.api.edge import Injected
 from patron.api.paging import Limit, Offset
-from patron.api.problems import ERRORS, ITEM_ERRORS, field_problem
+from patron.api.problems import ERRORS, ITEM_ERRORS
 from patron.api.push import accept
+from patron.errors import Invalid, NotFound
 from patron.ingest.push import PushReply
-from patron.records.fields import COLLECTION_PATTERN, ID_PATTERN, NO_NUL_PATTERN
+from patron.ingest.submit import Submitter
+from patron.records.fields import (
+    COLLECTION_PATTERN,
+    ID_PATTERN,
+    MAX_ID_LENGTH,
+    MAX_NAME_LENGTH,
+    NO_NUL_PATTERN,
+)
 from patron.records.types import Contact, CustomEvent, Order, Product
+from patron.store import Store
 from patron.tracking import read as tracking
 
 JSON = "application/json"
 #: The path segments that name a record, with the checks of the record's own fields (an id segment
 #: is ``{id:path}``, so that ``2024%2F0001`` reads as ``2024/0001``, and arrives with a leading "/").
-CollectionSegment = Annotated[str, PathParameter(pattern=COLLECTION_PATTERN, max_length=200)]
-IdSegment = Annotated[str, PathParameter(pattern=ID_PATTERN, max_length=513)]
+CollectionSegment = Annotated[str, PathParameter(pattern=COLLECTION_PATTERN, max_length=MAX_NAME_LENGTH)]
+IdSegment = Annotated[str, PathParameter(pattern=ID_PATTERN, max_length=MAX_ID_LENGTH + 1)]
 #: A query filter's value (stored text never holds a NUL, so a filter with one is refused).
 Filter = Annotated[str | None, QueryParameter(pattern=NO_NUL_PATTERN)]
 OrderBy = Annotated[
@@ -42,7 +51,7 @@ _encode = msgspec.json.Encoder().encode
 
 
 async def _page(
-    state: State,
+    store: Store,
     account: Account,
     record_type: str,
     limit: int,
@@ -51,9 +60,7 @@ async def _page(
     where: entities.Filters = (),
 ) -> Response[bytes]:
     page = entities.Page.of(limit, offset, orderby)
-    docs = await state.store.read(
-        lambda conn: entities.list_documents(conn, record_type, account.id, page, where)
-    )
+    docs = await store.read(lambda conn: entities.list_documents(conn, record_type, account.id, page, where))
     return Response(entities.as_array(docs), media_type=JSON)
 
 
@@ -62,17 +69,17 @@ def _last(segment: str) -> str:
     return segment.removeprefix("/")
 
 
-async def _one(state: State, account: Account, record_type: str, *key: str) -> Response[bytes]:
+async def _one(store: Store, account: Account, record_type: str, *key: str) -> Response[bytes]:
     key = (*key[:-1], _last(key[-1]))
-    doc = await state.store.read(lambda conn: entities.get_document(conn, record_type, account.id, *key))
+    doc = await store.read(lambda conn: entities.get_document(conn, record_type, account.id, *key))
     if doc is None:
         what = " ".join(key)
-        raise field_problem(404, "id", f"no {record_type.replace('_', ' ')} {what!r} in this account")
+        raise NotFound.at("id", f"no {record_type.replace('_', ' ')} {what!r} in this account")
     return Response(doc.encode(), media_type=JSON)
 
 
 async def _post_one(
-    request: Request[Any, Any, Any], state: State, account: Account, record_type: str, **from_path: str
+    request: Request[Any, Any, Any], submit: Submitter, account: Account, record_type: str, **from_path: str
 ) -> PushReply:
     """One record from the body, its type and key taken from the URL (and checked against the body)."""
     # Fields stay raw JSON, so that only the record's own decoder reads (and names) its values.
@@ -86,9 +93,9 @@ async def _post_one(
         given = msgspec.json.decode(record[name])
         if not isinstance(given, str | int) or str(given) != value:
             shown = reprlib.repr(given)
-            raise field_problem(400, f"root > {name}", f"is {shown} but the URL says {value!r}")
+            raise Invalid.at(f"root > {name}", f"is {shown} but the URL says {value!r}")
     notes = content_type_warnings(request)
-    reply, _ = await accept(state, account, _encode([record]), all_or_nothing=True, notes=notes)
+    reply, _ = await accept(submit, account, _encode([record]), all_or_nothing=True, notes=notes)
     return reply
 
 
@@ -115,18 +122,16 @@ class Collection(msgspec.Struct):
 )
 async def list_collections(
     account: CurrentAccount,
-    state: State,
+    store: Injected[Store],
     email: Filter = None,
     limit: Limit = entities.DEFAULT_LIMIT,
     offset: Offset = 0,
 ) -> Response[Any]:
     if email is not None:
         where = entities.contact_filters(email=email)
-        return await _page(state, account, "contact", limit, offset, None, where)
+        return await _page(store, account, "contact", limit, offset, None, where)
     page = entities.Page.of(limit, offset, None)
-    found = await state.store.read(
-        lambda conn: entities.collections(conn, account.id, page.limit, page.offset)
-    )
+    found = await store.read(lambda conn: entities.collections(conn, account.id, page.limit, page.offset))
     return Response([Collection(**c) for c in found], media_type=JSON)
 
 
@@ -139,13 +144,13 @@ async def list_collections(
 async def list_contacts(
     collection: CollectionSegment,
     account: CurrentAccount,
-    state: State,
+    store: Injected[Store],
     limit: Limit = entities.DEFAULT_LIMIT,
     offset: Offset = 0,
     orderby: OrderBy = None,
 ) -> Response[bytes]:
     where = entities.contact_filters(collection=collection)
-    return await _page(state, account, "contact", limit, offset, orderby, where)
+    return await _page(store, account, "contact", limit, offset, orderby, where)
 
 
 @get(
@@ -155,9 +160,9 @@ async def list_contacts(
     responses=response_spec(Contact),
 )
 async def read_contact(
-    collection: CollectionSegment, contact_id: IdSegment, account: CurrentAccount, state: State
+    collection: CollectionSegment, contact_id: IdSegment, account: CurrentAccount, store: Injected[Store]
 ) -> Response[bytes]:
-    return await _one(state, account, "contact", collection, contact_id)
+    return await _one(store, account, "contact", collection, contact_id)
 
 
 @post(
@@ -173,10 +178,10 @@ async def write_contact(
     collection: CollectionSegment,
     contact_id: IdSegment,
     account: CurrentAccount,
-    state: State,
+    submit: Injected[Submitter],
 ) -> PushReply:
     return await _post_one(
-        request, state, account, "contact", **{"@collection": collection, "id": contact_id}
+        request, submit, account, "contact", **{"@collection": collection, "id": contact_id}
     )
 
 
@@ -186,21 +191,21 @@ async def write_contact(
 @get("/orders", summary="Orders", tags=["orders"], responses=response_spec(list[Order]))
 async def list_orders(
     account: CurrentAccount,
-    state: State,
+    store: Injected[Store],
     limit: Limit = entities.DEFAULT_LIMIT,
     offset: Offset = 0,
     orderby: OrderBy = None,
 ) -> Response[bytes]:
-    return await _page(state, account, "order", limit, offset, orderby)
+    return await _page(store, account, "order", limit, offset, orderby)
 
 
 @get("/orders/{order_id:path}", summary="One order", tags=["orders"], responses=response_spec(Order))
-async def read_order(order_id: IdSegment, account: CurrentAccount, state: State) -> Response[bytes]:
+async def read_order(order_id: IdSegment, account: CurrentAccount, store: Injected[Store]) -> Response[bytes]:
     """With ``@attribution`` (an extension) when the website tag saw the order confirmed."""
     key = _last(order_id)
-    doc = await state.store.read(lambda conn: tracking.order_with_attribution(conn, account.id, key))
+    doc = await store.read(lambda conn: tracking.order_with_attribution(conn, account.id, key))
     if doc is None:
-        raise field_problem(404, "id", f"no order {key!r} in this account")
+        raise NotFound.at("id", f"no order {key!r} in this account")
     return Response(doc.encode(), media_type=JSON)
 
 
@@ -213,9 +218,9 @@ async def read_order(order_id: IdSegment, account: CurrentAccount, state: State)
     opt={BODY_TYPE: "Order"},
 )
 async def write_order(
-    request: Request[Any, Any, Any], order_id: IdSegment, account: CurrentAccount, state: State
+    request: Request[Any, Any, Any], order_id: IdSegment, account: CurrentAccount, submit: Injected[Submitter]
 ) -> PushReply:
-    return await _post_one(request, state, account, "order", id=order_id)
+    return await _post_one(request, submit, account, "order", id=order_id)
 
 
 # products ---------------------------------------------------------------------------------------
@@ -224,7 +229,7 @@ async def write_order(
 @get("/products", summary="Products", tags=["products"], responses=response_spec(list[Product]))
 async def list_products(
     account: CurrentAccount,
-    state: State,
+    store: Injected[Store],
     limit: Limit = entities.DEFAULT_LIMIT,
     offset: Offset = 0,
     orderby: OrderBy = None,
@@ -232,14 +237,16 @@ async def list_products(
     include_variants: Annotated[bool, QueryParameter(name="includeVariants")] = False,
 ) -> Response[bytes]:
     where = entities.product_filters(active, include_variants)
-    return await _page(state, account, "product", limit, offset, orderby, where)
+    return await _page(store, account, "product", limit, offset, orderby, where)
 
 
 @get(
     "/products/{product_id:path}", summary="One product", tags=["products"], responses=response_spec(Product)
 )
-async def read_product(product_id: IdSegment, account: CurrentAccount, state: State) -> Response[bytes]:
-    return await _one(state, account, "product", product_id)
+async def read_product(
+    product_id: IdSegment, account: CurrentAccount, store: Injected[Store]
+) -> Response[bytes]:
+    return await _one(store, account, "product", product_id)
 
 
 @post(
@@ -251,9 +258,12 @@ async def read_product(product_id: IdSegment, account: CurrentAccount, state: St
     opt={BODY_TYPE: "Product"},
 )
 async def write_product(
-    request: Request[Any, Any, Any], product_id: IdSegment, account: CurrentAccount, state: State
+    request: Request[Any, Any, Any],
+    product_id: IdSegment,
+    account: CurrentAccount,
+    submit: Injected[Submitter],
 ) -> PushReply:
-    return await _post_one(request, state, account, "product", id=product_id)
+    return await _post_one(request, submit, account, "product", id=product_id)
 
 
 # custom events ----------------------------------------------------------------------------------
@@ -267,7 +277,7 @@ async def write_product(
 )
 async def list_custom_events(
     account: CurrentAccount,
-    state: State,
+    store: Injected[Store],
     limit: Limit = entities.DEFAULT_LIMIT,
     offset: Offset = 0,
     orderby: OrderBy = None,
@@ -277,7 +287,7 @@ async def list_custom_events(
     profile_id: Filter = None,
 ) -> Response[bytes]:
     where = entities.event_filters(event_type, identity_email, identity_account_id, profile_id)
-    return await _page(state, account, "custom_event", limit, offset, orderby, where)
+    return await _page(store, account, "custom_event", limit, offset, orderby, where)
 
 
 @post(
@@ -289,9 +299,9 @@ async def list_custom_events(
     opt={BODY_TYPE: "CustomEvent"},
 )
 async def write_custom_event(
-    request: Request[Any, Any, Any], account: CurrentAccount, state: State
+    request: Request[Any, Any, Any], account: CurrentAccount, submit: Injected[Submitter]
 ) -> PushReply:
-    return await _post_one(request, state, account, "custom_event")
+    return await _post_one(request, submit, account, "custom_event")
 
 
 HANDLERS = [

@@ -8,19 +8,21 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response, get, post
-from litestar.datastructures import State
 from litestar.params import PathParameter
 
 from patron import entities, gdpr
 from patron.accounts import now
 from patron.api.auth import BODY_TYPE, RATE_CLASS, CurrentAccount
 from patron.api.body import decode, read_json
+from patron.api.edge import Injected
 from patron.api.paging import Limit, Offset
-from patron.api.problems import ERRORS, ITEM_ERRORS, field_problem
-from patron.api.push import queue
-from patron.records.fields import NO_NUL_PATTERN
+from patron.api.problems import ERRORS, ITEM_ERRORS
+from patron.errors import NotFound
+from patron.ingest.submit import Submitter
+from patron.records.fields import MAX_MADE_ID_LENGTH, NO_NUL_PATTERN
+from patron.store import Store
 
-RequestId = Annotated[str, PathParameter(pattern=NO_NUL_PATTERN, max_length=64)]
+RequestId = Annotated[str, PathParameter(pattern=NO_NUL_PATTERN, max_length=MAX_MADE_ID_LENGTH)]
 _request = msgspec.json.Decoder(gdpr.DeletionRequest)
 
 
@@ -33,12 +35,13 @@ _request = msgspec.json.Decoder(gdpr.DeletionRequest)
     opt={RATE_CLASS: "gdpr", BODY_TYPE: "patron.gdpr:DeletionBody"},
 )
 async def request_deletion(
-    request: Request[Any, Any, Any], account: CurrentAccount, state: State
+    request: Request[Any, Any, Any], account: CurrentAccount, submit: Injected[Submitter]
 ) -> Response[gdpr.DeletionView]:
     body = decode(await read_json(request), _request)
     request_id, at = str(uuid.uuid4()), now()
-    view = await queue(
-        state, lambda conn: gdpr.request(conn, account.id, account.queue_limit, request_id, body, at)
+    view = await submit.queue(
+        lambda conn, limit: gdpr.request(conn, account.id, limit, request_id, body, at),
+        limit=account.queue_limit,
     )
     return Response(view, status_code=202)
 
@@ -47,13 +50,12 @@ async def request_deletion(
     "/data-deletion-requests", summary="Anonymisation requests, oldest first", tags=["gdpr"], responses=ERRORS
 )
 async def list_deletions(
-    account: CurrentAccount, state: State, limit: Limit = entities.DEFAULT_LIMIT, offset: Offset = 0
+    account: CurrentAccount, store: Injected[Store], limit: Limit = entities.DEFAULT_LIMIT, offset: Offset = 0
 ) -> list[gdpr.DeletionView]:
     page = entities.Page.of(limit, offset, None)
-    found: list[gdpr.DeletionView] = await state.store.read(
+    return await store.read(
         lambda conn: gdpr.read_requests(conn, account.id, limit=page.limit, offset=page.offset)
     )
-    return found
 
 
 @get(
@@ -62,12 +64,12 @@ async def list_deletions(
     tags=["gdpr"],
     responses=ITEM_ERRORS,
 )
-async def read_deletion(request_id: RequestId, account: CurrentAccount, state: State) -> gdpr.DeletionView:
-    found: list[gdpr.DeletionView] = await state.store.read(
-        lambda conn: gdpr.read_requests(conn, account.id, request_id)
-    )
+async def read_deletion(
+    request_id: RequestId, account: CurrentAccount, store: Injected[Store]
+) -> gdpr.DeletionView:
+    found = await store.read(lambda conn: gdpr.read_requests(conn, account.id, request_id))
     if not found:
-        raise field_problem(404, "request_id", f"no data deletion request {request_id!r} in this account")
+        raise NotFound.at("request_id", f"no data deletion request {request_id!r} in this account")
     return found[0]
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import msgspec
 from litestar import get
-from litestar.datastructures import State
 
+from patron.api.edge import Injected
 from patron.health import accepts_writes
+from patron.store import Store
 
 
 class Status(msgspec.Struct):
@@ -19,6 +20,6 @@ async def health() -> Status:
 
 
 @get("/ready", summary="Storage accepts writes (503 when it does not)", tags=["operations"], security=[{}])
-async def ready(state: State) -> Status:
-    await accepts_writes(state.store)
+async def ready(store: Injected[Store]) -> Status:
+    await accepts_writes(store)
     return Status("ready")

@@ -18,64 +18,67 @@ from urllib.parse import parse_qs
 
 import ada_url
 import msgspec
-from litestar import Request, Response, get, post
-from litestar.datastructures import State
+from litestar import Request, Response, Router, get, post
 from litestar.params import PathParameter
+from sqlalchemy import Connection
 
 from patron.accounts import now
 from patron.api import pages
-from patron.config import Settings
+from patron.api.edge import Injected
+from patron.api.problems import status_of
+from patron.config import Site
 from patron.email import links, preferences
 from patron.email.links import Forbidden, Refused
 from patron.ingest.queue import enqueue_operation
+from patron.ingest.submit import Submitter
 from patron.profiles.operations import EMAIL_CLICK, PREFERENCES, UNSUBSCRIBE
 from patron.profiles.requests import EmailClick, Unsubscribe
+from patron.store import Store
 
 #: Any string: a link that is wrong in any way gets the refusal page.
 Text = Annotated[str, PathParameter()]
 
 
-def _queue(conn: Any, account_id: int, operation: str, body: msgspec.Struct) -> None:
-    """In order with the account's pushes; never refused for a backlog."""
-    enqueue_operation(conn, account_id, None, str(uuid.uuid4()), operation, body, now())
+def _queue(
+    conn: Connection, limit: int | None, account_id: int, operation: str, body: msgspec.Struct
+) -> None:
+    """In order with the account's pushes (what people do through a link is submitted with no limit:
+    never refused for a backlog)."""
+    enqueue_operation(conn, account_id, limit, str(uuid.uuid4()), operation, body, now())
+
+
+def refused(request: Request[Any, Any, Any], exc: Refused) -> Response[str]:
+    """A link (or a form) that is not honoured, whatever the handler was doing: the page saying why,
+    with the status of its kind (403 for a form from elsewhere, else 400)."""
+    return pages.refused(str(exc), status_of(exc) or 400)
 
 
 @get(f"{links.UNSUBSCRIBE_PATH}/{{token:str}}", include_in_schema=False)
-async def unsubscribe_page(token: Text, state: State) -> Response[str]:
-    try:
-        await state.store.read(lambda conn: links.verify_unsubscribe(conn, token))
-    except Refused as exc:
-        return pages.refused(str(exc))
+async def unsubscribe_page(token: Text, store: Injected[Store]) -> Response[str]:
+    await store.read(lambda conn: links.verify_unsubscribe(conn, token))
     return pages.unsubscribe_form(f"{links.UNSUBSCRIBE_PATH}/{token}")
 
 
 @post(f"{links.UNSUBSCRIBE_PATH}/{{token:str}}", include_in_schema=False, status_code=200)
-async def unsubscribe(token: Text, request: Request[Any, Any, Any], state: State) -> Response[str]:
+async def unsubscribe(
+    token: Text, request: Request[Any, Any, Any], submit: Injected[Submitter]
+) -> Response[str]:
     """The address the message went to is unsubscribed: ``list_unsubscribe`` from a mail client's
     one-click POST, ``link_unsubscribe`` from the page's button."""
     one_click = b"List-Unsubscribe=One-Click" in await request.body()
 
-    def record(conn: Any) -> None:
+    def record(conn: Connection, limit: int | None) -> None:
         found = links.verify_unsubscribe(conn, token)
         kind = "list_unsubscribe" if one_click else "link_unsubscribe"
-        _queue(conn, found.account_id, UNSUBSCRIBE, Unsubscribe(found.email, kind))
+        _queue(conn, limit, found.account_id, UNSUBSCRIBE, Unsubscribe(found.email, kind))
 
-    try:
-        await state.store.write(record)
-    except Refused as exc:
-        return pages.refused(str(exc))
-    state.worker.wake()
+    await submit.queue(record, limit=None)
     return pages.unsubscribed()
 
 
 @get(f"{links.PREFERENCES_PATH}/{{account_hash:str}}/{{token:str}}", include_in_schema=False)
-async def preference_centre(account_hash: Text, token: Text, state: State) -> Response[str]:
-    try:
-        shown: preferences.Choices = await state.store.read(
-            lambda conn: preferences.current(conn, account_hash, token)
-        )
-    except Refused as exc:
-        return pages.refused(str(exc))
+async def preference_centre(account_hash: Text, token: Text, store: Injected[Store]) -> Response[str]:
+    shown = await store.read(lambda conn: preferences.current(conn, account_hash, token))
     return _centre(account_hash, token, shown, saved=False)
 
 
@@ -83,24 +86,23 @@ async def preference_centre(account_hash: Text, token: Text, state: State) -> Re
     f"{links.PREFERENCES_PATH}/{{account_hash:str}}/{{token:str}}", include_in_schema=False, status_code=200
 )
 async def save_preferences(
-    account_hash: Text, token: Text, request: Request[Any, Any, Any], state: State
+    account_hash: Text,
+    token: Text,
+    request: Request[Any, Any, Any],
+    submit: Injected[Submitter],
+    site: Injected[Site],
 ) -> Response[str]:
-    settings: Settings = state.settings
-    if _from_elsewhere(request, settings.base_url):
-        return pages.refused(links.FORM_NOT_OURS, 403)
+    if _from_elsewhere(request, site.base_url):
+        raise Forbidden(links.FORM_NOT_OURS)
     form = parse_qs((await request.body()).decode("utf-8", "replace"))
 
-    def record(conn: Any) -> preferences.Choices:
+    def record(conn: Connection, limit: int | None) -> preferences.Choices:
         change, after = preferences.changes(preferences.current(conn, account_hash, token), form)
         if change.email is not None or change.sms is not None:
-            _queue(conn, after.account_id, PREFERENCES, change)
+            _queue(conn, limit, after.account_id, PREFERENCES, change)
         return after
 
-    try:
-        after: preferences.Choices = await state.store.write(record)
-    except Refused as exc:
-        return pages.refused(str(exc), 403 if isinstance(exc, Forbidden) else 400)
-    state.worker.wake()
+    after = await submit.queue(record, limit=None)
     return _centre(account_hash, token, after, saved=True)
 
 
@@ -126,23 +128,32 @@ def _centre(account_hash: str, token: str, choices: preferences.Choices, *, save
 
 
 @get(f"{links.CLICK_PATH}/{{token:str}}", include_in_schema=False)
-async def follow(token: Text, state: State) -> Response[str]:
+async def follow(token: Text, submit: Injected[Submitter]) -> Response[str]:
     """A verified link: the click is recorded on the recipient's profile, then the browser goes on (with
     the recipient's identity for the website tag, when they have a profile)."""
     at = now()
 
-    def record(conn: Any) -> str:
+    def record(conn: Connection, limit: int | None) -> str:
         click = links.verify_click(conn, token, at)
         body = EmailClick(click.message_id, click.target, click.recipient, click.profile)
-        _queue(conn, click.account_id, EMAIL_CLICK, body)
+        _queue(conn, limit, click.account_id, EMAIL_CLICK, body)
         return click.landing
 
-    try:
-        target: str = await state.store.write(record)
-    except Refused as exc:
-        return pages.refused(str(exc))
-    state.worker.wake()
+    target = await submit.queue(record, limit=None)
     return Response("", status_code=302, headers={"Location": target, "Cache-Control": "no-store"})
 
 
-HANDLERS = [unsubscribe_page, unsubscribe, preference_centre, save_preferences, follow, pages.stylesheet]
+#: The links' routes and their pages, under the site's root: any of them answers a link it does not
+#: honour (``Refused``) with the refusal page.
+ROUTER = Router(
+    path="/",
+    route_handlers=[
+        unsubscribe_page,
+        unsubscribe,
+        preference_centre,
+        save_preferences,
+        follow,
+        pages.stylesheet,
+    ],
+    exception_handlers={Refused: refused},
+)

@@ -1,4 +1,6 @@
-"""RFC 9457 problem details: the one shape of every error Patron answers with."""
+"""RFC 9457 problem details: the one shape of every error Patron answers with, and the one place that
+answers each kind of :class:`patron.errors.PatronError` (:data:`STATUS`), Litestar's own errors and the
+store's."""
 
 from __future__ import annotations
 
@@ -11,6 +13,18 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
 from patron.api.observe import CLIENT_CLOSED, DISCONNECTED
+from patron.errors import (
+    RETRY_AFTER,
+    Conflict,
+    FieldError,
+    Forbidden,
+    Invalid,
+    Later,
+    NotFound,
+    PatronError,
+    TooMany,
+    Unavailable,
+)
 from patron.records.validate import in_words
 from patron.store import ReadTimeout, StoreUnavailable
 
@@ -19,13 +33,6 @@ log = logging.getLogger("patron.http")
 T = TypeVar("T")
 PROBLEM_JSON = "application/problem+json"
 NOT_AUTHORISED = "API key is not authorised to access this resource"
-
-
-class FieldError(msgspec.Struct, omit_defaults=True):
-    """One offending field or parameter: its name (or path) and what is wrong with it."""
-
-    field: str
-    detail: str
 
 
 class Problem(msgspec.Struct, omit_defaults=True):
@@ -37,8 +44,21 @@ class Problem(msgspec.Struct, omit_defaults=True):
     errors: list[FieldError] | None = None
 
 
-class ProblemError(Exception):
-    """Raised anywhere in the HTTP layer to answer with a problem."""
+#: How each kind of error is answered (the first of an error's classes found here; ``ProblemError``
+#: says its own). An error of no kind here is a bug: a 500.
+STATUS: dict[type[PatronError], HTTPStatus] = {
+    Invalid: HTTPStatus.BAD_REQUEST,
+    Forbidden: HTTPStatus.FORBIDDEN,
+    NotFound: HTTPStatus.NOT_FOUND,
+    Conflict: HTTPStatus.CONFLICT,
+    TooMany: HTTPStatus.TOO_MANY_REQUESTS,
+    Unavailable: HTTPStatus.SERVICE_UNAVAILABLE,
+}
+
+
+class ProblemError(PatronError):
+    """Raised in the HTTP layer to answer with a problem of a given ``status`` (what only HTTP says:
+    a key that opens nothing, a media type not taken)."""
 
     def __init__(
         self,
@@ -48,11 +68,15 @@ class ProblemError(Exception):
         errors: list[FieldError] | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
-        super().__init__(detail)
+        super().__init__(detail, errors=errors or (), headers=headers)
         self.status = status
-        self.detail = detail
-        self.errors = errors
-        self.headers = headers or {}
+
+
+def status_of(exc: PatronError) -> int | None:
+    """The status ``exc`` is answered with (None: it is of no known kind)."""
+    if isinstance(exc, ProblemError):
+        return exc.status
+    return next((int(STATUS[kind]) for kind in type(exc).__mro__ if kind in STATUS), None)
 
 
 def field_problem(status: int, field: str, detail: str) -> ProblemError:
@@ -63,7 +87,7 @@ def field_problem(status: int, field: str, detail: str) -> ProblemError:
 def or_404(found: T | None, field: str, detail: str) -> T:
     """``found``, or a 404 problem about ``field`` when there is nothing."""
     if found is None:
-        raise field_problem(404, field, detail)
+        raise NotFound.at(field, detail)
     return found
 
 
@@ -103,8 +127,16 @@ def _wire_name(request: Request[Any, Any, Any], name: str) -> str:
     return alias if isinstance(alias, str) else name
 
 
-def on_problem(request: Request[Any, Any, Any], exc: ProblemError) -> Response[Problem]:
-    return problem_response(request, exc.status, exc.detail, exc.errors, exc.headers)
+def on_patron_error(request: Request[Any, Any, Any], exc: PatronError) -> Response[Problem]:
+    """Every refusal: its status by kind, its detail, its fields, and when to retry what may succeed
+    later."""
+    status = status_of(exc)
+    if status is None:
+        return on_unexpected(request, exc)
+    headers = dict(exc.headers)
+    if isinstance(exc, Later):
+        headers["Retry-After"] = str(exc.retry_after)
+    return problem_response(request, status, exc.detail, exc.errors or None, headers)
 
 
 def on_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Problem]:
@@ -112,7 +144,7 @@ def on_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Re
     headers = dict(exc.headers or {})
     if isinstance(exc, ValidationException):
         errors = _validation_errors(request, exc)
-        detail = "; ".join(f"{e.field}: {e.detail}" for e in errors) or "the request is not valid"
+        detail = "; ".join(f"{e.path}: {e.message}" for e in errors) or "the request is not valid"
         return problem_response(request, status, detail, errors or None, headers)
     if status == HTTPStatus.NOT_FOUND:
         detail = f"no resource at {request.url.path}"
@@ -146,14 +178,16 @@ def on_disconnected(request: Request[Any, Any, Any], status: int) -> Response[Pr
 def on_store_unavailable(request: Request[Any, Any, Any], exc: StoreUnavailable) -> Response[Problem]:
     log.error("storage unavailable", extra={"request_id": request.state.get("request_id"), "error": str(exc)})
     detail = "storage is unavailable; nothing was stored, retry later"
-    return problem_response(request, HTTPStatus.SERVICE_UNAVAILABLE, detail, headers={"Retry-After": "5"})
+    headers = {"Retry-After": str(RETRY_AFTER)}
+    return problem_response(request, HTTPStatus.SERVICE_UNAVAILABLE, detail, headers=headers)
 
 
 def on_read_timeout(request: Request[Any, Any, Any], exc: ReadTimeout) -> Response[Problem]:
     """A read past its budget was cancelled: the client may retry later (or ask for less)."""
     log.warning("read cancelled", extra={"request_id": request.state.get("request_id"), "budget": exc.budget})
     detail = f"{exc}; nothing was changed, retry later or ask for a smaller page"
-    return problem_response(request, HTTPStatus.SERVICE_UNAVAILABLE, detail, headers={"Retry-After": "5"})
+    headers = {"Retry-After": str(RETRY_AFTER)}
+    return problem_response(request, HTTPStatus.SERVICE_UNAVAILABLE, detail, headers=headers)
 
 
 def on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
@@ -163,8 +197,10 @@ def on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[P
     return problem_response(request, HTTPStatus.INTERNAL_SERVER_ERROR, detail)
 
 
+#: The store's errors are ``errors.Unavailable``, answered with their own words and log lines (Litestar
+#: picks the closest class).
 EXCEPTION_HANDLERS: Any = {
-    ProblemError: on_problem,
+    PatronError: on_patron_error,
     HTTPException: on_http_exception,
     StoreUnavailable: on_store_unavailable,
     ReadTimeout: on_read_timeout,

@@ -9,27 +9,28 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response, get, post
-from litestar.datastructures import State
 from litestar.params import PathParameter, QueryParameter
 
 from patron import entities
 from patron.accounts import now
 from patron.api.auth import BODY_TYPE, RATE_CLASS, CurrentAccount
 from patron.api.body import decode, read_json
+from patron.api.edge import Injected
 from patron.api.entities import JSON, Filter, response_spec
 from patron.api.paging import Limit, Offset
 from patron.api.problems import ERRORS, ITEM_ERRORS, or_404
-from patron.api.push import queue
 from patron.ingest import jobs
 from patron.ingest.queue import enqueue_operation
+from patron.ingest.submit import Submitter
 from patron.profiles import read
 from patron.profiles.build import Profile
 from patron.profiles.operations import MERGE
 from patron.profiles.requests import MergeRequest
-from patron.records.fields import NO_NUL_PATTERN
+from patron.records.fields import MAX_MADE_ID_LENGTH, NO_NUL_PATTERN
+from patron.store import Store
 from patron.tracking import read as tracking
 
-ProfileId = Annotated[str, PathParameter(pattern=NO_NUL_PATTERN, max_length=64)]
+ProfileId = Annotated[str, PathParameter(pattern=NO_NUL_PATTERN, max_length=MAX_MADE_ID_LENGTH)]
 _merge_request = msgspec.json.Decoder(MergeRequest)
 
 
@@ -41,7 +42,7 @@ _merge_request = msgspec.json.Decoder(MergeRequest)
 )
 async def list_profiles(
     account: CurrentAccount,
-    state: State,
+    store: Injected[Store],
     limit: Limit = entities.DEFAULT_LIMIT,
     offset: Offset = 0,
     update_since: Annotated[
@@ -52,9 +53,9 @@ async def list_profiles(
     page = entities.Page.of(limit, offset, None)
     since = datetime.combine(update_since, datetime.min.time(), UTC) if update_since else None
     if email is not None:
-        docs = await state.store.read(lambda conn: read.by_email(conn, account.id, email, page))
+        docs = await store.read(lambda conn: read.by_email(conn, account.id, email, page))
     else:
-        docs = await state.store.read(lambda conn: read.list_profiles(conn, account.id, page, since))
+        docs = await store.read(lambda conn: read.list_profiles(conn, account.id, page, since))
     return Response(entities.as_array(docs), media_type=JSON)
 
 
@@ -64,8 +65,10 @@ async def list_profiles(
     tags=["profiles"],
     responses=response_spec(Profile),
 )
-async def read_profile(profile_id: ProfileId, account: CurrentAccount, state: State) -> Response[bytes]:
-    doc = await state.store.read(lambda conn: read.get_profile(conn, account.id, profile_id))
+async def read_profile(
+    profile_id: ProfileId, account: CurrentAccount, store: Injected[Store]
+) -> Response[bytes]:
+    doc = await store.read(lambda conn: read.get_profile(conn, account.id, profile_id))
     return Response(
         or_404(doc, "profile_id", f"no profile {profile_id!r} in this account").encode(), media_type=JSON
     )
@@ -80,13 +83,13 @@ async def read_profile(profile_id: ProfileId, account: CurrentAccount, state: St
     opt={RATE_CLASS: "merge", BODY_TYPE: "patron.profiles.requests:MergeBody"},
 )
 async def merge_profile(
-    request: Request[Any, Any, Any], account: CurrentAccount, state: State
+    request: Request[Any, Any, Any], account: CurrentAccount, submit: Injected[Submitter]
 ) -> Response[jobs.MergeJob]:
     body = decode(await read_json(request), _merge_request)
     job_id, received = str(uuid.uuid4()), now()
-    await queue(
-        state,
-        lambda conn: enqueue_operation(conn, account.id, account.queue_limit, job_id, MERGE, body, received),
+    await submit.queue(
+        lambda conn, limit: enqueue_operation(conn, account.id, limit, job_id, MERGE, body, received),
+        limit=account.queue_limit,
     )
     job = jobs.MergeJob(job_id, "queued", None, [], None, received.isoformat(), None)
     return Response(job, status_code=202)
@@ -98,8 +101,8 @@ async def merge_profile(
     tags=["profiles"],
     responses=ITEM_ERRORS,
 )
-async def merge_status(job_id: ProfileId, account: CurrentAccount, state: State) -> jobs.MergeJob:
-    job: jobs.MergeJob | None = await state.store.read(lambda conn: jobs.merge_job(conn, account.id, job_id))
+async def merge_status(job_id: ProfileId, account: CurrentAccount, store: Injected[Store]) -> jobs.MergeJob:
+    job = await store.read(lambda conn: jobs.merge_job(conn, account.id, job_id))
     return or_404(job, "job_id", f"no merge job {job_id!r} in this account")
 
 
@@ -109,8 +112,10 @@ async def merge_status(job_id: ProfileId, account: CurrentAccount, state: State)
     tags=["profiles"],
     responses=ITEM_ERRORS,
 )
-async def export_profile(profile_id: ProfileId, account: CurrentAccount, state: State) -> dict[str, Any]:
-    found = await state.store.read(lambda conn: read.export(conn, account.id, profile_id))
+async def export_profile(
+    profile_id: ProfileId, account: CurrentAccount, store: Injected[Store]
+) -> dict[str, Any]:
+    found = await store.read(lambda conn: read.export(conn, account.id, profile_id))
     return or_404(found, "profile_id", f"no profile {profile_id!r} in this account")
 
 
@@ -123,12 +128,12 @@ async def export_profile(profile_id: ProfileId, account: CurrentAccount, state: 
 async def profile_activity(
     profile_id: ProfileId,
     account: CurrentAccount,
-    state: State,
+    store: Injected[Store],
     limit: Limit = entities.DEFAULT_LIMIT,
     offset: Offset = 0,
 ) -> list[tracking.Activity]:
     page = entities.Page.of(limit, offset, None)
-    found = await state.store.read(lambda conn: tracking.activity(conn, account.id, profile_id, page))
+    found = await store.read(lambda conn: tracking.activity(conn, account.id, profile_id, page))
     return or_404(found, "profile_id", f"no profile {profile_id!r} in this account")
 
 

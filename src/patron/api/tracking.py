@@ -10,53 +10,22 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import logging
-import re
-import time
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import parse_qs
 
 from litestar import Request, Response, get, post
-from litestar.datastructures import State
 from litestar.params import PathParameter
 
-from patron.accounts import now
 from patron.api import pages
-from patron.config import Settings
-from patron.ratelimits import RateLimiter
-from patron.store import Store
-from patron.tracking import collect, wire
+from patron.api.edge import Injected
+from patron.tracking import wire
+from patron.tracking.collect import Collector, well_formed
 
-log = logging.getLogger("patron.tracking")
 TAG = (Path(__file__).parent.parent / "static" / "tag.js").read_text()
 GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 EMPTY_PAGE = "<!doctype html><title></title>"
-_HASH = re.compile(r"^[0-9a-f]{16}$")
 Text = Annotated[str, PathParameter()]
-
-
-class Accounts:
-    """Account ids by hash, as the collector needs them for every beacon; a hash found unknown is not
-    looked up again for a minute."""
-
-    def __init__(self) -> None:
-        self.known: dict[str, int] = {}
-        self.unknown: dict[str, float] = {}
-
-    async def find(self, store: Store, account_hash: str) -> int | None:
-        if account_hash in self.known:
-            return self.known[account_hash]
-        if self.unknown.get(account_hash, 0) > time.monotonic() or not _HASH.match(account_hash):
-            return None
-        found: int | None = await store.read(lambda conn: collect.account_id(conn, account_hash))
-        if found is None:
-            if len(self.unknown) > 10_000:
-                self.unknown.clear()
-            self.unknown[account_hash] = time.monotonic() + 60
-        else:
-            self.known[account_hash] = found
-        return found
 
 
 def _nothing(html: bool) -> Response[Any]:
@@ -70,7 +39,7 @@ def _nothing(html: bool) -> Response[Any]:
 async def tag(name: Text, request: Request[Any, Any, Any]) -> Response[Any]:
     """The tag for an account: cacheable, and the same for any well-formed hash."""
     account_hash = name.removesuffix(".js")
-    if not name.endswith(".js") or not _HASH.match(account_hash):
+    if not name.endswith(".js") or not well_formed(account_hash):
         return Response("/* no such tag */", status_code=404, media_type="application/javascript")
     origin = str(request.base_url).rstrip("/")
     body = TAG.replace("__PATRON_ORIGIN__", origin).replace("__ACCOUNT_HASH__", account_hash)
@@ -81,44 +50,28 @@ async def tag(name: Text, request: Request[Any, Any, Any]) -> Response[Any]:
     return Response(body, media_type="application/javascript; charset=utf-8", headers=headers)
 
 
-async def _take(state: State, request: Request[Any, Any, Any], account_hash: str, data: str) -> None:
-    limiter: RateLimiter = state.track_limiter
-    settings: Settings = state.settings
-    address = request.client.host if request.client else "?"
-    if not (await limiter.hit(f"address:{address}", "track", settings.track_per_address)).allowed:
-        return
-    beacon = wire.decode(data)
-    if beacon is None:
-        return
-    if not (await limiter.hit(f"visitor:{beacon.cid}", "track", settings.track_per_visitor)).allowed:
-        return
-    accounts: Accounts = state.track_accounts
-    account = await accounts.find(state.store, account_hash)
-    if account is None:
-        return
-    at = now()
-    try:
-        await state.store.write(lambda conn: collect.queue(conn, account, beacon, at))
-    except Exception:  # the store is down: the event is lost, the page is not broken
-        log.warning("a tracking event could not be kept", exc_info=True)
-        return
-    state.worker.wake()
+def _address(request: Request[Any, Any, Any]) -> str:
+    return request.client.host if request.client else "?"
 
 
 @get("/track/v3/{account_hash:str}/event.gif", include_in_schema=False)
-async def beacon(account_hash: Text, request: Request[Any, Any, Any], state: State) -> Response[Any]:
+async def beacon(
+    account_hash: Text, request: Request[Any, Any, Any], collector: Injected[Collector]
+) -> Response[Any]:
     data = request.query_params.get("data")
     if isinstance(data, str):
-        await _take(state, request, account_hash, data)
+        await collector.take(_address(request), account_hash, data)
     return _nothing(html=False)
 
 
 @post("/track/v3/{account_hash:str}/event.html", include_in_schema=False, status_code=200)
-async def beacon_form(account_hash: Text, request: Request[Any, Any, Any], state: State) -> Response[Any]:
+async def beacon_form(
+    account_hash: Text, request: Request[Any, Any, Any], collector: Injected[Collector]
+) -> Response[Any]:
     form = parse_qs((await request.body())[: wire.MAX_DATA * 2].decode("ascii", "replace"))
     data = form.get("data", [None])[0]
     if data:
-        await _take(state, request, account_hash, data)
+        await collector.take(_address(request), account_hash, data)
     return _nothing(html=True)
 
 

@@ -6,16 +6,17 @@ from datetime import datetime
 from typing import Annotated
 
 from litestar import get
-from litestar.datastructures import State
 from litestar.params import QueryParameter
 
 from patron import entities
 from patron.api.auth import CurrentAccount
+from patron.api.edge import Injected
 from patron.api.lists import utc
 from patron.api.paging import Limit, Offset
 from patron.api.problems import ERRORS
 from patron.profiles import read
 from patron.profiles.consent import UnsubscribeType
+from patron.store import Store
 
 Moment = Annotated[datetime | None, QueryParameter(description="UTC, YYYY-MM-DDTHH:MM:SS")]
 
@@ -28,7 +29,7 @@ Moment = Annotated[datetime | None, QueryParameter(description="UTC, YYYY-MM-DDT
 )
 async def list_unsubscribes(
     account: CurrentAccount,
-    state: State,
+    store: Injected[Store],
     since: Moment = None,
     before: Moment = None,
     type: Annotated[UnsubscribeType | None, QueryParameter(description="Only this type")] = None,
@@ -36,10 +37,9 @@ async def list_unsubscribes(
     offset: Offset = 0,
 ) -> list[read.UnsubscribeView]:
     page = entities.Page.of(limit, offset, None)
-    found: list[read.UnsubscribeView] = await state.store.read(
+    return await store.read(
         lambda conn: read.unsubscribes(conn, account.id, page, utc(since), utc(before), type)
     )
-    return found
 
 
 HANDLERS = [list_unsubscribes]

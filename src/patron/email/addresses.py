@@ -20,7 +20,8 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
-from patron.email.templates import TemplateInvalid
+from patron.email.templates import MAX_LINE, TemplateInvalid
+from patron.errors import FieldInvalid
 
 #: What a header line (a subject, a name) may hold: no control character (C0, DEL, C1: line feed,
 #: carriage return, vertical tab, form feed, NEL...) and no Unicode line or paragraph separator. The
@@ -32,14 +33,14 @@ _BREAKING = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 #: A name followed later by a semicolon after a colon reads as an address group (``Friends: a@b;``).
 _GROUP = re.compile(r":.*;", re.DOTALL)
 _SPACES = re.compile(" +")
-Line = Annotated[str, Meta(max_length=998, extra_json_schema={"pattern": LINE_PATTERN})]
+Line = Annotated[str, Meta(max_length=MAX_LINE, extra_json_schema={"pattern": LINE_PATTERN})]
 #: A name in an address: a line, up to 256 characters (checking a longer one beyond ASCII, folded,
 #: would cost the email package a second).
 Name = Annotated[str, Meta(max_length=256, extra_json_schema={"pattern": LINE_PATTERN})]
 #: How messages are written: lines up to RFC 5322's 998 characters before a header is folded, because
 #: the email package's folding of a long quoted name can drop its quotes (and so split it into
 #: addresses); ``mailbox`` checks that each address survives folding under this policy.
-POLICY = email.policy.default.clone(max_line_length=998)
+POLICY = email.policy.default.clone(max_line_length=MAX_LINE)
 _POLICIES = (POLICY, POLICY.clone(utf8=True))  # without SMTPUTF8, and with it
 
 
@@ -56,29 +57,29 @@ def check_line(field: str, value: str) -> None:
 
 
 def mailbox(email: str, name: str | None) -> Mailbox:
-    """The address as a header holds it (the name quoted or encoded as need be), or ValueError
-    (``"email :: ..."`` / ``"name :: ..."``, quoting neither) when it cannot be represented exactly:
+    """The address as a header holds it (the name quoted or encoded as need be), or ``FieldInvalid``
+    (a ValueError naming ``email`` or ``name``, quoting neither) when it cannot be represented exactly:
     the address must parse back as itself, also as an SMTP envelope address; the name must hold no
     control character, line separator or group syntax, and the header, folded as it is sent (with
     and without SMTPUTF8), must read back as this one mailbox. Runs of spaces in a name count as one.
     """
     name = _display(name)
     if _BREAKING.search(name):
-        raise ValueError(f"name :: {LINE_REFUSED}")
+        raise FieldInvalid("name", LINE_REFUSED)
     if _GROUP.search(name):
-        raise ValueError("name :: must not hold group syntax (a colon, then a semicolon)")
+        raise FieldInvalid("name", "must not hold group syntax (a colon, then a semicolon)")
     try:
         address = _address(email, name)
     except (ValueError, IndexError, HeaderParseError) as exc:
-        raise ValueError("email :: cannot be the address of an email message") from exc
+        raise FieldInvalid("email", "cannot be the address of an email message") from exc
     if address.addr_spec != email or quoteaddr(email) != f"<{email}>":
-        raise ValueError("email :: cannot be the address of an email message")
+        raise FieldInvalid("email", "cannot be the address of an email message")
     # an address beyond ASCII always travels with SMTPUTF8; an ASCII one may travel either way
     policies = _POLICIES if email.isascii() else _POLICIES[1:]
     if not _survives(_address(email, ""), policies):
-        raise ValueError("email :: cannot be the address of an email message")
+        raise FieldInvalid("email", "cannot be the address of an email message")
     if name and not _survives(address, policies):
-        raise ValueError("name :: cannot be put in an address header as given")
+        raise FieldInvalid("name", "cannot be put in an address header as given")
     return address
 
 

@@ -42,6 +42,7 @@ from urllib.parse import unquote
 import ada_url
 from sqlalchemy import Connection, select
 
+from patron import errors
 from patron.config import Site
 from patron.profiles.read import email_holder
 from patron.signing import IDENTITY_SECONDS, identity_token, signature, signed
@@ -63,11 +64,12 @@ _ANCHOR = re.compile(r"<(?:a|area)\b[^>]*>", re.IGNORECASE)
 _HREF = re.compile(r"""((?<![\w-])href\s*=\s*)(?:"([^"]*)"|'([^']*)'|([^\s"'=<>`]+))""", re.IGNORECASE)
 
 
-class Refused(ValueError):
-    """A link that is not honoured; the message is what the person is shown."""
+class Refused(errors.Invalid):
+    """A link that is not honoured; the message is what the person is shown (a page, not a problem
+    document: ``api/links.py``)."""
 
 
-class Forbidden(Refused):
+class Forbidden(errors.Forbidden, Refused):
     """A form sent to a page of ours that the page did not make (another site's, say)."""
 
 

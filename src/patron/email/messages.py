@@ -25,10 +25,12 @@ from patron.config import Site
 from patron.email import links, templates
 from patron.email.addresses import LINE_REFUSED, Address, Line, breaks_line
 from patron.email.sandbox import MAX_OUTPUT, Renderer, RenderFailed
-from patron.email.templates import TemplateInvalid
+from patron.email.templates import MAX_LINE, TemplateId, TemplateInvalid
+from patron.errors import FieldError, FieldInvalid
+from patron.errors import NotFound as Missing
 from patron.profiles.build import survivor
 from patron.profiles.read import email_holder
-from patron.records.fields import NO_NUL_PATTERN
+from patron.records.fields import MAX_MADE_ID_LENGTH, NO_NUL_PATTERN
 from patron.store import Store
 from patron.store.schema import messages, profiles
 
@@ -38,7 +40,7 @@ QUEUED, SENDING, SENT, FAILED, SANDBOX = "queued", "sending", "sent", "failed", 
 #: A given HTML or text body: no longer than a rendered one may be.
 Body = Annotated[str, Meta(max_length=MAX_OUTPUT, pattern=NO_NUL_PATTERN)]
 #: The most characters of a subject, rendered or given (RFC 5322's line).
-MAX_SUBJECT = 998
+MAX_SUBJECT = MAX_LINE
 #: The most characters of the HTML the outbox keeps, once its links are verified links.
 MAX_STORED_HTML = 3 * MAX_OUTPUT
 #: Base64 of a PDF: "%PDF-" encodes to "JVBERi0" (the size is checked once decoded).
@@ -51,8 +53,11 @@ PdfBase64 = Annotated[
 ]
 
 
-class NotFound(TemplateInvalid):
-    """The message names a template or a profile the account does not have."""
+class NotFound(Missing):
+    """The message names a template or a profile the account does not have (``field``)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}", errors=[FieldError(field, message)])
 
 
 class Attachment(msgspec.Struct, forbid_unknown_fields=True):
@@ -66,12 +71,14 @@ class SendRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True
 
     sender: Address
     subject: Line | UnsetType = UNSET
-    template_id: Annotated[int, Meta(ge=1, le=2**31 - 1)] | UnsetType = UNSET
+    template_id: TemplateId | UnsetType = UNSET
     data: dict[str, Any] = {}
     html: Body | UnsetType = UNSET
     text: Body | UnsetType = UNSET
     to: Address | UnsetType = UNSET
-    profile_id: Annotated[str, Meta(min_length=1, max_length=64, pattern=NO_NUL_PATTERN)] | UnsetType = UNSET
+    profile_id: (
+        Annotated[str, Meta(min_length=1, max_length=MAX_MADE_ID_LENGTH, pattern=NO_NUL_PATTERN)] | UnsetType
+    ) = UNSET
     reply_to: Address | UnsetType = UNSET
     stream: Line | UnsetType = UNSET
     attachments: Annotated[list[Attachment], Meta(max_length=10)] = []
@@ -80,14 +87,14 @@ class SendRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True
 
     def __post_init__(self) -> None:
         if (self.template_id is UNSET) == (self.html is UNSET):
-            raise ValueError("template_id :: give either template_id (with data) or html")
+            raise FieldInvalid("template_id", "give either template_id (with data) or html")
         if self.to is UNSET and not self.profile_id:
-            raise ValueError("to :: is required (or profile_id)")
+            raise FieldInvalid("to", "is required (or profile_id)")
         if self.template_id is UNSET and self.subject is UNSET:
-            raise ValueError("subject :: is required with html")
+            raise FieldInvalid("subject", "is required with html")
         for name, line in (("subject", self.subject), ("stream", self.stream)):
             if isinstance(line, str) and breaks_line(line):
-                raise ValueError(f"{name} :: {LINE_REFUSED}")
+                raise FieldInvalid(name, LINE_REFUSED)
 
 
 #: The body as the OpenAPI document gives it: a template or a rendered message, and a recipient.

@@ -34,6 +34,7 @@ from jinja2 import ChainableUndefined, TemplateSyntaxError, nodes
 from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
 
+from patron.errors import Invalid
 from patron.store.fair import Deadline, FairPool, owner
 
 #: The most characters one rendered part (a subject, an HTML or a text body) may have.
@@ -50,10 +51,11 @@ _LOOP_GUARD = "patron_loop_guard"
 _FRAME = struct.Struct(">I")
 
 
-class RenderFailed(Exception):
+class RenderFailed(Invalid):
     """A part (``None``: which is not known, as when time ran out) could not be rendered: ``limit``
     says whether it broke one of the limits (which no data can lift) rather than failed for the
-    template and its data (an undefined name, an unsafe call)."""
+    template and its data (an undefined name, an unsafe call). Callers name the part
+    (``templates.TemplateInvalid``)."""
 
     def __init__(self, part: int | None, message: str, *, limit: bool) -> None:
         super().__init__(message)

@@ -9,26 +9,33 @@ its data (``{{ 'x' * 10**9 }}``, loops of millions of steps), is refused, naming
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 from sqlalchemy import Connection, func, insert, select, update
 
 from patron.email.sandbox import Part, Renderer, RenderFailed
-from patron.records.fields import NO_NUL_PATTERN
+from patron.errors import FieldError, Invalid
+from patron.records.fields import MAX_NAME_LENGTH, NO_NUL_PATTERN
 from patron.store.schema import templates
 
 Source = Annotated[str, Meta(max_length=1_000_000, pattern=NO_NUL_PATTERN)]
+#: The longest header line (RFC 5322: 998 characters, the line's end aside): a subject, a stream.
+MAX_LINE: Final = 998
+#: The largest template id (a PostgreSQL ``integer``).
+MAX_TEMPLATE_ID: Final = 2**31 - 1
+TemplateId = Annotated[int, Meta(ge=1, le=MAX_TEMPLATE_ID)]
 #: The parts of a template, in the order they are rendered, and whether each is HTML.
 PARTS = (("subject", False), ("html", True), ("text", False))
 
 
-class TemplateInvalid(ValueError):
-    """A template field does not compile (``field`` as a body path), or does not render."""
+class TemplateInvalid(Invalid):
+    """A template field does not compile (``field`` as a body path), or does not render; or a
+    message's field does not check out."""
 
     def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
+        super().__init__(f"{field}: {message}", errors=[FieldError(field, message)])
         self.field = field
         self.message = message
 
@@ -36,10 +43,10 @@ class TemplateInvalid(ValueError):
 class TemplateBody(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     """``POST /v2/templates`` and ``PUT /v2/templates/{id}``."""
 
-    subject: Annotated[str, Meta(min_length=1, max_length=998, pattern=NO_NUL_PATTERN)]
+    subject: Annotated[str, Meta(min_length=1, max_length=MAX_LINE, pattern=NO_NUL_PATTERN)]
     html: Source
     text: Source | None = None
-    name: Annotated[str, Meta(max_length=200, pattern=NO_NUL_PATTERN)] | UnsetType = UNSET
+    name: Annotated[str, Meta(max_length=MAX_NAME_LENGTH, pattern=NO_NUL_PATTERN)] | UnsetType = UNSET
 
 
 class Template(msgspec.Struct):

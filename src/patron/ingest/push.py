@@ -9,8 +9,16 @@ from datetime import datetime
 import msgspec
 
 from patron.accounts import Account
-from patron.ingest.queue import Enqueued, backlog, enqueue, pack
-from patron.records.validate import FieldWarning, RecordError, RecordsInvalid, split_raw, validate
+from patron.ingest.queue import BacklogFull, Enqueued, backlog, enqueue, pack
+from patron.ingest.submit import Submitter
+from patron.records.validate import (
+    BatchInvalid,
+    FieldWarning,
+    RecordError,
+    RecordsInvalid,
+    split_raw,
+    validate,
+)
 from patron.store import Store
 
 
@@ -41,7 +49,7 @@ async def queue_size(store: Store, account: Account) -> QueueSize:
 
 
 async def push(
-    store: Store,
+    submit: Submitter,
     account: Account,
     body: bytes,
     received: datetime,
@@ -53,20 +61,31 @@ async def push(
     before returning; ``notes`` are warnings about the request as a whole (its ``Content-Type``), kept
     and answered with the records' own.
 
-    Raises ``BatchInvalid`` (the body is not a push), ``BacklogFull``, or with ``all_or_nothing``
-    ``RecordsInvalid`` when any record is rejected; in each case nothing is stored.
+    Raises ``BatchInvalid`` (the body is not a push; with the queue's size), ``BacklogFull`` (with the
+    queue's size), or with ``all_or_nothing`` ``RecordsInvalid`` when any record is rejected; in each
+    case nothing is stored.
     """
-    batch = validate(body, received, strict=account.strict)
+    try:
+        batch = validate(body, received, strict=account.strict)
+    except BatchInvalid as exc:
+        exc.headers.update((await queue_size(submit.store, account)).headers)
+        raise
     if all_or_nothing and batch.errors:
         raise RecordsInvalid(batch.errors)
     raws = split_raw(body) if batch.errors else []
     request_id = str(uuid.uuid4())
     packed = pack(batch.accepted)  # here, not on the writer thread every push waits for
-    done: Enqueued = await store.write(
-        lambda conn: enqueue(
-            conn, account.id, account.queue_limit, request_id, batch, packed, raws, received, notes
+    try:
+        done: Enqueued = await submit.queue(
+            lambda conn, limit: enqueue(
+                conn, account.id, limit, request_id, batch, packed, raws, received, notes
+            ),
+            limit=account.queue_limit,
         )
-    )
+    except BacklogFull as exc:
+        size = QueueSize(exc.limit, exc.limit - exc.queued)
+        refused = "this push does not fit, and nothing was stored"
+        raise BacklogFull(exc.queued, exc.limit, refused=refused, headers=size.headers) from exc
     warnings = [*notes, *batch.warnings] if notes else batch.warnings
     reply = PushReply("OK", request_id, done.accepted, done.rejected, batch.errors, warnings)
     return reply, QueueSize(account.queue_limit, account.queue_limit - done.queued)

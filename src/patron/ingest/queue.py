@@ -8,13 +8,14 @@ The push errors also keep the request's lenient readings (warnings with a ``kind
 from __future__ import annotations
 
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
 import msgspec
 from sqlalchemy import Connection, insert, select, update
 
+from patron.errors import RETRY_AFTER, TooMany
 from patron.records.validate import Batch, FieldWarning
 from patron.store import notify_workers
 from patron.store.schema import accounts, import_batches, push_errors
@@ -43,9 +44,27 @@ def unpack(packed: bytes) -> list[dict[str, Any]]:
     return _decode_list(packed if packed[:1] == b"[" else zlib.decompress(packed))
 
 
-class BacklogFull(Exception):
-    def __init__(self, queued: int, limit: int) -> None:
-        super().__init__(f"{queued} records are queued; the limit is {limit}")
+#: What a refused submission stored.
+NOTHING_STORED = "nothing was stored"
+
+
+class BacklogFull(TooMany):
+    """The account's import queue has no room for the work: ``queued`` records wait, ``limit`` may.
+    Nothing was stored (``refused`` says so in the caller's words)."""
+
+    def __init__(
+        self,
+        queued: int,
+        limit: int,
+        *,
+        refused: str = NOTHING_STORED,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(
+            f"the account has {queued:,} records queued and may queue {limit:,}; {refused}",
+            retry_after=RETRY_AFTER,
+            headers=headers,
+        )
         self.queued = queued
         self.limit = limit
 

@@ -13,6 +13,7 @@ from typing import Any, Final, Literal
 import msgspec
 from sqlalchemy import Connection, Table, delete, func, insert, select, update
 
+from patron.errors import Conflict, FieldError
 from patron.profiles import build
 from patron.store import lock_account, upsert
 from patron.store.schema import list_changes, list_members, lists, profiles
@@ -30,23 +31,30 @@ def _insert_new(conn: Connection, table: Table, values: dict[str, Any]) -> bool:
     return conn.execute(statement).first() is not None
 
 
-class TooManyLists(ValueError):
-    """The account has :data:`MAX_LISTS` lists already."""
+class TooManyLists(Conflict):
+    """The account has :data:`MAX_LISTS` lists already: the field that names one more (``field``, a
+    body path) is at fault."""
+
+    def __init__(self, field: str) -> None:
+        message = f"the account has {MAX_LISTS:,} lists, the most it may have"
+        super().__init__(message, errors=[FieldError(field, message)])
 
 
-def _new_list(conn: Connection, values: dict[str, Any]) -> bool:
-    """Create a list unless its id is taken (whether it was created), within :data:`MAX_LISTS`."""
+def _new_list(conn: Connection, values: dict[str, Any], field: str) -> bool:
+    """Create a list unless its id is taken (whether it was created), within :data:`MAX_LISTS`
+    (:class:`TooManyLists` naming ``field``)."""
     created = _insert_new(conn, lists, values)
     if created:
         held = conn.execute(select(func.count()).where(lists.c.account_id == values["account_id"])).scalar()
         if (held or 0) > MAX_LISTS:
-            raise TooManyLists(f"the account has {MAX_LISTS:,} lists, the most it may have")
+            raise TooManyLists(field)
     return created
 
 
 def ensure(conn: Connection, account_id: int, list_id: str, at: datetime) -> None:
-    """Create the list as an untitled static list unless it exists."""
-    _new_list(conn, {"account_id": account_id, "list_id": list_id, "created_at": at, "updated_at": at})
+    """Create the list as an untitled static list unless it exists (as a contact adds itself to it)."""
+    values = {"account_id": account_id, "list_id": list_id, "created_at": at, "updated_at": at}
+    _new_list(conn, values, "root > @add_to_lists")
 
 
 def create(
@@ -54,7 +62,7 @@ def create(
 ) -> bool:
     """``POST /v2/lists``: False when the id is taken."""
     values = {"account_id": account_id, "list_id": list_id, "title": title, "description": description}
-    return _new_list(conn, {**values, "created_at": at, "updated_at": at})
+    return _new_list(conn, {**values, "created_at": at, "updated_at": at}, "root > id")
 
 
 def next_id(conn: Connection, account_id: int) -> str:

@@ -9,12 +9,24 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
-from patron.records.fields import ID_PATTERN, NO_NUL_PATTERN, Email, Id
+from patron.errors import FieldInvalid
+from patron.records.fields import (
+    ID_PATTERN,
+    MAX_ID_LENGTH,
+    MAX_NAME_LENGTH,
+    MAX_TEXT_LENGTH,
+    NO_NUL_PATTERN,
+    Email,
+    Id,
+)
 
 #: Ometria: at most 5 customers per merge request.
 MAX_TO_MERGE = 5
 IdentifierType = Literal["customer_id", "email_address", "phone_number", "profile_hash"]
-Value = Annotated[str, Meta(min_length=1, max_length=512, pattern=ID_PATTERN)] | int
+Value = Annotated[str, Meta(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)] | int
+#: A list's title, and its description.
+Title = Annotated[str, Meta(min_length=1, max_length=MAX_NAME_LENGTH, pattern=NO_NUL_PATTERN)]
+Description = Annotated[str, Meta(max_length=MAX_TEXT_LENGTH, pattern=NO_NUL_PATTERN)]
 
 
 class Identifier(msgspec.Struct, forbid_unknown_fields=True):
@@ -36,13 +48,13 @@ class MergeRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=Tru
     def __post_init__(self) -> None:
         if self.survivor is not UNSET:
             if self.customers_to_merge is UNSET:
-                raise ValueError("customers_to_merge :: is required with survivor")
+                raise FieldInvalid("customers_to_merge", "is required with survivor")
             if self.email is not UNSET or self.profile_id is not UNSET:
-                raise ValueError("email :: give either survivor and customers_to_merge, or email")
+                raise FieldInvalid("email", "give either survivor and customers_to_merge, or email")
         elif self.customers_to_merge is not UNSET:
-            raise ValueError("survivor :: is required with customers_to_merge")
+            raise FieldInvalid("survivor", "is required with customers_to_merge")
         elif self.email is UNSET:
-            raise ValueError("survivor :: is required (or, in the older form, email)")
+            raise FieldInvalid("survivor", "is required (or, in the older form, email)")
         if isinstance(self.profile_id, int):
             self.profile_id = str(self.profile_id)
 
@@ -94,14 +106,14 @@ class EmailClick(msgspec.Struct):
 class NewList(msgspec.Struct, forbid_unknown_fields=True):
     """``POST /v2/lists``: a static list with a title (an id is chosen when none is given)."""
 
-    title: Annotated[str, Meta(min_length=1, max_length=200, pattern=NO_NUL_PATTERN)]
+    title: Title
     id: Id | UnsetType = UNSET
-    description: Annotated[str, Meta(max_length=4096, pattern=NO_NUL_PATTERN)] | None = None
+    description: Description | None = None
 
 
 class ListUpdate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     """``PUT /v2/lists/{id}``: new details, or archiving (an archived list leaves ``mode=active``)."""
 
-    title: Annotated[str, Meta(min_length=1, max_length=200, pattern=NO_NUL_PATTERN)] | UnsetType = UNSET
-    description: Annotated[str, Meta(max_length=4096, pattern=NO_NUL_PATTERN)] | UnsetType | None = UNSET
+    title: Title | UnsetType = UNSET
+    description: Description | UnsetType | None = UNSET
     archived: bool | UnsetType = UNSET

@@ -2,22 +2,38 @@
 
 Each constrained type is an ``Annotated`` msgspec type, so a wrong value fails during decoding with
 its exact path. Checks that need code (a currency in ISO 4217, a real calendar date, a timestamp's
-offset) run in the records' ``__post_init__``, written by :func:`post_init`, which also normalises
-values (ids to strings, timestamps to UTC). A timestamp without an offset is read as UTC and counted
-in :data:`READINGS`, or refused while validation tries records at their first, quick reading.
+offset) are part of the type too: its annotation carries a :class:`Check`, and every record Struct
+with such a field runs the check in its ``__post_init__`` (written by :func:`post_init` from the
+annotations, ``records.types.Part``), which also normalises values (ids to strings, timestamps to
+UTC). A timestamp without an offset is read as UTC and counted in :data:`READINGS`, or refused while
+validation tries records at their first, quick reading.
 """
 
 from __future__ import annotations
 
 import re
 import threading
+import types
+import typing
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Annotated, Any, Final
 
 import pycountry
 from msgspec import UNSET, Meta
 
+from patron.errors import FieldInvalid
+
+#: The longest id a client gives (a record's, a list's, an identity's value): an id column's width.
+MAX_ID_LENGTH: Final = 512
+#: The longest id Patron makes and a client quotes back (a profile id, a request or job id, a message
+#: id): a longer one cannot be one of ours.
+MAX_MADE_ID_LENGTH: Final = 64
+#: The longest free text of a record or a request (a name, a comment, a description).
+MAX_TEXT_LENGTH: Final = 4096
+#: The longest name or title a client gives something (a contact collection, a list, a template).
+MAX_NAME_LENGTH: Final = 200
 #: Ometria's limit on one record, and its error text.
 MAX_RECORD_BYTES: Final = 60_000
 RECORD_TOO_LARGE: Final = "Payload invalid: Record is too large."
@@ -47,23 +63,43 @@ DAY_PATTERN: Final = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$(?!\n)"
 #: A contact collection: like an id, and without "/" (it is a segment of /v2/contacts/{collection}/{id}).
 COLLECTION_PATTERN: Final = rf"^[^/{_WS}]+$(?!\n)"
 
+
+@dataclass(frozen=True)
+class Check:
+    """In a field type's ``Annotated`` metadata: the check (and normalisation) a record Struct runs on
+    a field of that type after decoding, by ``kind``: ``"id"`` (a number becomes a string) or a key
+    of :data:`FIXES`. msgspec ignores it; :func:`checks_of` finds it."""
+
+    kind: str
+
+
+ID_CHECK: Final = Check("id")
+TIMESTAMP_CHECK: Final = Check("timestamp")
+DAY_CHECK: Final = Check("day")
+CURRENCY_CHECK: Final = Check("currency")
+COUNTRY_CHECK: Final = Check("country")
+
 #: An id: a string without whitespace (a number is accepted and stored as a string).
-Id = Annotated[str, Meta(min_length=1, max_length=512, pattern=ID_PATTERN)] | int
-Text = Annotated[str, Meta(max_length=4096)]
+Id = Annotated[str, Meta(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN), ID_CHECK] | int
+Text = Annotated[str, Meta(max_length=MAX_TEXT_LENGTH)]
 #: Text without NUL, which a PostgreSQL text column cannot hold (nor match in a query).
 NO_NUL_PATTERN: Final = r"^[^\x00]*$(?!\n)"
 #: A name that becomes a column (``event_type``).
 Name = Annotated[str, Meta(min_length=1, max_length=32, pattern=NO_NUL_PATTERN)]
-Collection = Annotated[str, Meta(min_length=1, max_length=200, pattern=COLLECTION_PATTERN)]
+Collection = Annotated[str, Meta(min_length=1, max_length=MAX_NAME_LENGTH, pattern=COLLECTION_PATTERN)]
 Email = Annotated[str, Meta(max_length=254, pattern=EMAIL_PATTERN)]
 Phone = Annotated[str, Meta(pattern=PHONE_PATTERN)]
 # Either case is accepted (and stored upper-case); the document lists the upper-case codes.
 # The pattern is the OpenAPI document's only: the server's check (below) looks the code up, which
 # refuses what the pattern would, for one regular expression less per field (bench/micro: validation).
-Currency = Annotated[str, Meta(extra_json_schema={"pattern": CURRENCY_PATTERN, "enum": sorted(CURRENCIES)})]
-Country = Annotated[str, Meta(extra_json_schema={"pattern": COUNTRY_PATTERN, "enum": sorted(COUNTRIES)})]
-Timestamp = Annotated[str, Meta(pattern=TIMESTAMP_PATTERN)]
-Day = Annotated[str, Meta(pattern=DAY_PATTERN)]
+Currency = Annotated[
+    str, Meta(extra_json_schema={"pattern": CURRENCY_PATTERN, "enum": sorted(CURRENCIES)}), CURRENCY_CHECK
+]
+Country = Annotated[
+    str, Meta(extra_json_schema={"pattern": COUNTRY_PATTERN, "enum": sorted(COUNTRIES)}), COUNTRY_CHECK
+]
+Timestamp = Annotated[str, Meta(pattern=TIMESTAMP_PATTERN), TIMESTAMP_CHECK]
+Day = Annotated[str, Meta(pattern=DAY_PATTERN), DAY_CHECK]
 Money = float
 Quantity = Annotated[int, Meta(ge=0)]
 Properties = dict[str, Any]
@@ -87,13 +123,6 @@ class Readings(threading.local):
 
 
 READINGS: Final = Readings()
-
-
-class Invalid(ValueError):
-    """A field failed a check; msgspec reports it with the record's path, and we add the field."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field} :: {message}")
 
 
 def utc_timestamp(value: str) -> str:
@@ -151,32 +180,32 @@ def _timestamp(field: str, value: str) -> str:
     try:
         return utc_timestamp(value)
     except ValueError as exc:
-        raise Invalid(field, f"{value!r} is not a valid ISO 8601 timestamp") from exc
+        raise FieldInvalid(field, f"{value!r} is not a valid ISO 8601 timestamp") from exc
 
 
 def _day(field: str, value: str) -> str:
     try:
         date.fromisoformat(value)
     except ValueError as exc:
-        raise Invalid(field, f"{value!r} is not a valid YYYY-MM-DD date") from exc
+        raise FieldInvalid(field, f"{value!r} is not a valid YYYY-MM-DD date") from exc
     return value
 
 
 def _currency(field: str, value: str) -> str:
     upper = value.upper()  # ASCII only: "\u017fek".upper() is "SEK"
     if upper not in CURRENCIES or not value.isascii():
-        raise Invalid(field, f"{value!r} is not an ISO 4217 currency code")
+        raise FieldInvalid(field, f"{value!r} is not an ISO 4217 currency code")
     return upper
 
 
 def _country(field: str, value: str) -> str:
     upper = value.upper()
     if upper not in COUNTRIES or not value.isascii():
-        raise Invalid(field, f"{value!r} is not an ISO 3166-1 alpha-2 country code")
+        raise FieldInvalid(field, f"{value!r} is not an ISO 3166-1 alpha-2 country code")
     return upper
 
 
-#: What each kind of checked field runs: it returns the value to store or raises :class:`Invalid`.
+#: What each kind of checked field runs: it returns the value to store or raises ``FieldInvalid``.
 #: (An ``id`` needs no check: one sent as a number is stored as a string, by :func:`post_init`.)
 FIXES: Final[dict[str, Callable[[str, Any], Any]]] = {
     "timestamp": _timestamp,
@@ -184,6 +213,28 @@ FIXES: Final[dict[str, Callable[[str, Any], Any]]] = {
     "currency": _currency,
     "country": _country,
 }
+
+
+def check_in(hint: Any) -> Check | None:
+    """The :class:`Check` a field's type carries: in its ``Annotated`` metadata, or in one of the
+    members of a union (``Id | UnsetType | None``), but not inside a container (the ids of a list are
+    not checked one by one)."""
+    if typing.get_origin(hint) is Annotated:
+        found = next((m for m in hint.__metadata__ if isinstance(m, Check)), None)
+        return found if found is not None else check_in(hint.__origin__)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return next((c for c in map(check_in, typing.get_args(hint)) if c is not None), None)
+    return None
+
+
+def checks_of(cls: type[Any]) -> dict[str, str]:
+    """The checked fields of a Struct class and their kinds (field -> kind), from their types, in
+    the order of the fields (those of its bases first)."""
+    hints = typing.get_type_hints(cls, include_extras=True)
+    found = {
+        name: check_in(hint) for name, hint in hints.items() if typing.get_origin(hint) is not typing.ClassVar
+    }
+    return {name: check.kind for name, check in found.items() if check is not None}
 
 
 def post_init(spec: dict[str, str], then: Callable[[Any], None] | None = None) -> Callable[[Any], None]:

@@ -13,6 +13,7 @@ from typing import Annotated, Any, ClassVar, Literal
 import msgspec
 from msgspec import UNSET, Meta, UnsetType, field
 
+from patron.errors import FieldInvalid
 from patron.records.fields import (
     Collection,
     Country,
@@ -20,7 +21,6 @@ from patron.records.fields import (
     Day,
     Email,
     Id,
-    Invalid,
     Money,
     Name,
     Phone,
@@ -28,17 +28,21 @@ from patron.records.fields import (
     Quantity,
     Text,
     Timestamp,
+    checks_of,
     post_init,
 )
 
+#: The most records one push may hold.
+MAX_RECORDS = 100
+
 
 class Part(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
-    """A part of a record."""
+    """A part of a record. Its fields whose types carry a check (``Id``, ``Timestamp``, ``Day``,
+    ``Currency``, ``Country``: ``fields.Check``) are checked and normalised after decoding, by a
+    ``__post_init__`` written for each subclass from its annotations (``checks``), so that no field
+    of a checked type can go unchecked; then the subclass's own ``__post_init__``, if it has one."""
 
-
-class Checked(Part):
-    """A part whose fields named in ``checks`` are validated and normalised after decoding."""
-
+    #: The checked fields and their kinds (field -> kind of ``fields.FIXES``, or ``id``).
     checks: ClassVar[dict[str, str]] = {}
     #: What a part checks itself after the fields (its own ``__post_init__``; its strict twin's too).
     _after_checks: ClassVar[Callable[[Any], None] | None] = None
@@ -48,13 +52,12 @@ class Checked(Part):
         own = cls.__dict__.get("__post_init__")
         if own is not None:
             cls._after_checks = own
-        cls.__post_init__ = post_init(cls.checks, then=cls._after_checks)  # type: ignore[method-assign,assignment]
+        cls.checks = checks_of(cls)
+        if cls.checks or cls._after_checks is not None:
+            cls.__post_init__ = post_init(cls.checks, then=cls._after_checks)  # type: ignore[attr-defined]
 
-    def __post_init__(self) -> None:
-        """Replaced in each subclass by one that runs its ``checks``, then its own ``__post_init__``."""
 
-
-class Record(Checked, tag_field="@type"):
+class Record(Part, tag_field="@type"):
     """A pushed record: one of the subclasses, told apart by ``@type``."""
 
     id: Id
@@ -70,11 +73,7 @@ MAX_LISTS_PER_PUSH = 100
 ListIds = Annotated[list[ListId], Meta(max_length=MAX_LISTS_PER_PUSH)]
 
 
-class SmsChannel(Checked):
-    checks: ClassVar[dict[str, str]] = {
-        "dt_updated_marketing": "timestamp",
-        "dt_updated_transactional": "timestamp",
-    }
+class SmsChannel(Part):
     allow_marketing: bool | UnsetType | None = UNSET
     allow_transactional: bool | UnsetType | None = UNSET
     dt_updated_marketing: Timestamp | UnsetType | None = UNSET
@@ -86,16 +85,6 @@ class Channels(Part):
 
 
 class Contact(Record, tag="contact"):
-    checks: ClassVar[dict[str, str]] = {
-        "id": "id",
-        "customer_id": "id",
-        "date_of_birth": "day",
-        "country_id": "country",
-        "timestamp_acquired": "timestamp",
-        "timestamp_subscribed": "timestamp",
-        "timestamp_unsubscribed": "timestamp",
-        "profile_id": "id",
-    }
     collection: Collection = field(name="@collection", default="default")
     merge: bool | UnsetType = field(name="@merge", default=UNSET)
     force_optin: bool | UnsetType = field(name="@force_optin", default=UNSET)
@@ -127,8 +116,7 @@ class Contact(Record, tag="contact"):
 # order ------------------------------------------------------------------------------------------
 
 
-class Customer(Checked):
-    checks: ClassVar[dict[str, str]] = {"id": "id"}
+class Customer(Part):
     id: Id | UnsetType | None = UNSET
     email: Email | UnsetType | None = UNSET
     prefix: Text | UnsetType | None = UNSET
@@ -136,8 +124,7 @@ class Customer(Checked):
     lastname: Text | UnsetType | None = UNSET
 
 
-class Address(Checked):
-    checks: ClassVar[dict[str, str]] = {"country_code": "country"}
+class Address(Part):
     firstname: Text | UnsetType | None = UNSET
     lastname: Text | UnsetType | None = UNSET
     city: Text | UnsetType | None = UNSET
@@ -152,8 +139,7 @@ class VariantOption(Part):
     label: Text
 
 
-class LineTotals(Checked):
-    checks: ClassVar[dict[str, str]] = {"currency": "currency"}
+class LineTotals(Part):
     currency: Currency | UnsetType | None = UNSET
     unit_price: Money | UnsetType | None = UNSET
     discount: Money | UnsetType | None = UNSET
@@ -168,8 +154,7 @@ class LineTotalsPair(Part):
     local: LineTotals | UnsetType | None = UNSET
 
 
-class LineItem(Checked):
-    checks: ClassVar[dict[str, str]] = {"product_id": "id", "variant_id": "id"}
+class LineItem(Part):
     product_id: Id
     quantity: Quantity
     variant_id: Id | UnsetType | None = UNSET
@@ -187,8 +172,7 @@ class LineItem(Checked):
     properties: Properties | UnsetType | None = UNSET
 
 
-class OrderTotals(Checked):
-    checks: ClassVar[dict[str, str]] = {"currency": "currency"}
+class OrderTotals(Part):
     currency: Currency | UnsetType | None = UNSET
     subtotal: Money | UnsetType | None = UNSET
     discount: Money | UnsetType | None = UNSET
@@ -203,7 +187,6 @@ class OrderTotalsPair(Part):
 
 
 class Order(Record, tag="order"):
-    checks: ClassVar[dict[str, str]] = {"id": "id", "timestamp": "timestamp", "currency": "currency"}
     merge: bool | UnsetType = field(name="@merge", default=UNSET)
     timestamp: Timestamp | UnsetType | None = UNSET
     grand_total: Money | UnsetType | None = UNSET
@@ -233,19 +216,13 @@ class Order(Record, tag="order"):
 # product ----------------------------------------------------------------------------------------
 
 
-class Attribute(Checked):
-    checks: ClassVar[dict[str, str]] = {"id": "id"}
+class Attribute(Part):
     type: Text
     id: Id
     label: Text | UnsetType | None = UNSET
 
 
-class Listing(Checked):
-    checks: ClassVar[dict[str, str]] = {
-        "currency": "currency",
-        "special_price_dt_from": "timestamp",
-        "special_price_dt_to": "timestamp",
-    }
+class Listing(Part):
     store: Text
     title: Text | UnsetType | None = UNSET
     price: Money | UnsetType | None = UNSET
@@ -259,13 +236,6 @@ class Listing(Checked):
 
 
 class Product(Record, tag="product"):
-    checks: ClassVar[dict[str, str]] = {
-        "id": "id",
-        "parent_id": "id",
-        "currency": "currency",
-        "special_price_dt_from": "timestamp",
-        "special_price_dt_to": "timestamp",
-    }
     merge: bool | UnsetType = field(name="@merge", default=UNSET)
     title: Text | UnsetType | None = UNSET
     sku: Text | UnsetType | None = UNSET
@@ -291,12 +261,6 @@ class Product(Record, tag="product"):
 
 
 class CustomEvent(Record, tag="custom_event"):
-    checks: ClassVar[dict[str, str]] = {
-        "id": "id",
-        "timestamp": "timestamp",
-        "identity_account_id": "id",
-        "profile_id": "id",
-    }
     #: Ometria truncates longer event types; Patron refuses them so nothing is silently changed.
     event_type: Name
     timestamp: Timestamp | UnsetType = UNSET
@@ -309,7 +273,7 @@ class CustomEvent(Record, tag="custom_event"):
         if not any(
             v not in (UNSET, None) for v in (self.identity_email, self.identity_account_id, self.profile_id)
         ):
-            raise Invalid(
+            raise FieldInvalid(
                 "identity_email", "give at least one of identity_email, identity_account_id, profile_id"
             )
 
@@ -323,7 +287,8 @@ RECORD_TYPES: dict[str, type[Record]] = {
 AnyRecord = Contact | Order | Product | CustomEvent
 #: The bodies of ``POST /v2/push`` as the OpenAPI document describes them: 1 to 100 records of one
 #: type (the server validates them record by record).
-PushBody = tuple(Annotated[list[cls], Meta(min_length=1, max_length=100)] for cls in RECORD_TYPES.values())  # type: ignore[valid-type]
+_PushOf = Meta(min_length=1, max_length=MAX_RECORDS)
+PushBody = tuple(Annotated[list[cls], _PushOf] for cls in RECORD_TYPES.values())  # type: ignore[valid-type]
 
 
 def encode_name(cls: type[Any], name: str) -> str:

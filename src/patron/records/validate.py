@@ -25,11 +25,19 @@ from typing import Any, Final
 import msgspec
 from msgspec import UNSET
 
+from patron.errors import FieldError, FieldInvalid, Invalid
 from patron.records import fields
-from patron.records.fields import MAX_RECORD_BYTES, READINGS, RECORD_TOO_LARGE
-from patron.records.types import MAX_LISTS_PER_PUSH, RECORD_TYPES, Contact, CustomEvent, Part, Record
+from patron.records.fields import MAX_ID_LENGTH, MAX_RECORD_BYTES, READINGS, RECORD_TOO_LARGE
+from patron.records.types import (
+    MAX_LISTS_PER_PUSH,
+    MAX_RECORDS,
+    RECORD_TYPES,
+    Contact,
+    CustomEvent,
+    Part,
+    Record,
+)
 
-MAX_RECORDS: Final = 100
 _INDEX = re.compile(r"\[(\d+)\]")
 
 # The lenient readings, by kind: the rule each of their warnings names (and a strict account's errors).
@@ -50,21 +58,24 @@ STRICT: Final = {
 _NO_OFFSET = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?")
 
 
-class BatchInvalid(ValueError):
-    """The request as a whole is not a push (not an array, too many records, mixed types...)."""
+class BatchInvalid(Invalid):
+    """The request as a whole is not a push (not an array, too many records, mixed types...): the
+    error of one field (``field``, ``message``)."""
 
     def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
+        super().__init__(message, errors=[FieldError(field, message)])
         self.field = field
         self.message = message
 
 
-class RecordsInvalid(ValueError):
-    """Records were rejected where the caller asked for all of them or nothing."""
+class RecordsInvalid(Invalid):
+    """Records were rejected where the caller asked for all of them or nothing: each record's error
+    is a field error (its path and message)."""
 
-    def __init__(self, errors: list[RecordError]) -> None:
-        super().__init__("; ".join(f"{e.error_path}: {e.error_message}" for e in errors))
-        self.errors = errors
+    def __init__(self, rejected: list[RecordError]) -> None:
+        errors = [FieldError(e.error_path, e.error_message) for e in rejected]
+        super().__init__("; ".join(f"{e.path}: {e.message}" for e in errors), errors=errors)
+        self.rejected = rejected
 
 
 class RecordError(msgspec.Struct, omit_defaults=True):
@@ -180,18 +191,19 @@ def split_error(message: str) -> tuple[str, str]:
         text, where = message, "$"
     path = ometria_path(where.rstrip("`"))
     text = in_words(text)
-    field, sep, rest = text.partition(" :: ")  # raised by a record's own check (fields.Invalid)
-    if sep:
-        return f"{path} > {field}", rest
+    checked = FieldInvalid.read(text)  # raised by a Struct's own check, in its __post_init__
+    if checked is not None:
+        return f"{path} > {checked.path}", checked.message
     return path, text
 
 
 def _id(value: Any) -> str | None:
-    """A record's id as errors report it: as sent, cut to 512 characters (an id column's width), with
-    any NUL written as ``\\u0000`` (which a PostgreSQL text column cannot hold)."""
+    """A record's id as errors report it: as sent, cut to :data:`MAX_ID_LENGTH` characters (an id
+    column's width), with any NUL written as ``\\u0000`` (which a PostgreSQL text column cannot
+    hold)."""
     if value is None or isinstance(value, dict | list):
         return None
-    return str(value).replace("\x00", "\\u0000")[:512]
+    return str(value).replace("\x00", "\\u0000")[:MAX_ID_LENGTH]
 
 
 def split_raw(body: bytes) -> list[bytes]:

@@ -18,6 +18,7 @@ from sqlalchemy.dialects import postgresql as postgresql_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from patron.config import Settings
+from patron.errors import Unavailable
 
 T = TypeVar("T")
 
@@ -25,7 +26,7 @@ T = TypeVar("T")
 Work = Callable[[Connection], T]
 
 
-class StoreUnavailable(Exception):
+class StoreUnavailable(Unavailable):
     """The store could not commit or read; the caller must not acknowledge anything."""
 
 

@@ -30,6 +30,8 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
+from patron.records.fields import MAX_ID_LENGTH
+
 
 @lru_cache(maxsize=4096)  # a round's rows share a few moments (each request's time of application)
 def _sqlite_text(value: datetime) -> str:
@@ -165,7 +167,7 @@ push_errors = Table(
     Column("request_id", String(36), nullable=False),
     Column("record_type", String(16), nullable=False),
     Column("record_index", Integer, nullable=True),  # null: about the request as a whole
-    Column("record_id", String(512), nullable=True),
+    Column("record_id", String(MAX_ID_LENGTH), nullable=True),
     Column("error_path", Text, nullable=False),
     Column("error_message", Text, nullable=False),
     Column("record", Text, nullable=True),  # the record as sent, when it was not too large to keep
@@ -207,10 +209,10 @@ def _profile() -> Column[str]:
 
 contacts = _entity(
     "contacts",
-    Column("contact_id", String(512), nullable=False),
+    Column("contact_id", String(MAX_ID_LENGTH), nullable=False),
     Column("collection", String(200), nullable=False),
     Column("email", String(254), nullable=True),
-    Column("customer_id", String(512), nullable=True),
+    Column("customer_id", String(MAX_ID_LENGTH), nullable=True),
     Column("phone_number", String(16), nullable=True),
     _profile(),
     scope=("collection",),
@@ -221,8 +223,8 @@ Index("ix_contacts_account_profile", contacts.c.account_id, contacts.c.profile)
 
 orders = _entity(
     "orders",
-    Column("order_id", String(512), nullable=False),
-    Column("customer_id", String(512), nullable=True),
+    Column("order_id", String(MAX_ID_LENGTH), nullable=False),
+    Column("customer_id", String(MAX_ID_LENGTH), nullable=True),
     Column("customer_email", String(254), nullable=True),
     _profile(),
     # What the profile's stats take from the order, kept in step with ``data`` by the worker.
@@ -244,18 +246,18 @@ Index(
 
 products = _entity(
     "products",
-    Column("product_id", String(512), nullable=False),
+    Column("product_id", String(MAX_ID_LENGTH), nullable=False),
     Column("is_active", Boolean, nullable=True),
     Column("is_variant", Boolean, nullable=True),
 )
 
 custom_events = _entity(
     "custom_events",
-    Column("event_id", String(512), nullable=False),
+    Column("event_id", String(MAX_ID_LENGTH), nullable=False),
     Column("event_type", String(32), nullable=False),
     Column("identity_email", String(254), nullable=True),
-    Column("identity_account_id", String(512), nullable=True),
-    Column("profile_id", String(512), nullable=True),
+    Column("identity_account_id", String(MAX_ID_LENGTH), nullable=True),
+    Column("profile_id", String(MAX_ID_LENGTH), nullable=True),
     _profile(),
 )
 Index("ix_custom_events_account_type", custom_events.c.account_id, custom_events.c.event_type)
@@ -289,7 +291,7 @@ identities = Table(
     Column("id", Id, primary_key=True, autoincrement=True),
     _account_id(),
     Column("kind", String(16), nullable=False),  # customer_id | email | phone_number
-    Column("value", String(512), nullable=False),  # normalised: emails in lower case
+    Column("value", String(MAX_ID_LENGTH), nullable=False),  # normalised: emails in lower case
     Column("profile", String(32), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
     UniqueConstraint("account_id", "kind", "value", name="uq_identities_account_key"),
@@ -308,7 +310,7 @@ consents = Table(
     Column("source", String(32), nullable=False),  # api | app | preferences_centre | list_unsubscribe ...
     Column("address", String(254), nullable=True),  # the email address or phone number it was about
     Column("collection", String(200), nullable=True),  # the contact that changed, when one did
-    Column("contact_id", String(512), nullable=True),
+    Column("contact_id", String(MAX_ID_LENGTH), nullable=True),
     Column("reason", Text, nullable=True),
     Column("occurred_at", UTCDateTime(), nullable=False),  # the timestamp sent, or when applied
     Column("created_at", UTCDateTime(), nullable=False),
@@ -322,7 +324,7 @@ lists = Table(
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
     _account_id(),
-    Column("list_id", String(512), nullable=False),
+    Column("list_id", String(MAX_ID_LENGTH), nullable=False),
     Column("title", String(200), nullable=True),
     Column("description", Text, nullable=True),
     Column("archived", Boolean, nullable=False, default=False, server_default="0"),
@@ -342,7 +344,7 @@ list_members = Table(
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
     _account_id(),
-    Column("list_id", String(512), nullable=False),
+    Column("list_id", String(MAX_ID_LENGTH), nullable=False),
     Column("profile", String(32), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
     UniqueConstraint("account_id", "list_id", "profile", name="uq_list_members_account_key"),
@@ -355,7 +357,7 @@ list_changes = Table(
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
     _account_id(),
-    Column("list_id", String(512), nullable=False),
+    Column("list_id", String(MAX_ID_LENGTH), nullable=False),
     Column("profile", String(32), nullable=False),
     Column("event", String(16), nullable=False),  # list_enter | list_exit
     Column("created_at", UTCDateTime(), nullable=False),
@@ -533,7 +535,7 @@ order_sources = Table(
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
     _account_id(),
-    Column("order_id", String(512), nullable=False),
+    Column("order_id", String(MAX_ID_LENGTH), nullable=False),
     Column("session_id", String(128), nullable=False),
     Column("cid", String(64), nullable=False),
     Column("first_touch", Text, nullable=True),  # JSON source

@@ -18,7 +18,7 @@ from sqlalchemy import ColumnElement, Connection, FromClause, Select, insert, se
 
 from patron.model.rounds import Op, QueueKind, Registry, Round
 from patron.profiles.identity import normalise
-from patron.records.fields import EMAIL_PATTERN, ID_PATTERN
+from patron.records.fields import EMAIL_PATTERN, ID_PATTERN, MAX_ID_LENGTH
 from patron.signing import identified, stored_key
 from patron.store.schema import order_sources, tracking_events, tracking_sessions, visitors
 from patron.tracking import sources
@@ -29,7 +29,7 @@ PAGEVIEW, VIEWPRODUCT = "pageview", "viewproduct"
 #: The page type of a product page (``init("product", {pid})``), as the tag sends it.
 PRODUCT_PAGE = "product"
 _EMAIL = re.compile(EMAIL_PATTERN)
-#: A product id as a pushed product's: no whitespace, at most 512 characters.
+#: A product id as a pushed product's: no whitespace, at most ``MAX_ID_LENGTH`` characters.
 _PRODUCT_ID = re.compile(ID_PATTERN)
 #: What the tag sends for a JavaScript null or undefined.
 _NOTHING = frozenset(("null", "undefined"))
@@ -53,7 +53,7 @@ def product_view(kind: str, d: Mapping[str, Any]) -> str | None:
     if kind != VIEWPRODUCT and (kind != PAGEVIEW or d.get("type") != PRODUCT_PAGE):
         return None
     pid = d.get("pid")
-    if isinstance(pid, str) and len(pid) <= 512 and pid not in _NOTHING and _PRODUCT_ID.match(pid):
+    if isinstance(pid, str) and len(pid) <= MAX_ID_LENGTH and pid not in _NOTHING and _PRODUCT_ID.match(pid):
         return pid
     return None
 
@@ -223,7 +223,7 @@ def _changes(
     if b.type == "checkout" and d.get("stage") is not None:
         return {"checkout_stage": str(d["stage"])[:200]}
     if b.type == "transaction" and isinstance(d.get("tid"), str) and d["tid"]:
-        order_id = d["tid"][:512]
+        order_id = d["tid"][:MAX_ID_LENGTH]
         done: list[str] = msgspec.json.decode(session.transactions)
         o = order_sources
         known = conn.execute(
