@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+#: Installed by ``make`` and ignored by git: Swagger UI, and Prism for ``bench/push.py``.
+INSTALLED = ("src/patron/static/vendor/node_modules", "bench/.node")
 
 
 def run(tree: Path, command: list[str]) -> dict[str, Any]:
@@ -68,9 +70,9 @@ def main() -> None:
         base = Path(scratch) / "base"
         add = ["git", "worktree", "add", "--detach", "-q", str(base), args.base]
         subprocess.run(add, cwd=ROOT, check=True)
-        vendor = ROOT / "src/patron/static/vendor/node_modules"
-        if vendor.exists():  # (the API's docs page serves it; the benchmarks do not read it)
-            (base / "src/patron/static/vendor/node_modules").symlink_to(vendor)
+        for installed in INSTALLED:  # what make installs and git ignores, shared with the base
+            if (ROOT / installed).exists() and not (base / installed).exists():
+                (base / installed).symlink_to(ROOT / installed)
         try:
             sides: dict[str, list[dict[str, float]]] = {"base": [], "tree": []}
             for n in range(args.runs):
