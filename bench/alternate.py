@@ -37,9 +37,11 @@ def run(tree: Path, command: list[str]) -> dict[str, Any]:
         env=env,
         capture_output=True,
         text=True,
-        check=True,
+        check=False,
         timeout=1800,
     )
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed on {tree}:\n{done.stderr[-3000:]}")
     # the script's JSON is the last thing it prints
     text = done.stdout[done.stdout.index("{") :]
     result: dict[str, Any] = json.loads(text)

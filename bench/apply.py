@@ -33,6 +33,7 @@ from push import RECORDS_PER_REQUEST, order
 from patron import accounts, memory
 from patron.config import Settings
 from patron.ingest.push import push
+from patron.ingest.submit import Submitter
 from patron.ingest.worker import ROUND_RECORDS, apply_round
 from patron.runtime import queue_kinds
 from patron.store import open_store
@@ -52,11 +53,13 @@ def main() -> None:
             account, _ = store.write_blocking(lambda conn: accounts.create_account(conn, "bench", "staging"))
             account = msgspec.structs.replace(account, queue_limit=10**9)
 
+            submit = Submitter(store, wake=lambda: None)  # the rounds below are the worker
+
             async def fill() -> None:
                 for n in range(args.batches):
                     first = n * RECORDS_PER_REQUEST if args.customers == "distinct" else 0
                     records = [order(str(n), first + i) for i in range(RECORDS_PER_REQUEST)]
-                    await push(store, account, json.dumps(records).encode(), accounts.now())
+                    await push(submit, account, json.dumps(records).encode(), accounts.now())
 
             asyncio.run(fill())
             kinds = queue_kinds()
