@@ -1,0 +1,40 @@
+"""The benchmark scripts still run against the code as it is (``make bench`` runs them at length; the
+suite runs the ones that need no outside tool, briefly)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_apply_benchmark_applies_what_it_queued() -> None:
+    done = subprocess.run(
+        [sys.executable, "bench/apply.py", "--batches", "3", "--customers", "distinct", "--no-docs"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout[done.stdout.index("{") :])
+    assert (result["records"], result["raw_rows"]) == (300, 300)
+
+
+MICRO = ["bench/micro", "--benchmark-disable", "-o", "testpaths=bench"]
+
+
+def test_the_micro_benchmarks_run() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *MICRO],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:]
