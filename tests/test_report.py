@@ -5,6 +5,7 @@ clean account is ``ready``; an empty one names the record types never pushed."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -16,6 +17,8 @@ from support.http import assert_problem, read
 shared, client, make_tenant = app_fixtures()
 
 REPORT = "/v2/account/report"
+#: When the seeded orders were placed: recent, so that every order is in one month or two.
+RECENT = (datetime.now(UTC) - timedelta(days=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def product(pid: str, **fields: Any) -> dict[str, Any]:
@@ -36,7 +39,7 @@ def order(oid: str, **fields: Any) -> dict[str, Any]:
     base = {
         "@type": "order",
         "id": oid,
-        "timestamp": "2024-05-01T10:00:00Z",
+        "timestamp": RECENT,
         "currency": "GBP",
         "status": "complete",
         "is_valid": True,
@@ -79,7 +82,42 @@ EXPECTED: dict[str, tuple[int, list[str]]] = {
     "orders.no_customer": (1, ["o-anon"]),
     "orders.complete_but_invalid": (1, ["o-invalid"]),
     "orders.customer_id_emails": (1, ["c-shared"]),
+    "products.unknown_parent": (1, ["v-orphan"]),
+    "products.missing_fields": (1, ["p-bare"]),
+    "products.listing_without_currency": (1, ["p-listed"]),
+    "products.inactive_ordered": (1, ["p-inactive"]),
+    "contacts.no_marketing_optin": (1, ["c-noopt"]),
+    "contacts.subscribed_without_optin": (1, ["c-sub"]),
+    "contacts.email_customer_ids": (1, ["twin@example.com"]),
+    "contacts.invalid_phone": (2, ["c-phone", "c-phone-country"]),
 }
+
+
+def defective_products() -> list[dict[str, Any]]:
+    return [
+        product("v-orphan", is_variant=True, parent_id="p-missing"),
+        product("v-ok", is_variant=True, parent_id="p-1"),
+        {"@type": "product", "id": "p-bare", "title": "bare"},
+        product(
+            "p-listed", listings=[{"store": "uk", "price": 9}, {"store": "fr", "price": 9, "currency": "EUR"}]
+        ),
+        product("p-inactive", is_active=False),
+        product("p-inactive-unsold", is_active=False),
+    ]
+
+
+def defective_contacts() -> list[dict[str, Any]]:
+    no_optin = contact("c-noopt")
+    del no_optin["marketing_optin"]
+    return [
+        no_optin,
+        contact("c-sub", marketing_optin="NOT_SPECIFIED", timestamp_subscribed=RECENT),
+        contact("c-twin-1", email="twin@example.com", customer_id="cust-a"),
+        contact("c-twin-2", email="TWIN@example.com", customer_id="cust-b"),
+        contact("c-phone", phone_number="+4400000000"),
+        contact("c-phone-country", phone_number="+447400123456", country_id="FR"),
+        contact("c-phone-ok", phone_number="+447400123456", country_id="GB"),
+    ]
 
 
 def defective_orders() -> list[dict[str, Any]]:
@@ -102,6 +140,7 @@ def defective_orders() -> list[dict[str, Any]]:
         order("o-shared-2", customer={"id": "c-shared", "email": "two@example.com"}),
         order("o-shared-3", customer={"id": "c-same", "email": "same@example.com"}),
         order("o-shared-4", customer={"id": "c-same", "email": "SAME@example.com"}),
+        order("o-inactive", lineitems=[{"product_id": "p-inactive", "quantity": 2, "subtotal": 20}]),
     ]
 
 
@@ -109,6 +148,8 @@ def defective_orders() -> list[dict[str, Any]]:
 def defective(shared: App, client: Client) -> Tenant:
     tenant = shared.tenant("defective")
     seed_clean(client, tenant)
+    push(client, tenant, defective_products())
+    push(client, tenant, defective_contacts())
     push(client, tenant, defective_orders())
     return tenant
 

@@ -474,6 +474,7 @@ def report_command(ctx: click.Context, account_hash: str, as_json: bool) -> None
             f"{account_hash}: [bold]{found.verdict}[/bold] ({found.errors} errors, {found.warnings} warnings)"
         )
         table = Table("severity", "rule", "count", "samples", "explanation")
+        table.columns[1].no_wrap = True
         for f in found.findings:
             shown = ", ".join(s.id for s in f.samples[:3]) + (" ..." if f.count > 3 else "")
             table.add_row(f.severity, f.rule, str(f.count), shown, f.explanation)
