@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 
 from conftest import Tenant, push, run_cli
+from patron import accounts, report
+from patron.tracking import wire
 from support.app import App, Client, app_fixtures
 from support.http import assert_problem, read
 
@@ -90,7 +92,31 @@ EXPECTED: dict[str, tuple[int, list[str]]] = {
     "contacts.subscribed_without_optin": (1, ["c-sub"]),
     "contacts.email_customer_ids": (1, ["twin@example.com"]),
     "contacts.invalid_phone": (2, ["c-phone", "c-phone-country"]),
+    "push.warnings": (1, ["c-lenient"]),
+    "freshness.last_push": (4, ["contact", "order", "product", "tag"]),
+    "tracking.unknown_viewed_product": (1, ["p-ghost-view"]),
+    "tracking.unknown_basket_product": (1, ["p-ghost-basket"]),
+    "tracking.web_order_unseen": (1, ["o-web"]),
+    "tracking.identified_sessions": (1, ["s-1"]),
 }
+
+
+def beacon(client: Client, tenant: Tenant, kind: str, d: dict[str, Any]) -> None:
+    """One event of the website tag, as the tag sends it."""
+    event = {"cid": "visitor-1", "sid": "s-1", "src": "|||||", "type": kind, "channel": "system", "d": d}
+    answer = client.get(
+        f"/track/v3/{tenant.hash}/event.gif", params={"data": wire.encode(event), "rnd": "a1"}
+    )
+    assert answer.status_code == 200
+
+
+def browse(client: Client, tenant: Tenant) -> None:
+    beacon(client, tenant, "pageview", {"type": "product", "pid": "p-1"})
+    beacon(client, tenant, "viewproduct", {"pid": "p-ghost-view"})
+    lines = [{"pid": "p-1", "q": 1, "tot": "10"}, {"pid": "p-ghost-basket", "q": 1, "tot": "10"}]
+    beacon(client, tenant, "setbasket", {"id": "b-1", "total": "20", "cur": "GBP", "size": 2, "lis": lines})
+    beacon(client, tenant, "transaction", {"tid": "o-seen"})
+    beacon(client, tenant, "transaction", {"tid": "o-never"})
 
 
 def defective_products() -> list[dict[str, Any]]:
@@ -117,6 +143,7 @@ def defective_contacts() -> list[dict[str, Any]]:
         contact("c-phone", phone_number="+4400000000"),
         contact("c-phone-country", phone_number="+447400123456", country_id="FR"),
         contact("c-phone-ok", phone_number="+447400123456", country_id="GB"),
+        contact("c-lenient", timestamp_acquired="2024-05-01T10:00:00"),
     ]
 
 
@@ -140,6 +167,8 @@ def defective_orders() -> list[dict[str, Any]]:
         order("o-shared-2", customer={"id": "c-shared", "email": "two@example.com"}),
         order("o-shared-3", customer={"id": "c-same", "email": "same@example.com"}),
         order("o-shared-4", customer={"id": "c-same", "email": "SAME@example.com"}),
+        order("o-seen", channel="web"),
+        order("o-web", channel="web"),
         order("o-inactive", lineitems=[{"product_id": "p-inactive", "quantity": 2, "subtotal": 20}]),
     ]
 
@@ -150,6 +179,7 @@ def defective(shared: App, client: Client) -> Tenant:
     seed_clean(client, tenant)
     push(client, tenant, defective_products())
     push(client, tenant, defective_contacts())
+    browse(client, tenant)
     push(client, tenant, defective_orders())
     return tenant
 
@@ -223,3 +253,46 @@ def test_the_cli_prints_the_verdict_and_json(shared: App, client: Client, defect
     body = json.loads(given.stdout)
     assert body["verdict"] == "not ready"
     assert {f["rule"]: f["count"] for f in body["findings"]}["orders.no_customer"] == 1
+
+
+def test_an_order_the_tag_saw_and_never_pushed_is_found_after_a_day(shared: App, defective: Tenant) -> None:
+    def later(days: int) -> Any:
+        def check(conn: Any) -> Any:
+            account = accounts.get_account(conn, defective.hash)
+            moment = accounts.now() + timedelta(days=days)
+            return report.one(conn, account.id, moment, "tracking.order_not_pushed", 10, 0)
+
+        return shared.store.read_blocking(check)
+
+    assert later(0).count == 0
+    found = later(2)
+    assert (found.count, [s.id for s in found.samples]) == (1, ["o-never"])
+
+
+def test_an_empty_account_names_the_record_types_never_pushed(shared: App, client: Client) -> None:
+    tenant = shared.tenant("empty")
+    body = read(client, tenant, REPORT)
+    assert body["verdict"] == "not ready"
+    never = {f["rule"]: f for f in body["findings"]}["freshness.never_pushed"]
+    assert never["count"] == 3 and [s["id"] for s in never["samples"]] == ["contact", "order", "product"]
+    assert body["findings"][0]["rule"] == "freshness.never_pushed"
+
+
+def test_a_month_without_orders_is_a_gap_in_the_history(shared: App, client: Client) -> None:
+    tenant = shared.tenant("history")
+    placed = [
+        ("2023-01", 10),
+        ("2023-03", 10),
+        ("2023-04", 10),
+        ("2023-05", 20),
+        ("2023-06", 1),
+        ("2023-07", 20),
+    ]
+    records = [
+        order(f"o-{month}-{i}", timestamp=f"{month}-15T10:00:00Z") for month, n in placed for i in range(n)
+    ]
+    push(client, tenant, records)
+    found = read(client, tenant, f"{REPORT}?rule=history.order_gaps")
+    assert found["count"] == 2
+    assert found["samples"] == [{"id": "2023-02", "value": 0}, {"id": "2023-06", "value": 1}]
+    assert found["summary"].startswith("orders per month: 2023-01 10, 2023-02 0, 2023-03 10")

@@ -132,7 +132,7 @@ def report(conn: Connection, account_id: int, now: datetime) -> Report:
     """Every rule over the account, with :data:`SAMPLES` samples each, and the verdict."""
     ctx = Context(conn, account_id, now)
     found = [r.run(ctx) for r in RULES.values()]
-    found.sort(key=lambda f: RANK[f.severity])  # stable: registry order within a severity
+    found.sort(key=lambda f: (RANK[f.severity], f.count == 0))  # stable: then registry order
     errors = sum(1 for f in found if f.severity == "error" and f.count)
     warnings = sum(1 for f in found if f.severity == "warning" and f.count)
     return Report(
