@@ -21,7 +21,7 @@ LAYERS: list[set[str]] = [
     {"model", "entities"},
     {"profiles", "email"},
     {"ingest"},
-    {"tracking", "gdpr"},
+    {"tracking", "gdpr", "report"},
     {"runtime", "api", "app", "connections", "server", "cli", "__main__"},
 ]
 LAYER = {part: level for level, parts in enumerate(LAYERS) for part in parts}

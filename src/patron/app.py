@@ -24,6 +24,7 @@ from patron.api import (
     metrics,
     profiles,
     push,
+    report,
     tracking,
     unsubscribes,
 )
@@ -43,6 +44,7 @@ from patron.tracking.collect import Collector
 #: Every Data API route, all behind the API key and the account's rate limits.
 V2_HANDLERS = [
     account.read_account,
+    *report.HANDLERS,
     push.push,
     push.push_errors,
     push.push_status,

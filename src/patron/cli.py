@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+import msgspec
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Connection
 
-from patron import __version__, accounts, logs, memory, ratelimits
+from patron import __version__, accounts, logs, memory, ratelimits, report
 from patron.config import DEFAULT_HOST, DEFAULT_PORT, Settings
 from patron.entities import Page
 from patron.ingest.queue import enqueue_operation
@@ -451,6 +452,35 @@ def _under_claim(conn: Connection, account_id: int, work: Callable[[], int]) -> 
     """``work``, holding the account's claim, so that no worker round rewrites its profiles meanwhile."""
     lock_account(conn, account_id)
     return work()
+
+
+@main.command(name="report")
+@click.option("--account", "account_hash", required=True, help="The account's hash.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def report_command(ctx: click.Context, account_hash: str, as_json: bool) -> None:
+    """The integration check: whether the account's data is right before it goes live (exit status 1
+    when it is not ready)."""
+
+    def build(conn: Connection) -> report.Report:
+        account = accounts.get_account(conn, account_hash)
+        return report.report(conn, account.id, accounts.now())
+
+    found = _run(ctx, build, write=False)
+    if as_json:
+        click.echo(msgspec.json.format(msgspec.json.encode(found), indent=2).decode())
+    else:
+        out.print(
+            f"{account_hash}: [bold]{found.verdict}[/bold] ({found.errors} errors, {found.warnings} warnings)"
+        )
+        table = Table("severity", "rule", "count", "samples", "explanation")
+        table.columns[1].no_wrap = True
+        for f in found.findings:
+            shown = ", ".join(s.id for s in f.samples[:3]) + (" ..." if f.count > 3 else "")
+            table.add_row(f.severity, f.rule, str(f.count), shown, f.explanation)
+        out.print(table)
+    if found.verdict != report.READY:
+        ctx.exit(1)
 
 
 @main.command()
