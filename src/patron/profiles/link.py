@@ -50,6 +50,7 @@ class Linker:
 
     def __init__(self, round: Round) -> None:
         self.round = round
+        self._touched = round.touched  # (the round's set, added to on the hot path directly)
         self.conn = round.conn
         self.account_id = round.account_id
         self.match_phone = bool(
@@ -213,7 +214,7 @@ class Linker:
         self._contact_ids[step.key] = ids
         self.links["contact"][step.key] = profile
         self._claim(ids, profile, op.at)
-        self.round.touch(profile)
+        self._touched.add(profile)
         self._consent(op, step, profile)
         for list_id in op.record.get("@add_to_lists") or ():
             lists.add(self.conn, self.account_id, str(list_id), profile, op.at)
@@ -275,7 +276,9 @@ class Linker:
             profile_id = ids[2] if len(ids) > 2 else None
             profile = self.live(profile_id) or self.customer(ids[0], ids[1], op.at)
         links[step.key] = profile
-        self.round.touch(current, profile)
+        for touched in (current, profile):
+            if touched is not None:
+                self._touched.add(touched)
 
     def customer(self, customer_id: Any, email: Any, at: datetime) -> str | None:
         """The profile of a customer known by id and/or email, made when none matches (section 5.2)."""
@@ -335,7 +338,7 @@ class Linker:
             self._owners[kind, value] = profile
             if kind == "customer_id":
                 self._customers[profile] = value
-            self.round.touch(profile)
+            self._touched.add(profile)
 
     def _release(self, kind: Kind, value: str, profile: str, key: Key) -> None:
         """A contact no longer has this identifier: the profile gives it up unless another of its
@@ -353,7 +356,7 @@ class Linker:
         self._owners[kind, value] = None
         if kind == "customer_id":
             self._customers.pop(profile, None)  # it may hold another (after a merge): read again
-        self.round.touch(profile)
+        self._touched.add(profile)
 
     def _contacts_of(self, profile: str) -> Iterable[tuple[Key, dict[Kind, str]]]:
         """The profile's contacts and their identifiers, as of this point of the round."""
@@ -382,7 +385,7 @@ class Linker:
         profile = new_profile_id()
         self._new_profiles[profile] = at
         self._customers[profile] = None
-        self.round.touch(profile)
+        self._touched.add(profile)
         return profile
 
     def live(self, profile_id: Any) -> str | None:
