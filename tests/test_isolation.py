@@ -32,6 +32,7 @@ from conftest import Tenant, push, wait_applied
 from patron import accounts
 from patron.api import account, email, entities, gdpr, lists, profiles, unsubscribes
 from patron.api import push as push_api
+from patron.api import report as report_api
 from patron.app import V2_HANDLERS, create_app
 from patron.config import Settings
 from patron.ingest.queue import enqueue_operation
@@ -516,6 +517,22 @@ def read_account(client: Client, caller: Tenant, owner: Owner) -> None:
     assert_own_account(client, caller, owner.traces)
 
 
+def read_the_report(client: Client, caller: Tenant, owner: Owner) -> None:
+    """The caller's integration check is of its own, empty account (every record type never pushed),
+    with nothing of the owner's, whose own check counts its records."""
+
+    def never_pushed(tenant: Tenant) -> list[str]:
+        response = get(client, tenant, "/v2/account/report?rule=freshness.never_pushed")
+        assert response.status_code == 200, response.text
+        return [sample["id"] for sample in response.json()["samples"]]
+
+    assert never_pushed(owner.tenant) == []
+    assert never_pushed(caller) == ["contact", "order", "product"]
+    mine = get(client, caller, "/v2/account/report")
+    assert mine.status_code == 200, mine.text
+    assert_no_trace_of(mine, owner.traces)
+
+
 def list_collections_or_find_by_email(client: Client, caller: Tenant, owner: Owner) -> None:
     assert_lists_hide(client, caller, owner, collections_and_by_email(owner))
 
@@ -782,6 +799,7 @@ def route(handler: HTTPRouteHandler) -> tuple[str, str]:
 
 ISOLATION_CASES: dict[tuple[str, str], IsolationCase] = {
     route(account.read_account): read_account,
+    route(report_api.read_report): read_the_report,
     route(entities.list_collections): list_collections_or_find_by_email,
     route(entities.list_contacts): list_contacts_of_a_collection,
     route(entities.read_contact): read_a_contact,
