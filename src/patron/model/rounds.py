@@ -10,7 +10,7 @@ failures it recorded, and :class:`Links`, identity resolution's narrow interface
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple, Protocol
@@ -118,9 +118,3 @@ class Registry:
             return self._kinds[name]
         except KeyError:
             raise LookupError(f"no queue kind {name!r} is registered") from None
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._kinds
-
-    def __iter__(self) -> Iterator[QueueKind]:
-        return iter(self._kinds.values())

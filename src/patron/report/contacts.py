@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 import phonenumbers
-from sqlalchemy import func, select
+from sqlalchemy import func
 
-from patron.report.rules import Context, Sample, Tally, document, rule, scan
+from patron.report.rules import Context, Tally, document, rule, scan, several
 from patron.store.schema import contacts
 
 OPTED_IN: tuple[Any, ...] = ("EXPLICITLY_OPTEDIN", True)
@@ -53,19 +53,7 @@ def subscribed_without_optin(ctx: Context, tally: Tally) -> None:
     "Give each person one customer id, or check the shop does not reuse an email across accounts.",
 )
 def email_customer_ids(ctx: Context, tally: Tally) -> None:
-    c = contacts.c
-    email = func.lower(c.email)
-    shared = (
-        select(email.label("email"))
-        .where(c.account_id == ctx.account_id, c.email.is_not(None), c.customer_id.is_not(None))
-        .group_by(email)
-        .having(func.count(c.customer_id.distinct()) > 1)
-    )
-    tally.count = ctx.conn.execute(select(func.count()).select_from(shared.subquery())).scalar_one()
-    page = ctx.conn.execute(shared.order_by(email).limit(tally.limit).offset(tally.offset)).scalars()
-    for address in page:
-        ids = select(c.customer_id).distinct().where(c.account_id == ctx.account_id, email == address)
-        tally.samples.append(Sample(address, sorted(ctx.conn.execute(ids).scalars())))
+    several(ctx, tally, contacts, func.lower(contacts.c.email), contacts.c.customer_id)
 
 
 def valid_phone(number: str, country: str | None) -> bool:

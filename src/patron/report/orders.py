@@ -9,7 +9,17 @@ from typing import Any
 
 from sqlalchemy import func, or_, select
 
-from patron.report.rules import TOLERANCE, Context, Sample, Tally, chunked, document, number, rule, scan
+from patron.report.rules import (
+    TOLERANCE,
+    Context,
+    Tally,
+    chunked,
+    document,
+    number,
+    rule,
+    scan,
+    several,
+)
 from patron.store import among
 from patron.store.schema import orders, products
 
@@ -219,16 +229,4 @@ def complete_but_invalid(ctx: Context, tally: Tally) -> None:
     "Send each customer's id with the same email on every order, or check the ids are not reused.",
 )
 def customer_id_emails(ctx: Context, tally: Tally) -> None:
-    c = orders.c
-    email = func.lower(c.customer_email)
-    shared = (
-        select(c.customer_id)
-        .where(c.account_id == ctx.account_id, c.customer_id.is_not(None), c.customer_email.is_not(None))
-        .group_by(c.customer_id)
-        .having(func.count(email.distinct()) > 1)
-    )
-    tally.count = ctx.conn.execute(select(func.count()).select_from(shared.subquery())).scalar_one()
-    page = ctx.conn.execute(shared.order_by(c.customer_id).limit(tally.limit).offset(tally.offset)).scalars()
-    for customer_id in page:
-        emails = select(email).distinct().where(c.account_id == ctx.account_id, c.customer_id == customer_id)
-        tally.samples.append(Sample(customer_id, sorted(ctx.conn.execute(emails).scalars())))
+    several(ctx, tally, orders, orders.c.customer_id, func.lower(orders.c.customer_email))

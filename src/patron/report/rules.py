@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any, Final, Literal
 
 import msgspec
-from sqlalchemy import ColumnElement, Connection, Table, select
+from sqlalchemy import ColumnElement, Connection, Table, func, select
 
 from patron.errors import NotFound
 
@@ -171,6 +171,20 @@ def scan(
         if len(rows) < CHUNK:
             return
         last = rows[-1].id
+
+
+def several(
+    ctx: Context, tally: Tally, table: Table, key: ColumnElement[Any], other: ColumnElement[Any]
+) -> None:
+    """Each value of ``key`` that goes with more than one distinct value of ``other`` in the account's
+    rows of ``table`` is a record of the tally, sampled with those values."""
+    given = (table.c.account_id == ctx.account_id, key.is_not(None), other.is_not(None))
+    shared = select(key).where(*given).group_by(key).having(func.count(other.distinct()) > 1)
+    tally.count = ctx.conn.execute(select(func.count()).select_from(shared.subquery())).scalar_one()
+    page = ctx.conn.execute(shared.order_by(key).limit(tally.limit).offset(tally.offset)).scalars()
+    for value in page:
+        others = select(other).distinct().where(*given, key == value)
+        tally.samples.append(Sample(value, sorted(ctx.conn.execute(others).scalars())))
 
 
 def chunked(rows: Iterator[Any], size: int = CHUNK) -> Iterator[list[Any]]:
