@@ -6,15 +6,19 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from conftest import Tenant, push, run_cli
 from patron import accounts, report
 from patron.tracking import wire
 from support.app import App, Client, app_fixtures
 from support.http import assert_problem, read
+from test_gdpr import completed, request_deletion
 
 shared, client, make_tenant = app_fixtures()
 
@@ -148,6 +152,7 @@ def defective_contacts() -> list[dict[str, Any]]:
 
 
 def defective_orders() -> list[dict[str, Any]]:
+    just_now = datetime.now(UTC).isoformat()  # after the tag's events
     return [
         order("o-ghost", lineitems=[{"product_id": "p-ghost", "quantity": 2, "subtotal": 20}]),
         order(
@@ -167,8 +172,9 @@ def defective_orders() -> list[dict[str, Any]]:
         order("o-shared-2", customer={"id": "c-shared", "email": "two@example.com"}),
         order("o-shared-3", customer={"id": "c-same", "email": "same@example.com"}),
         order("o-shared-4", customer={"id": "c-same", "email": "SAME@example.com"}),
-        order("o-seen", channel="web"),
-        order("o-web", channel="web"),
+        order("o-seen", channel="web", timestamp=just_now),
+        order("o-web", channel="web", timestamp=just_now),
+        order("o-web-before-the-tag", channel="web"),
         order("o-inactive", lineitems=[{"product_id": "p-inactive", "quantity": 2, "subtotal": 20}]),
     ]
 
@@ -296,3 +302,121 @@ def test_a_month_without_orders_is_a_gap_in_the_history(shared: App, client: Cli
     assert found["count"] == 2
     assert found["samples"] == [{"id": "2023-02", "value": 0}, {"id": "2023-06", "value": 1}]
     assert found["summary"].startswith("orders per month: 2023-01 10, 2023-02 0, 2023-03 10")
+
+
+def test_an_order_pushed_before_its_product_is_cleared_when_the_product_arrives(
+    shared: App, client: Client
+) -> None:
+    tenant = shared.tenant("late catalogue")
+    lines = [{"product_id": "p-late", "variant_id": "v-late", "quantity": 1, "subtotal": 20}]
+    push(client, tenant, [order("o-early", lineitems=lines, subtotal=20, grand_total=25)])
+    push(client, tenant, [product("v-early", is_variant=True, parent_id="p-late")])
+
+    def unknown() -> dict[str, Any]:
+        found = findings(client, tenant)
+        return {
+            rule: (found[rule]["count"], found[rule]["samples"])
+            for rule in ("orders.unknown_product", "products.unknown_parent")
+        }
+
+    assert unknown() == {
+        "orders.unknown_product": (1, [{"id": "o-early", "value": ["p-late", "v-late"]}]),
+        "products.unknown_parent": (1, [{"id": "v-early", "value": ["p-late"]}]),
+    }
+    push(client, tenant, [product("p-late")])
+    assert unknown() == {
+        "orders.unknown_product": (1, [{"id": "o-early", "value": ["v-late"]}]),
+        "products.unknown_parent": (0, []),
+    }
+    push(client, tenant, [product("v-late", is_variant=True, parent_id="p-late")])
+    assert unknown()["orders.unknown_product"] == (0, [])
+
+
+def test_a_record_rewritten_right_loses_its_defect(shared: App, client: Client) -> None:
+    tenant = shared.tenant("fixed")
+    push(client, tenant, [order("o-fix", grand_total=99)])
+    push(client, tenant, [contact("c-fix", phone_number="+4400000000")])
+    found = findings(client, tenant)
+    assert found["orders.grand_total_mismatch"]["count"] == found["contacts.invalid_phone"]["count"] == 1
+    push(client, tenant, [order("o-fix", grand_total=25)])
+    push(client, tenant, [contact("c-fix", phone_number="+447400123456")])
+    found = findings(client, tenant)
+    assert found["orders.grand_total_mismatch"]["count"] == found["contacts.invalid_phone"]["count"] == 0
+
+
+def test_an_anonymised_contact_keeps_no_defect(shared: App, client: Client) -> None:
+    tenant = shared.tenant("forgotten")
+    push(client, tenant, [contact("c-gone", phone_number="+4400000000")])
+    assert findings(client, tenant)["contacts.invalid_phone"]["count"] == 1
+    completed(client, tenant, request_deletion(client, tenant, email="c-gone@example.com")["id"])
+    found = findings(client, tenant)
+    assert found["contacts.invalid_phone"] == {**found["contacts.invalid_phone"], "count": 0, "samples": []}
+    assert found["contacts.no_marketing_optin"]["count"] == 0
+
+
+cents = st.integers(min_value=0, max_value=50_000)
+
+
+@st.composite
+def priced_orders(draw: st.DrawFn) -> list[dict[str, Any]]:
+    """Orders with amounts in whole cents, near-right and wrong totals alike."""
+    found = []
+    for n in range(draw(st.integers(min_value=1, max_value=12))):
+        lines = [
+            {"product_id": "p-1", "quantity": q, "unit_price": price / 100}
+            if draw(st.booleans())
+            else {"product_id": "p-1", "quantity": q, "subtotal": q * price / 100}
+            for q, price in draw(st.lists(st.tuples(st.integers(1, 5), cents), min_size=1, max_size=4))
+        ]
+        parts = [draw(cents) for _ in range(3)]
+        line_sum = sum(
+            round(line.get("subtotal", line.get("unit_price", 0) * line["quantity"]) * 100) for line in lines
+        )
+        subtotal = line_sum + draw(st.sampled_from([0, 0, 1, -1, 2, 100]))
+        grand = subtotal + parts[0] + parts[1] - parts[2] + draw(st.sampled_from([0, 1, -1, 2, -parts[1]]))
+        found.append(
+            order(
+                f"o-{n}",
+                lineitems=lines,
+                subtotal=subtotal / 100,
+                shipping=parts[0] / 100,
+                tax=parts[1] / 100,
+                discount=parts[2] / 100,
+                grand_total=grand / 100,
+            )
+        )
+    return found
+
+
+def direct(orders_given: list[dict[str, Any]]) -> dict[str, set[str]]:
+    """The orders each totals rule should find, computed in whole cents."""
+
+    def c(value: float) -> Decimal:
+        return Decimal(str(value)) * 100
+
+    wrong: dict[str, set[str]] = {"orders.subtotal_mismatch": set(), "orders.grand_total_mismatch": set()}
+    for o in orders_given:
+        lines = sum(
+            c(line["subtotal"]) if "subtotal" in line else c(line["unit_price"]) * line["quantity"]
+            for line in o["lineitems"]
+        )
+        if abs(c(o["subtotal"]) - lines) > 1:
+            wrong["orders.subtotal_mismatch"].add(o["id"])
+        paid = c(o["subtotal"]) + c(o["shipping"]) - c(o["discount"])
+        if abs(c(o["grand_total"]) - paid - c(o["tax"])) > 1 and abs(c(o["grand_total"]) - paid) > 1:
+            wrong["orders.grand_total_mismatch"].add(o["id"])
+    return wrong
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(given_orders=priced_orders())
+def test_the_totals_rules_agree_with_a_direct_computation(
+    shared: App, client: Client, given_orders: list[dict[str, Any]]
+) -> None:
+    tenant = shared.tenant("totals")
+    push(client, tenant, given_orders)
+    found = findings(client, tenant)
+    for rule, expected in direct(given_orders).items():
+        page = read(client, tenant, f"{REPORT}?rule={rule}&limit=250")
+        assert found[rule]["count"] == len(expected)
+        assert {s["id"] for s in page["samples"]} == expected

@@ -36,6 +36,7 @@ from sqlalchemy import Connection, Table, delete, func, insert, or_, select, upd
 
 from patron.errors import FieldInvalid
 from patron.ingest.queue import enqueue_operation, pack, unpack
+from patron.model import defects
 from patron.model.rounds import Op, QueueKind, Registry, Round
 from patron.profiles.operations import resolve
 from patron.records.fields import EMAIL_PATTERN, MAX_ID_LENGTH, MAX_TEXT_LENGTH, NO_NUL_PATTERN, Email
@@ -480,6 +481,7 @@ def _contacts(conn: Connection, account_id: int, person: Person, op: Op) -> None
     rows = conn.execute(
         select(t.c.id, t.c.collection, t.c.contact_id).where(_of(conn, t, account_id, person.profiles))
     ).all()
+    rewritten: list[tuple[int, list[defects.Defect]]] = []
     for row in rows:
         contact_id = _contact_id(conn, account_id, person, row.collection, row.contact_id)
         doc = {
@@ -499,6 +501,9 @@ def _contacts(conn: Connection, account_id: int, person: Person, op: Op) -> None
                 data=_encode(doc).decode(),
             )
         )
+        rewritten.append((row.id, []))
+    # an anonymised contact is no longer the shop's data to check: it keeps no defects
+    defects.keep(conn, "contact", account_id, rewritten, replace=True)
     person.counts["contact record"] = len(rows)
 
 
@@ -525,6 +530,7 @@ def _orders(conn: Connection, account_id: int, person: Person, op: Op) -> None:
     rows = conn.execute(
         select(t.c.id, t.c.order_id, t.c.data).where(_of(conn, t, account_id, person.profiles))
     ).all()
+    rewritten: list[tuple[int, dict[str, Any]]] = []
     for row in rows:
         doc = msgspec.json.decode(row.data)
         for name in ("shipping_address", "billing_address", "ip_address", "properties", "customer"):
@@ -542,6 +548,8 @@ def _orders(conn: Connection, account_id: int, person: Person, op: Op) -> None:
                 data=_encode(doc).decode(),
             )
         )
+        rewritten.append((row.id, doc))
+    defects.refresh(conn, "order", account_id, rewritten)
     person.counts["order"] = len(rows)
 
 
@@ -856,6 +864,10 @@ HANDLERS: dict[str, Handler] = {
     "products": _nothing,
     "lists": _nothing,
     "templates": _nothing,
+    # a record's defects are replaced with the record: by _contacts (none kept) and _orders
+    "contact_flags": _nothing,
+    "order_flags": _nothing,
+    "product_flags": _nothing,
 }
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import msgspec
 from sqlalchemy import Column, Connection, Table, bindparam, func, insert, select, update
 
-from patron.model import stats
+from patron.model import defects, stats
 from patron.model.documents import Document, Key, Step, merge
 from patron.store import among, chunks
 from patron.store.schema import contacts, custom_events, orders, products
@@ -24,6 +24,7 @@ _decode = msgspec.json.Decoder(dict[str, Any]).decode
 class Kind:
     """How one record type is stored: its table, its key, and the columns taken from the document."""
 
+    name: str
     table: Table
     key: dict[str, str]  # document field -> column, forming the record's key within the account
     columns: dict[str, Callable[[Document], Any]]  # column -> its value, read from the document
@@ -47,6 +48,7 @@ def _get(*path: str) -> Callable[[Document], Any]:
 
 KINDS: dict[str, Kind] = {
     "contact": Kind(
+        "contact",
         contacts,
         {"@collection": "collection", "id": "contact_id"},
         {
@@ -56,6 +58,7 @@ KINDS: dict[str, Kind] = {
         },
     ),
     "order": Kind(
+        "order",
         orders,
         {"id": "order_id"},
         {
@@ -65,12 +68,18 @@ KINDS: dict[str, Kind] = {
             "revenue": stats.revenue,
             "items": stats.items,
             "placed_at": stats.placed_at,
+            "currency": defects.currency,
+            "base_totals": defects.base_totals,
         },
     ),
     "product": Kind(
-        products, {"id": "product_id"}, {"is_active": _get("is_active"), "is_variant": _get("is_variant")}
+        "product",
+        products,
+        {"id": "product_id"},
+        {"is_active": _get("is_active"), "is_variant": _get("is_variant")},
     ),
     "custom_event": Kind(
+        "custom_event",
         custom_events,
         {"id": "event_id"},
         {
@@ -162,3 +171,31 @@ def write(conn: Connection, changes: Changes, links: dict[Key, str | None] | Non
         conn.execute(insert(table).values(account_id=changes.account_id), inserts)
     if updates:
         conn.execute(update(table).where(table.c.id == bindparam("_id")), updates)
+    _keep_defects(conn, changes)
+
+
+def _keep_defects(conn: Connection, changes: Changes) -> None:
+    """The written records' defects replace those kept for them (:mod:`patron.model.defects`)."""
+    kind, account_id = changes.kind, changes.account_id
+    if kind.name not in defects.FLAGS:
+        return
+    keys = list(changes.rows)
+    found = defects.find(kind.name, [changes.rows[key]["data"] for key in keys], conn, account_id)
+    flawed = {key: d for key, d in zip(keys, found, strict=True) if d}
+    ids = dict(changes.stored)
+    new = [key for key in flawed if key not in ids]
+    for chunk in chunks(new):  # the internal ids of the new records that have defects
+        key_cols = kind.key_columns()
+        rows = conn.execute(
+            select(kind.table.c.id, *key_cols).where(
+                kind.table.c.account_id == account_id, among(conn, key_cols[-1], [k[-1] for k in chunk])
+            )
+        )
+        wanted = set(chunk)
+        ids.update({key: row.id for row in rows if (key := tuple(str(v) for v in row[1:])) in wanted})
+    replaced = [(ids[key], flawed.get(key, [])) for key in changes.stored]
+    defects.keep(conn, kind.name, account_id, replaced, replace=True)
+    defects.keep(conn, kind.name, account_id, [(ids[key], flawed[key]) for key in new], replace=False)
+    arrived = [key[-1] for key in changes.rows if key not in changes.stored]
+    if kind.name == "product" and arrived:
+        defects.products_arrived(conn, account_id, arrived)

@@ -10,9 +10,12 @@ from datetime import datetime
 from typing import Any, Final, Literal
 
 import msgspec
-from sqlalchemy import ColumnElement, Connection, Table, func, select
+from sqlalchemy import ColumnElement, Connection, Table, func, select, tuple_
 
 from patron.errors import NotFound
+from patron.model.defects import TOLERANCE as TOLERANCE
+from patron.store import among
+from patron.store.schema import orders
 
 Severity = Literal["error", "warning", "info"]
 #: Errors first, then warnings, then information.
@@ -21,8 +24,6 @@ RANK: Final[dict[str, int]] = {"error": 0, "warning": 1, "info": 2}
 #: :data:`MAX_SAMPLES` at a time.
 SAMPLES: Final = 10
 MAX_SAMPLES: Final = 250
-#: How far a total may be from the sum it should be and still be right (rounding): one cent.
-TOLERANCE: Final = 0.01
 #: Rows one step of a scan reads.
 CHUNK: Final = 1000
 Verdict = Literal["ready", "not ready"]
@@ -173,6 +174,52 @@ def scan(
         last = rows[-1].id
 
 
+def matching(
+    ctx: Context,
+    tally: Tally,
+    table: Table,
+    where: ColumnElement[bool],
+    key: ColumnElement[Any],
+    value: ColumnElement[Any] | None = None,
+) -> None:
+    """The account's rows of ``table`` that match ``where`` are the tally's records (in creation
+    order), each sampled as ``key`` with ``value``: counted and paged by the database."""
+    given = (table.c.account_id == ctx.account_id, where)
+    tally.count = ctx.conn.execute(select(func.count()).select_from(table).where(*given)).scalar_one()
+    columns = [key] if value is None else [key, value]
+    page = select(*columns).where(*given).order_by(table.c.id).limit(tally.limit).offset(tally.offset)
+    for row in ctx.conn.execute(page):
+        tally.samples.append(Sample(str(row[0]), None if value is None else row[1]))
+
+
+def flagged(
+    ctx: Context, tally: Tally, flags: Table, entity: Table, rule_id: str, key: Callable[[Any], str]
+) -> None:
+    """The records of ``entity`` flagged for ``rule_id`` when they were written
+    (:mod:`patron.model.defects`), each sampled as ``key(row)`` with the value at fault, or the
+    records it names that were never pushed."""
+    f = flags.c
+    mine = (f.account_id == ctx.account_id, f.rule == rule_id)
+    tally.count = ctx.conn.execute(select(func.count(f.row_id.distinct())).where(*mine)).scalar_one()
+    page = select(f.row_id).where(*mine).group_by(f.row_id).order_by(f.row_id)
+    ids = list(ctx.conn.execute(page.limit(tally.limit).offset(tally.offset)).scalars())
+    if not ids:
+        return
+    rows = ctx.conn.execute(
+        select(f.row_id, f.ref, f.value, entity)
+        .join(entity, entity.c.id == f.row_id)
+        .where(*mine, among(ctx.conn, f.row_id, ids))
+        .order_by(f.row_id, f.id)
+    ).all()
+    for row_id in ids:
+        found = [row for row in rows if row.row_id == row_id]
+        if not found:
+            continue
+        refs = sorted(row.ref for row in found if row.ref is not None)
+        value = refs if refs else (None if found[0].value is None else json.loads(found[0].value))
+        tally.samples.append(Sample(key(found[0]), value))
+
+
 def several(
     ctx: Context, tally: Tally, table: Table, key: ColumnElement[Any], other: ColumnElement[Any]
 ) -> None:
@@ -185,6 +232,27 @@ def several(
     for value in page:
         others = select(other).distinct().where(*given, key == value)
         tally.samples.append(Sample(value, sorted(ctx.conn.execute(others).scalars())))
+
+
+def recent_orders(ctx: Context, since: datetime) -> Iterator[list[tuple[str, dict[str, Any]]]]:
+    """The account's orders placed from ``since`` to the report's moment (id and document), in steps
+    of :data:`CHUNK` along their date: read through its index, never the older orders."""
+    c = orders.c
+    given = (
+        c.account_id == ctx.account_id,
+        c.placed_at >= since.isoformat(),
+        c.placed_at <= ctx.now.isoformat(),
+    )
+    last: tuple[str, int] | None = None
+    while True:
+        query = select(c.id, c.placed_at, c.order_id, c.data).where(*given)
+        if last is not None:
+            query = query.where(tuple_(c.placed_at, c.id) > tuple_(*last))
+        rows = ctx.conn.execute(query.order_by(c.placed_at, c.id).limit(CHUNK)).all()
+        yield [(row.order_id, document(row.data)) for row in rows]
+        if len(rows) < CHUNK:
+            return
+        last = (rows[-1].placed_at, rows[-1].id)
 
 
 def chunked(rows: Iterator[Any], size: int = CHUNK) -> Iterator[list[Any]]:

@@ -1,5 +1,5 @@
 """The rules over what the website tag sent: product views and basket lines of products not in the
-catalogue, orders the tag saw that were never pushed (after a day) and pushed web orders it never
+catalogue, orders the tag saw that were never pushed (after a day) and recent web orders it never
 saw, and the share of sessions identified."""
 
 from __future__ import annotations
@@ -9,14 +9,16 @@ from typing import Any
 
 from sqlalchemy import and_, func, select
 
-from patron.report.orders import pushed_products
-from patron.report.rules import Context, Tally, chunked, document, rule, scan
+from patron.model.defects import pushed_products
+from patron.report.rules import Context, Tally, chunked, document, matching, recent_orders, rule, scan
 from patron.store import among
 from patron.store.schema import order_sources, orders, tracking_events, tracking_sessions
 from patron.tracking.events import basket, may_be_product_view, product_view
 
 #: How long an order the tag saw may wait for its push.
 GRACE = timedelta(days=1)
+#: How far back pushed web orders are looked for among those the tag saw.
+WEB_DAYS = 30
 
 
 def _unknown(ctx: Context, tally: Tally, where: Any, products_of: Any) -> None:
@@ -24,7 +26,7 @@ def _unknown(ctx: Context, tally: Tally, where: Any, products_of: Any) -> None:
     flagged: set[str] = set()
     for batch in chunked(scan(ctx, tracking_events, t.kind, t.data, where=where)):
         named = {pid for row in batch for pid in products_of(row.kind, document(row.data))}
-        known = pushed_products(ctx, named)
+        known = pushed_products(ctx.conn, ctx.account_id, named)
         for pid in sorted(named - known - flagged):
             flagged.add(pid)
             tally.add(pid)
@@ -68,24 +70,28 @@ def unknown_basket_product(ctx: Context, tally: Tally) -> None:
 def order_not_pushed(ctx: Context, tally: Tally) -> None:
     s, o = order_sources.c, orders.c
     pushed = select(o.id).where(o.account_id == s.account_id, o.order_id == s.order_id).exists()
-    late = and_(s.created_at < ctx.now - GRACE, ~pushed)
-    for row in scan(ctx, order_sources, s.order_id, s.created_at, where=late):
-        tally.add(row.order_id, row.created_at.isoformat())
+    matching(
+        ctx, tally, order_sources, and_(s.created_at < ctx.now - GRACE, ~pushed), s.order_id, s.created_at
+    )
+    for sample in tally.samples:
+        sample.value = sample.value.isoformat()
 
 
 @rule(
     "tracking.web_order_unseen",
     "warning",
-    "Pushed web orders (channel web) were never seen by the tag's trackTransaction.",
+    f"Pushed web orders (channel web) placed since the tag first sent something (in the last {WEB_DAYS} "
+    "days) were never seen by the tag's trackTransaction.",
     "Call trackTransaction on the order confirmation page, with the order's id as pushed.",
 )
 def web_order_unseen(ctx: Context, tally: Tally) -> None:
-    o, s = orders.c, order_sources.c
-    for batch in chunked(scan(ctx, orders, o.order_id, o.data)):
+    t, s = tracking_events.c, order_sources.c
+    first = ctx.conn.execute(select(func.min(t.occurred_at)).where(t.account_id == ctx.account_id)).scalar()
+    if first is None:
+        return  # the tag never sent anything: there is nothing it could have seen
+    for batch in recent_orders(ctx, max(first, ctx.now - timedelta(days=WEB_DAYS))):
         web = [
-            row.order_id
-            for row in batch
-            if str(document(row.data).get("channel") or "").strip().lower() == "web"
+            order_id for order_id, order in batch if str(order.get("channel") or "").strip().lower() == "web"
         ]
         if not web:
             continue
@@ -112,5 +118,4 @@ def identified_sessions(ctx: Context, tally: Tally) -> None:
     ).one()
     if total:
         tally.summary = f"{known} of {total} sessions identified ({100 * known / total:.0f}%)"
-    for row in scan(ctx, tracking_sessions, c.session_id, c.cid, where=c.profile.is_(None)):
-        tally.add(row.session_id, row.cid)
+    matching(ctx, tally, tracking_sessions, c.profile.is_(None), c.session_id, c.cid)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from patron.report.rules import Context, Tally, rule, scan
+from patron.report.rules import Context, Sample, Tally, rule
 from patron.store.schema import push_errors
 
 
@@ -24,10 +24,14 @@ def push_warnings(ctx: Context, tally: Tally) -> None:
     ).all()
     if kinds:
         tally.summary = ", ".join(f"{kind}: {n}" for kind, n in kinds)
-    for row in scan(
-        ctx, push_errors, e.record_id, e.request_id, e.kind, e.error_path, e.error_message, where=warned
-    ):
-        tally.add(
-            row.record_id or row.request_id,
-            {"kind": row.kind, "field": row.error_path, "detail": row.error_message},
-        )
+    tally.count = sum(n for _, n in kinds)
+    page = (
+        select(e.record_id, e.request_id, e.kind, e.error_path, e.error_message)
+        .where(warned)
+        .order_by(e.id)
+        .limit(tally.limit)
+        .offset(tally.offset)
+    )
+    for row in ctx.conn.execute(page):
+        value = {"kind": row.kind, "field": row.error_path, "detail": row.error_message}
+        tally.samples.append(Sample(row.record_id or row.request_id, value))

@@ -28,6 +28,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 
 from patron.records.fields import MAX_ID_LENGTH
@@ -217,7 +218,8 @@ contacts = _entity(
     _profile(),
     scope=("collection",),
 )
-Index("ix_contacts_account_email", contacts.c.account_id, contacts.c.email)
+# the customer ids each email came with, read from the index alone (the integration check)
+Index("ix_contacts_account_email", contacts.c.account_id, contacts.c.email, contacts.c.customer_id)
 Index("ix_contacts_account_customer", contacts.c.account_id, contacts.c.customer_id)
 Index("ix_contacts_account_profile", contacts.c.account_id, contacts.c.profile)
 
@@ -232,7 +234,19 @@ orders = _entity(
     Column("revenue", Float, nullable=False, default=0, server_default="0"),  # base currency
     Column("items", BigInteger, nullable=False, default=0, server_default="0"),
     Column("placed_at", String(40), nullable=True),  # the order's timestamp, UTC ISO 8601 (sorts as text)
+    Column("currency", String(3), nullable=True),
+    Column("base_totals", Boolean, nullable=False, default=False, server_default="0"),  # totals.base given
 )
+# the integration check's: orders by date (history, recent orders), and the currencies they are in
+Index(
+    "ix_orders_account_placed",
+    orders.c.account_id,
+    orders.c.placed_at,
+    orders.c.currency,
+    orders.c.base_totals,
+)
+# ... and the emails each customer id came with
+Index("ix_orders_account_customer", orders.c.account_id, orders.c.customer_id, orders.c.customer_email)
 # covering the profile stats, so that they are read from the index alone
 Index(
     "ix_orders_account_profile",
@@ -250,6 +264,36 @@ products = _entity(
     Column("is_active", Boolean, nullable=True),
     Column("is_variant", Boolean, nullable=True),
 )
+
+
+def _flags(entity: Table) -> Table:
+    """What is wrong with each record of ``entity`` on its own (``patron.model.defects``): a row per
+    defect, replaced whenever the record is written, gone with it."""
+    name = f"{entity.name[:-1]}_flags"
+    return Table(
+        name,
+        metadata,
+        Column("id", Id, primary_key=True, autoincrement=True),
+        _account_id(),
+        Column("row_id", Id, ForeignKey(f"{entity.name}.id", ondelete="CASCADE"), nullable=False),
+        Column("rule", String(64), nullable=False),
+        Column("ref", String(MAX_ID_LENGTH), nullable=True),  # a product named and never pushed
+        Column("value", Text, nullable=True),  # the value at fault, JSON
+        Index(f"ix_{name}_account_rule", "account_id", "rule", "row_id"),
+        Index(f"ix_{name}_row", "row_id"),
+        Index(
+            f"ix_{name}_account_ref",
+            "account_id",
+            "ref",
+            sqlite_where=text("ref IS NOT NULL"),
+            postgresql_where=text("ref IS NOT NULL"),
+        ),
+    )
+
+
+contact_flags = _flags(contacts)
+order_flags = _flags(orders)
+product_flags = _flags(products)
 
 custom_events = _entity(
     "custom_events",
