@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from conftest import Tenant, push, run_cli
 from patron import accounts, report
+from patron.api.report import COMPUTING
 from patron.tracking import wire
 from support.app import App, Client, app_fixtures
 from support.http import assert_problem, read
@@ -420,3 +421,16 @@ def test_the_totals_rules_agree_with_a_direct_computation(
         page = read(client, tenant, f"{REPORT}?rule={rule}&limit=250")
         assert found[rule]["count"] == len(expected)
         assert {s["id"] for s in page["samples"]} == expected
+
+
+def test_an_account_asking_while_its_report_is_computed_is_told_to_wait(
+    shared: App, client: Client, defective: Tenant
+) -> None:
+    other = shared.tenant("other")
+    account = shared.store.read_blocking(lambda conn: accounts.get_account(conn, defective.hash))
+    with COMPUTING.hold(account.id):
+        busy = client.get(REPORT, headers=defective.headers)
+        assert busy.status_code == 429 and busy.headers["Retry-After"] == "5"
+        assert "being computed" in busy.json()["detail"]
+        assert read(client, other, REPORT)["verdict"] == "not ready"  # others are answered meanwhile
+    assert read(client, defective, REPORT)["verdict"] == "not ready"

@@ -4,6 +4,8 @@ samples a page at a time."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 from litestar import get
@@ -15,6 +17,7 @@ from patron.api.auth import CurrentAccount
 from patron.api.edge import Injected
 from patron.api.paging import Offset
 from patron.api.problems import ITEM_ERRORS
+from patron.errors import TooMany
 from patron.store import Store
 
 RuleId = Annotated[
@@ -30,6 +33,29 @@ SampleLimit = Annotated[
 ]
 
 
+class Computing:
+    """The accounts whose report this process is computing: one at a time each, so that an account
+    asking again and again holds one of the store's readers, never all of them."""
+
+    def __init__(self) -> None:
+        self._accounts: set[int] = set()
+
+    @contextmanager
+    def hold(self, account_id: int) -> Iterator[None]:
+        if account_id in self._accounts:
+            raise TooMany(
+                "a report of this account is being computed; ask again when it is done", retry_after=5
+            )
+        self._accounts.add(account_id)
+        try:
+            yield
+        finally:
+            self._accounts.discard(account_id)
+
+
+COMPUTING = Computing()
+
+
 @get(
     "/account/report",
     summary="The integration check: is the account's data right? (an extension)",
@@ -43,11 +69,13 @@ async def read_report(
     limit: SampleLimit = report.SAMPLES,
     offset: Offset = 0,
 ) -> report.Report | report.Finding:
-    moment = now()
-    if rule is None:
-        return await store.read(lambda conn: report.report(conn, account.id, moment))
-    chosen = rule
-    return await store.read(lambda conn: report.one(conn, account.id, moment, chosen, limit, offset))
+    moment, chosen = now(), rule
+    with COMPUTING.hold(account.id):
+        if chosen is None:
+            return await store.read(lambda conn: report.report(conn, account.id, moment), report.BUDGET)
+        return await store.read(
+            lambda conn: report.one(conn, account.id, moment, chosen, limit, offset), report.BUDGET
+        )
 
 
 HANDLERS = [read_report]

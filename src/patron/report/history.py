@@ -8,7 +8,7 @@ from sqlalchemy import Table, func, select
 
 from patron.report.orders import EARLIEST
 from patron.report.rules import Context, Tally, rule
-from patron.store.schema import contacts, custom_events, import_batches, orders, products, tracking_events
+from patron.store.schema import contacts, custom_events, import_batches, orders, products, tracking_sessions
 
 #: What an account must have pushed to go live, and the tables their records are kept in.
 REQUIRED: dict[str, Table] = {"contact": contacts, "order": orders, "product": products}
@@ -77,8 +77,8 @@ def _last_pushes(ctx: Context) -> dict[str, str]:
             ).scalar()
             if at is not None:
                 found[kind] = at.isoformat()
-    t = tracking_events.c
-    tag = ctx.conn.execute(select(func.max(t.occurred_at)).where(t.account_id == ctx.account_id)).scalar()
+    t = tracking_sessions.c  # a session's last_at is its latest event's: far fewer rows than the events
+    tag = ctx.conn.execute(select(func.max(t.last_at)).where(t.account_id == ctx.account_id)).scalar()
     if tag is not None:
         found["tag"] = tag.isoformat()
     return found

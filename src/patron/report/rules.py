@@ -24,6 +24,8 @@ RANK: Final[dict[str, int]] = {"error": 0, "warning": 1, "info": 2}
 #: :data:`MAX_SAMPLES` at a time.
 SAMPLES: Final = 10
 MAX_SAMPLES: Final = 250
+#: Seconds a report read through the API may take (beyond the store's budget for other reads).
+BUDGET: Final = 60.0
 #: Rows one step of a scan reads.
 CHUNK: Final = 1000
 Verdict = Literal["ready", "not ready"]

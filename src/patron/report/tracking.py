@@ -85,8 +85,8 @@ def order_not_pushed(ctx: Context, tally: Tally) -> None:
     "Call trackTransaction on the order confirmation page, with the order's id as pushed.",
 )
 def web_order_unseen(ctx: Context, tally: Tally) -> None:
-    t, s = tracking_events.c, order_sources.c
-    first = ctx.conn.execute(select(func.min(t.occurred_at)).where(t.account_id == ctx.account_id)).scalar()
+    t, s = tracking_sessions.c, order_sources.c
+    first = ctx.conn.execute(select(func.min(t.started_at)).where(t.account_id == ctx.account_id)).scalar()
     if first is None:
         return  # the tag never sent anything: there is nothing it could have seen
     for batch in recent_orders(ctx, max(first, ctx.now - timedelta(days=WEB_DAYS))):

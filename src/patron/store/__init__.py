@@ -73,10 +73,10 @@ class Store(Protocol):
     def write_blocking(self, work: Work[T]) -> T:
         """:meth:`write` for threads that are not on an event loop (the CLI, the worker)."""
 
-    async def read(self, work: Work[T]) -> T:
+    async def read(self, work: Work[T], budget: float | None = None) -> T:
         """Run ``work`` on a read-only connection, off the event loop, within the store's read budget
-        (:class:`ReadTimeout` past it), queued fairly with the reads of other owners
-        (:data:`patron.store.fair.owner`)."""
+        (or ``budget`` seconds; :class:`ReadTimeout` past it), queued fairly with the reads of other
+        owners (:data:`patron.store.fair.owner`)."""
 
     def read_blocking(self, work: Work[T]) -> T:
         """:meth:`read` for threads that are not on an event loop."""

@@ -143,13 +143,13 @@ class PostgresStore:
     async def write(self, work: Work[T]) -> T:
         return await self._in_pool(work, write=True)
 
-    async def read(self, work: Work[T]) -> T:
-        return await self._in_pool(work, write=False)
+    async def read(self, work: Work[T], budget: float | None = None) -> T:
+        return await self._in_pool(work, write=False, budget=budget)
 
-    async def _in_pool(self, work: Work[T], *, write: bool) -> T:
+    async def _in_pool(self, work: Work[T], *, write: bool, budget: float | None = None) -> T:
         if self._pool is None:
             raise StoreUnavailable("the store is not running")
-        deadline = Deadline(None if write else self.read_budget)
+        deadline = Deadline(None if write else budget or self.read_budget)
         job = self._pool.submit(
             lambda: self._run(work, write=write, deadline=deadline), deadline=deadline, who=owner.get()
         )

@@ -299,10 +299,10 @@ class SQLiteStore:
                 raise deadline.expired() from exc
             raise StoreUnavailable(f"the database could not be read: {exc}") from exc
 
-    async def read(self, work: Work[T]) -> T:
+    async def read(self, work: Work[T], budget: float | None = None) -> T:
         if self._read_pool is None:
             raise StoreUnavailable("the store is not running")
-        deadline = Deadline(self.read_budget)
+        deadline = Deadline(budget or self.read_budget)
         job = self._read_pool.submit(
             lambda: self.read_blocking(work, deadline), deadline=deadline, who=owner.get()
         )
