@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -150,3 +151,71 @@ def test_entities_stored_before_their_numbering_are_numbered_by_the_upgrade(tmp_
         (1, "o3", 3),
         (2, "o4", 2),
     ]
+
+
+def test_records_stored_before_their_defects_were_kept_get_them_from_the_upgrade(tmp_path: Path) -> None:
+    """Migration 0012 finds the defects of the records stored before it, and the orders' currency."""
+    from alembic import command
+    from sqlalchemy import create_engine
+
+    from patron.store.migrate import _config
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    at = {"at": "2026-01-01 00:00:00"}
+    bad = {
+        "id": "o-1",
+        "currency": "EUR",
+        "subtotal": 20,
+        "grand_total": 99,
+        "lineitems": [{"product_id": "p-9"}],
+    }
+    good = {
+        "id": "o-2",
+        "currency": "GBP",
+        "subtotal": 20,
+        "grand_total": 20,
+        "customer": {"id": "c"},
+        "totals": {"base": {"grand_total": 20}},
+        "lineitems": [{"product_id": "p-1"}],
+    }
+    with engine.begin() as conn:
+        command.upgrade(_config(conn), "0011")
+        conn.execute(
+            text(
+                "INSERT INTO accounts (id, hash, name, environment, limits, created_at)"
+                " VALUES (1, '0000000000000001', 'a', 'staging', '{}', :at)"
+            ),
+            at,
+        )
+        conn.execute(
+            text(
+                "INSERT INTO products (account_id, product_id, data, created_at, updated_at, seq)"
+                " VALUES (1, 'p-1', '{}', :at, :at, 1)"
+            ),
+            at,
+        )
+        for n, doc in enumerate((bad, good), start=1):
+            conn.execute(
+                text(
+                    "INSERT INTO orders (account_id, order_id, data, created_at, updated_at, counted,"
+                    " revenue, items, seq) VALUES (1, :o, :d, :at, :at, 1, 0, 0, :n)"
+                ),
+                {"o": doc["id"], "d": json.dumps(doc), "n": n, **at},
+            )
+    with engine.begin() as conn:
+        command.upgrade(_config(conn), "head")
+        orders = conn.execute(text("SELECT order_id, currency, base_totals FROM orders ORDER BY id")).all()
+        flags = conn.execute(
+            text(
+                "SELECT o.order_id, f.rule, f.ref FROM order_flags f"
+                " JOIN orders o ON o.id = f.row_id ORDER BY f.id"
+            )
+        ).all()
+        product = conn.execute(text("SELECT rule FROM product_flags ORDER BY id")).scalars().all()
+    assert [tuple(row) for row in orders] == [("o-1", "EUR", 0), ("o-2", "GBP", 1)]
+    assert sorted(tuple(row) for row in flags) == [
+        ("o-1", "orders.grand_total_mismatch", None),
+        ("o-1", "orders.no_customer", None),
+        ("o-1", "orders.unknown_product", "p-9"),
+    ]
+    assert product == ["products.missing_fields"]
