@@ -434,3 +434,20 @@ def test_an_account_asking_while_its_report_is_computed_is_told_to_wait(
         assert "being computed" in busy.json()["detail"]
         assert read(client, other, REPORT)["verdict"] == "not ready"  # others are answered meanwhile
     assert read(client, defective, REPORT)["verdict"] == "not ready"
+
+
+def test_pushes_are_applied_while_a_report_reads(shared: App, client: Client, defective: Tenant) -> None:
+    """A report holds one read transaction; the writer and the worker go on meanwhile."""
+    tenant = shared.tenant("busy")
+
+    def report_then_push(conn: Any) -> tuple[Any, dict[str, Any]]:
+        account = accounts.get_account(conn, defective.hash)
+        assert account is not None
+        first = report.report(conn, account.id, accounts.now())
+        pushed = push(client, tenant, [order("o-meanwhile")])  # waits until the worker applied it
+        return first, pushed
+
+    found, pushed = shared.store.read_blocking(report_then_push)
+    assert found.verdict == "not ready"
+    assert read(client, tenant, f"/v2/push/{pushed['request_id']}")["status"] == "applied"
+    assert read(client, tenant, "/v2/orders/o-meanwhile")["id"] == "o-meanwhile"
