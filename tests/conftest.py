@@ -250,10 +250,16 @@ def _environment(data_dir: Path, extra: dict[str, str] | None) -> dict[str, str]
 
 
 def run_cli(
-    data_dir: Path, *args: str, check: bool = True, environment: dict[str, str] | None = None
+    data_dir: Path,
+    *args: str,
+    check: bool = True,
+    environment: dict[str, str] | None = None,
+    stdin: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
     env = _environment(data_dir, environment)
-    return subprocess.run([*PATRON, *args], env=env, capture_output=True, text=True, check=check, timeout=120)
+    return subprocess.run(
+        [*PATRON, *args], env=env, input=stdin, capture_output=True, text=True, check=check, timeout=120
+    )
 
 
 @dataclass

@@ -18,11 +18,11 @@ LAYERS: list[set[str]] = [
     {"records"},
     {"store"},
     {"accounts", "signing", "ratelimits", "health"},
-    {"model", "entities"},
+    {"model", "entities", "operators"},
     {"profiles", "email"},
     {"ingest"},
     {"tracking", "gdpr", "report"},
-    {"runtime", "api", "app", "connections", "server", "cli", "__main__"},
+    {"runtime", "api", "console", "app", "connections", "server", "cli", "__main__"},
 ]
 LAYER = {part: level for level, parts in enumerate(LAYERS) for part in parts}
 

@@ -34,6 +34,7 @@ from patron.api.observe import Metrics, Observer
 from patron.api.paging import EmptyParameters
 from patron.api.problems import EXCEPTION_HANDLERS
 from patron.config import Settings
+from patron.console import router as console_router
 from patron.email.sandbox import Renderer
 from patron.ingest.submit import Submitter
 from patron.ingest.supervisor import NoWorker, WorkerProcess
@@ -107,6 +108,7 @@ def create_app(settings: Settings, store: Store) -> Litestar:
             docs.swagger_json,
             links.ROUTER,
             *tracking.HANDLERS,
+            console_router(),
             create_static_files_router(
                 path=docs.ASSETS_PATH, directories=[docs.ASSETS], include_in_schema=False
             ),

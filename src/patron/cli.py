@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Connection
 
-from patron import __version__, accounts, logs, memory, ratelimits, report
+from patron import __version__, accounts, errors, logs, memory, operators, ratelimits, report
 from patron.config import DEFAULT_HOST, DEFAULT_PORT, Settings
 from patron.entities import Page
 from patron.ingest.queue import enqueue_operation
@@ -49,7 +49,7 @@ def _run(ctx: click.Context, work: Callable[[Connection], T], *, write: bool = T
     with _store(settings) as store:
         try:
             return store.write_blocking(work) if write else store.read_blocking(work)
-        except accounts.AccountError as exc:
+        except errors.PatronError as exc:
             raise click.ClickException(str(exc)) from exc
 
 
@@ -191,6 +191,93 @@ def migrate(ctx: click.Context) -> None:
     open_store(ctx.obj).migrate()
     revision = _run(ctx, current_revision, write=False)
     click.echo(f"database at revision {revision}")
+
+
+# operators ---------------------------------------------------------------------------------------
+
+
+@main.group(name="operators")
+def operators_group() -> None:
+    """The people who sign in to the console (/console): create, list, disable, reset a password."""
+
+
+def _password(from_stdin: bool) -> tuple[str, bool]:
+    """The password read from stdin (its first line), or a new random one (and whether it is new)."""
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n"), False
+    return operators.new_password(), True
+
+
+def _show_operator(operator: operators.Operator, password: str | None) -> None:
+    click.echo(f"operator: {operator.email} ({operator.role})")
+    click.echo(
+        f"accounts: {'every account' if operator.role == 'owner' else ', '.join(operator.accounts) or 'none'}"
+    )
+    if password is not None:
+        click.echo(f"password: {password}")
+        click.echo("The password is shown only now; Patron keeps nothing but its argon2id hash.", err=True)
+
+
+@operators_group.command("create")
+@click.option("--email", required=True)
+@click.option("--role", type=click.Choice(operators.ROLES), required=True)
+@click.option("--account", "account_hashes", multiple=True, help="An account they may see (repeat for more).")
+@click.option("--password-stdin", is_flag=True, help="Read the password from stdin (else one is made up).")
+@click.pass_context
+def operators_create(
+    ctx: click.Context, email: str, role: str, account_hashes: tuple[str, ...], password_stdin: bool
+) -> None:
+    """Create an operator; prints a new password unless one is given on stdin."""
+    password, made = _password(password_stdin)
+    try:
+        hashed = operators.hash_password(password)
+    except errors.PatronError as exc:
+        raise click.ClickException(str(exc)) from exc
+    operator = _run(
+        ctx, lambda conn: operators.create_operator(conn, email, role, hashed, list(account_hashes))
+    )
+    _show_operator(operator, password if made else None)
+
+
+@operators_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def operators_list(ctx: click.Context, as_json: bool) -> None:
+    """Every operator, their role, state and accounts."""
+    found = _run(ctx, operators.list_operators, write=False)
+    if as_json:
+        _print_json([msgspec.to_builtins(o) for o in found])
+        return
+    table = Table("email", "role", "state", "accounts", "last sign-in")
+    for o in found:
+        state = "disabled" if o.disabled else "active"
+        granted = "every account" if o.role == "owner" else ", ".join(o.accounts)
+        table.add_row(o.email, o.role, state, granted, str(o.last_signin_at or "never"))
+    out.print(table)
+
+
+@operators_group.command("disable")
+@click.option("--email", required=True)
+@click.pass_context
+def operators_disable(ctx: click.Context, email: str) -> None:
+    """The operator may no longer sign in; their sessions end now."""
+    operator = _run(ctx, lambda conn: operators.disable_operator(conn, email))
+    click.echo(f"disabled {operator.email}")
+
+
+@operators_group.command("reset-password")
+@click.option("--email", required=True)
+@click.option("--password-stdin", is_flag=True, help="Read the password from stdin (else one is made up).")
+@click.pass_context
+def operators_reset_password(ctx: click.Context, email: str, password_stdin: bool) -> None:
+    """A new password (printed unless given on stdin); the operator's sessions end and a lock lifts."""
+    password, made = _password(password_stdin)
+    try:
+        hashed = operators.hash_password(password)
+    except errors.PatronError as exc:
+        raise click.ClickException(str(exc)) from exc
+    operator = _run(ctx, lambda conn: operators.set_password(conn, email, hashed))
+    _show_operator(operator, password if made else None)
 
 
 # accounts ----------------------------------------------------------------------------------------
@@ -425,7 +512,7 @@ def profiles_rebuild(ctx: click.Context, account_hash: str | None) -> None:
                     else accounts.list_accounts(conn)
                 )
             )
-        except accounts.AccountError as exc:
+        except errors.PatronError as exc:
             raise click.ClickException(str(exc)) from exc
         for account in chosen:
             linked = store.write_blocking(

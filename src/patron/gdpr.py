@@ -868,6 +868,10 @@ HANDLERS: dict[str, Handler] = {
     "contact_flags": _nothing,
     "order_flags": _nothing,
     "product_flags": _nothing,
+    # the console's operators are Patron's users, not the shop's customers
+    "operators": _nothing,
+    "operator_accounts": _nothing,
+    "operator_sessions": _nothing,
 }
 
 

@@ -38,19 +38,19 @@ class Computing:
     asking again and again holds one of the store's readers, never all of them."""
 
     def __init__(self) -> None:
-        self._accounts: set[int] = set()
+        self._accounts: set[str] = set()
 
     @contextmanager
-    def hold(self, account_id: int) -> Iterator[None]:
-        if account_id in self._accounts:
+    def hold(self, account_hash: str) -> Iterator[None]:
+        if account_hash in self._accounts:
             raise TooMany(
                 "a report of this account is being computed; ask again when it is done", retry_after=5
             )
-        self._accounts.add(account_id)
+        self._accounts.add(account_hash)
         try:
             yield
         finally:
-            self._accounts.discard(account_id)
+            self._accounts.discard(account_hash)
 
 
 COMPUTING = Computing()
@@ -70,7 +70,7 @@ async def read_report(
     offset: Offset = 0,
 ) -> report.Report | report.Finding:
     moment, chosen = now(), rule
-    with COMPUTING.hold(account.id):
+    with COMPUTING.hold(account.hash):
         if chosen is None:
             return await store.read(lambda conn: report.report(conn, account.id, moment), report.BUDGET)
         return await store.read(

@@ -139,6 +139,47 @@ def _account_id() -> Column[int]:
     return Column("account_id", Id, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False)
 
 
+#: People who sign in to the console (never with an API key): an email, an argon2id password hash, a
+#: role (viewer, admin, owner), and the accounts they may see (``operator_accounts``).
+operators = Table(
+    "operators",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("email", String(254), nullable=False, unique=True),  # lower case
+    Column("password_hash", String(200), nullable=False),
+    Column("role", String(8), nullable=False),  # viewer | admin | owner
+    Column("disabled_at", UTCDateTime(), nullable=True),
+    Column("failed_signins", Integer, nullable=False, default=0, server_default="0"),
+    Column("locked_until", UTCDateTime(), nullable=True),  # repeated failed sign-ins lock it a while
+    Column("last_signin_at", UTCDateTime(), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
+operator_accounts = Table(
+    "operator_accounts",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("operator_id", Id, ForeignKey("operators.id", ondelete="CASCADE"), nullable=False),
+    _account_id(),
+    UniqueConstraint("operator_id", "account_id", name="uq_operator_accounts"),
+    Index("ix_operator_accounts_account", "account_id"),
+)
+
+#: A signed-in operator's sessions: the SHA-256 of the cookie's random token (never the token), the
+#: CSRF token its forms carry, and when it was last used (it ends after a while idle).
+operator_sessions = Table(
+    "operator_sessions",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("operator_id", Id, ForeignKey("operators.id", ondelete="CASCADE"), nullable=False),
+    Column("csrf", String(64), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("last_seen_at", UTCDateTime(), nullable=False),
+    Index("ix_operator_sessions_operator", "operator_id"),
+)
+
+
 # the import queue: one row per accepted push request ---------------------------------------------
 
 import_batches = Table(
