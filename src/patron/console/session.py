@@ -79,6 +79,12 @@ async def checked(request: Request[Any, Any, Any], store: Injected[Store]) -> op
 DEPENDENCIES = {"session": Provide(signed), "checked": Provide(checked)}
 
 
+def require(session: operators.Session, role: operators.Role) -> None:
+    """Refuse (403, nothing done) an operator whose role is below ``role``."""
+    if not session.operator.may(role):
+        raise Forbidden(f"only an {role} or above may do this; you are a {session.operator.role}")
+
+
 def to_sign_in(request: Request[Any, Any, Any], exc: SignInNeeded) -> Response[Any]:
     if request.headers.get("hx-request"):  # htmx follows this header rather than a redirect
         return Response("", status_code=401, headers={"HX-Redirect": SIGN_IN})

@@ -124,6 +124,7 @@ api_keys = Table(
     Column("label", String(200), nullable=False, default=""),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("revoked_at", UTCDateTime(), nullable=True),
+    Column("last_used_at", UTCDateTime(), nullable=True),  # written at most once a minute
 )
 
 #: A single row rewritten by the readiness probe: a real write proves the store accepts writes.
