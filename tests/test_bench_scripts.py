@@ -38,3 +38,19 @@ def test_the_micro_benchmarks_run() -> None:
         check=False,
     )
     assert done.returncode == 0, done.stdout[-3000:]
+
+
+def test_the_report_benchmark_finds_what_it_seeded() -> None:
+    """bench/report.py exits non-zero when the report counts other defects than it seeded."""
+    args = ["--orders", "3000", "--products", "1000", "--contacts", "2000", "--stores", "sqlite"]
+    done = subprocess.run(
+        [sys.executable, "bench/report.py", *args, "--runs", "1", "--writes", "2", "--no-docs"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    (result,) = json.loads(done.stdout[done.stdout.index("[") :])
+    assert result["store"] == "sqlite" and result["report_seconds"] > 0
