@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import func
 
 from patron.model import defects
-from patron.report.rules import Context, Tally, flagged, rule, several
+from patron.report.rules import Context, Kept, Tally, rule, several
 from patron.store.schema import contact_flags, contacts
 
 
@@ -17,26 +17,22 @@ def _id(row: Any) -> str:
     return str(row.contact_id) if row.collection == "default" else f"{row.collection}/{row.contact_id}"
 
 
-def _flagged(rule_id: str) -> Any:
-    def check(ctx: Context, tally: Tally) -> None:
-        flagged(ctx, tally, contact_flags, contacts, rule_id, _id)
-
-    return check
+KEPT = Kept(contact_flags, contacts, _id)
 
 
-rule(
+KEPT.rule(
     defects.NO_MARKETING_OPTIN,
     "warning",
     "Contacts have no marketing_optin at all, so whether they may be emailed is unknown.",
     "Send marketing_optin (EXPLICITLY_OPTEDIN, EXPLICITLY_OPTEDOUT or NOT_SPECIFIED) with every contact.",
-)(_flagged(defects.NO_MARKETING_OPTIN))
+)
 
-rule(
+KEPT.rule(
     defects.SUBSCRIBED_WITHOUT_OPTIN,
     "warning",
     "Contacts have a timestamp_subscribed but no marketing opt-in.",
     "Send marketing_optin EXPLICITLY_OPTEDIN with the contacts that subscribed, or no subscription date.",
-)(_flagged(defects.SUBSCRIBED_WITHOUT_OPTIN))
+)
 
 
 @rule(
@@ -49,9 +45,9 @@ def email_customer_ids(ctx: Context, tally: Tally) -> None:
     several(ctx, tally, contacts, func.lower(contacts.c.email), contacts.c.customer_id)
 
 
-rule(
+KEPT.rule(
     defects.INVALID_PHONE,
     "warning",
     "Contacts have a phone number that is not valid (for their country_id, when they give one).",
     "Send phone numbers in E.164 (+ and the country code), checked against the contact's country.",
-)(_flagged(defects.INVALID_PHONE))
+)

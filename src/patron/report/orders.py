@@ -7,53 +7,47 @@ indexed columns."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import func, or_, select
 
 from patron.model import defects
-from patron.report.rules import TOLERANCE, Context, Tally, flagged, matching, rule, several
+from patron.report.rules import TOLERANCE, Context, Kept, Tally, matching, rule, several
 from patron.store.schema import order_flags, orders
 
 #: Orders placed before this are taken for a wrong date (text comparison, as ``placed_at`` sorts).
 EARLIEST = "1990-01-01"
 
 
-def _flagged(rule_id: str) -> Any:
-    def check(ctx: Context, tally: Tally) -> None:
-        flagged(ctx, tally, order_flags, orders, rule_id, lambda row: str(row.order_id))
-
-    return check
+KEPT = Kept(order_flags, orders, lambda row: str(row.order_id))
 
 
-rule(
+KEPT.rule(
     defects.UNKNOWN_PRODUCT,
     "error",
     "Line items name a product_id or variant_id that was never pushed as a product.",
     "Push every product (and variant) named by the orders' line items.",
-)(_flagged(defects.UNKNOWN_PRODUCT))
+)
 
-rule(
+KEPT.rule(
     defects.VARIANT_WITHOUT_OPTIONS,
     "warning",
     "Line items of a variant (variant_id given) have no variant_options.",
     "Send variant_options (id, type, label: size, colour...) with every variant line item.",
-)(_flagged(defects.VARIANT_WITHOUT_OPTIONS))
+)
 
-rule(
+KEPT.rule(
     defects.SUBTOTAL_MISMATCH,
     "error",
     f"The order's subtotal is not the sum of its line items' subtotals (tolerance {TOLERANCE}).",
     "Send subtotal as the sum of the line items' subtotals (before shipping, tax and discount).",
-)(_flagged(defects.SUBTOTAL_MISMATCH))
+)
 
-rule(
+KEPT.rule(
     defects.GRAND_TOTAL_MISMATCH,
     "error",
     f"grand_total is not subtotal + shipping + tax - discount, nor subtotal + shipping - discount for "
     f"prices that include their tax (tolerance {TOLERANCE}).",
     "Send grand_total as what the customer paid: subtotal + shipping + tax - discount.",
-)(_flagged(defects.GRAND_TOTAL_MISMATCH))
+)
 
 
 @rule(
@@ -91,19 +85,19 @@ def timestamp_out_of_range(ctx: Context, tally: Tally) -> None:
     matching(ctx, tally, orders, wrong, c.order_id, c.placed_at)
 
 
-rule(
+KEPT.rule(
     defects.NO_CUSTOMER,
     "error",
     "Orders have neither a customer email nor a customer id, so they belong to no one.",
     "Send customer.email or customer.id (both where you can) with every order.",
-)(_flagged(defects.NO_CUSTOMER))
+)
 
-rule(
+KEPT.rule(
     defects.COMPLETE_BUT_INVALID,
     "warning",
     "Orders have status complete but is_valid false, so they count for nothing.",
     "Send is_valid true for orders that were placed and paid; false only for failed or test orders.",
-)(_flagged(defects.COMPLETE_BUT_INVALID))
+)
 
 
 @rule(

@@ -4,12 +4,11 @@ price, listings without a currency, and inactive products still ordered."""
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 from sqlalchemy import select
 
 from patron.model import defects
-from patron.report.rules import Context, Tally, flagged, recent_orders, rule
+from patron.report.rules import Context, Kept, Tally, recent_orders, rule
 from patron.store import among
 from patron.store.schema import product_flags, products
 
@@ -17,33 +16,29 @@ from patron.store.schema import product_flags, products
 RECENT_DAYS = 30
 
 
-def _flagged(rule_id: str) -> Any:
-    def check(ctx: Context, tally: Tally) -> None:
-        flagged(ctx, tally, product_flags, products, rule_id, lambda row: str(row.product_id))
-
-    return check
+KEPT = Kept(product_flags, products, lambda row: str(row.product_id))
 
 
-rule(
+KEPT.rule(
     defects.UNKNOWN_PARENT,
     "error",
     "Variants name a parent_id that was never pushed as a product.",
     "Push each parent product, and give its variants its id as parent_id.",
-)(_flagged(defects.UNKNOWN_PARENT))
+)
 
-rule(
+KEPT.rule(
     defects.MISSING_FIELDS,
     "warning",
     "Products have no url, image_url or price, so email and recommendations cannot show them.",
     "Send url, image_url and price with every product.",
-)(_flagged(defects.MISSING_FIELDS))
+)
 
-rule(
+KEPT.rule(
     defects.LISTING_WITHOUT_CURRENCY,
     "warning",
     "Products have listings (a store's price) without a currency.",
     "Send the currency of every listing's price.",
-)(_flagged(defects.LISTING_WITHOUT_CURRENCY))
+)
 
 
 @rule(

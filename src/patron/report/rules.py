@@ -222,6 +222,22 @@ def flagged(
         tally.samples.append(Sample(key(found[0]), value))
 
 
+@dataclass(frozen=True)
+class Kept:
+    """The defects kept for one record type when its records are written
+    (:mod:`patron.model.defects`), each read as a rule: ``key(row)`` is a record's id in the report."""
+
+    flags: Table
+    entity: Table
+    key: Callable[[Any], str]
+
+    def rule(self, rule_id: str, severity: Severity, explanation: str, fix: str) -> None:
+        def check(ctx: Context, tally: Tally) -> None:
+            flagged(ctx, tally, self.flags, self.entity, rule_id, self.key)
+
+        rule(rule_id, severity, explanation, fix)(check)
+
+
 def several(
     ctx: Context, tally: Tally, table: Table, key: ColumnElement[Any], other: ColumnElement[Any]
 ) -> None:
@@ -273,8 +289,3 @@ def document(text: str) -> dict[str, Any]:
     """A stored record's JSON document (an empty one if it is not an object)."""
     value = json.loads(text)
     return value if isinstance(value, dict) else {}
-
-
-def number(value: Any) -> float | None:
-    """A JSON number (not a boolean), or None."""
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
