@@ -14,14 +14,14 @@ from patron.api.edge import Injected
 from patron.api.report import COMPUTING
 from patron.console import reads
 from patron.console.render import page
-from patron.console.session import PATH
+from patron.console.session import PATH, Signed
 from patron.store import Store
 
 AccountHash = Annotated[str, PathParameter(max_length=16)]
 
 
 @get(f"{PATH}/", include_in_schema=False)
-async def account_list(session: operators.Session, store: Injected[Store]) -> Response[str]:
+async def account_list(session: Signed, store: Injected[Store]) -> Response[str]:
     moment = accounts.now()
 
     def read(conn: Connection) -> list[reads.Overview]:
@@ -32,9 +32,7 @@ async def account_list(session: operators.Session, store: Injected[Store]) -> Re
 
 
 @get(f"{PATH}/accounts/{{account_hash:str}}", include_in_schema=False)
-async def dashboard(
-    account_hash: AccountHash, session: operators.Session, store: Injected[Store]
-) -> Response[str]:
+async def dashboard(account_hash: AccountHash, session: Signed, store: Injected[Store]) -> Response[str]:
     """The account at a glance; the integration check loads after the page (it may take seconds)."""
     moment = accounts.now()
 
@@ -49,7 +47,7 @@ async def dashboard(
 async def whole_report(
     request: Request[Any, Any, Any],
     account_hash: AccountHash,
-    session: operators.Session,
+    session: Signed,
     store: Injected[Store],
 ) -> Response[str]:
     """The integration check's verdict and rules: a part of the dashboard (htmx), or a page."""
@@ -69,7 +67,7 @@ async def whole_report(
 async def rule_samples(
     account_hash: AccountHash,
     rule: Annotated[str, PathParameter(max_length=100)],
-    session: operators.Session,
+    session: Signed,
     store: Injected[Store],
     offset: Annotated[int, QueryParameter(ge=0)] = 0,
 ) -> Response[str]:

@@ -10,13 +10,13 @@ on purpose), a few at a time, and a refused sign-in answers a second late."""
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeAlias
 
 from litestar import Request, Response, get, post
 from litestar.datastructures import Cookie
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.enums import RequestEncodingType
-from litestar.params import Body
+from litestar.params import Body, SkipValidation
 from litestar.response import Redirect
 
 from patron import operators
@@ -75,7 +75,8 @@ async def checked(request: Request[Any, Any, Any], store: Injected[Store]) -> op
     return session
 
 
-#: A page's handler takes ``session: operators.Session``; a form's, ``checked: operators.Session``.
+#: A page's handler takes ``session: Signed``; a form's, ``checked: Signed`` (the name says which).
+Signed: TypeAlias = NamedDependency[SkipValidation[operators.Session]]
 DEPENDENCIES = {"session": Provide(signed), "checked": Provide(checked)}
 
 
@@ -117,7 +118,7 @@ async def sign_in(
 
 @post(f"{PATH}/sign-out", include_in_schema=False)
 async def sign_out(
-    request: Request[Any, Any, Any], store: Injected[Store], checked: operators.Session
+    request: Request[Any, Any, Any], store: Injected[Store], checked: Signed
 ) -> Response[Any]:
     token = request.cookies.get(COOKIE, "")
     await store.write(lambda conn: operators.sign_out(conn, token))
