@@ -117,9 +117,7 @@ async def sign_in(
 
 
 @post(f"{PATH}/sign-out", include_in_schema=False)
-async def sign_out(
-    request: Request[Any, Any, Any], store: Injected[Store], checked: Signed
-) -> Response[Any]:
+async def sign_out(request: Request[Any, Any, Any], store: Injected[Store], checked: Signed) -> Response[Any]:
     token = request.cookies.get(COOKIE, "")
     await store.write(lambda conn: operators.sign_out(conn, token))
     response: Response[Any] = Redirect(SIGN_IN, status_code=303)

@@ -279,16 +279,17 @@ orders = _entity(
     Column("currency", String(3), nullable=True),
     Column("base_totals", Boolean, nullable=False, default=False, server_default="0"),  # totals.base given
 )
-# the integration check's: orders by date (history, recent orders), and the currencies they are in
+# the integration check's: orders by date (history, recent orders), and, read from the index alone,
+# the currencies they are in and the emails each customer id came with
 Index(
     "ix_orders_account_placed",
     orders.c.account_id,
     orders.c.placed_at,
     orders.c.currency,
     orders.c.base_totals,
+    orders.c.customer_id,
+    orders.c.customer_email,
 )
-# ... and the emails each customer id came with
-Index("ix_orders_account_customer", orders.c.account_id, orders.c.customer_id, orders.c.customer_email)
 # covering the profile stats, so that they are read from the index alone
 Index(
     "ix_orders_account_profile",

@@ -52,9 +52,9 @@ def upgrade() -> None:
     _backfill(op.get_bind())
     with op.batch_alter_table("orders", schema=None) as batch_op:
         batch_op.create_index(
-            "ix_orders_account_placed", ["account_id", "placed_at", "currency", "base_totals"]
+            "ix_orders_account_placed",
+            ["account_id", "placed_at", "currency", "base_totals", "customer_id", "customer_email"],
         )
-        batch_op.create_index("ix_orders_account_customer", ["account_id", "customer_id", "customer_email"])
     with op.batch_alter_table("contacts", schema=None) as batch_op:
         batch_op.drop_index("ix_contacts_account_email")
         batch_op.create_index("ix_contacts_account_email", ["account_id", "email", "customer_id"])
@@ -98,7 +98,6 @@ def downgrade() -> None:
         batch_op.drop_index("ix_contacts_account_email")
         batch_op.create_index("ix_contacts_account_email", ["account_id", "email"])
     with op.batch_alter_table("orders", schema=None) as batch_op:
-        batch_op.drop_index("ix_orders_account_customer")
         batch_op.drop_index("ix_orders_account_placed")
         batch_op.drop_column("base_totals")
         batch_op.drop_column("currency")
