@@ -250,3 +250,20 @@ def test_operators_are_listed_and_disabled_through_the_cli(
         stdin="short\n",
     )
     assert short.returncode != 0 and "password" in short.stderr
+
+
+def test_a_password_made_up_by_the_cli_is_shown_once_and_works(
+    console: Console, clients: list[httpx.Client]
+) -> None:
+    made = run_cli(
+        console.server.data_dir, "operators", "create", "--email", "new@example.com", "--role", "viewer"
+    )
+    password = next(
+        line.split(": ", 1)[1] for line in made.stdout.splitlines() if line.startswith("password:")
+    )
+    answer = http(console, clients).post(
+        "/console/sign-in", data={"email": "new@example.com", "password": password}
+    )
+    assert answer.status_code == 303
+    listed = run_cli(console.server.data_dir, "operators", "list").stdout
+    assert "new@example.com" in listed and password not in listed

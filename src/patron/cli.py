@@ -201,11 +201,15 @@ def operators_group() -> None:
     """The people who sign in to the console (/console): create, list, disable, reset a password."""
 
 
-def _password(from_stdin: bool) -> tuple[str, bool]:
-    """The password read from stdin (its first line), or a new random one (and whether it is new)."""
-    if from_stdin:
-        return sys.stdin.readline().rstrip("\r\n"), False
-    return operators.new_password(), True
+def _password(from_stdin: bool) -> tuple[str | None, str]:
+    """A password read from stdin (its first line) or a new random one, and its hash; the password is
+    returned only when it was made up here (to be shown once)."""
+    password = sys.stdin.readline().rstrip("\r\n") if from_stdin else operators.new_password()
+    try:
+        hashed = operators.hash_password(password)
+    except errors.PatronError as exc:
+        raise click.ClickException(str(exc)) from exc
+    return (None if from_stdin else password), hashed
 
 
 def _show_operator(operator: operators.Operator, password: str | None) -> None:
@@ -228,15 +232,11 @@ def operators_create(
     ctx: click.Context, email: str, role: str, account_hashes: tuple[str, ...], password_stdin: bool
 ) -> None:
     """Create an operator; prints a new password unless one is given on stdin."""
-    password, made = _password(password_stdin)
-    try:
-        hashed = operators.hash_password(password)
-    except errors.PatronError as exc:
-        raise click.ClickException(str(exc)) from exc
+    password, hashed = _password(password_stdin)
     operator = _run(
         ctx, lambda conn: operators.create_operator(conn, email, role, hashed, list(account_hashes))
     )
-    _show_operator(operator, password if made else None)
+    _show_operator(operator, password)
 
 
 @operators_group.command("list")
@@ -271,13 +271,9 @@ def operators_disable(ctx: click.Context, email: str) -> None:
 @click.pass_context
 def operators_reset_password(ctx: click.Context, email: str, password_stdin: bool) -> None:
     """A new password (printed unless given on stdin); the operator's sessions end and a lock lifts."""
-    password, made = _password(password_stdin)
-    try:
-        hashed = operators.hash_password(password)
-    except errors.PatronError as exc:
-        raise click.ClickException(str(exc)) from exc
+    password, hashed = _password(password_stdin)
     operator = _run(ctx, lambda conn: operators.set_password(conn, email, hashed))
-    _show_operator(operator, password if made else None)
+    _show_operator(operator, password)
 
 
 # accounts ----------------------------------------------------------------------------------------
