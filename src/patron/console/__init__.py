@@ -9,7 +9,7 @@ from typing import Any
 from litestar import Request, Response, Router
 from litestar.static_files import create_static_files_router
 
-from patron.console import accounts, customers, session
+from patron.console import accounts, customers, imports, live, session
 from patron.console.render import ASSETS_PATH, OWN, VENDOR, VENDOR_PATH, page
 from patron.errors import Forbidden, NotFound, PatronError
 
@@ -38,6 +38,8 @@ def router() -> Router:
             *session.HANDLERS,
             *accounts.HANDLERS,
             *customers.HANDLERS,
+            *imports.HANDLERS,
+            *live.HANDLERS,
             create_static_files_router(path=ASSETS_PATH, directories=[OWN], include_in_schema=False),
             *(
                 create_static_files_router(

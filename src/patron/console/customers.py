@@ -19,7 +19,7 @@ from patron import accounts, gdpr, operators
 from patron.api.edge import Injected
 from patron.console import customer_reads, reads
 from patron.console.render import page
-from patron.console.session import PATH, require
+from patron.console.session import PATH, Signed, require
 from patron.errors import NotFound
 from patron.ingest.queue import enqueue_operation
 from patron.ingest.submit import Submitter
@@ -58,7 +58,7 @@ def _missing(profile_id: str) -> NotFound:
 @get(CUSTOMERS, include_in_schema=False)
 async def customers(
     account_hash: AccountHash,
-    session: operators.Session,
+    session: Signed,
     store: Injected[Store],
     q: Annotated[str, QueryParameter(max_length=customer_reads.MAX_QUERY)] = "",
 ) -> Response[str]:
@@ -81,7 +81,7 @@ async def customers(
 async def profile(
     account_hash: AccountHash,
     profile_id: ProfileId,
-    session: operators.Session,
+    session: Signed,
     store: Injected[Store],
     done: Annotated[str, QueryParameter(max_length=20)] = "",
 ) -> Response[Any]:
@@ -116,7 +116,7 @@ async def profile(
 
 @post(f"{ONE}/export", include_in_schema=False, status_code=200)
 async def export(
-    account_hash: AccountHash, profile_id: ProfileId, checked: operators.Session, store: Injected[Store]
+    account_hash: AccountHash, profile_id: ProfileId, checked: Signed, store: Injected[Store]
 ) -> Response[bytes]:
     """Everything held about the profile's person, as ``GET /v2/profiles/{id}/export`` gives it."""
     require(checked, "admin")
@@ -144,7 +144,7 @@ async def export(
 async def unsubscribe(
     account_hash: AccountHash,
     profile_id: ProfileId,
-    checked: operators.Session,
+    checked: Signed,
     submit: Injected[Submitter],
 ) -> Response[Any]:
     """An operator's unsubscribe (type ``app``, as ``patron unsubscribe``), queued in order with the
@@ -172,7 +172,7 @@ async def unsubscribe(
 
 @get(f"{ONE}/delete", include_in_schema=False)
 async def confirm_deletion(
-    account_hash: AccountHash, profile_id: ProfileId, session: operators.Session, store: Injected[Store]
+    account_hash: AccountHash, profile_id: ProfileId, session: Signed, store: Injected[Store]
 ) -> Response[str]:
     """The question before a GDPR deletion (nothing is done until it is answered)."""
     require(session, "admin")
@@ -199,7 +199,7 @@ async def confirm_deletion(
 async def request_deletion(
     account_hash: AccountHash,
     profile_id: ProfileId,
-    checked: operators.Session,
+    checked: Signed,
     store: Injected[Store],
     submit: Injected[Submitter],
     data: Form,
