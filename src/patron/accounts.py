@@ -7,12 +7,14 @@ only its SHA-256 is stored, and every lookup compares digests in constant time.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
+import logging
 import re
 import secrets
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
 import msgspec
@@ -28,6 +30,10 @@ KEY_CACHE_SECONDS: Final = 3.0
 #: Ometria's backlog limit: more queued records than this and a push gets 429.
 DEFAULT_QUEUE_LIMIT: Final = 50_000
 NAME_MAX: Final = 200
+#: A key's last use is written at most this often (the console shows it; to the minute is enough).
+LAST_USED_EVERY: Final = 60.0
+
+log = logging.getLogger(__name__)
 
 
 class AccountError(errors.Invalid):
@@ -60,6 +66,8 @@ class ApiKey(msgspec.Struct, frozen=True):
     label: str
     created_at: datetime
     revoked_at: datetime | None
+    #: When the API last took the key (to the minute: see :data:`LAST_USED_EVERY`).
+    last_used_at: datetime | None = None
 
 
 def now() -> datetime:
@@ -230,25 +238,30 @@ def create_key(conn: Connection, account_hash: str, label: str = "") -> tuple[Ap
 
 def list_keys(conn: Connection, account_hash: str) -> list[ApiKey]:
     account = get_account(conn, account_hash)
+    k = api_keys.c
     rows = conn.execute(
-        select(api_keys.c.public_id, api_keys.c.label, api_keys.c.created_at, api_keys.c.revoked_at)
-        .where(api_keys.c.account_id == account.id)
-        .order_by(api_keys.c.id)
+        select(k.public_id, k.label, k.created_at, k.revoked_at, k.last_used_at)
+        .where(k.account_id == account.id)
+        .order_by(k.id)
     )
-    return [ApiKey(r.public_id, account.hash, r.label, r.created_at, r.revoked_at) for r in rows]
+    return [
+        ApiKey(r.public_id, account.hash, r.label, r.created_at, r.revoked_at, r.last_used_at) for r in rows
+    ]
 
 
-def revoke_key(conn: Connection, public_id: str) -> ApiKey:
+def revoke_key(conn: Connection, public_id: str, account_hash: str | None = None) -> ApiKey:
+    """Revoke the key ``public_id`` (of the account ``account_hash`` only, when it is given)."""
+    k = api_keys.c
     row = conn.execute(
-        select(api_keys.c.id, api_keys.c.label, api_keys.c.created_at, api_keys.c.revoked_at, accounts.c.hash)
-        .join(accounts, accounts.c.id == api_keys.c.account_id)
-        .where(api_keys.c.public_id == public_id)
+        select(k.id, k.label, k.created_at, k.revoked_at, k.last_used_at, accounts.c.hash)
+        .join(accounts, accounts.c.id == k.account_id)
+        .where(k.public_id == public_id)
     ).first()
-    if row is None:
+    if row is None or account_hash not in (None, row.hash):
         raise UnknownAccount(f"no API key has the id {public_id!r}")
     revoked = row.revoked_at or now()
-    conn.execute(update(api_keys).where(api_keys.c.id == row.id).values(revoked_at=revoked))
-    return ApiKey(public_id, row.hash, row.label, row.created_at, revoked)
+    conn.execute(update(api_keys).where(k.id == row.id).values(revoked_at=revoked))
+    return ApiKey(public_id, row.hash, row.label, row.created_at, revoked, row.last_used_at)
 
 
 def account_for_key(conn: Connection, key: str) -> Account | None:
@@ -264,26 +277,76 @@ def account_for_key(conn: Connection, key: str) -> Account | None:
     return _account(row)
 
 
+def mark_used(conn: Connection, digest: str, at: datetime) -> None:
+    """The key whose hash is ``digest`` was used at ``at``: written unless it was within the last
+    :data:`LAST_USED_EVERY` seconds (so that API processes together write it about once a minute)."""
+    k = api_keys.c
+    since = at - timedelta(seconds=LAST_USED_EVERY)
+    conn.execute(
+        update(api_keys)
+        .where(k.key_hash == digest, (k.last_used_at.is_(None)) | (k.last_used_at < since))
+        .values(last_used_at=at)
+    )
+
+
 # the key cache used on every request ------------------------------------------------------------
 
 
 class KeyResolver:
-    """Resolves an API key to its account, caching answers for :data:`KEY_CACHE_SECONDS`."""
+    """Resolves an API key to its account, caching answers for :data:`KEY_CACHE_SECONDS`, and notes
+    that a key was used: at most once every :data:`LAST_USED_EVERY` seconds per key, in a task of its
+    own, so that the request never waits for the write."""
 
-    def __init__(self, store: Store, ttl: float = KEY_CACHE_SECONDS, max_entries: int = 10_000) -> None:
+    def __init__(
+        self,
+        store: Store,
+        ttl: float = KEY_CACHE_SECONDS,
+        max_entries: int = 10_000,
+        used_every: float = LAST_USED_EVERY,
+    ) -> None:
         self._store = store
         self._ttl = ttl
         self._max = max_entries
+        self._used_every = used_every
         self._cache: dict[str, tuple[float, Account | None]] = {}
+        #: When each key's last use was last written (monotonic), by key hash.
+        self._noted: dict[str, float] = {}
+        self._writes: set[asyncio.Task[None]] = set()
 
     async def resolve(self, key: str) -> Account | None:
         digest = hash_key(key)
         hit = self._cache.get(digest)
         clock = time.monotonic()
         if hit is not None and hit[0] > clock:
-            return hit[1]
-        account = await self._store.read(lambda conn: account_for_key(conn, key))
-        if len(self._cache) >= self._max:
-            self._cache.clear()
-        self._cache[digest] = (clock + self._ttl, account)
+            account = hit[1]
+        else:
+            account = await self._store.read(lambda conn: account_for_key(conn, key))
+            if len(self._cache) >= self._max:
+                self._cache.clear()
+            self._cache[digest] = (clock + self._ttl, account)
+        if account is not None:
+            self._note_use(digest, clock)
         return account
+
+    def _note_use(self, digest: str, clock: float) -> None:
+        noted = self._noted.get(digest)
+        if noted is not None and noted + self._used_every > clock:
+            return
+        if len(self._noted) >= self._max:
+            self._noted.clear()
+        self._noted[digest] = clock
+        at = now()
+        task = asyncio.get_running_loop().create_task(self._write_use(digest, at))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    async def _write_use(self, digest: str, at: datetime) -> None:
+        try:
+            await self._store.write(lambda conn: mark_used(conn, digest, at))
+        except Exception:  # a lost note of use is no reason to fail anything; the next one comes
+            log.warning("could not note an API key's last use", exc_info=True)
+
+    async def settled(self) -> None:
+        """Wait for the notes of use under way (tests, and a clean shutdown)."""
+        while self._writes:
+            await asyncio.gather(*list(self._writes), return_exceptions=True)

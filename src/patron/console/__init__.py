@@ -9,7 +9,17 @@ from typing import Any
 from litestar import Request, Response, Router
 from litestar.static_files import create_static_files_router
 
-from patron.console import accounts, customers, imports, live, session
+from patron.console import (
+    accounts,
+    catalogue,
+    customers,
+    email_pages,
+    imports,
+    lists_pages,
+    live,
+    session,
+    settings,
+)
 from patron.console.render import ASSETS_PATH, OWN, VENDOR, VENDOR_PATH, page
 from patron.errors import Forbidden, NotFound, PatronError
 
@@ -40,6 +50,10 @@ def router() -> Router:
             *customers.HANDLERS,
             *imports.HANDLERS,
             *live.HANDLERS,
+            *catalogue.HANDLERS,
+            *lists_pages.HANDLERS,
+            *email_pages.HANDLERS,
+            *settings.HANDLERS,
             create_static_files_router(path=ASSETS_PATH, directories=[OWN], include_in_schema=False),
             *(
                 create_static_files_router(

@@ -46,6 +46,12 @@ def _get(*path: str) -> Callable[[Document], Any]:
     return get
 
 
+def _parent_id(doc: Document) -> str | None:
+    """A variant's product id (ids are strings or numbers), as its column holds it."""
+    value = doc.get("parent_id")
+    return str(value) if isinstance(value, str | int) and not isinstance(value, bool) else None
+
+
 KINDS: dict[str, Kind] = {
     "contact": Kind(
         "contact",
@@ -76,7 +82,7 @@ KINDS: dict[str, Kind] = {
         "product",
         products,
         {"id": "product_id"},
-        {"is_active": _get("is_active"), "is_variant": _get("is_variant")},
+        {"is_active": _get("is_active"), "is_variant": _get("is_variant"), "parent_id": _parent_id},
     ),
     "custom_event": Kind(
         "custom_event",

@@ -306,7 +306,9 @@ products = _entity(
     Column("product_id", String(MAX_ID_LENGTH), nullable=False),
     Column("is_active", Boolean, nullable=True),
     Column("is_variant", Boolean, nullable=True),
+    Column("parent_id", String(MAX_ID_LENGTH), nullable=True),  # a variant's product (the console's)
 )
+Index("ix_products_account_parent", products.c.account_id, products.c.parent_id, products.c.product_id)
 
 
 def _flags(entity: Table) -> Table:
@@ -537,6 +539,7 @@ messages = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     Column("sent_at", UTCDateTime(), nullable=True),
     Index("ix_messages_status_next", "status", "next_attempt_at"),
+    Index("ix_messages_account_id", "account_id", "id"),  # an account's outbox, newest first
 )
 
 #: Clicks on the verified links of transactional emails, each on the profile of its recipient.
