@@ -51,7 +51,7 @@ async def import_list(
     account_hash: AccountHash,
     session: Signed,
     store: Injected[Store],
-    kind: Annotated[str, QueryParameter(query="type", max_length=16, pattern=r"^[a-z_]*$")] = "",
+    kind: Annotated[str, QueryParameter(name="type", max_length=16, pattern=r"^[a-z_]*$")] = "",
     outcome: Choice = "",
     before: Annotated[int | None, QueryParameter(ge=1)] = None,
 ) -> Response[str]:
