@@ -9,7 +9,7 @@ from typing import Any
 from litestar import Request, Response, Router
 from litestar.static_files import create_static_files_router
 
-from patron.console import accounts, session
+from patron.console import accounts, charts, session
 from patron.console.render import ASSETS_PATH, OWN, VENDOR, VENDOR_PATH, page
 from patron.errors import Forbidden, NotFound, PatronError
 
@@ -37,6 +37,7 @@ def router() -> Router:
         route_handlers=[
             *session.HANDLERS,
             *accounts.HANDLERS,
+            *charts.HANDLERS,
             create_static_files_router(path=ASSETS_PATH, directories=[OWN], include_in_schema=False),
             *(
                 create_static_files_router(

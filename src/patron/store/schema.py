@@ -199,6 +199,15 @@ import_batches = Table(
     Column("applied_at", UTCDateTime(), nullable=True),
     Index("ix_import_batches_status_id", "status", "id"),
     Index("ix_import_batches_account_status", "account_id", "status"),
+    # the console's records per hour, read from the index alone
+    Index(
+        "ix_import_batches_account_received",
+        "account_id",
+        "received_at",
+        "record_type",
+        "accepted",
+        "rejected",
+    ),
 )
 
 #: Rejected records, for GET /v2/push/_errors: at validation (the request) or when applied (the worker).
@@ -279,13 +288,16 @@ orders = _entity(
     Column("currency", String(3), nullable=True),
     Column("base_totals", Boolean, nullable=False, default=False, server_default="0"),  # totals.base given
 )
-# the integration check's: orders by date (history, recent orders), and the currencies they are in
+# the integration check's: orders by date (history, recent orders), and the currencies they are in;
+# the console's orders and revenue per day
 Index(
     "ix_orders_account_placed",
     orders.c.account_id,
     orders.c.placed_at,
     orders.c.currency,
     orders.c.base_totals,
+    orders.c.counted,
+    orders.c.revenue,
 )
 # ... and the emails each customer id came with
 Index("ix_orders_account_customer", orders.c.account_id, orders.c.customer_id, orders.c.customer_email)
@@ -368,6 +380,7 @@ profiles = Table(
     UniqueConstraint("account_id", "profile_id", name="uq_profiles_account_key"),
     Index("ix_profiles_account_updated", "account_id", "updated_at", "id"),
     Index("ix_profiles_account_email", "account_id", "email"),
+    Index("ix_profiles_account_created", "account_id", "created_at"),  # the console's new profiles per day
 )
 
 #: Identifiers (customer id, email, phone) and the one profile each belongs to.
@@ -595,6 +608,9 @@ tracking_sessions = Table(
     UniqueConstraint("account_id", "cid", "session_id", name="uq_tracking_sessions_account_session"),
     Index("ix_tracking_sessions_account_profile", "account_id", "profile"),
     Index("ix_tracking_sessions_open", "ended_at", "last_at"),
+    Index(
+        "ix_tracking_sessions_account_started", "account_id", "started_at"
+    ),  # the console's sessions per day
 )
 
 #: Every event the tag sent that decoded: page views, product views, baskets, checkout steps,
