@@ -238,7 +238,9 @@ def measure(name: str, url: str | None, data_dir: Path, args: argparse.Namespace
         seeded = seed(store, account.id, args)
         found = store.read_blocking(lambda conn: report.report(conn, account.id, datetime.now(UTC)))
         counts = {f.rule: f.count for f in found.findings}
-        wrong = {r: (counts.get(r), n) for r, n in expected(args.orders, args.products, args.contacts).items()}
+        wrong = {
+            r: (counts.get(r), n) for r, n in expected(args.orders, args.products, args.contacts).items()
+        }
         wrong = {r: got for r, got in wrong.items() if got[0] != got[1]}
         if wrong:
             raise SystemExit(f"{name}: the report found other counts than seeded (found, seeded): {wrong}")

@@ -54,3 +54,26 @@ def test_the_report_benchmark_finds_what_it_seeded() -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     (result,) = json.loads(done.stdout[done.stdout.index("[") :])
     assert result["store"] == "sqlite" and result["report_seconds"] > 0
+
+
+def test_the_console_benchmark_times_every_page() -> None:
+    sizes = ["--orders", "2000", "--profiles", "500", "--sessions", "200", "--samples", "2"]
+    done = subprocess.run(
+        [sys.executable, "bench/console.py", *sizes, "--no-docs"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout[done.stdout.index("{") :])
+    timed = result["pages"]
+    assert {
+        "Accounts",
+        "Dashboard",
+        "Dashboard's chart data",
+        "Integration check",
+        "A rule's samples",
+    } <= set(timed)
+    assert all(page["p50_ms"] > 0 for page in timed.values())

@@ -12,6 +12,7 @@ from litestar.static_files import create_static_files_router
 from patron.console import (
     accounts,
     catalogue,
+    charts,
     customers,
     email_pages,
     imports,
@@ -54,6 +55,7 @@ def router() -> Router:
             *lists_pages.HANDLERS,
             *email_pages.HANDLERS,
             *settings.HANDLERS,
+            *charts.HANDLERS,
             create_static_files_router(path=ASSETS_PATH, directories=[OWN], include_in_schema=False),
             *(
                 create_static_files_router(

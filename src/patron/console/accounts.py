@@ -12,7 +12,7 @@ from sqlalchemy import Connection
 from patron import accounts, operators, report
 from patron.api.edge import Injected
 from patron.api.report import COMPUTING
-from patron.console import reads
+from patron.console import activity, reads
 from patron.console.render import page
 from patron.console.session import PATH, Signed
 from patron.store import Store
@@ -40,7 +40,7 @@ async def dashboard(account_hash: AccountHash, session: Signed, store: Injected[
         return reads.overview(conn, operators.account_for(session.operator, conn, account_hash), moment)
 
     overview = await store.read(read)
-    return page("dashboard.html", overview.name, session=session, account=overview)
+    return page("dashboard.html", overview.name, session=session, account=overview, charts=activity.TITLES)
 
 
 @get(f"{PATH}/accounts/{{account_hash:str}}/report", include_in_schema=False)

@@ -199,6 +199,15 @@ import_batches = Table(
     Column("applied_at", UTCDateTime(), nullable=True),
     Index("ix_import_batches_status_id", "status", "id"),
     Index("ix_import_batches_account_status", "account_id", "status"),
+    # the console's records per hour, read from the index alone
+    Index(
+        "ix_import_batches_account_received",
+        "account_id",
+        "received_at",
+        "record_type",
+        "accepted",
+        "rejected",
+    ),
 )
 
 #: Rejected records, for GET /v2/push/_errors: at validation (the request) or when applied (the worker).
@@ -220,6 +229,7 @@ push_errors = Table(
     # The lenient reading's rule (validate.CONTENT_TYPE, NO_OFFSET, EMPTY_ARRAY), warned or refused.
     Column("kind", String(32), nullable=True),
     Index("ix_push_errors_account_id_id", "account_id", "id"),
+    Index("ix_push_errors_account_request", "account_id", "request_id"),
 )
 
 
@@ -279,14 +289,16 @@ orders = _entity(
     Column("currency", String(3), nullable=True),
     Column("base_totals", Boolean, nullable=False, default=False, server_default="0"),  # totals.base given
 )
-# the integration check's: orders by date (history, recent orders), and, read from the index alone,
-# the currencies they are in and the emails each customer id came with
+# orders by date (the integration check's history and recent orders; the console's orders and revenue
+# per day), with, read from the index alone, their currency, revenue and the customer's id and email
 Index(
     "ix_orders_account_placed",
     orders.c.account_id,
     orders.c.placed_at,
     orders.c.currency,
     orders.c.base_totals,
+    orders.c.counted,
+    orders.c.revenue,
     orders.c.customer_id,
     orders.c.customer_email,
 )
@@ -371,6 +383,7 @@ profiles = Table(
     UniqueConstraint("account_id", "profile_id", name="uq_profiles_account_key"),
     Index("ix_profiles_account_updated", "account_id", "updated_at", "id"),
     Index("ix_profiles_account_email", "account_id", "email"),
+    Index("ix_profiles_account_created", "account_id", "created_at"),  # the console's new profiles per day
 )
 
 #: Identifiers (customer id, email, phone) and the one profile each belongs to.
@@ -539,6 +552,7 @@ messages = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     Column("sent_at", UTCDateTime(), nullable=True),
     Index("ix_messages_status_next", "status", "next_attempt_at"),
+    Index("ix_messages_account_profile", "account_id", "profile", "id"),
     Index("ix_messages_account_id", "account_id", "id"),  # an account's outbox, newest first
 )
 
@@ -599,6 +613,9 @@ tracking_sessions = Table(
     UniqueConstraint("account_id", "cid", "session_id", name="uq_tracking_sessions_account_session"),
     Index("ix_tracking_sessions_account_profile", "account_id", "profile"),
     Index("ix_tracking_sessions_open", "ended_at", "last_at"),
+    Index(
+        "ix_tracking_sessions_account_started", "account_id", "started_at"
+    ),  # the console's sessions per day
 )
 
 #: Every event the tag sent that decoded: page views, product views, baskets, checkout steps,

@@ -53,7 +53,16 @@ def upgrade() -> None:
     with op.batch_alter_table("orders", schema=None) as batch_op:
         batch_op.create_index(
             "ix_orders_account_placed",
-            ["account_id", "placed_at", "currency", "base_totals", "customer_id", "customer_email"],
+            [
+                "account_id",
+                "placed_at",
+                "currency",
+                "base_totals",
+                "counted",
+                "revenue",
+                "customer_id",
+                "customer_email",
+            ],
         )
     with op.batch_alter_table("contacts", schema=None) as batch_op:
         batch_op.drop_index("ix_contacts_account_email")
