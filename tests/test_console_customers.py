@@ -339,3 +339,21 @@ def test_the_customers_pages_have_no_serious_accessibility_violations(
         page.goto(console.account(console.shop, path))
         assert axe(page) == [], path
     context.close()
+
+
+def test_the_profile_page_lists_the_emails_sent_to_it(
+    browser: Browser, console: Console, api: httpx.Client
+) -> None:
+    ann = profile_of(api, console.shop, "ann.lee@example.com")
+    body = {
+        "from": {"email": "shop@example.com", "name": "Shop"},
+        "profile_id": ann["id"],
+        "subject": "Your order <o-ann-1>",
+        "html": "<p>Thanks</p>",
+    }
+    sent = api.post("/v2/transactional-email/send", json=body, headers=console.shop.headers)
+    assert sent.status_code == 202, sent.text
+    page = sign_in(browser, console, "viewer@example.com")
+    page.goto(f"{console.account(console.shop)}/customers/{ann['id']}")
+    row = page.locator("#sent + table tbody tr").first.inner_text()
+    assert "Your order <o-ann-1>" in row and "ann.lee@example.com" in row

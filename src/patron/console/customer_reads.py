@@ -1,5 +1,5 @@
 """What the console's customers pages read: profiles found by an identifier, the latest updated
-profiles, and one profile with its consent, orders, timeline, sessions and email clicks. Every query
+profiles, and one profile with its consent, orders, timeline, sessions, the emails sent to it and their clicks. Every query
 is indexed and bounded (the profile's own rows, at most :data:`LIMIT` of each)."""
 
 from __future__ import annotations
@@ -148,6 +148,15 @@ class Session(msgspec.Struct):
     outcome: str | None
 
 
+class Sent(msgspec.Struct):
+    message_id: str
+    subject: str
+    recipient: str
+    status: str
+    attempts: int
+    created_at: datetime
+
+
 class Click(msgspec.Struct):
     message_id: str
     subject: str | None
@@ -167,6 +176,7 @@ class Customer(msgspec.Struct):
     orders: list[Order]
     timeline: list[tracking.Activity]
     sessions: list[Session]
+    sent: list[Sent]
     clicks: list[Click]
 
 
@@ -203,6 +213,7 @@ def customer(conn: Connection, account_id: int, live: str, limit: int = LIMIT) -
         orders=_orders(conn, account_id, live, limit),
         timeline=tracking.activity(conn, account_id, live, Page(limit, 0)) or [],
         sessions=_sessions(conn, account_id, live, limit),
+        sent=_sent(conn, account_id, live, limit),
         clicks=_clicks(conn, account_id, live, limit),
     )
 
@@ -254,6 +265,18 @@ def _sessions(conn: Connection, account_id: int, live: str, limit: int) -> list[
     return [
         Session(r.session_id, r.started_at, r.last_at, r.page_views, r.product_views, r.outcome) for r in rows
     ]
+
+
+def _sent(conn: Connection, account_id: int, live: str, limit: int) -> list[Sent]:
+    """The emails sent to the profile, latest first (``ix_messages_account_profile``)."""
+    m = messages.c
+    rows = conn.execute(
+        select(m.message_id, m.subject, m.recipient, m.status, m.attempts, m.created_at)
+        .where(m.account_id == account_id, m.profile == live)
+        .order_by(m.id.desc())
+        .limit(limit)
+    )
+    return [Sent(*row) for row in rows]
 
 
 def _clicks(conn: Connection, account_id: int, live: str, limit: int) -> list[Click]:

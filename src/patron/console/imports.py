@@ -101,7 +101,6 @@ async def import_request(
         found=found,
         links=links,
         max_errors=pushes.MAX_ERRORS,
-        error_window=pushes.ERROR_WINDOW,
     )
 
 

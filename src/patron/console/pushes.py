@@ -1,12 +1,11 @@
 """What the console's Imports pages read: an account's push requests (``import_batches``), newest
 first, a page at a time, and one request with its records as accepted, its errors and what was stored
 from it. Every query is bounded: a page walks at most :data:`WINDOW` requests of the index
-``(account_id, status)``, a request's errors are looked for among the :data:`ERROR_WINDOW` errors the
-account kept from when it arrived on."""
+``(account_id, status)``; a request's errors are read through ``(account_id, request_id)``."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -29,8 +28,6 @@ OUTCOMES = (QUEUED, APPLIED, REJECTS)
 PAGE = 50
 #: The most requests of one status a page walks through to find its rows (then "older" continues).
 WINDOW = 5000
-#: The most errors of the account read to find one request's (from the moment it arrived).
-ERROR_WINDOW = 10_000
 #: The most errors a request's page shows.
 MAX_ERRORS = 500
 _pretty = msgspec.json.Encoder()
@@ -140,7 +137,6 @@ class Request(msgspec.Struct):
     batch: Batch
     records: list[Record]
     errors: list[Error]
-    errors_complete: bool  # False: the errors shown were found among the first ERROR_WINDOW kept
 
 
 def _indented(record: Any) -> str:
@@ -174,26 +170,6 @@ def _stored(
     return {tuple(str(v) for v in row[:n]): (row[n] if profile is not None else None) for row in rows}
 
 
-def _first_error_from(conn: Connection, account_id: int, moment: datetime) -> int | None:
-    """Where the account's errors kept at or after ``moment`` begin (an id bound), by bisection on the index
-    ``(account_id, id)``: errors are numbered in the order they are kept, and each is kept when its
-    request arrived or when it was applied, never before it arrived."""
-    e = push_errors.c
-    lo, hi = conn.execute(select(func.min(e.id), func.max(e.id)).where(e.account_id == account_id)).one()
-    if lo is None:
-        return None
-    while lo < hi:
-        mid = (lo + hi) // 2
-        row = conn.execute(
-            select(e.id, e.created_at).where(e.account_id == account_id, e.id >= mid).order_by(e.id).limit(1)
-        ).one()
-        if row.created_at >= moment:  # none in [mid, row.id): the first is at or after mid
-            hi = mid
-        else:
-            lo = row.id + 1
-    return int(lo)
-
-
 def request(conn: Connection, account_id: int, request_id: str) -> Request | None:
     t = import_batches.c
     row = conn.execute(
@@ -216,34 +192,21 @@ def request(conn: Connection, account_id: int, request_id: str) -> Request | Non
         )
         for i, (record, key) in enumerate(zip(unpacked, keys, strict=True))
     ]
-    errors: list[Error] = []
-    complete = True
-    first = _first_error_from(conn, account_id, batch.received_at - timedelta(minutes=1))
-    if first is not None:
-        e = push_errors.c
-        window = (
-            select(e.id)
-            .where(e.account_id == account_id, e.id >= first)
-            .order_by(e.id)
-            .limit(ERROR_WINDOW)
-            .subquery()
+    e = push_errors.c
+    rows = conn.execute(
+        select(
+            e.record_index,
+            e.record_id,
+            e.error_path,
+            e.error_message,
+            e.severity,
+            e.kind,
+            e.record,
+            e.created_at,
         )
-        walked = conn.execute(select(func.count()).select_from(window)).scalar_one()
-        complete = walked < ERROR_WINDOW
-        rows = conn.execute(
-            select(
-                e.record_index,
-                e.record_id,
-                e.error_path,
-                e.error_message,
-                e.severity,
-                e.kind,
-                e.record,
-                e.created_at,
-            )
-            .where(e.id.in_(select(window.c.id)), e.request_id == request_id)
-            .order_by(e.id)
-            .limit(MAX_ERRORS)
-        )
-        errors = [Error(*r) for r in rows]
-    return Request(batch, records, errors, complete)
+        .where(e.account_id == account_id, e.request_id == request_id)  # ix_push_errors_account_request
+        .order_by(e.id)
+        .limit(MAX_ERRORS)
+    )
+    errors = [Error(*r) for r in rows]
+    return Request(batch, records, errors)
