@@ -1,6 +1,7 @@
 """What the console's customers pages read: profiles found by an identifier, the latest updated
-profiles, and one profile with its consent, orders, timeline, sessions, the emails sent to it and their clicks. Every query
-is indexed and bounded (the profile's own rows, at most :data:`LIMIT` of each)."""
+profiles, and one profile with its consent, orders, timeline, sessions, the emails sent to it and
+their clicks. Every query is indexed and bounded (the profile's own rows, at most :data:`LIMIT` of
+each)."""
 
 from __future__ import annotations
 
