@@ -40,6 +40,8 @@ NOT_PATRON_ERRORS = {
     "patron.email.outbox.Unbuildable",
     "patron.email.sandbox._Limit",
     "patron.records.validate._Refused",
+    # the console's signal to answer with its sign-in page (a redirect, not a problem)
+    "patron.console.session.SignInNeeded",
 }
 
 
