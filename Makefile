@@ -53,12 +53,15 @@ system-packages:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
+# The suite's files run in parallel, each file's tests on one process (its module fixtures shared).
+PARALLEL := -n auto --maxprocesses 4 --dist loadfile
+
 test: lint system-packages
-	$(BIN)/pytest
+	$(BIN)/pytest $(PARALLEL)
 
 # For contributors: lint, types, and the suite on SQLite alone without the browser tests.
 test-fast: lint system-packages
-	$(BIN)/pytest -q -k "not postgresql" -m "not browser"
+	$(BIN)/pytest -q $(PARALLEL) -k "not postgresql" -m "not browser"
 
 # Benchmarks (loopback only, about ten minutes in all); each rewrites its table in
 # docs/performance.md. wrk from Debian, Stoplight Prism from npm (into bench/.node) for the comparison.
