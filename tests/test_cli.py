@@ -310,6 +310,10 @@ def test_demo_creates_one_account_and_prints_its_key_only_the_first_time(
     ca = (settings.data_dir / "tls" / "ca.pem").resolve()
     curl = f"curl --cacert {ca} -H 'X-Ometria-Auth: {key}' https://localhost:{DEFAULT_PORT}/v2/account"
     assert curl in [line.strip() for line in first.splitlines()]
+    # the console's hint: the command it prints makes an operator
+    hint = next(line.split("patron ", 1)[1] for line in first.splitlines() if "operators create" in line)
+    assert "password:" in ok(cli(*hint.split()))
+    assert f"https://localhost:{DEFAULT_PORT}/console" in first
     account = owner(store, key)
     assert account is not None
     assert (account.hash, account.name, account.environment) == (account_hash, "demo", "staging")

@@ -424,6 +424,9 @@ def demo(ctx: click.Context) -> None:
     click.echo(f"  api key:      {key}   (shown only now)")
     click.echo("Try it once the server is up:")
     click.echo(f"  curl --cacert {ca} -H 'X-Ometria-Auth: {key}' https://localhost:{DEFAULT_PORT}/v2/account")
+    click.echo("The console, for people: make an operator, then open it and sign in:")
+    click.echo("  .venv/bin/patron operators create --email you@example.com --role owner")
+    click.echo(f"  https://localhost:{DEFAULT_PORT}/console")
 
 
 # keys --------------------------------------------------------------------------------------------
