@@ -8,17 +8,21 @@ import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser
 
 from conftest import push, run_cli
-from patron.console.render import VENDOR
-from support.console import CHROMIUM, FLAGS, PASSWORD, Console, create_operator, serving, sign_in
-
-AXE = VENDOR / "axe-core" / "axe.min.js"
+from support.console import (
+    PASSWORD,
+    Console,
+    axe,
+    browser_fixture,
+    create_operator,
+    serving,
+    sign_in,
+)
 
 
 @pytest.fixture(scope="module")
@@ -35,12 +39,7 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
         yield served
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        yield launched
-        launched.close()
+browser = browser_fixture()
 
 
 @pytest.fixture
@@ -184,13 +183,6 @@ def test_the_session_cookie_is_http_only_secure_and_strict(
         and "samesite=strict" in cookie
         and "path=/console" in cookie
     )
-
-
-def axe(page: Page) -> list[dict[str, Any]]:
-    """The serious and critical accessibility violations axe-core finds on the page."""
-    page.add_script_tag(content=AXE.read_text())
-    found: list[dict[str, Any]] = page.evaluate("async () => (await axe.run()).violations")
-    return [v for v in found if v["impact"] in ("serious", "critical")]
 
 
 def test_the_pages_have_no_serious_accessibility_violations(browser: Browser, console: Console) -> None:

@@ -12,14 +12,12 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
 from conftest import Tenant, eventually, push
-from patron.console.render import VENDOR
 from patron.tracking import wire
-from support.console import CHROMIUM, FLAGS, PASSWORD, Console, serving, sign_in
+from support.console import PASSWORD, Console, axe, browser_fixture, serving, sign_in
 
-AXE = VENDOR / "axe-core" / "axe.min.js"
 SCREENSHOT = Path(__file__).parent.parent / "docs" / "console.png"
 NOW = datetime.now(UTC)
 THREE_DAYS_AGO = (NOW - timedelta(days=3)).replace(hour=12, minute=0, second=0, microsecond=0)
@@ -82,12 +80,7 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
         yield served
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        yield launched
-        launched.close()
+browser = browser_fixture()
 
 
 @pytest.fixture
@@ -192,13 +185,6 @@ def test_the_charts_are_drawn_with_their_tables_without_errors(browser: Browser,
     label = THREE_DAYS_AGO.strftime("%Y-%m-%d")
     row = orders.get_by_role("row", name=re.compile(f"^{label}"))
     assert row.locator("td").all_inner_texts() == ["2", "25.50"]
-
-
-def axe(page: Page) -> list[dict[str, Any]]:
-    """The serious and critical accessibility violations axe-core finds on the page."""
-    page.add_script_tag(content=AXE.read_text())
-    found: list[dict[str, Any]] = page.evaluate("async () => (await axe.run()).violations")
-    return [v for v in found if v["impact"] in ("serious", "critical")]
 
 
 def test_the_charts_have_no_serious_accessibility_violations(browser: Browser, console: Console) -> None:

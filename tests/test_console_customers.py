@@ -13,11 +13,10 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
 from conftest import Tenant, eventually, push, run_cli
-from support.console import CHROMIUM, FLAGS, PASSWORD, Console, serving, sign_in
-from test_console import axe
+from support.console import PASSWORD, Console, axe, browser_fixture, serving, sign_in
 
 XSS = "<img src=x onerror=alert(1)>"
 ANN = {
@@ -84,12 +83,7 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
         yield served
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        yield launched
-        launched.close()
+browser = browser_fixture()
 
 
 @pytest.fixture

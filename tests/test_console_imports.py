@@ -9,11 +9,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from conftest import push
-from support.console import CHROMIUM, FLAGS, Console, serving, sign_in
-from test_console import axe
+from support.console import Console, axe, browser_fixture, serving, sign_in
 
 
 @pytest.fixture(scope="module")
@@ -24,12 +23,7 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
         yield served
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        yield launched
-        launched.close()
+browser = browser_fixture()
 
 
 def push_to(console: Console, records: list[dict[str, Any]], wait: bool = True) -> dict[str, Any]:

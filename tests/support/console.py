@@ -4,14 +4,17 @@ Chromium page signed in as one of them."""
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from playwright.sync_api import Browser, Page
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
 
 from conftest import Server, Tenant, create_tenant_cli, run_cli, start_server
+from patron.console.render import VENDOR
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = [
@@ -22,6 +25,7 @@ FLAGS = [
     "--disable-sync",
 ]
 PASSWORD = "correct horse battery staple"
+AXE = VENDOR / "axe-core" / "axe.min.js"
 
 
 @dataclass
@@ -69,3 +73,24 @@ def sign_in(browser: Browser, console: Console, email: str, password: str = PASS
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url(f"{console.url}/")
     return page
+
+
+def browser_fixture() -> Callable[[], Iterator[Browser]]:
+    """A module's Chromium (``browser = browser_fixture()`` at a test module's top)."""
+
+    @pytest.fixture(scope="module")
+    def browser() -> Iterator[Browser]:
+        with sync_playwright() as p:
+            launched = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+            yield launched
+            launched.close()
+
+    return browser
+
+
+def axe(page: Page) -> list[dict[str, Any]]:
+    """The serious and critical accessibility violations axe-core (from npm) finds on the page; the
+    page's context must bypass its CSP to let the script in."""
+    page.add_script_tag(content=AXE.read_text())
+    found: list[dict[str, Any]] = page.evaluate("async () => (await axe.run()).violations")
+    return [v for v in found if v["impact"] in ("serious", "critical")]

@@ -60,10 +60,9 @@ def upgrade() -> None:
                 "base_totals",
                 "counted",
                 "revenue",
-                "customer_id",
-                "customer_email",
             ],
         )
+        batch_op.create_index("ix_orders_account_customer", ["account_id", "customer_id", "customer_email"])
     with op.batch_alter_table("contacts", schema=None) as batch_op:
         batch_op.drop_index("ix_contacts_account_email")
         batch_op.create_index("ix_contacts_account_email", ["account_id", "email", "customer_id"])
@@ -103,6 +102,8 @@ def _backfill(conn: sa.Connection) -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("orders", schema=None) as batch_op:
+        batch_op.drop_index("ix_orders_account_customer")
     with op.batch_alter_table("contacts", schema=None) as batch_op:
         batch_op.drop_index("ix_contacts_account_email")
         batch_op.create_index("ix_contacts_account_email", ["account_id", "email"])
