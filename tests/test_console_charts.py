@@ -188,18 +188,12 @@ def test_the_charts_are_drawn_with_their_tables_without_errors(browser: Browser,
 
 
 def test_the_charts_have_no_serious_accessibility_violations(browser: Browser, console: Console) -> None:
-    context = browser.new_context(ignore_https_errors=True, bypass_csp=True)  # to inject axe-core
-    page = context.new_page()
-    page.goto(f"{console.url}/sign-in")
-    page.get_by_label("Email").fill("viewer@example.com")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(f"{console.url}/")
+    page = sign_in(browser, console, "viewer@example.com", for_axe=True)
     drawn_dashboard(page, console)
     page.wait_for_load_state("networkidle")
     page.evaluate("document.querySelectorAll('.chart details').forEach((d) => { d.open = true; })")
     assert axe(page) == []
-    context.close()
+    page.context.close()
 
 
 def test_the_readme_screenshot_of_the_dashboard(browser: Browser, console: Console) -> None:

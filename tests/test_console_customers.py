@@ -317,13 +317,7 @@ def test_the_customers_pages_have_no_serious_accessibility_violations(
     browser: Browser, console: Console, api: httpx.Client
 ) -> None:
     ann = profile_of(api, console.shop, "ann.lee@example.com")
-    context = browser.new_context(ignore_https_errors=True, bypass_csp=True)  # to inject axe-core
-    page = context.new_page()
-    page.goto(f"{console.url}/sign-in")
-    page.get_by_label("Email").fill("admin@example.com")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(f"{console.url}/")
+    page = sign_in(browser, console, "admin@example.com", for_axe=True)
     for path in [
         "/customers",
         "/customers?q=cust-ann",
@@ -332,7 +326,7 @@ def test_the_customers_pages_have_no_serious_accessibility_violations(
     ]:
         page.goto(console.account(console.shop, path))
         assert axe(page) == [], path
-    context.close()
+    page.context.close()
 
 
 def test_the_profile_page_lists_the_emails_sent_to_it(

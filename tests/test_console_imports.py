@@ -155,13 +155,7 @@ def test_another_accounts_imports_and_live_are_not_found(browser: Browser, conso
 
 def test_the_pages_have_no_serious_accessibility_violations(browser: Browser, console: Console) -> None:
     reply = contacts_with_a_reject(console)
-    context = browser.new_context(ignore_https_errors=True, bypass_csp=True)  # to inject axe-core
-    page = context.new_page()
-    page.goto(f"{console.url}/sign-in")
-    page.get_by_label("Email").fill("viewer@example.com")
-    page.get_by_label("Password").fill("correct horse battery staple")
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(f"{console.url}/")
+    page = sign_in(browser, console, "viewer@example.com", for_axe=True)
     for path in [
         "/imports",
         "/imports?type=contact&outcome=rejects",
@@ -177,4 +171,4 @@ def test_the_pages_have_no_serious_accessibility_violations(browser: Browser, co
             assert page.locator("#errors + table tbody tr").all_inner_texts()[0].startswith("#1")
             assert page.locator("#errors + table tbody tr").count() == 1
         assert axe(page) == [], path
-    context.close()
+    page.context.close()

@@ -262,13 +262,7 @@ def test_another_accounts_operator_gets_not_found(
 
 
 def test_the_pages_have_no_serious_accessibility_violations(browser: Browser, console: Console) -> None:
-    context = browser.new_context(ignore_https_errors=True, bypass_csp=True)  # to inject axe-core
-    page = context.new_page()
-    page.goto(f"{console.url}/sign-in")
-    page.get_by_label("Email").fill("admin@example.com")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(f"{console.url}/")
+    page = sign_in(browser, console, "admin@example.com", for_axe=True)
     for path in [
         "/catalogue",
         "/catalogue/shirt",

@@ -64,9 +64,12 @@ def serving(directory: Path) -> Iterator[Console]:
         server.stop()
 
 
-def sign_in(browser: Browser, console: Console, email: str, password: str = PASSWORD) -> Page:
-    """A new browser context (its own cookies), signed in as ``email``, on the accounts page."""
-    page = browser.new_context(ignore_https_errors=True).new_page()
+def sign_in(
+    browser: Browser, console: Console, email: str, password: str = PASSWORD, *, for_axe: bool = False
+) -> Page:
+    """A new browser context (its own cookies), signed in as ``email``, on the accounts page;
+    ``for_axe``: the pages' CSP bypassed, so that :func:`axe` can inject its script."""
+    page = browser.new_context(ignore_https_errors=True, bypass_csp=for_axe).new_page()
     page.goto(f"{console.url}/sign-in")
     page.get_by_label("Email").fill(email)
     page.get_by_label("Password").fill(password)

@@ -35,11 +35,7 @@ async def account_list(session: Signed, store: Injected[Store]) -> Response[str]
 async def dashboard(account_hash: AccountHash, session: Signed, store: Injected[Store]) -> Response[str]:
     """The account at a glance; the integration check loads after the page (it may take seconds)."""
     moment = accounts.now()
-
-    def read(conn: Connection) -> reads.Overview:
-        return reads.overview(conn, operators.account_for(session.operator, conn, account_hash), moment)
-
-    overview = await store.read(read)
+    overview = await store.read(lambda conn: reads.granted(conn, session.operator, account_hash, moment))
     return page("dashboard.html", overview.name, session=session, account=overview, charts=activity.TITLES)
 
 

@@ -221,9 +221,7 @@ async def request_deletion(
         return gdpr.request(conn, account.id, account.queue_limit, request_id, body, at)
 
     view = await submit.queue(queue, limit=None)
-    overview = await store.read(
-        lambda conn: reads.overview(conn, operators.account_for(checked.operator, conn, account_hash), at)
-    )
+    overview = await store.read(lambda conn: reads.granted(conn, checked.operator, account_hash, at))
     return page(
         "confirm_deleted.html",
         "Deletion requested",

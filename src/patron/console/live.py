@@ -18,7 +18,6 @@ from typing import Any
 import msgspec
 from litestar import Request, Response, get
 from litestar.response import ServerSentEvent, ServerSentEventMessage
-from sqlalchemy import Connection
 
 from patron import accounts, operators
 from patron.api.edge import Injected
@@ -42,11 +41,7 @@ _encode = msgspec.json.Encoder().encode
 @get(f"{PATH}/accounts/{{account_hash:str}}/live", include_in_schema=False)
 async def live(account_hash: AccountHash, session: Signed, store: Injected[Store]) -> Response[str]:
     moment = accounts.now()
-
-    def read(conn: Connection) -> reads.Overview:
-        return reads.overview(conn, operators.account_for(session.operator, conn, account_hash), moment)
-
-    overview = await store.read(read)
+    overview = await store.read(lambda conn: reads.granted(conn, session.operator, account_hash, moment))
     return page("live.html", "Live", session=session, account=overview, kinds=tail.KINDS)
 
 

@@ -9,6 +9,7 @@ import msgspec
 from sqlalchemy import Connection, Table, func, select
 
 from patron.accounts import Account
+from patron.operators import Operator, account_for
 from patron.store.schema import (
     contacts,
     custom_events,
@@ -87,6 +88,11 @@ def overview(conn: Connection, account: Account, now: datetime) -> Overview:
         last_push=last_push,
         last_beacon=last_beacon,
     )
+
+
+def granted(conn: Connection, operator: Operator, account_hash: str, now: datetime) -> Overview:
+    """The overview of ``account_hash`` if ``operator`` may see it (else it does not exist for them)."""
+    return overview(conn, account_for(operator, conn, account_hash), now)
 
 
 def overviews(conn: Connection, granted: list[Account], now: datetime) -> list[Overview]:
