@@ -11,15 +11,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_the_apply_benchmark_applies_what_it_queued() -> None:
-    done = subprocess.run(
-        [sys.executable, "bench/apply.py", "--batches", "3", "--customers", "distinct", "--no-docs"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    """``python ARGS`` at the repository's top, for at most five minutes."""
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False
     )
+
+
+def test_the_apply_benchmark_applies_what_it_queued() -> None:
+    done = run("bench/apply.py", "--batches", "3", "--customers", "distinct", "--no-docs")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout[done.stdout.index("{") :])
     assert (result["records"], result["raw_rows"]) == (300, 300)
@@ -29,28 +29,14 @@ MICRO = ["bench/micro", "--benchmark-disable", "-o", "testpaths=bench"]
 
 
 def test_the_micro_benchmarks_run() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *MICRO],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    done = run("-m", "pytest", "-q", "-p", "no:cacheprovider", *MICRO)
     assert done.returncode == 0, done.stdout[-3000:]
 
 
 def test_the_report_benchmark_finds_what_it_seeded() -> None:
     """bench/report.py exits non-zero when the report counts other defects than it seeded."""
     args = ["--orders", "3000", "--products", "1000", "--contacts", "2000", "--stores", "sqlite"]
-    done = subprocess.run(
-        [sys.executable, "bench/report.py", *args, "--runs", "1", "--writes", "2", "--no-docs"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    done = run("bench/report.py", *args, "--runs", "1", "--writes", "2", "--no-docs")
     assert done.returncode == 0, done.stderr[-3000:]
     (result,) = json.loads(done.stdout[done.stdout.index("[") :])
     assert result["store"] == "sqlite" and result["report_seconds"] > 0
@@ -58,14 +44,7 @@ def test_the_report_benchmark_finds_what_it_seeded() -> None:
 
 def test_the_console_benchmark_times_every_page() -> None:
     sizes = ["--orders", "2000", "--profiles", "500", "--sessions", "200", "--samples", "2"]
-    done = subprocess.run(
-        [sys.executable, "bench/console.py", *sizes, "--no-docs"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    done = run("bench/console.py", *sizes, "--no-docs")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout[done.stdout.index("{") :])
     timed = result["pages"]
