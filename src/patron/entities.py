@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from sqlalchemy import ColumnElement, Connection, func, or_, select
@@ -93,6 +94,14 @@ def contact_filters(collection: str | None = None, email: str | None = None) -> 
     table = KINDS["contact"].table
     wanted = {"collection": collection, "email": email}
     return [table.c[name] == value for name, value in wanted.items() if value is not None]
+
+
+def updated_since(record_type: str, since: datetime | None) -> Filters:
+    """Records updated (stored or changed) at or after ``since`` (naive: UTC)."""
+    if since is None:
+        return []
+    moment = since if since.tzinfo else since.replace(tzinfo=UTC)
+    return [KINDS[record_type].table.c.updated_at >= moment]
 
 
 def product_filters(active: bool | None, include_variants: bool) -> Filters:

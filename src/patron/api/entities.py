@@ -7,6 +7,7 @@ Reads come straight from the stored documents. Writes go through the same valida
 from __future__ import annotations
 
 import reprlib
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -42,6 +43,10 @@ CollectionSegment = Annotated[str, PathParameter(pattern=COLLECTION_PATTERN, max
 IdSegment = Annotated[str, PathParameter(pattern=ID_PATTERN, max_length=MAX_ID_LENGTH + 1)]
 #: A query filter's value (stored text never holds a NUL, so a filter with one is refused).
 Filter = Annotated[str | None, QueryParameter(pattern=NO_NUL_PATTERN)]
+Since = Annotated[
+    datetime | None,
+    QueryParameter(description="Records stored or changed at or after this time, ISO 8601 (an extension)"),
+]
 OrderBy = Annotated[
     Literal["timestamp_update"] | None,
     QueryParameter(description="Sort by last update instead of the internal id"),
@@ -148,8 +153,9 @@ async def list_contacts(
     limit: Limit = entities.DEFAULT_LIMIT,
     offset: Offset = 0,
     orderby: OrderBy = None,
+    since: Since = None,
 ) -> Response[bytes]:
-    where = entities.contact_filters(collection=collection)
+    where = [*entities.contact_filters(collection=collection), *entities.updated_since("contact", since)]
     return await _page(store, account, "contact", limit, offset, orderby, where)
 
 
@@ -195,8 +201,11 @@ async def list_orders(
     limit: Limit = entities.DEFAULT_LIMIT,
     offset: Offset = 0,
     orderby: OrderBy = None,
+    since: Since = None,
 ) -> Response[bytes]:
-    return await _page(store, account, "order", limit, offset, orderby)
+    return await _page(
+        store, account, "order", limit, offset, orderby, entities.updated_since("order", since)
+    )
 
 
 @get("/orders/{order_id:path}", summary="One order", tags=["orders"], responses=response_spec(Order))
@@ -235,8 +244,9 @@ async def list_products(
     orderby: OrderBy = None,
     active: FromQuery[bool | None] = None,
     include_variants: Annotated[bool, QueryParameter(name="includeVariants")] = False,
+    since: Since = None,
 ) -> Response[bytes]:
-    where = entities.product_filters(active, include_variants)
+    where = [*entities.product_filters(active, include_variants), *entities.updated_since("product", since)]
     return await _page(store, account, "product", limit, offset, orderby, where)
 
 
@@ -285,8 +295,12 @@ async def list_custom_events(
     identity_email: Filter = None,
     identity_account_id: Filter = None,
     profile_id: Filter = None,
+    since: Since = None,
 ) -> Response[bytes]:
-    where = entities.event_filters(event_type, identity_email, identity_account_id, profile_id)
+    where = [
+        *entities.event_filters(event_type, identity_email, identity_account_id, profile_id),
+        *entities.updated_since("custom_event", since),
+    ]
     return await _page(store, account, "custom_event", limit, offset, orderby, where)
 
 
