@@ -18,6 +18,7 @@ from rich.table import Table
 from sqlalchemy import Connection
 
 from patron import __version__, accounts, errors, logs, memory, operators, ratelimits, report
+from patron.cli_transfer import COMMANDS as transfer_commands
 from patron.config import DEFAULT_HOST, DEFAULT_PORT, Settings
 from patron.entities import Page
 from patron.ingest.queue import enqueue_operation
@@ -589,6 +590,10 @@ def unsubscribe(ctx: click.Context, account_hash: str, email: str, reason: str |
 
     _run(ctx, queue)
     click.echo(f"queued {request_id}: the worker applies it after the pushes before it")
+
+
+for _command in transfer_commands:
+    main.add_command(_command)
 
 
 if __name__ == "__main__":  # pragma: no cover
