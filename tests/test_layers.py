@@ -22,7 +22,18 @@ LAYERS: list[set[str]] = [
     {"profiles", "email"},
     {"ingest"},
     {"tracking", "gdpr", "report"},
-    {"runtime", "api", "console", "app", "connections", "server", "cli", "cli_transfer", "transfer", "__main__"},
+    {
+        "runtime",
+        "api",
+        "console",
+        "app",
+        "connections",
+        "server",
+        "cli",
+        "cli_transfer",
+        "transfer",
+        "__main__",
+    },
 ]
 LAYER = {part: level for level, parts in enumerate(LAYERS) for part in parts}
 

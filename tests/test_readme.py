@@ -66,4 +66,5 @@ def test_every_tour_block_runs_and_shows_what_it_says(server: Server, demo: dict
     assert "my shop" in run_cli(server.data_dir, "accounts", "list").stdout
     assert "/v2/account" in everything
     assert '"lastname":"Lovelace"' in everything and '"error_path":"root > id"' in everything
+    assert "imported: 1 accepted, 0 rejected" in everything  # the historic import
     assert '"name":"Ada Lovelace"' in everything and '"revenue":42.5' in everything  # the profile

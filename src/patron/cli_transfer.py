@@ -161,7 +161,7 @@ def _summary(tally: Tally, verb: str, client: AsyncClient, rejects: Path | None)
 @click.option(
     "--checkpoint",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Where the run's progress is kept (default FILE.checkpoint).",
+    help="Where the run's progress is kept (default FILE.import-checkpoint).",
 )
 @click.option(
     "--rejects",
@@ -196,7 +196,7 @@ def import_command(
         source = open_source(file, file_format, record_type, mapping)
         client = _client(url, key, ca, concurrency, rate)
         run = Import(
-            source, client, url, checkpoint or file.with_name(file.name + ".checkpoint"), rejects, restart
+            source, client, key, checkpoint or file.with_name(file.name + ".import-checkpoint"), rejects, restart
         )
     except (MappingError, CheckpointError, OSError) as exc:
         raise click.UsageError(str(exc)) from exc
@@ -232,7 +232,7 @@ def import_command(
 @click.option(
     "--checkpoint",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Where the run's progress is kept (default OUTPUT.checkpoint).",
+    help="Where the run's progress is kept (default OUTPUT.export-checkpoint).",
 )
 @restart_option
 def export_command(
@@ -258,7 +258,7 @@ def export_command(
             output,
             file_format,
             since,
-            checkpoint or output.with_name(output.name + ".checkpoint"),
+            checkpoint or output.with_name(output.name + ".export-checkpoint"),
             restart,
         )
     except (CheckpointError, OSError) as exc:

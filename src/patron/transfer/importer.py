@@ -87,21 +87,24 @@ class Import:
     """One import of ``source`` through ``client``: its checkpoint, its rejects, its tally."""
 
     def __init__(
-        self, source: Source, client: AsyncClient, target: str, checkpoint: Path, rejects: Path, restart: bool
+        self, source: Source, client: AsyncClient, key: str, checkpoint: Path, rejects: Path, restart: bool
     ) -> None:
         self.source = source
         self.client = client
         self.checkpoint_path = checkpoint
         path, size, head = identity(source.path)
         found = None if restart else load(checkpoint, Checkpoint)
-        fresh = Checkpoint(source=path, size=size, head=head, target=fingerprint(target))
+        fresh = Checkpoint(source=path, size=size, head=head, target=fingerprint(key))
         if found is not None and (found.source, found.size, found.head) != (path, size, head):
             raise CheckpointError(
                 f"{checkpoint} is the checkpoint of another file (or of this one before it changed);"
                 " pass --restart to import from the start"
             )
         if found is not None and found.target != fresh.target:
-            raise CheckpointError(f"{checkpoint} is the checkpoint of an import to another account or URL")
+            raise CheckpointError(
+                f"{checkpoint} is the checkpoint of an import into another account (another key);"
+                " give this one its own --checkpoint and --rejects, or pass --restart"
+            )
         self.state = found or fresh
         self.resumed = found is not None
         self.tally = Tally(size, self.state.done, self.state.accepted, self.state.rejected)
