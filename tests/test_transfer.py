@@ -206,14 +206,7 @@ def test_an_import_killed_halfway_resumes_without_losing_or_resending_what_was_a
             "--concurrency",
             str(concurrency),
         ]
-        first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            eventually(lambda: checkpoint(state).get("accepted", 0) >= 1000, "a third answered", timeout=60)
-        finally:
-            first.send_signal(signal.SIGKILL)
-            first.wait()
-        left = checkpoint(state)
-        assert not left["finished"] and left["accepted"] < count
+        killed_when(command, state, lambda s: s.get("accepted", 0) >= 1000)
         done = patron(*command[len(PATRON) :])
         assert f"{count} accepted, 0 rejected" in done.stdout
         pushes = [
@@ -409,3 +402,51 @@ def test_bad_usage_is_a_one_line_error(served: Server, tmp_path: Path) -> None:
         check=False,
     )
     assert wrong_key.returncode == 1 and "403" in wrong_key.stderr
+
+
+def killed_when(
+    command: list[str], progress: Path, enough: Callable[[dict[str, Any]], bool]
+) -> dict[str, Any]:
+    """Run ``command``, SIGKILL it once its checkpoint at ``progress`` shows ``enough``; that checkpoint."""
+    run = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        eventually(lambda: enough(checkpoint(progress)), "progress", timeout=60)
+    finally:
+        run.send_signal(signal.SIGKILL)
+        run.wait()
+    left = checkpoint(progress)
+    assert not left["finished"]
+    return left
+
+
+def test_an_export_killed_halfway_resumes_and_writes_each_record_once(served: Server, tmp_path: Path) -> None:
+    tenant = account(served, "--data", "3/second", "--push", "unlimited")
+    with api(served, tenant) as client:
+        client.push([order(n) for n in range(1500)])
+        stored_orders(client, 1500)
+    output = tmp_path / "orders.jsonl"
+    command = [*PATRON, "export", *to(served, tenant), "--type", "orders", "--output", str(output)]
+    state = tmp_path / "orders.jsonl.export-checkpoint"
+    killed_when(command, state, lambda s: 250 <= s.get("accepted", 0) < 1500)
+    output.write_bytes(output.read_bytes() + b'{"half": "a line written after the checkpoint')
+    patron(*command[len(PATRON) :])
+    ids = [json.loads(line)["id"] for line in output.read_text().splitlines()]
+    assert sorted(ids) == sorted(f"o-{n}" for n in range(1500))
+
+
+def test_a_copy_killed_halfway_resumes_and_ends_equal(served: Server, tmp_path: Path) -> None:
+    source, target = account(served), account(served, "--push", "5/second")
+    seed(served, source)
+    state = tmp_path / "copy.checkpoint"
+    ends = [
+        *("--from-url", served.url, "--from-key", source.key, "--from-ca", str(served.ca)),
+        *("--to-url", served.url, "--to-key", target.key, "--to-ca", str(served.ca)),
+    ]
+    command = [*PATRON, "copy", *ends, "--checkpoint", str(state), "--rejects", str(tmp_path / "r.jsonl")]
+    killed_when(command, state, lambda s: 300 <= s.get("accepted", 0) < 900)
+    done = patron(*command[len(PATRON) :])
+    assert "948 accepted, 0 rejected" in done.stdout
+    with api(served, target) as client:
+        stored_orders(client, 600)
+        eventually(lambda: len(list(client.custom_events.iter())) == 40, "events applied")
+    assert everything(served, target) == everything(served, source)

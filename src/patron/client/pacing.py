@@ -18,6 +18,7 @@ _POLICY = re.compile(r'^\s*"?(?P<name>[^";]*)"?\s*;.*?\bq=(?P<q>\d+).*?\bw=(?P<w
 #: Requests leave this much further apart than the announced rate allows: the server counts them
 #: when they arrive, and arrivals jitter.
 MARGIN: Final = 0.01
+MOST_MARGIN: Final = 0.05
 #: Below this share of the backlog left (``X-QueueSize-Remaining``), requests slow down in proportion.
 LOW_BACKLOG: Final = 0.2
 #: The slowest a full backlog makes requests: one every this many seconds.
@@ -34,6 +35,7 @@ class Pacer:
         the server answers, slowing down only when it answers 429)."""
         self._fixed = rate is not None
         self.interval = 1 / rate if rate else 0.0
+        self.margin = MARGIN
         self.announced = False
         self._backlog = 1.0  # the share of the backlog left
         self._next = 0.0
@@ -56,7 +58,7 @@ class Pacer:
         (``X-QueueSize-Remaining`` of ``X-QueueSize-Limit``)."""
         policy = _POLICY.match(headers.get("ratelimit-policy", ""))
         if policy and not self._fixed and int(policy["q"]) > 0:
-            self.interval = int(policy["w"]) / int(policy["q"]) * (1 + MARGIN)
+            self.interval = int(policy["w"]) / int(policy["q"]) * (1 + self.margin)
             self.announced = True
         remaining, limit = headers.get("x-queuesize-remaining"), headers.get("x-queuesize-limit")
         if remaining is not None and remaining.isdigit():
@@ -64,10 +66,13 @@ class Pacer:
             self._backlog = int(remaining) / total if total else 1.0
 
     def refused(self, wait: float) -> None:
-        """A 429: nothing leaves for ``wait`` seconds; a server that announces no rate is asked more
-        gently from now on."""
+        """A 429: nothing leaves for ``wait`` seconds, and requests leave further apart from now on
+        (the margin doubles, up to 5%, when the server announces its rate; a server that does not is
+        asked a quarter more gently each time)."""
         self._next = max(self._next, time.monotonic() + wait)
-        if not self.announced and not self._fixed:
+        if self.announced:
+            self.margin = min(MOST_MARGIN, self.margin * 2)
+        elif not self._fixed:
             self.interval = max(self.interval * 1.25, 0.05)
 
 
