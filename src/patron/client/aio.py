@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterator, Iterable
 from types import TracebackType
 from typing import Any, Self
@@ -29,6 +30,7 @@ from patron.client.core import (
     Stats,
     api_root,
     item_path,
+    tls,
     verdict,
 )
 from patron.client.errors import ConnectionFailed, InvalidRequest
@@ -52,7 +54,7 @@ class AsyncClient:
         base_url: str,
         key: str,
         *,
-        verify: bool | str = True,
+        verify: bool | str | ssl.SSLContext = True,
         timeout: float = 30.0,
         retries: Retries | None = None,
         push_rate: float | None = None,
@@ -64,7 +66,7 @@ class AsyncClient:
         self._http = httpx.AsyncClient(
             base_url=api_root(base_url),
             headers={AUTH_HEADER: key, "User-Agent": USER_AGENT},
-            verify=verify,
+            verify=tls(verify),
             timeout=timeout,
             transport=transport,
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -25,6 +26,11 @@ def api_root(base_url: str) -> str:
     """``https://host`` or ``https://host/v2`` (with or without a trailing slash) as the ``/v2`` root."""
     root = base_url.rstrip("/")
     return root if root.endswith("/v2") else f"{root}/v2"
+
+
+def tls(verify: bool | str | ssl.SSLContext) -> bool | ssl.SSLContext:
+    """What to trust: a CA file's path becomes a context trusting it (httpx deprecates a path)."""
+    return ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
 
 
 def item_path(*segments: str) -> str:

@@ -5,6 +5,7 @@ No I/O here: the sync and async clients ask these objects how long to wait, and 
 
 from __future__ import annotations
 
+import math
 import random
 import re
 import time
@@ -26,8 +27,9 @@ SLOWEST: Final = 2.0
 
 class Pacer:
     """The pace of one class of requests (pushes, or reads): a slot per request, ``interval``
-    seconds apart, further apart while the account's backlog is nearly full, and none before a
-    429's ``Retry-After`` has passed."""
+    seconds after the latest request left or was answered (the server counts a request when it
+    arrives, somewhere between the two), further apart while the account's backlog is nearly full,
+    and none before a 429's ``Retry-After`` has passed."""
 
     def __init__(self, rate: float | None = None) -> None:
         """``rate``: requests per second to keep to when the server announces none (None: as fast as
@@ -36,7 +38,8 @@ class Pacer:
         self.interval = 1 / rate if rate else 0.0
         self.announced = False
         self._backlog = 1.0  # the share of the backlog left
-        self._next = 0.0
+        self._last = -math.inf  # when the latest request left, or the latest answer came
+        self._held = 0.0  # no request before this (a 429's Retry-After)
 
     def _spacing(self) -> float:
         if self._backlog >= LOW_BACKLOG:
@@ -45,15 +48,17 @@ class Pacer:
         return max(self.interval, pressure * SLOWEST)
 
     def slot(self) -> float:
-        """Take the next slot: the seconds to wait before sending."""
+        """Take the next slot: the seconds to wait before sending. The spacing is the one known now,
+        so that a rate learnt from the answer to one request spaces the next from it."""
         now = time.monotonic()
-        start = max(now, self._next)
-        self._next = start + self._spacing()
+        start = max(now, self._last + self._spacing(), self._held)
+        self._last = start
         return start - now
 
     def learn(self, headers: Mapping[str, str]) -> None:
-        """What a response says: the rate allowed (``RateLimit-Policy``), the backlog left
-        (``X-QueueSize-Remaining`` of ``X-QueueSize-Limit``)."""
+        """What an answer says, as it arrives: the rate allowed (``RateLimit-Policy``), the backlog
+        left (``X-QueueSize-Remaining`` of ``X-QueueSize-Limit``); the next slot is spaced from now."""
+        self._last = max(self._last, time.monotonic())
         policy = _POLICY.match(headers.get("ratelimit-policy", ""))
         if policy and not self._fixed and int(policy["q"]) > 0:
             self.interval = int(policy["w"]) / int(policy["q"]) * (1 + MARGIN)
@@ -66,7 +71,7 @@ class Pacer:
     def refused(self, wait: float) -> None:
         """A 429: nothing leaves for ``wait`` seconds; a server that announces no rate is asked more
         gently from now on."""
-        self._next = max(self._next, time.monotonic() + wait)
+        self._held = max(self._held, time.monotonic() + wait)
         if not self.announced and not self._fixed:
             self.interval = max(self.interval * 1.25, 0.05)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Iterable, Iterator
 from types import TracebackType
@@ -29,6 +30,7 @@ from patron.client.core import (
     Stats,
     api_root,
     item_path,
+    tls,
     verdict,
 )
 from patron.client.errors import ConnectionFailed, InvalidRequest
@@ -50,7 +52,7 @@ class Client:
         base_url: str,
         key: str,
         *,
-        verify: bool | str = True,
+        verify: bool | str | ssl.SSLContext = True,
         timeout: float = 30.0,
         retries: Retries | None = None,
         push_rate: float | None = None,
@@ -61,7 +63,7 @@ class Client:
         self._http = httpx.Client(
             base_url=api_root(base_url),
             headers={AUTH_HEADER: key, "User-Agent": USER_AGENT},
-            verify=verify,
+            verify=tls(verify),
             timeout=timeout,
             transport=transport,
         )
