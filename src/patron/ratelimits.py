@@ -131,7 +131,8 @@ class RateLimiter:
     async def _hit_in_store(self, item: RateLimitItem, key: str) -> Decision:
         """A sliding window counter: the previous window's count, weighted by how much of it still
         lies within one window of now, leaves that much less room in the current window (so that a
-        burst across a window's boundary cannot pass twice the limit)."""
+        burst across a window's boundary cannot pass twice the limit), rounded down (so that a client
+        keeping to the limit, its requests evenly spaced, is never refused)."""
         assert self._store is not None
         now = time.time()
         window = item.get_expiry()
@@ -143,7 +144,7 @@ class RateLimiter:
                     rate_windows.c.key == key, rate_windows.c.window_start == start - window
                 )
             ).scalar_one_or_none()
-            carried = math.ceil((previous or 0) * (1 - (now - start) / window))
+            carried = math.floor((previous or 0) * (1 - (now - start) / window))
             return _count_in_window(conn, key, start, item.amount - carried)
 
         counted = await self._store.write(count)

@@ -121,14 +121,14 @@ class Flaky:
                     headers = {"Content-Type": "application/problem+json"}
                     if retry_after is not None:
                         headers["Retry-After"] = str(retry_after)
+                    flaky._record(self.command, path, status)  # before the client can see it
                     self.answer(status, headers, json.dumps(problem).encode())
-                else:
-                    sent = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
-                    reply = flaky._upstream.request(self.command, self.path, headers=sent, content=body)
-                    kept = {k: v for k, v in reply.headers.items() if k.lower() not in REWRITTEN}
-                    status = reply.status_code
-                    self.answer(status, kept, reply.content)
-                flaky._record(self.command, path, status)
+                    return
+                sent = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
+                reply = flaky._upstream.request(self.command, self.path, headers=sent, content=body)
+                kept = {k: v for k, v in reply.headers.items() if k.lower() not in REWRITTEN}
+                flaky._record(self.command, path, reply.status_code)
+                self.answer(reply.status_code, kept, reply.content)
 
             def answer(self, status: int, headers: dict[str, str], body: bytes) -> None:
                 self.send_response(status)

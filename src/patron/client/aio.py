@@ -101,7 +101,7 @@ class AsyncClient:
         headers = {"Content-Type": "application/json"} if content is not None else None
         attempts = Attempts(self.retries)
         while True:
-            if wait := pacer.slot():
+            while wait := pacer.slot():
                 await asyncio.sleep(wait)
             try:
                 response = await self._http.request(

@@ -97,7 +97,7 @@ class Client:
         headers = {"Content-Type": "application/json"} if content is not None else None
         attempts = Attempts(self.retries)
         while True:
-            if wait := pacer.slot():
+            while wait := pacer.slot():
                 time.sleep(wait)
             try:
                 response = self._http.request(method, path, params=params, content=content, headers=headers)
