@@ -9,46 +9,21 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from conftest import PATRON, Server, Tenant, create_tenant_cli, eventually, free_port, run_cli, start_server
+from conftest import PATRON, Tenant, create_tenant_cli, eventually, free_port, run_cli, start_server
 from patron.client import Client
 from support.flaky import Flaky
+from support.served import Served, served_fixture
+
+served = served_fixture()
 
 
-@pytest.fixture(scope="module")
-def served(
-    tmp_path_factory: pytest.TempPathFactory, new_database_url: Callable[[], str | None]
-) -> Iterator[Server]:
-    url = new_database_url()
-    environment = {"PATRON_DATABASE_URL": url} if url else {}
-    server = start_server(tmp_path_factory.mktemp("served") / "data", environment=environment)
-    server.environment = environment  # type: ignore[attr-defined]
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-def account(server: Server, *limits: str) -> Tenant:
-    """A new account on ``server``: every limit lifted, unless ``limits`` (set-limits options) are given."""
-    environment = server.environment  # type: ignore[attr-defined]
-    tenant = create_tenant_cli(server.data_dir, environment=environment)
-    given = limits or ("--data", "unlimited", "--push", "unlimited")
-    run_cli(server.data_dir, "accounts", "set-limits", tenant.hash, *given, environment=environment)
-    return tenant
-
-
-def api(server: Server, tenant: Tenant) -> Client:
-    return Client(server.url, tenant.key, verify=str(server.ca))
-
-
-def to(server: Server, tenant: Tenant, url: str | None = None) -> list[str]:
+def to(served: Served, tenant: Tenant, url: str | None = None) -> list[str]:
     """The options that point a command at ``tenant``'s account (through ``url`` when given)."""
+    server = served.server
     return ["--url", url or server.url, "--key", tenant.key, *([] if url else ["--ca", str(server.ca)])]
 
 
@@ -128,15 +103,15 @@ A-4,2026-03-04T12:00:00+00:00,8,EUR,dee@example.com,Dee,Paris,sku-1,4,2,x
 
 
 def test_a_csv_imports_through_its_mapping_with_nested_fields_and_line_items(
-    served: Server, tmp_path: Path
+    served: Served, tmp_path: Path
 ) -> None:
-    tenant = account(served)
+    tenant = served.tenant()
     (tmp_path / "orders.toml").write_text(MAPPING)
     source = tmp_path / "orders.csv"
     source.write_text(CSV)
     done = patron("import", str(source), "--map", str(tmp_path / "orders.toml"), *to(served, tenant))
     assert "3 accepted, 1 rejected" in done.stdout
-    with api(served, tenant) as client:
+    with served.client(tenant) as client:
         found = stored_orders(client, 3)
     first = found["A-1"]
     assert first["grand_total"] == 30.5
@@ -151,8 +126,8 @@ def test_a_csv_imports_through_its_mapping_with_nested_fields_and_line_items(
     assert "no value for column 'first'" in short["message"]
 
 
-def test_bad_lines_are_reported_with_their_line_and_the_rest_imported(served: Server, tmp_path: Path) -> None:
-    tenant = account(served)
+def test_bad_lines_are_reported_with_their_line_and_the_rest_imported(served: Served, tmp_path: Path) -> None:
+    tenant = served.tenant()
     lines: list[Any] = [order(n) for n in range(250)]
     lines[10] = "{not json"
     lines[20] = "[1, 2]"
@@ -169,7 +144,7 @@ def test_bad_lines_are_reported_with_their_line_and_the_rest_imported(served: Se
     assert found[31]["path"] == "root > grand_total" and found[31]["id"] == "o-30"
     assert found[31]["record"]["grand_total"] == "lots"
     assert found[41]["path"] == "root > @type"
-    with api(served, tenant) as client:
+    with served.client(tenant) as client:
         assert set(stored_orders(client, 246)) == {f"o-{n}" for n in range(250)} - {
             "o-10",
             "o-20",
@@ -178,26 +153,26 @@ def test_bad_lines_are_reported_with_their_line_and_the_rest_imported(served: Se
         }
 
 
-def test_a_json_array_imports_and_a_finished_import_is_not_repeated(served: Server, tmp_path: Path) -> None:
-    tenant = account(served)
+def test_a_json_array_imports_and_a_finished_import_is_not_repeated(served: Served, tmp_path: Path) -> None:
+    tenant = served.tenant()
     source = tmp_path / "orders.json"
     source.write_text(json.dumps([order(n) for n in range(120)], indent=2))
     patron("import", str(source), *to(served, tenant))
     again = patron("import", str(source), *to(served, tenant))
     assert "imported already (120 accepted)" in again.stdout
-    with api(served, tenant) as client:
+    with served.client(tenant) as client:
         assert len(stored_orders(client, 120)) == 120
         assert client.stats.statuses.get(202, 0) == 0  # the client only read
 
 
 def test_an_import_killed_halfway_resumes_without_losing_or_resending_what_was_answered(
-    served: Server, tmp_path: Path
+    served: Served, tmp_path: Path
 ) -> None:
-    tenant = account(served, "--push", "5/second")
+    tenant = served.tenant("--push", "5/second")
     count, concurrency = 3000, 4
     source = jsonl(tmp_path / "orders.jsonl", [order(n) for n in range(count)])
     state = tmp_path / "orders.jsonl.import-checkpoint"
-    with Flaky(served.url, served.ca) as proxy:
+    with Flaky(served.server.url, served.server.ca) as proxy:
         command = [
             *PATRON,
             "import",
@@ -215,14 +190,14 @@ def test_an_import_killed_halfway_resumes_without_losing_or_resending_what_was_a
     # every request the server acknowledged, except those in flight when the importer was killed
     # (their answers never reached its checkpoint), was sent once
     assert count // 100 <= pushes.count(202) <= count // 100 + concurrency
-    with api(served, tenant) as client:
+    with served.client(tenant) as client:
         assert set(stored_orders(client, count)) == {f"o-{n}" for n in range(count)}
 
 
-def test_an_import_waits_out_429_and_503(served: Server, tmp_path: Path) -> None:
-    tenant = account(served)
+def test_an_import_waits_out_429_and_503(served: Served, tmp_path: Path) -> None:
+    tenant = served.tenant()
     source = jsonl(tmp_path / "orders.jsonl", [order(n) for n in range(500)])
-    with Flaky(served.url, served.ca) as proxy:
+    with Flaky(served.server.url, served.server.ca) as proxy:
         proxy.refuse(429, 3, retry_after=1)
         done = patron("import", str(source), *to(served, tenant, proxy.url), "--concurrency", "1")
         proxy.refuse(503, 3)
@@ -233,7 +208,7 @@ def test_an_import_waits_out_429_and_503(served: Server, tmp_path: Path) -> None
     assert "3 answered 429" in done.stdout
     assert statuses[:3] == [429, 429, 429] and statuses.count(503) == 3
     assert statuses.count(202) == 7
-    with api(served, tenant) as client:
+    with served.client(tenant) as client:
         assert len(stored_orders(client, 700)) == 700
 
 
@@ -248,7 +223,7 @@ def test_an_import_rides_out_a_server_restart(tmp_path: Path, patron_environment
     source = jsonl(tmp_path / "orders.jsonl", [order(n) for n in range(count)])
     state = tmp_path / "orders.jsonl.import-checkpoint"
     run = subprocess.Popen(
-        [*PATRON, "import", str(source), *to(server, tenant)],
+        [*PATRON, "import", str(source), *to(Served(server, patron_environment), tenant)],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -260,7 +235,7 @@ def test_an_import_rides_out_a_server_restart(tmp_path: Path, patron_environment
         out, _ = run.communicate(timeout=180)
         assert run.returncode == 0
         assert f"{count} accepted, 0 rejected" in out
-        with api(server, tenant) as client:
+        with Served(server, patron_environment).client(tenant) as client:
             assert set(stored_orders(client, count)) == {f"o-{n}" for n in range(count)}
     finally:
         if run.poll() is None:
@@ -271,7 +246,7 @@ def test_an_import_rides_out_a_server_restart(tmp_path: Path, patron_environment
 # export and copy --------------------------------------------------------------------------------
 
 
-def seed(server: Server, tenant: Tenant) -> None:
+def seed(served: Served, tenant: Tenant) -> None:
     """Records of every type, contacts in two collections, some updated after they were first pushed."""
     products = [
         {"@type": "product", "id": f"sku-{n}", "title": f"Product {n}", "price": 9.5} for n in range(7)
@@ -292,7 +267,7 @@ def seed(server: Server, tenant: Tenant) -> None:
         }
         for n in range(40)
     ]
-    with api(server, tenant) as client:
+    with served.client(tenant) as client:
         for records in (products, contacts, [order(n) for n in range(600)], events, [order(5, total=99.0)]):
             result = client.push(records)
             assert result.accepted == len(records), result.rejected
@@ -300,10 +275,10 @@ def seed(server: Server, tenant: Tenant) -> None:
         eventually(lambda: len(list(client.custom_events.iter())) == 40, "events applied")
 
 
-def everything(server: Server, tenant: Tenant) -> dict[str, dict[tuple[str, str], dict[str, Any]]]:
+def everything(served: Served, tenant: Tenant) -> dict[str, dict[tuple[str, str], dict[str, Any]]]:
     """Every record of the account by type, by (collection, id): the copy's requests run in parallel,
     so the target stores them in another order."""
-    with api(server, tenant) as client:
+    with served.client(tenant) as client:
         found = {
             "products": client.products.iter(includeVariants=True),
             "contacts": [*client.contacts.iter(), *client.contacts.iter(collection="wholesale")],
@@ -315,12 +290,12 @@ def everything(server: Server, tenant: Tenant) -> dict[str, dict[tuple[str, str]
         }
 
 
-def test_copy_makes_an_equal_account(served: Server, tmp_path: Path) -> None:
-    source, target = account(served), account(served)
+def test_copy_makes_an_equal_account(served: Served, tmp_path: Path) -> None:
+    source, target = served.tenant(), served.tenant()
     seed(served, source)
     ends = [
-        *("--from-url", served.url, "--from-key", source.key, "--from-ca", str(served.ca)),
-        *("--to-url", served.url, "--to-key", target.key, "--to-ca", str(served.ca)),
+        *("--from-url", served.server.url, "--from-key", source.key, "--from-ca", str(served.server.ca)),
+        *("--to-url", served.server.url, "--to-key", target.key, "--to-ca", str(served.server.ca)),
     ]
     done = patron(
         "copy",
@@ -331,14 +306,14 @@ def test_copy_makes_an_equal_account(served: Server, tmp_path: Path) -> None:
         str(tmp_path / "r.jsonl"),
     )
     assert "948 accepted, 0 rejected" in done.stdout
-    with api(served, target) as client:
+    with served.client(target) as client:
         stored_orders(client, 600)
         eventually(lambda: len(list(client.custom_events.iter())) == 40, "events applied")
     assert everything(served, target) == everything(served, source)
 
 
-def test_export_writes_every_record_and_its_csv_imports_again(served: Server, tmp_path: Path) -> None:
-    source, target = account(served), account(served)
+def test_export_writes_every_record_and_its_csv_imports_again(served: Served, tmp_path: Path) -> None:
+    source, target = served.tenant(), served.tenant()
     seed(served, source)
     lines = tmp_path / "orders.jsonl"
     patron("export", *to(served, source), "--type", "orders", "--output", str(lines))
@@ -352,7 +327,7 @@ def test_export_writes_every_record_and_its_csv_imports_again(served: Server, tm
     mapping = tmp_path / "orders.map.toml"
     assert str(mapping) in done.stdout
     patron("import", str(table), "--map", str(mapping), *to(served, target))
-    with api(served, target) as client:
+    with served.client(target) as client:
         copied = stored_orders(client, 600)
     assert copied == {o["id"]: o for o in exported}
     profiles = tmp_path / "profiles.jsonl"
@@ -361,9 +336,9 @@ def test_export_writes_every_record_and_its_csv_imports_again(served: Server, tm
     assert {f"shopper{n}@example.com" for n in range(300)} <= emails
 
 
-def test_export_since_reads_only_what_changed(served: Server, tmp_path: Path) -> None:
-    tenant = account(served)
-    with api(served, tenant) as client:
+def test_export_since_reads_only_what_changed(served: Served, tmp_path: Path) -> None:
+    tenant = served.tenant()
+    with served.client(tenant) as client:
         client.push([order(n) for n in range(30)])
         stored_orders(client, 30)
         time.sleep(1.1)  # update times have a resolution finer than this; "since" is the next second
@@ -379,8 +354,8 @@ def test_export_since_reads_only_what_changed(served: Server, tmp_path: Path) ->
     ]
 
 
-def test_bad_usage_is_a_one_line_error(served: Server, tmp_path: Path) -> None:
-    tenant = account(served)
+def test_bad_usage_is_a_one_line_error(served: Served, tmp_path: Path) -> None:
+    tenant = served.tenant()
     source = tmp_path / "orders.csv"
     source.write_text(CSV)
     no_map = patron("import", str(source), *to(served, tenant), check=False)
@@ -394,11 +369,11 @@ def test_bad_usage_is_a_one_line_error(served: Server, tmp_path: Path) -> None:
         "import",
         str(jsonl(tmp_path / "o.jsonl", [order(1)])),
         "--url",
-        served.url,
+        served.server.url,
         "--key",
         "nope",
         "--ca",
-        str(served.ca),
+        str(served.server.ca),
         check=False,
     )
     assert wrong_key.returncode == 1 and "403" in wrong_key.stderr
@@ -419,9 +394,9 @@ def killed_when(
     return left
 
 
-def test_an_export_killed_halfway_resumes_and_writes_each_record_once(served: Server, tmp_path: Path) -> None:
-    tenant = account(served, "--data", "3/second", "--push", "unlimited")
-    with api(served, tenant) as client:
+def test_an_export_killed_halfway_resumes_and_writes_each_record_once(served: Served, tmp_path: Path) -> None:
+    tenant = served.tenant("--data", "3/second", "--push", "unlimited")
+    with served.client(tenant) as client:
         client.push([order(n) for n in range(1500)])
         stored_orders(client, 1500)
     output = tmp_path / "orders.jsonl"
@@ -434,19 +409,19 @@ def test_an_export_killed_halfway_resumes_and_writes_each_record_once(served: Se
     assert sorted(ids) == sorted(f"o-{n}" for n in range(1500))
 
 
-def test_a_copy_killed_halfway_resumes_and_ends_equal(served: Server, tmp_path: Path) -> None:
-    source, target = account(served), account(served, "--push", "5/second")
+def test_a_copy_killed_halfway_resumes_and_ends_equal(served: Served, tmp_path: Path) -> None:
+    source, target = served.tenant(), served.tenant("--push", "5/second")
     seed(served, source)
     state = tmp_path / "copy.checkpoint"
     ends = [
-        *("--from-url", served.url, "--from-key", source.key, "--from-ca", str(served.ca)),
-        *("--to-url", served.url, "--to-key", target.key, "--to-ca", str(served.ca)),
+        *("--from-url", served.server.url, "--from-key", source.key, "--from-ca", str(served.server.ca)),
+        *("--to-url", served.server.url, "--to-key", target.key, "--to-ca", str(served.server.ca)),
     ]
     command = [*PATRON, "copy", *ends, "--checkpoint", str(state), "--rejects", str(tmp_path / "r.jsonl")]
     killed_when(command, state, lambda s: 300 <= s.get("accepted", 0) < 900)
     done = patron(*command[len(PATRON) :])
     assert "948 accepted, 0 rejected" in done.stdout
-    with api(served, target) as client:
+    with served.client(target) as client:
         stored_orders(client, 600)
         eventually(lambda: len(list(client.custom_events.iter())) == 40, "events applied")
     assert everything(served, target) == everything(served, source)

@@ -195,9 +195,8 @@ def import_command(
         mapping = Mapping.load(mapping_file, record_type) if mapping_file else None
         source = open_source(file, file_format, record_type, mapping)
         client = _client(url, key, ca, concurrency, rate)
-        run = Import(
-            source, client, key, checkpoint or file.with_name(file.name + ".import-checkpoint"), rejects, restart
-        )
+        checkpoint = checkpoint or file.with_name(file.name + ".import-checkpoint")
+        run = Import(source, client, key, checkpoint, rejects, restart)
     except (MappingError, CheckpointError, OSError) as exc:
         raise click.UsageError(str(exc)) from exc
     if run.state.finished:

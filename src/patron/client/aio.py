@@ -109,6 +109,7 @@ class AsyncClient:
                 )
             except httpx.TransportError as exc:
                 self.stats.connection_failures += 1
+                pacer.lost()
                 await asyncio.sleep(attempts.again(None, ConnectionFailed(f"{method} {path}: {exc!r}")))
                 continue
             self.stats.answered(response.status_code)

@@ -65,6 +65,12 @@ class Pacer:
         self._last = now
         return 0.0
 
+    def lost(self) -> None:
+        """A request got no answer (its connection failed): before the first answer, the next may go
+        (the one lost, retried)."""
+        if not self._answered:
+            self._last = -math.inf
+
     def learn(self, headers: Mapping[str, str]) -> None:
         """What an answer says: the rate allowed (``RateLimit-Policy``), the backlog left
         (``X-QueueSize-Remaining`` of ``X-QueueSize-Limit``). The first answer also spaces the next

@@ -103,6 +103,7 @@ class Client:
                 response = self._http.request(method, path, params=params, content=content, headers=headers)
             except httpx.TransportError as exc:
                 self.stats.connection_failures += 1
+                pacer.lost()
                 time.sleep(attempts.again(None, ConnectionFailed(f"{method} {path}: {exc!r}")))
                 continue
             self.stats.answered(response.status_code)
