@@ -27,7 +27,8 @@ SLOWEST: Final = 2.0
 class Pacer:
     """The pace of one class of requests (pushes, or reads): a slot per request, ``interval``
     seconds apart, further apart while the account's backlog is nearly full, and none before a
-    429's ``Retry-After`` has passed."""
+    429's ``Retry-After`` has passed. Slots taken before the server announced its rate count against
+    it once it does."""
 
     def __init__(self, rate: float | None = None) -> None:
         """``rate``: requests per second to keep to when the server announces none (None: as fast as
@@ -37,6 +38,7 @@ class Pacer:
         self.announced = False
         self._backlog = 1.0  # the share of the backlog left
         self._next = 0.0
+        self._unpaced = 0  # slots taken before any rate was known
 
     def _spacing(self) -> float:
         if self._backlog >= LOW_BACKLOG:
@@ -49,6 +51,7 @@ class Pacer:
         now = time.monotonic()
         start = max(now, self._next)
         self._next = start + self._spacing()
+        self._unpaced += not self.interval
         return start - now
 
     def learn(self, headers: Mapping[str, str]) -> None:
@@ -57,6 +60,9 @@ class Pacer:
         policy = _POLICY.match(headers.get("ratelimit-policy", ""))
         if policy and not self._fixed and int(policy["q"]) > 0:
             self.interval = int(policy["w"]) / int(policy["q"]) * (1 + MARGIN)
+            if not self.announced:  # those sent before it was known count (the window holds q at most)
+                counted = min(self._unpaced, int(policy["q"]))
+                self._next = max(self._next, time.monotonic() + counted * self.interval)
             self.announced = True
         remaining, limit = headers.get("x-queuesize-remaining"), headers.get("x-queuesize-limit")
         if remaining is not None and remaining.isdigit():
