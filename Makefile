@@ -78,6 +78,7 @@ bench: $(VENV)/.installed-test system-packages $(PRISM)
 	$(BIN)/python bench/visibility.py
 	$(BIN)/python bench/reads.py
 	$(BIN)/python bench/backfill.py
+	$(BIN)/python bench/import.py
 	$(BIN)/python bench/report.py
 	$(BIN)/pytest bench/micro --benchmark-only -o testpaths=bench --benchmark-columns=min,median,max,rounds
 

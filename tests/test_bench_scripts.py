@@ -56,3 +56,15 @@ def test_the_console_benchmark_times_every_page() -> None:
         "A rule's samples",
     } <= set(timed)
     assert all(page["p50_ms"] > 0 for page in timed.values())
+
+
+def test_the_import_benchmark_applies_every_record() -> None:
+    done = run("bench/import.py", "--orders", "2000", "--limited", "1600", "--no-docs")
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout[done.stdout.index("{") :])
+    backfill, limited = result["backfill"], result["default_limits"]
+    assert (backfill["accepted"], backfill["applied"]) == (2000, 2000)
+    assert (limited["accepted"], limited["applied"]) == (1600, 1600)
+    assert {"records_per_s_acknowledged", "records_per_s_applied", "requests"} <= set(backfill)
+    assert {"records_per_s_acknowledged", "share_of_allowed", "share_429"} <= set(limited)
+    assert limited["push_limit"] == "8/second" and limited["requests"] >= 16
