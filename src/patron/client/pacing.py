@@ -19,8 +19,8 @@ _POLICY = re.compile(r'^\s*"?(?P<name>[^";]*)"?\s*;.*?\bq=(?P<q>\d+).*?\bw=(?P<w
 #: Requests leave this much further apart than the announced rate allows: the server counts them
 #: when they arrive, and arrivals jitter (a few milliseconds of the server's own work, or a new
 #: connection's handshake). It doubles after each 429, up to ``MOST_MARGIN``.
-MARGIN: Final = 0.015
-MOST_MARGIN: Final = 0.06
+MARGIN: Final = 0.01
+MOST_MARGIN: Final = 0.05
 #: Below this share of the backlog left (``X-QueueSize-Remaining``), requests slow down in proportion.
 LOW_BACKLOG: Final = 0.2
 #: The slowest a full backlog makes requests: one every this many seconds.

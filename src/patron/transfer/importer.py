@@ -8,6 +8,7 @@ column) and records the client refuses before sending go to the rejects file wit
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -148,7 +149,8 @@ class Import:
                     self.rejects.write(
                         reject_line(span.item, outcome.path or "", outcome.message or "", outcome)
                     )
-            self._answered(spans[0].start, spans[-1].item.end, spans[-1].item.after)
+            # saved off the event loop: the requests in flight go on meanwhile
+            await asyncio.to_thread(self._answered, spans[0].start, spans[-1].item.end, spans[-1].item.after)
             if report:
                 report(self.tally)
         if self._bad:  # bad lines after the last record
