@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from patron.client import AsyncClient, ClientError
-from patron.transfer.checkpoint import CheckpointError
+from patron.transfer.checkpoint import CheckpointError, fingerprint
 from patron.transfer.exporter import COPIED, TYPES, Copy, Export
 from patron.transfer.importer import Import, Tally
 from patron.transfer.mapping import RECORD_TYPES, Mapping, MappingError
@@ -315,8 +315,6 @@ def copy_command(
     restart: bool,
 ) -> None:
     """Copy one account's records into another: staging into live, or Patron into Ometria."""
-    from patron.transfer.checkpoint import fingerprint
-
     kinds = tuple(k for k in COPIED if k in kinds) if kinds else COPIED
     source = _client(from_url, from_key, from_ca, 1, None)
     target = _client(to_url, to_key, to_ca, concurrency, rate)

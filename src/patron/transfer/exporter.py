@@ -19,7 +19,7 @@ from patron.client import AsyncClient
 from patron.client.batching import Outcome, encode, split
 from patron.client.core import PAGE_SIZE, item_path
 from patron.transfer.checkpoint import Appender, CheckpointError, Copied, Spans, fingerprint, load, save
-from patron.transfer.importer import Tally
+from patron.transfer.importer import Report, Tally
 from patron.transfer.tables import Table
 
 #: What each ``--type`` lists, and its listing's path.
@@ -112,7 +112,7 @@ class Export:
         self.table = Table(TYPES[kind][0]) if file_format == "csv" else None
         self.tally = Tally(0, accepted=self.state.accepted)
 
-    async def run(self, report: Any = None) -> Tally:
+    async def run(self, report: Report | None = None) -> Tally:
         if self.state.finished:
             return self.tally
         if self.table is not None and self.output.length == 0:
@@ -130,7 +130,7 @@ class Export:
         self.output.close()
         return self.tally
 
-    def _save(self, report: Any) -> None:
+    def _save(self, report: Report | None) -> None:
         self.output.sync()
         self.state.output_bytes = self.output.length
         save(self.checkpoint, self.state)
@@ -166,7 +166,7 @@ class Copy:
         self.rejects = Appender(rejects, self.state.rejects_bytes)
         self.tally = Tally(0, accepted=self.state.accepted, rejected=self.state.rejected)
 
-    async def run(self, report: Any = None) -> Tally:
+    async def run(self, report: Report | None = None) -> Tally:
         if self.state.finished:
             return self.tally
         for kind in self.kinds:
@@ -177,7 +177,7 @@ class Copy:
         self.rejects.close()
         return self.tally
 
-    async def _copy(self, part: Part, spans: Spans, report: Any) -> None:
+    async def _copy(self, part: Part, spans: Spans, report: Report | None) -> None:
         async for page in pages(self.source, part, spans):
             ready, documents = [], dict(page)
             for position, document in page:
@@ -202,7 +202,7 @@ class Copy:
         entry |= {"message": outcome.message, "record": document}
         self.rejects.write(_encode(entry) + b"\n")
 
-    def _save(self, report: Any) -> None:
+    def _save(self, report: Report | None) -> None:
         self.rejects.sync()
         self.state.rejects_bytes = self.rejects.length
         save(self.checkpoint, self.state)
