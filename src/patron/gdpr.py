@@ -43,6 +43,7 @@ from patron.records.fields import EMAIL_PATTERN, MAX_ID_LENGTH, MAX_TEXT_LENGTH,
 from patron.signing import account_key
 from patron.store import among, chunks
 from patron.store.schema import (
+    accounts,
     consents,
     contacts,
     custom_events,
@@ -885,7 +886,9 @@ def anonymise(round: Round, op: Op) -> None:
         "anonymised",
         extra={
             "request_id": op.request_id,
-            "account_id": round.account_id,
+            "account": round.conn.execute(
+                select(accounts.c.hash).where(accounts.c.id == round.account_id)
+            ).scalar_one(),
             "profiles": len(person.profiles),
             **{f"{what.replace(' ', '_')}s": n for what, n in person.counts.items()},
         },

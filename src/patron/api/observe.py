@@ -86,7 +86,7 @@ class Observer:
                 "request",
                 extra={
                     "request_id": request_id,
-                    "account_id": account.id if account is not None else None,
+                    "account": account.hash if account is not None else None,
                     "method": method,
                     "route": route,
                     "status": status,
