@@ -365,3 +365,36 @@ def test_serve_with_inconsistent_tls_flags_is_a_usage_error(
 
 def test_version(tmp_path: Path) -> None:
     assert run_cli(tmp_path, "--version").stdout == f"patron, version {__version__}\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["serve", "--port", "99999"], "Invalid value for '--port': 99999 is not in the range 1<=x<=65535"),
+        (["serve", "--port", "0"], "Invalid value for '--port'"),
+        (["serve", "--log-level", "LOUD"], "Invalid value for '--log-level': 'LOUD' is not one of"),
+        (["worker", "--log-level", "LOUD"], "Invalid value for '--log-level'"),
+    ],
+)
+def test_a_bad_port_or_log_level_is_a_usage_error(tmp_path: Path, args: list[str], message: str) -> None:
+    done = run_cli(tmp_path / "data", *args, check=False)
+    assert done.returncode == 2
+    assert message in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "data").exists()  # nothing was served or created
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("mysql://shop@localhost/patron", "unsupported database URL scheme 'mysql'"),
+        ("postgresql://nobody@127.0.0.1:1/patron", "Connection refused"),  # nothing listens on port 1
+    ],
+)
+@pytest.mark.parametrize("command", [["accounts", "list"], ["serve"], ["worker"]])
+def test_a_database_that_cannot_be_opened_is_a_one_line_error(
+    tmp_path: Path, url: str, message: str, command: list[str]
+) -> None:
+    done = run_cli(tmp_path / "data", *command, check=False, environment={"PATRON_DATABASE_URL": url})
+    assert done.returncode == 1
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("Error: cannot open the database: ") and message in line

@@ -16,6 +16,7 @@ import msgspec
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Connection
+from sqlalchemy.exc import SQLAlchemyError
 
 from patron import __version__, accounts, errors, logs, memory, operators, ratelimits, report
 from patron.cli_transfer import COMMANDS as transfer_commands
@@ -36,12 +37,27 @@ DEMO_ACCOUNT = "demo"
 
 @contextmanager
 def _store(settings: Settings) -> Iterator[Store]:
-    store = open_store(settings)
-    store.start()
+    """The store, started; a database that cannot be opened is a one-line error."""
+    try:
+        store = open_store(settings)
+        store.start()
+    except (ValueError, OSError, SQLAlchemyError) as exc:
+        detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise click.ClickException(f"cannot open the database: {detail}") from exc
     try:
         yield store
     finally:
         store.close()
+
+
+#: ``--log-level``: the levels of Python's logging, in any case.
+LOG_LEVEL = click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], case_sensitive=False),
+    default="INFO",
+    show_default=True,
+    help="The least severe log lines written (INFO: one line per request).",
+)
 
 
 def _run(ctx: click.Context, work: Callable[[Connection], T], *, write: bool = True) -> T:
@@ -89,7 +105,13 @@ def main(ctx: click.Context, data_dir: Path, database_url: str | None) -> None:
 
 @main.command()
 @click.option("--host", default=DEFAULT_HOST, show_default=True)
-@click.option("--port", default=DEFAULT_PORT, show_default=True, type=int)
+@click.option(
+    "--port",
+    default=DEFAULT_PORT,
+    show_default=True,
+    type=click.IntRange(1, 65535),
+    help="The port to listen on.",
+)
 @click.option("--tls-cert", type=click.Path(dir_okay=False, exists=True, path_type=Path))
 @click.option("--tls-key", type=click.Path(dir_okay=False, exists=True, path_type=Path))
 @click.option(
@@ -97,7 +119,7 @@ def main(ctx: click.Context, data_dir: Path, database_url: str | None) -> None:
     is_flag=True,
     help="Serve plain HTTP for a TLS-terminating proxy or load balancer in front (never exposed directly).",
 )
-@click.option("--log-level", default="INFO", show_default=True)
+@LOG_LEVEL
 @click.option(
     "--no-worker", is_flag=True, help="Do not start a worker: run `patron worker` processes instead."
 )
@@ -142,6 +164,8 @@ def serve(
         api_processes=api_processes,
     )
     logs.configure(log_level.upper())
+    with _store(settings):  # a database that cannot be opened is said here, before serving
+        pass
     run_server(settings, announce=lambda line: click.echo(line, err=True))
 
 
@@ -153,7 +177,7 @@ def serve(
     show_default=True,
     help="Seconds between looks at an idle queue (a safety net).",
 )
-@click.option("--log-level", default="INFO", show_default=True)
+@LOG_LEVEL
 @click.pass_context
 def worker(ctx: click.Context, wake_stdin: bool, idle_poll: float, log_level: str) -> None:
     """Apply queued pushes (``patron serve`` runs one itself unless ``--no-worker``).
