@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import sqlite3
 import subprocess
@@ -21,7 +22,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from conftest import free_port, run_cli
+from conftest import PATRON, free_port, run_cli
 from patron import __version__, accounts
 from patron.cli import main
 from patron.config import DEFAULT_PORT, Settings
@@ -398,3 +399,19 @@ def test_a_database_that_cannot_be_opened_is_a_one_line_error(
     assert done.returncode == 1
     (line,) = done.stderr.strip().splitlines()
     assert line.startswith("Error: cannot open the database: ") and message in line
+
+
+def test_tables_never_cut_an_account_hash(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    created = json.loads(
+        run_cli(data_dir, "accounts", "create", "--name", "a long shop name", "--json").stdout
+    )
+    narrow = {"COLUMNS": "40"}
+    listed = subprocess.run(
+        [*PATRON, "accounts", "list"],
+        env={**os.environ, "PATRON_DATA_DIR": str(data_dir), **narrow},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert created["account_hash"] in listed.stdout

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import click
 import msgspec
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -68,6 +68,11 @@ def _run(ctx: click.Context, work: Callable[[Connection], T], *, write: bool = T
             return store.write_blocking(work) if write else store.read_blocking(work)
         except errors.PatronError as exc:
             raise click.ClickException(str(exc)) from exc
+
+
+def hash_column(header: str) -> Column:
+    """A table's column of account hashes (one a line): never cut or folded, however narrow the terminal."""
+    return Column(header, no_wrap=True, min_width=16, overflow="ignore")
 
 
 def _print_json(value: Any) -> None:
@@ -273,10 +278,10 @@ def operators_list(ctx: click.Context, as_json: bool) -> None:
     if as_json:
         _print_json([msgspec.to_builtins(o) for o in found])
         return
-    table = Table("email", "role", "state", "accounts", "last sign-in")
+    table = Table("email", "role", "state", hash_column("accounts"), "last sign-in")
     for o in found:
         state = "disabled" if o.disabled else "active"
-        granted = "every account" if o.role == "owner" else ", ".join(o.accounts)
+        granted = "every account" if o.role == "owner" else "\n".join(o.accounts)
         table.add_row(o.email, o.role, state, granted, str(o.last_signin_at or "never"))
     out.print(table)
 
@@ -349,7 +354,7 @@ def accounts_list(ctx: click.Context, as_json: bool) -> None:
             ]
         )
         return
-    table = Table("hash", "name", "environment", "limits", "created")
+    table = Table(hash_column("hash"), "name", "environment", "limits", "created")
     for a in found:
         limits = ", ".join(f"{k} {v}" for k, v in a.effective_limits.items())
         table.add_row(a.hash, a.name, a.environment, limits, f"{a.created_at:%Y-%m-%d %H:%M}")
