@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Final, Protocol
 
@@ -42,12 +43,16 @@ def _shown(raw: bytes) -> str:
     return raw[:SHOWN].decode("utf-8", "replace")
 
 
-class JsonLines:
-    """One record a line; blank lines are skipped."""
+@dataclass
+class _Json:
+    """A file of JSON records; ``record_type`` the ``@type`` of those without one."""
 
-    def __init__(self, path: Path, record_type: str | None = None) -> None:
-        self.path = path
-        self.record_type = record_type
+    path: Path
+    record_type: str | None = None
+
+
+class JsonLines(_Json):
+    """One record a line; blank lines are skipped."""
 
     def read(self, start: int = 0, line: int = 1) -> Iterator[Item]:
         with self.path.open("rb") as file:
@@ -83,12 +88,8 @@ def _item(line: int, start: int, end: int, after: int, raw: bytes, record_type: 
     return Item(line, start, end, after, found, raw)
 
 
-class JsonArray:
+class JsonArray(_Json):
     """A JSON array of records, read an element at a time (the file is never held whole)."""
-
-    def __init__(self, path: Path, record_type: str | None = None) -> None:
-        self.path = path
-        self.record_type = record_type
 
     def read(self, start: int = 0, line: int = 1) -> Iterator[Item]:
         with self.path.open("rb") as file:
