@@ -211,6 +211,26 @@ def test_a_viewproduct_of_the_pages_own_product_is_not_counted_twice(
     assert_rebuild_changes_nothing(shared, tenant)
 
 
+def test_a_product_pages_own_viewproduct_queued_before_its_page_view_is_still_one_view(
+    shared: App, client: Client, tenant: Tenant
+) -> None:
+    """The tag sends each event as an image request of its own, so a product page's ``viewproduct``
+    may reach the queue before the page view sent just before it. It is one view all the same; a
+    reload of the page is another."""
+    cy = Visitor(client, tenant)
+    cy.identify("cy@example.org")
+    cy.send("pageview", ("d[type]", "listing"), url="https://shop.example/shoes")
+    cy.send("viewproduct", ("d[pid]", "p-1"), url="https://shop.example/p/p-1")  # overtook its page view
+    cy.product_page("p-1")
+    settle(client, tenant)
+    assert session(shared, cy).product_views == 1
+    cy.product_page("p-1")  # reloaded
+    cy.send("viewproduct", ("d[pid]", "p-1"), url="https://shop.example/p/p-1")
+    settle(client, tenant)
+    assert session(shared, cy).product_views == 2
+    assert_rebuild_changes_nothing(shared, tenant)
+
+
 @pytest.mark.parametrize(
     "pairs",
     [

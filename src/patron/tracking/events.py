@@ -201,13 +201,41 @@ def apply(round: Round, op: Op) -> None:
     round.touch(owner)
 
 
+#: The most ``viewproduct`` events since a session's latest page view that its next page view reads.
+_AHEAD = 20
+
+
+def _seen_ahead(conn: Connection, account: int, b: Beacon, product: str) -> bool:
+    """Whether this product page's own ``viewproduct`` was applied before the page view: the tag
+    sends each event as an image request of its own, so two sent together may reach the queue in
+    either order. It was if, since the session's latest page view, a ``viewproduct`` of this product
+    on this page's URL was applied, and that page view was not this product's (so it was counted)."""
+    e = tracking_events
+    session = (e.c.account_id == account) & (e.c.cid == b.cid) & (e.c.session_id == b.sid)
+    last = conn.execute(
+        select(e.c.id, e.c.data).where(session, e.c.kind == PAGEVIEW).order_by(e.c.id.desc()).limit(1)
+    ).first()
+    if last is not None and product_view(PAGEVIEW, _decode(last.data)) == product:
+        return False
+    views = conn.execute(
+        select(e.c.data)
+        .where(
+            session, e.c.id > (last.id if last is not None else 0), e.c.kind == VIEWPRODUCT, e.c.url == b.url
+        )
+        .order_by(e.c.id)
+        .limit(_AHEAD)
+    ).scalars()
+    return any(product_view(VIEWPRODUCT, _decode(data)) == product for data in views)
+
+
 def _changes(
     conn: Connection, account: int, b: Beacon, session: Any, first_source: str | None, at: datetime
 ) -> dict[str, Any]:
     """What the event changes in its session (and, for a transaction, the order's sources)."""
     d = b.d
     if b.type == PAGEVIEW:
-        views = 1 if product_view(b.type, d) is not None else 0
+        product = product_view(b.type, d)
+        views = 0 if product is None or _seen_ahead(conn, account, b, product) else 1
         return {"page_views": session.page_views + 1, "product_views": session.product_views + views}
     if b.type == VIEWPRODUCT:
         if product_view(b.type, d) is None:
