@@ -398,6 +398,9 @@ def test_anonymisation_leaves_nothing_behind(served: tuple[App, Server, Relay]) 
     log = server.log_path.read_text()
     assert f'"message_id":"{refused["id"]}"' in log and '"reason":"550"' in log  # the sender logged
     assert [t for t in ANN.traces + BOB.traces if t.lower() in log.lower()] == []
+    lines = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    [anonymised] = [e for e in lines if e.get("message") == "anonymised"]
+    assert (anonymised["request_id"], anonymised["account"]) == (reply["id"], tenant.hash)
 
     # what is left of them: the delivery error's codes, revenue under renamed ids that still resolve
     message = read(client, tenant, f"/v2/transactional-email/{refused['id']}")
