@@ -21,7 +21,7 @@ LAYERS: list[set[str]] = [
     {"model", "entities", "operators"},
     {"profiles", "email"},
     {"ingest"},
-    {"tracking", "gdpr", "report"},
+    {"tracking", "gdpr", "report", "retention"},
     {
         "runtime",
         "api",

@@ -27,6 +27,7 @@ from patron.profiles import build, lists, read
 from patron.profiles.link import link_stored
 from patron.profiles.operations import UNSUBSCRIBE
 from patron.profiles.requests import Unsubscribe
+from patron.retention import Pruner
 from patron.store import Store, chunks, lock_account, open_store
 from patron.tracking.abandonment import Sweeper
 
@@ -207,9 +208,10 @@ def worker(ctx: click.Context, wake_stdin: bool, idle_poll: float, log_level: st
             Sender(store, smtp, stop, backoff=settings.smtp_backoff, lease=settings.smtp_lease).thread.start()
         poll = min(5.0, settings.session_idle / 4)
         Sweeper(store, stop, idle=settings.session_idle, poll=poll).thread.start()
+        Pruner(store, settings.retention, stop).thread.start()
         memory.settle()
         run(store, queue_kinds(), stop, wait, idle_poll)
-        stop.set()  # the sender and the sweeper, too
+        stop.set()  # the sender, the sweeper and the pruner, too
 
 
 @main.command()
@@ -218,7 +220,8 @@ def migrate(ctx: click.Context) -> None:
     """Bring the database schema up to date (PostgreSQL: run it before starting servers and workers)."""
     from patron.store.migrate import current_revision
 
-    open_store(ctx.obj).migrate()
+    for note in open_store(ctx.obj).migrate():
+        click.echo(note)
     revision = _run(ctx, current_revision, write=False)
     click.echo(f"database at revision {revision}")
 

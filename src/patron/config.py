@@ -59,6 +59,38 @@ def _count(name: str, default: int) -> int:
     return count
 
 
+#: Days kept by default of applied queue rows, push errors and the tag's raw events.
+RETAIN_DAYS = 30
+#: The longest retention a setting may ask for (a hundred years: for ever, in practice).
+MAX_RETAIN_DAYS = 36_500
+
+
+def _days(name: str, default: int) -> int:
+    """Variable ``name``: a whole number of days, from 1 to :data:`MAX_RETAIN_DAYS`."""
+    value = _env(name)
+    try:
+        days = default if value is None else int(value)
+    except ValueError:
+        days = 0
+    if not 1 <= days <= MAX_RETAIN_DAYS:
+        raise ValueError(
+            f"{name} must be a whole number of days from 1 to {MAX_RETAIN_DAYS:,}, not {value!r}"
+        )
+    return days
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How many days the worker keeps what only serves inspection (``patron.retention``)."""
+
+    #: Applied rows of the import queue, with their copies of the records.
+    applied_days: int = field(default_factory=lambda: _days("PATRON_RETAIN_APPLIED_DAYS", RETAIN_DAYS))
+    #: Push errors: rejected records and lenient readings (``GET /v2/push/_errors``).
+    errors_days: int = field(default_factory=lambda: _days("PATRON_RETAIN_ERRORS_DAYS", RETAIN_DAYS))
+    #: The tag's raw events (``tracking_events``); their sessions and what they did to profiles stay.
+    events_days: int = field(default_factory=lambda: _days("PATRON_RETAIN_EVENTS_DAYS", RETAIN_DAYS))
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything a Patron process needs to know about where its data lives and how it serves."""
@@ -88,6 +120,8 @@ class Settings:
     )
     #: Seconds an API request's read may take, queued and running, before it is cancelled (a 503).
     read_budget: float = field(default_factory=lambda: _seconds("PATRON_READ_BUDGET", READ_BUDGET))
+    #: What the worker prunes, and after how many days.
+    retention: Retention = field(default_factory=Retention)
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     tls_cert: Path | None = None

@@ -862,6 +862,7 @@ HANDLERS: dict[str, Handler] = {
     "api_keys": _nothing,
     "heartbeat": _nothing,
     "rate_windows": _nothing,
+    "import_hours": _nothing,  # counts of requests per hour
     "products": _nothing,
     "lists": _nothing,
     "templates": _nothing,

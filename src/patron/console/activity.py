@@ -13,7 +13,7 @@ import msgspec
 from sqlalchemy import BindParameter, Connection, bindparam, func, select
 
 from patron.console.reads import STORED
-from patron.store.schema import import_batches, orders, profiles, tracking_sessions
+from patron.store.schema import import_batches, import_hours, orders, profiles, tracking_sessions
 from patron.tracking.sources import Source
 
 IMPORT_HOURS = 7 * 24
@@ -76,18 +76,28 @@ HI: BindParameter[Any] = bindparam("hi")
 
 def records(conn: Connection, account_id: int, now: datetime) -> Chart:
     """Records pushed per hour: accepted (queued) and rejected at validation, of the record types
-    (not the operations queued beside them)."""
+    (not the operations queued beside them), from the queue's rows and, for the rows pruned, from
+    their counts per hour (``import_hours``)."""
     starts = _starts(now, HOUR, IMPORT_HOURS)
-    b = import_batches.c
+    b, h = import_batches.c, import_hours.c
     query = select(func.coalesce(func.sum(b.accepted), 0), func.coalesce(func.sum(b.rejected), 0)).where(
         b.account_id == account_id, b.received_at >= LO, b.received_at < HI, b.record_type.in_(list(STORED))
     )
+    pruned = {
+        hour.astimezone(UTC): (int(a), int(r))
+        for hour, a, r in conn.execute(
+            select(h.hour, func.sum(h.accepted), func.sum(h.rejected))
+            .where(h.account_id == account_id, h.hour >= starts[0], h.record_type.in_(list(STORED)))
+            .group_by(h.hour)
+        )
+    }
     accepted: list[float] = []
     rejected: list[float] = []
     for lo, hi in _ranges(starts, HOUR):
         a, r = conn.execute(query, {"lo": lo, "hi": hi}).one()
-        accepted.append(int(a))
-        rejected.append(int(r))
+        pa, pr = pruned.get(lo.astimezone(UTC), (0, 0))
+        accepted.append(int(a) + pa)
+        rejected.append(int(r) + pr)
     return _chart("records", HOUR, starts, [Series("Accepted", accepted), Series("Rejected", rejected)])
 
 

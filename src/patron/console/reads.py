@@ -14,6 +14,7 @@ from patron.store.schema import (
     contacts,
     custom_events,
     import_batches,
+    import_hours,
     orders,
     products,
     profiles,
@@ -71,7 +72,22 @@ def overview(conn: Connection, account: Account, now: datetime) -> Overview:
                 e.account_id == account.id, e.id >= first_recent, e.severity == "error"
             )
         ).scalar_one()
-    last_push = conn.execute(select(func.max(b.received_at)).where(b.account_id == account.id)).scalar()
+    last_push = max(
+        (
+            at
+            for at in (
+                conn.execute(select(func.max(b.received_at)).where(b.account_id == account.id)).scalar(),
+                # the requests whose queued rows were pruned (patron.retention)
+                conn.execute(
+                    select(func.max(import_hours.c.last_received_at)).where(
+                        import_hours.c.account_id == account.id
+                    )
+                ).scalar(),
+            )
+            if at is not None
+        ),
+        default=None,
+    )
     last_beacon = conn.execute(select(func.max(s.last_at)).where(s.account_id == account.id)).scalar()
     live = conn.execute(
         select(func.count()).where(p.account_id == account.id, p.merged_into.is_(None))

@@ -24,13 +24,21 @@ class MergeJob(msgspec.Struct):
 
 
 def merge_job(conn: Connection, account_id: int, job_id: str) -> MergeJob | None:
+    """The job, from its queued row and its outcome; once the row is pruned (``patron.retention``),
+    from its outcome alone, which then holds when it was received."""
     queued = batch_status(conn, account_id, job_id)
-    if queued is None or queued.record_type != MERGE:
+    if queued is not None and queued.record_type != MERGE:
         return None
     j = merge_jobs
     row = conn.execute(select(j).where(j.c.account_id == account_id, j.c.job_id == job_id)).first()
+    if queued is None:
+        if row is None or row.received_at is None:
+            return None
+        received = row.received_at.isoformat()
+    else:
+        received = queued.timestamp_received
     if row is None:
-        return MergeJob(job_id, "queued", None, [], None, queued.timestamp_received, None)
+        return MergeJob(job_id, "queued", None, [], None, received, None)
     merged = msgspec.json.decode(row.merged, type=list[str])
     completed = row.completed_at.isoformat()
-    return MergeJob(job_id, row.status, row.survivor, merged, row.error, queued.timestamp_received, completed)
+    return MergeJob(job_id, row.status, row.survivor, merged, row.error, received, completed)

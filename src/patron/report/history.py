@@ -8,7 +8,15 @@ from sqlalchemy import Table, func, select
 
 from patron.report.orders import EARLIEST
 from patron.report.rules import Context, Tally, rule
-from patron.store.schema import contacts, custom_events, import_batches, orders, products, tracking_sessions
+from patron.store.schema import (
+    contacts,
+    custom_events,
+    import_batches,
+    import_hours,
+    orders,
+    products,
+    tracking_sessions,
+)
 
 #: What an account must have pushed to go live, and the tables their records are kept in.
 REQUIRED: dict[str, Table] = {"contact": contacts, "order": orders, "product": products}
@@ -61,15 +69,16 @@ def order_gaps(ctx: Context, tally: Tally) -> None:
 
 
 def _last_pushes(ctx: Context) -> dict[str, str]:
-    b = import_batches.c
-    found = {
-        str(kind): at.isoformat()
+    found: dict[str, str] = {}
+    # the queue's rows, and the counts of those pruned (patron.retention)
+    for table, received in ((import_batches, "received_at"), (import_hours, "last_received_at")):
+        c = table.c
         for kind, at in ctx.conn.execute(
-            select(b.record_type, func.max(b.received_at))
-            .where(b.account_id == ctx.account_id, b.record_type.in_(list(TYPES)))
-            .group_by(b.record_type)
-        )
-    }
+            select(c.record_type, func.max(c[received]))
+            .where(c.account_id == ctx.account_id, c.record_type.in_(list(TYPES)))
+            .group_by(c.record_type)
+        ):
+            found[str(kind)] = max(found.get(str(kind), ""), at.isoformat())
     for kind, table in TYPES.items():  # records stored otherwise than by a queued push
         if kind not in found:
             at = ctx.conn.execute(

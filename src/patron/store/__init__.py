@@ -51,8 +51,9 @@ class Store(Protocol):
     #: (PostgreSQL); on SQLite one worker applies everything.
     parallel_workers: bool
 
-    def migrate(self) -> None:
-        """Bring the schema up to date (SQLite does it on :meth:`start`; PostgreSQL only here)."""
+    def migrate(self) -> list[str]:
+        """Bring the schema up to date (SQLite does it on :meth:`start`; PostgreSQL only here); returns
+        what else it did, for the operator (SQLite: a file switched to incremental auto-vacuum)."""
 
     def start(self) -> None:
         """Open connections (and start the writer). Idempotent."""
@@ -62,6 +63,11 @@ class Store(Protocol):
 
     def purge(self) -> None:
         """Make what was deleted unrecoverable from the store's own files, where the store can."""
+
+    def reclaim(self, pages: int) -> int:
+        """Give up to ``pages`` free pages of the database file back to the file system, in one short
+        write; returns how many it gave (SQLite's incremental vacuum; on PostgreSQL none: autovacuum
+        makes deleted rows' space reusable)."""
 
     def waiter(self, stop: threading.Event) -> Wait:
         """How a worker sleeps until there is work: woken by :func:`notify_workers` where the store
@@ -134,6 +140,20 @@ def lock_account(conn: Connection, account_id: int, *, wait: bool = True) -> boo
         return True
     lock = func.pg_advisory_xact_lock if wait else func.pg_try_advisory_xact_lock
     return conn.execute(select(lock(ACCOUNT_LOCKS, account_id))).scalar() is not False
+
+
+#: The first key of the PostgreSQL advisory locks of tasks that one worker at a time runs (the second
+#: names the task: :data:`PRUNING`).
+TASK_LOCKS = 0x7074  # "pt"
+PRUNING = 1
+
+
+def lock_task(conn: Connection, task: int) -> bool:
+    """On PostgreSQL, hold the lock of ``task`` until the transaction ends, or False at once if
+    another transaction holds it. On SQLite every write transaction is alone already."""
+    if conn.dialect.name != "postgresql":
+        return True
+    return conn.execute(select(func.pg_try_advisory_xact_lock(TASK_LOCKS, task))).scalar() is not False
 
 
 def open_store(settings: Settings) -> Store:

@@ -54,7 +54,7 @@ class PostgresStore:
             hide_parameters=True,  # errors (and so logs) never quote the values: they are people's data
         )
 
-    def migrate(self) -> None:
+    def migrate(self) -> list[str]:
         engine = self._engine or self._connect()
         try:
             with engine.begin() as conn:
@@ -62,6 +62,7 @@ class PostgresStore:
         finally:
             if engine is not self._engine:
                 engine.dispose()
+        return []
 
     def start(self) -> None:
         with self._lock:
@@ -79,6 +80,10 @@ class PostgresStore:
     def purge(self) -> None:
         """Nothing: deleted rows leave PostgreSQL's files when autovacuum reclaims them (run
         ``VACUUM`` to hasten it; docs/operations.md, "GDPR")."""
+
+    def reclaim(self, pages: int) -> int:
+        """None: autovacuum makes the space of deleted rows reusable within their tables."""
+        return 0
 
     def close(self) -> None:
         with self._lock:

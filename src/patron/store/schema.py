@@ -208,6 +208,23 @@ import_batches = Table(
         "accepted",
         "rejected",
     ),
+    Index("ix_import_batches_applied", "applied_at"),  # the applied rows, oldest first, for pruning
+)
+
+#: The queue's requests per hour, once their rows are pruned (``patron.retention``): what the
+#: console's chart of records per hour and the last push of each record type still read.
+import_hours = Table(
+    "import_hours",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    _account_id(),
+    Column("hour", UTCDateTime(), nullable=False),  # the hour the requests were received in
+    Column("record_type", String(16), nullable=False),
+    Column("requests", Integer, nullable=False),
+    Column("accepted", Integer, nullable=False),
+    Column("rejected", Integer, nullable=False),
+    Column("last_received_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("account_id", "hour", "record_type", name="uq_import_hours_account_hour_type"),
 )
 
 #: Rejected records, for GET /v2/push/_errors: at validation (the request) or when applied (the worker).
@@ -478,6 +495,8 @@ merge_jobs = Table(
     Column("merged", Text, nullable=False),  # JSON array of the profile ids merged into the survivor
     Column("error", Text, nullable=True),
     Column("completed_at", UTCDateTime(), nullable=False),
+    # when the merge was received: kept here once its queued row is pruned (``patron.retention``)
+    Column("received_at", UTCDateTime(), nullable=True),
 )
 
 #: Rate-limit counters when several processes share a PostgreSQL database and no Redis: one row per

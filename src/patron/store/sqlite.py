@@ -36,6 +36,9 @@ _STOP = object()
 MAX_GROUP = 512
 READERS = 4
 CHECKPOINT_SECONDS = 0.5
+#: ``PRAGMA auto_vacuum``'s value for incremental: free pages stay in the file until
+#: ``incremental_vacuum`` gives them back (:meth:`SQLiteStore.reclaim`, after pruning).
+INCREMENTAL = 2
 #: SQLite virtual-machine steps between two looks at a read's deadline.
 PROGRESS_STEPS = 1000
 
@@ -53,6 +56,8 @@ def _engine(url: str, *, begin: str, pool_size: int, query_only: bool, autocheck
     def _on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
         # Take transaction control away from the sqlite3 module so that BEGIN and SAVEPOINT are ours.
         dbapi_connection.isolation_level = None
+        if not query_only:  # takes effect in a new database only (before its first table): migrate()
+            dbapi_connection.execute("PRAGMA auto_vacuum=INCREMENTAL")
         for pragma in (
             "journal_mode=WAL",
             "synchronous=FULL",
@@ -145,11 +150,30 @@ class SQLiteStore:
             )
             self._checkpointer.start()
 
-    def migrate(self) -> None:
-        """Migrations run on every start on SQLite; this starts and stops the store if it is not running."""
-        if self._thread is None:
-            self.start()
-            self.close()
+    def migrate(self) -> list[str]:
+        """Migrations run on every start on SQLite; this starts and stops the store if it is not
+        running, then switches a database made before incremental auto-vacuum to it (one ``VACUUM``,
+        which rewrites the file: it needs free disk of the database's size, and holds up writers)."""
+        if self._thread is not None:
+            return []
+        self.start()
+        self.close()
+        path = str(make_url(self.url).database)
+        db = sqlite3.connect(path, timeout=30, isolation_level=None)
+        try:
+            if db.execute("PRAGMA auto_vacuum").fetchone()[0] == INCREMENTAL:
+                return []
+            writers = WriterLock(f"{path}.writer-lock")
+            try:
+                with writers:
+                    db.execute("PRAGMA secure_delete=ON")
+                    db.execute(f"PRAGMA auto_vacuum={INCREMENTAL}")
+                    db.execute("VACUUM")
+            finally:
+                writers.close()
+        finally:
+            db.close()
+        return ["the database file was switched to incremental auto-vacuum (a one-time VACUUM)"]
 
     def _migrate(self) -> None:
         assert self._write_engine is not None
@@ -260,6 +284,20 @@ class SQLiteStore:
             db.close()
         if busy:
             raise StoreUnavailable("the WAL could not be truncated: readers kept it busy for 30 s")
+
+    def reclaim(self, pages: int) -> int:
+        """Move up to ``pages`` free pages to the end of the file and cut them off, in one write of
+        the writer thread (the file shrinks at the next checkpoint); returns how many. Each step of
+        ``PRAGMA incremental_vacuum`` frees one page, and the driver steps a statement that returns
+        no rows once: hence one statement a page."""
+
+        def work(conn: Connection) -> int:
+            free = int(conn.exec_driver_sql("PRAGMA freelist_count").scalar_one())
+            for _ in range(min(free, pages)):
+                conn.exec_driver_sql("PRAGMA incremental_vacuum")
+            return free - int(conn.exec_driver_sql("PRAGMA freelist_count").scalar_one())
+
+        return self.write_blocking(work)
 
     def _checkpoint_loop(self) -> None:
         """Copy committed WAL pages into the database file every :data:`CHECKPOINT_SECONDS`, beside
