@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import sys
 import uuid
 from collections.abc import Callable, Iterator
@@ -221,6 +222,28 @@ def migrate(ctx: click.Context) -> None:
     open_store(ctx.obj).migrate()
     revision = _run(ctx, current_revision, write=False)
     click.echo(f"database at revision {revision}")
+
+
+@main.command()
+@click.option(
+    "--to",
+    "target",
+    required=True,
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="The new file to write the copy to (it must not exist).",
+)
+@click.pass_context
+def backup(ctx: click.Context, target: Path) -> None:
+    """Copy the SQLite database, consistently, while servers and workers keep running (restore: put
+    the file in a new data directory as patron.db). On PostgreSQL use pg_dump instead."""
+    settings: Settings = ctx.obj
+    try:
+        open_store(settings).backup(target)
+    except errors.PatronError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except (OSError, sqlite3.Error) as exc:
+        raise click.ClickException(f"the backup failed: {exc}") from exc
+    click.echo(f"backed up to {target} ({target.stat().st_size:,} bytes)")
 
 
 # operators ---------------------------------------------------------------------------------------
