@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import sys
 import uuid
@@ -170,6 +171,7 @@ def serve(
         api_processes=api_processes,
     )
     logs.configure(log_level.upper())
+    os.environ["PATRON_LOG_LEVEL"] = log_level.upper()  # the API processes of --workers N read it
     with _store(settings):  # a database that cannot be opened is said here, before serving
         pass
     run_server(settings, announce=lambda line: click.echo(line, err=True))

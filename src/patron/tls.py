@@ -39,8 +39,6 @@ CA_NAME = "ca.pem"
 CA_KEY_NAME = "ca-key.pem"
 CERT_NAME = "localhost.pem"
 KEY_NAME = "localhost-key.pem"
-#: The lock taken while the files are checked, written or read (processes of one server share it).
-LOCK_NAME = ".lock"
 
 #: How long a new CA and a new server certificate last (the latter never past its CA).
 CA_LIFETIME = timedelta(days=3650)
@@ -187,7 +185,7 @@ def _all_current(directory: Path, now: datetime) -> bool:
 @contextmanager
 def _locked(directory: Path) -> Iterator[None]:
     """Hold ``directory``'s lock: the processes of one server check, renew and read the files in turn."""
-    fd = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)  # the directory itself: no file of its own
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
