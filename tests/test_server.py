@@ -270,8 +270,9 @@ def test_the_ca_and_certificate_are_generated_once(tmp_path: Path) -> None:
         assert served_certificate(second) == first_served == pem_to_der(tls_dir / "localhost.pem")
         with second.client() as client:  # still trusted through the same CA
             assert client.get("/health").status_code == 200
-    assert set(generated) == {"ca.pem", "localhost.pem", "localhost-key.pem"}
-    assert (tls_dir / "localhost-key.pem").stat().st_mode & 0o077 == 0
+    assert set(generated) == {"ca.pem", "ca-key.pem", "localhost.pem", "localhost-key.pem"}
+    for key in ("localhost-key.pem", "ca-key.pem"):  # the CA's key is kept, to renew the certificate
+        assert (tls_dir / key).stat().st_mode & 0o077 == 0
 
 
 def test_a_given_certificate_is_served(tmp_path: Path) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sqlite3
 import sys
 import uuid
 from collections.abc import Callable, Iterator
@@ -170,6 +172,7 @@ def serve(
         api_processes=api_processes,
     )
     logs.configure(log_level.upper())
+    os.environ["PATRON_LOG_LEVEL"] = log_level.upper()  # the API processes of --workers N read it
     with _store(settings):  # a database that cannot be opened is said here, before serving
         pass
     run_server(settings, announce=lambda line: click.echo(line, err=True))
@@ -224,6 +227,28 @@ def migrate(ctx: click.Context) -> None:
         click.echo(note)
     revision = _run(ctx, current_revision, write=False)
     click.echo(f"database at revision {revision}")
+
+
+@main.command()
+@click.option(
+    "--to",
+    "target",
+    required=True,
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="The new file to write the copy to (it must not exist).",
+)
+@click.pass_context
+def backup(ctx: click.Context, target: Path) -> None:
+    """Copy the SQLite database, consistently, while servers and workers keep running (restore: put
+    the file in a new data directory as patron.db). On PostgreSQL use pg_dump instead."""
+    settings: Settings = ctx.obj
+    try:
+        open_store(settings).backup(target)
+    except errors.PatronError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except (OSError, sqlite3.Error) as exc:
+        raise click.ClickException(f"the backup failed: {exc}") from exc
+    click.echo(f"backed up to {target} ({target.stat().st_size:,} bytes)")
 
 
 # operators ---------------------------------------------------------------------------------------

@@ -18,6 +18,10 @@ MAX_BODY_BYTES = 8 * 1024 * 1024
 READ_BUDGET = 10.0
 
 
+#: Seconds between two looks of a running server at its certificate (a day).
+TLS_CHECK = 86400.0
+
+
 #: How long a verified link in an email works, from the moment its message was queued.
 LINK_DAYS = 365
 
@@ -122,6 +126,9 @@ class Settings:
     read_budget: float = field(default_factory=lambda: _seconds("PATRON_READ_BUDGET", READ_BUDGET))
     #: What the worker prunes, and after how many days.
     retention: Retention = field(default_factory=Retention)
+    #: Seconds between two looks of a running server at its certificate: the generated one renewed when
+    #: due, either loaded again when its files changed.
+    tls_check: float = field(default_factory=lambda: _seconds("PATRON_TLS_CHECK", TLS_CHECK))
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     tls_cert: Path | None = None

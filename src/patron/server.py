@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import os
+import ssl
 from collections.abc import Callable
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +20,9 @@ from patron.app import create_app
 from patron.config import Settings
 from patron.ingest.supervisor import WorkerProcess
 from patron.store import open_store
-from patron.tls import TLSFiles, local_certificates, minimum_tls12
+from patron.tls import Served, TLSFiles, local_certificates
+
+log = logging.getLogger("patron.server")
 
 
 def tls_files(settings: Settings) -> TLSFiles:
@@ -25,6 +30,34 @@ def tls_files(settings: Settings) -> TLSFiles:
     if settings.tls_cert is not None and settings.tls_key is not None:
         return TLSFiles(settings.tls_cert, settings.tls_key, None)
     return local_certificates(settings.tls_dir)
+
+
+@dataclass(frozen=True)
+class ServingContext:
+    """uvicorn's ``ssl_context_factory`` (in each API process): the certificate's context, refusing
+    anything older than TLS 1.2, and a look at the certificate every ``check_every`` seconds on the
+    process's event loop (:meth:`patron.tls.Served.check`: renewed when due, loaded again when its files
+    changed), so that a server running for years never serves an expired certificate."""
+
+    files: TLSFiles
+    check_every: float
+
+    def __call__(self, _config: object, default_factory: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
+        served = Served(self.files)
+        context = served.make_context(default_factory)
+        try:
+            loop = asyncio.get_running_loop()  # uvicorn loads its config on the server's loop
+        except RuntimeError:
+            return context
+        loop.call_later(self.check_every, self._check, loop, served)
+        return context
+
+    def _check(self, loop: asyncio.AbstractEventLoop, served: Served) -> None:
+        try:
+            served.check()
+        except Exception:  # a full disk, a removed file: said, and tried again at the next look
+            log.exception("the certificate could not be checked")
+        loop.call_later(self.check_every, self._check, loop, served)
 
 
 SETTINGS_VARIABLE = "PATRON_SERVE_SETTINGS"
@@ -69,11 +102,11 @@ def serve(settings: Settings, announce: Callable[[str], None]) -> None:
         common["proxy_headers"] = True
         announce(f"patron: plain HTTP on http://{settings.host}:{settings.port} for the proxy in front")
     else:
-        files = tls_files(settings)
+        files = tls_files(settings)  # the generated certificate is made, or renewed when due, here
         common.update(
             ssl_certfile=files.cert,
             ssl_keyfile=files.key,
-            ssl_context_factory=minimum_tls12,
+            ssl_context_factory=ServingContext(files, settings.tls_check),
             proxy_headers=False,
         )
         announce(f"patron: serving https://{settings.host}:{settings.port}/v2 (docs at /v2/docs)")

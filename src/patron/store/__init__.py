@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Collection, Sequence
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import ARRAY, ColumnElement, Connection, Table, any_, bindparam, func, select
@@ -68,6 +69,11 @@ class Store(Protocol):
         """Give up to ``pages`` free pages of the database file back to the file system, in one short
         write; returns how many it gave (SQLite's incremental vacuum; on PostgreSQL none: autovacuum
         makes deleted rows' space reusable)."""
+
+    def backup(self, target: Path) -> None:
+        """Write a consistent copy of the whole database to the new file ``target`` while every other
+        process goes on writing (SQLite's online backup); :class:`patron.errors.Invalid` where the
+        database has tools of its own for it (PostgreSQL: ``pg_dump``). Needs no :meth:`start`."""
 
     def waiter(self, stop: threading.Event) -> Wait:
         """How a worker sleeps until there is work: woken by :func:`notify_workers` where the store

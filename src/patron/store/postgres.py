@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from pathlib import Path
 from typing import TypeVar
 
 import psycopg
@@ -18,6 +19,7 @@ from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+from patron.errors import Invalid
 from patron.store import WORKERS_CHANNEL, StoreUnavailable, Wait, Work
 from patron.store.fair import Deadline, FairPool, owner
 from patron.store.migrate import current_revision, head_revision, upgrade
@@ -76,6 +78,13 @@ class PostgresStore:
                 raise StoreUnavailable(f"the database is at revision {found}; run `patron migrate` first")
             self._engine = engine
             self._pool = FairPool(self._threads, "patron-db")
+
+    def backup(self, target: Path) -> None:
+        """PostgreSQL's own tools do it, consistently while Patron runs, and restore it."""
+        raise Invalid(
+            "patron backup is for SQLite; on PostgreSQL use pg_dump --format=custom "
+            f"--file {target} DATABASE_URL (and pg_restore to restore it; docs/deploy.md)"
+        )
 
     def purge(self) -> None:
         """Nothing: deleted rows leave PostgreSQL's files when autovacuum reclaims them (run
