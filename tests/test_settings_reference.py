@@ -120,7 +120,9 @@ def test_each_default_is_the_codes(monkeypatch: pytest.MonkeyPatch) -> None:
     defaults = Settings()
     for row in reference():
         if row.fields:
-            value = getattr(defaults, row.fields[0])
+            value = defaults
+            for name in row.fields[0].split("."):
+                value = getattr(value, name)
         elif row.options:
             path, name = row.options[0]
             option = options(command_at(path))[name]

@@ -21,8 +21,17 @@ SOURCE = Path(__file__).resolve().parents[2] / "src" / "patron"
 VARIABLE = re.compile(r"(?<![A-Za-z0-9_])PATRON_[A-Z0-9]+(?:_[A-Z0-9]+)*(?![A-Za-z0-9_])")
 
 
-def settings_fields() -> set[str]:
-    return {f.name for f in dataclasses.fields(Settings)}
+def settings_fields(of: type = Settings, prefix: str = "") -> set[str]:
+    """Every field of ``Settings``; a field that is a group of settings (``retention``) by its own
+    fields, dotted (``retention.applied_days``)."""
+    names: set[str] = set()
+    for f in dataclasses.fields(of):
+        group = f.default_factory if f.default_factory is not dataclasses.MISSING else None
+        if isinstance(group, type) and dataclasses.is_dataclass(group):
+            names |= settings_fields(group, f"{prefix}{f.name}.")
+        else:
+            names.add(f"{prefix}{f.name}")
+    return names
 
 
 def commands(
