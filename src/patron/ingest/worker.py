@@ -204,6 +204,8 @@ def _write(
                 linker.patch(change)
                 write(conn, change, linker.links.get(record_type))
         linker.finish()
+        for hook in kinds.hooks:
+            hook(round)
         for failure in round.failures:
             raw = msgspec.json.encode(failure.record)
             entry = (failure.position, None, "root", failure.message, raw)

@@ -69,6 +69,8 @@ class Round:
     account_id: int
     at: datetime  # the round's clock: when its last row applies
     touched: set[str] = field(default_factory=set)  # profiles to recompute when the round is written
+    created: set[str] = field(default_factory=set)  # profiles the round made (once written)
+    updated: set[str] = field(default_factory=set)  # other profiles whose documents it changed
     failures: list[Failure] = field(default_factory=list)
     links: Links = field(init=False)  # given once made: identity resolution works within the round
 
@@ -82,6 +84,9 @@ class Round:
 
 #: How one kind of queued row applies, given its round.
 Apply = Callable[[Round, Op], None]
+#: What runs at the end of each account's part of a round, in its transaction, once its records are
+#: written and its profiles recomputed (``Round.created``, ``Round.updated``).
+Hook = Callable[[Round], None]
 
 
 @dataclass(frozen=True)
@@ -107,6 +112,15 @@ class Registry:
 
     def __init__(self) -> None:
         self._kinds: dict[str, QueueKind] = {}
+        self._hooks: list[Hook] = []
+
+    def after(self, hook: Hook) -> None:
+        """Run ``hook`` at the end of every account's part of every round, after those added before."""
+        self._hooks.append(hook)
+
+    @property
+    def hooks(self) -> tuple[Hook, ...]:
+        return tuple(self._hooks)
 
     def add(self, kind: QueueKind) -> None:
         if kind.name in self._kinds:

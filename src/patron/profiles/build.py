@@ -495,10 +495,11 @@ def refresh(
     profile_ids: Iterable[str],
     at: datetime,
     new: Mapping[str, datetime] | None = None,
+    changed_ids: set[str] | None = None,
 ) -> int:
     """Recompute the live profiles among ``profile_ids``, and insert the ``new`` ones (profile id ->
-    when it began) with their first document; returns how many documents changed. The totals of
-    the lists they are in follow (:class:`ListTotals`)."""
+    when it began) with their first document; returns how many documents changed, and adds their
+    ids to ``changed_ids`` if given. The totals of the lists they are in follow (:class:`ListTotals`)."""
     p = profiles
     new = new or {}
     changed = 0
@@ -524,7 +525,15 @@ def refresh(
                 values = {"profile_id": row.profile_id, "created_at": row.created_at}
                 inserts.append({**values, "data": text, "email": doc.email, "updated_at": at})
             elif text != row.data:
-                updates.append({"_id": row.id, "data": text, "email": doc.email, "updated_at": at})
+                updates.append(
+                    {
+                        "_id": row.id,
+                        "_pid": row.profile_id,
+                        "data": text,
+                        "email": doc.email,
+                        "updated_at": at,
+                    }
+                )
                 totals.take_back(row.data)
             else:
                 continue
@@ -534,6 +543,9 @@ def refresh(
         if updates:
             conn.execute(update(p).where(p.c.id == bindparam("_id")), updates)
         changed += len(inserts) + len(updates)
+        if changed_ids is not None:
+            changed_ids.update(str(row["profile_id"]) for row in inserts)
+            changed_ids.update(str(row["_pid"]) for row in updates)
     totals.save(conn, account_id, at)
     return changed
 

@@ -192,7 +192,10 @@ class Linker:
         made, self._new_profiles = self._new_profiles, {}
         self.flush()
         touched = self.round.touched - made.keys()
-        build.refresh(self.conn, self.account_id, touched, self.round.at, new=made)
+        changed: set[str] = set()
+        build.refresh(self.conn, self.account_id, touched, self.round.at, new=made, changed_ids=changed)
+        self.round.created.update(made)
+        self.round.updated.update(changed - made.keys())
 
     # contacts ---------------------------------------------------------------------------------------
 
