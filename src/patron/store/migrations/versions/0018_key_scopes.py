@@ -1,7 +1,7 @@
 """API keys: the first characters of each new key (to tell keys apart), an expiry, a read-only scope
 
 Revision ID: 0018
-Revises: 0016
+Revises: 0017
 Create Date: 2026-12-14
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 from patron.store.schema import UTCDateTime
 
 revision = "0018"
-down_revision = "0016"
+down_revision = "0017"
 branch_labels = None
 depends_on = None
 
