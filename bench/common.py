@@ -48,7 +48,7 @@ def fresh(prefix: str, *limits: str) -> tuple[Path, Path, Tenant]:
     run_cli(data_dir, "migrate")
     tenant = create_tenant_cli(data_dir, "bench")
     if limits:
-        run_cli(data_dir, "accounts", "set-limits", tenant.hash, *limits)
+        run_cli(data_dir, "accounts", "set-limits", "--account", tenant.hash, *limits)
     return work, data_dir, tenant
 
 

@@ -262,6 +262,14 @@ def run_cli(
     )
 
 
+def migrated(data_dir: Path, environment: dict[str, str] | None = None) -> Path:
+    """``data_dir``, with a database made by ``patron migrate`` if it has none: every other command
+    refuses a data directory without a database (a PostgreSQL test database is made migrated)."""
+    if "PATRON_DATABASE_URL" not in (environment or {}) and not (data_dir / "patron.db").exists():
+        run_cli(data_dir, "migrate", environment=environment)
+    return data_dir
+
+
 @dataclass
 class Server:
     process: subprocess.Popen[str]
@@ -302,7 +310,7 @@ def start_server(
     environment: dict[str, str] | None = None,
 ) -> Server:
     port = port or free_port()
-    data_dir.mkdir(parents=True, exist_ok=True)
+    migrated(data_dir, environment)
     log_path = data_dir.parent / f"server-{port}.log"
     env = _environment(data_dir, environment)
     with log_path.open("a") as log:  # the child keeps its own descriptor; a restart appends
@@ -363,7 +371,7 @@ def served_account(tmp_path: Path, environment: dict[str, str]) -> Iterator[tupl
     data_dir = tmp_path / "data"
     tenant = create_tenant_cli(data_dir, environment=environment)
     unlimited = ["--data", "unlimited", "--push", "unlimited"]
-    run_cli(data_dir, "accounts", "set-limits", tenant.hash, *unlimited, environment=environment)
+    run_cli(data_dir, "accounts", "set-limits", "--account", tenant.hash, *unlimited, environment=environment)
     server = start_server(data_dir, environment=environment)
     try:
         yield server, tenant
@@ -376,6 +384,7 @@ def create_tenant_cli(
 ) -> Tenant:
     import json
 
+    migrated(data_dir, environment)
     result = run_cli(data_dir, "accounts", "create", "--name", name, "--json", environment=environment)
     created = json.loads(result.stdout)
     return Tenant(created["account_hash"], created["api_key"], name)

@@ -343,6 +343,7 @@ def served(
             data_dir,
             "accounts",
             "set-limits",
+            "--account",
             account.hash,
             "--push",
             "unlimited",

@@ -60,10 +60,18 @@ def contact(record_id: str, **fields: Any) -> dict[str, Any]:
 def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     with serving(tmp_path_factory.mktemp("customers")) as served:
         data_dir = served.server.data_dir
-        run_cli(data_dir, "accounts", "set-matching", served.shop.hash, "--phone", "on")
+        run_cli(data_dir, "accounts", "set-matching", "--account", served.shop.hash, "--phone", "on")
         for tenant in (served.shop, served.other):  # the tests read through the API often
             run_cli(
-                data_dir, "accounts", "set-limits", tenant.hash, "--data", "unlimited", "--push", "unlimited"
+                data_dir,
+                "accounts",
+                "set-limits",
+                "--account",
+                tenant.hash,
+                "--data",
+                "unlimited",
+                "--push",
+                "unlimited",
             )
         with served.server.client() as client:
             push(client, served.shop, [ANN])

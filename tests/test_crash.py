@@ -269,6 +269,7 @@ def test_acknowledged_pushes_survive_sigkill(tmp_path: Path, patron_environment:
         data_dir,
         "accounts",
         "set-limits",
+        "--account",
         tenant.hash,
         "--push",
         "unlimited",

@@ -204,6 +204,7 @@ def test_a_link_off_the_accounts_domains_is_refused(shared: App, client: Client,
         shared.data_dir,
         "accounts",
         "set-link-domains",
+        "--account",
         tenant.hash,
         "Example.NET",
         environment=shared.environment,
@@ -214,6 +215,7 @@ def test_a_link_off_the_accounts_domains_is_refused(shared: App, client: Client,
         shared.data_dir,
         "accounts",
         "set-link-domains",
+        "--account",
         tenant.hash,
         "not a domain",
         check=False,
@@ -221,7 +223,14 @@ def test_a_link_off_the_accounts_domains_is_refused(shared: App, client: Client,
     )
     assert wrong.returncode != 0 and "not a domain name: not a domain" in wrong.stderr
     assert outcomes() == [400, 302, 400, 400]  # the refused change changed nothing
-    run_cli(shared.data_dir, "accounts", "set-link-domains", tenant.hash, environment=shared.environment)
+    run_cli(
+        shared.data_dir,
+        "accounts",
+        "set-link-domains",
+        "--account",
+        tenant.hash,
+        environment=shared.environment,
+    )
     assert outcomes() == [302, 400, 400, 400]
 
 

@@ -147,7 +147,15 @@ def test_another_account_is_served_while_one_reads_thousands_of_lists(
     heavy, light = (create_tenant_cli(data_dir, name, patron_environment) for name in ("heavy", "light"))
     for tenant in (heavy, light):
         unlimited = ["--data", "unlimited", "--push", "unlimited"]
-        run_cli(data_dir, "accounts", "set-limits", tenant.hash, *unlimited, environment=patron_environment)
+        run_cli(
+            data_dir,
+            "accounts",
+            "set-limits",
+            "--account",
+            tenant.hash,
+            *unlimited,
+            environment=patron_environment,
+        )
     server = start_server(data_dir, environment=patron_environment)
     try:
         with server.client() as c:

@@ -140,7 +140,14 @@ def test_junk_identifiers_join_nothing(client: Client, tenant: Tenant, junk: str
 def test_phone_numbers_join_only_when_the_account_turns_matching_on(shared: App, client: Client) -> None:
     off, on = shared.tenant("phones off"), shared.tenant("phones on")
     result = run_cli(
-        shared.data_dir, "accounts", "set-matching", on.hash, "--phone", "on", environment=shared.environment
+        shared.data_dir,
+        "accounts",
+        "set-matching",
+        "--account",
+        on.hash,
+        "--phone",
+        "on",
+        environment=shared.environment,
     )
     assert "phone number matching on" in result.stdout
     for tenant in (off, on):

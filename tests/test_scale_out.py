@@ -64,6 +64,7 @@ def test_two_servers_and_three_workers_survive_kills_and_share_one_limit(
         data_dir,
         "accounts",
         "set-limits",
+        "--account",
         tenant.hash,
         "--push",
         f"{PUSH_LIMIT}/minute",

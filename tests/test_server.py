@@ -32,6 +32,7 @@ from conftest import (
     Tenant,
     create_tenant_cli,
     free_port,
+    migrated,
     run_cli,
     start_server,
     stop_process,
@@ -88,7 +89,7 @@ def _wait_until_listening(server: Served, seconds: float = 30) -> None:
 def serving(data_dir: Path, *flags: str, ca: Path | None = None, tls: bool = True) -> Iterator[Served]:
     """``patron serve`` on a free port of 127.0.0.1, stopped on exit; ``ca`` defaults to the generated one."""
     port = free_port()
-    data_dir.mkdir(parents=True, exist_ok=True)
+    migrated(data_dir)
     env = {k: v for k, v in os.environ.items() if k not in {"PATRON_DATABASE_URL", "PATRON_REDIS_URL"}}
     logs = data_dir.parent / f"serve-{port}"
     with logs.with_suffix(".err").open("wb") as err, logs.with_suffix(".out").open("wb") as out:
@@ -344,7 +345,17 @@ def test_workers_n_serves_from_several_processes_with_one_limit_and_one_worker(t
     limit (counted in the database), and one worker applying what either acknowledges."""
     data_dir = tmp_path / "data"
     tenant = create_tenant_cli(data_dir)
-    run_cli(data_dir, "accounts", "set-limits", tenant.hash, "--push", "6/hour", "--data", "unlimited")
+    run_cli(
+        data_dir,
+        "accounts",
+        "set-limits",
+        "--account",
+        tenant.hash,
+        "--push",
+        "6/hour",
+        "--data",
+        "unlimited",
+    )
     server = start_server(data_dir, "--workers", "2")
     try:
         processes = psutil.Process(server.process.pid).children(recursive=True)

@@ -118,7 +118,15 @@ def test_slow_templates_do_not_hold_up_another_account(
     slow, other = (create_tenant_cli(data_dir, name, patron_environment) for name in ("slow", "other"))
     for tenant in (slow, other):
         limits = ["--data", "unlimited", "--push", "unlimited", "--email", "unlimited"]
-        run_cli(data_dir, "accounts", "set-limits", tenant.hash, *limits, environment=patron_environment)
+        run_cli(
+            data_dir,
+            "accounts",
+            "set-limits",
+            "--account",
+            tenant.hash,
+            *limits,
+            environment=patron_environment,
+        )
     server = start_server(data_dir, environment=patron_environment)
     try:
         with server.client() as c:

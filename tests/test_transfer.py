@@ -216,7 +216,14 @@ def test_an_import_rides_out_a_server_restart(tmp_path: Path, patron_environment
     data_dir, port = tmp_path / "data", free_port()
     tenant = create_tenant_cli(data_dir, environment=patron_environment)
     run_cli(
-        data_dir, "accounts", "set-limits", tenant.hash, "--push", "5/second", environment=patron_environment
+        data_dir,
+        "accounts",
+        "set-limits",
+        "--account",
+        tenant.hash,
+        "--push",
+        "5/second",
+        environment=patron_environment,
     )
     server = start_server(data_dir, port=port, environment=patron_environment)
     count = 3000

@@ -14,11 +14,12 @@ import logging
 import re
 import secrets
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Final
+from typing import Any, Final
 
 import msgspec
-from sqlalchemy import Connection, Row, insert, select, update
+from sqlalchemy import Connection, Row, func, insert, select, update
 
 from patron import errors, ratelimits
 from patron.store import Store
@@ -32,6 +33,10 @@ DEFAULT_QUEUE_LIMIT: Final = 50_000
 NAME_MAX: Final = 200
 #: A key's last use is written at most this often (the console shows it; to the minute is enough).
 LAST_USED_EVERY: Final = 60.0
+#: How many of a new key's first characters are kept, to tell keys apart (24 of its 128 bits).
+KEY_PREFIX_LENGTH: Final = 6
+#: The furthest ahead a key's expiry may be set.
+LONGEST_EXPIRY: Final = timedelta(days=3660)
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +73,27 @@ class ApiKey(msgspec.Struct, frozen=True):
     revoked_at: datetime | None
     #: When the API last took the key (to the minute: see :data:`LAST_USED_EVERY`).
     last_used_at: datetime | None = None
+    #: The key's first :data:`KEY_PREFIX_LENGTH` characters (None for a key made before they were kept).
+    prefix: str | None = None
+    #: When the key stops working (None: never).
+    expires_at: datetime | None = None
+    #: The key may only read (GET and HEAD); every other request gets 403.
+    read_only: bool = False
+
+    @property
+    def scope(self) -> str:
+        return "read-only" if self.read_only else "read-write"
+
+
+class KeyAccess(msgspec.Struct, frozen=True):
+    """What an API key opens: its account, until when, and whether it may only read."""
+
+    account: Account
+    expires_at: datetime | None
+    read_only: bool
+
+    def expired(self, at: datetime) -> bool:
+        return self.expires_at is not None and self.expires_at <= at
 
 
 def now() -> datetime:
@@ -150,6 +176,40 @@ def get_account(conn: Connection, account_hash: str) -> Account:
     return _account(row)
 
 
+def rename_account(conn: Connection, account_hash: str, name: str) -> Account:
+    """Give the account a new name (for people: the console and the CLI show it)."""
+    name = name.strip()
+    if not name or len(name) > NAME_MAX:
+        raise AccountError(f"the account name must be 1 to {NAME_MAX} characters")
+    account = get_account(conn, account_hash)
+    conn.execute(update(accounts).where(accounts.c.id == account.id).values(name=name))
+    return msgspec.structs.replace(account, name=name)
+
+
+class AccountSettings(msgspec.Struct, frozen=True):
+    """What ``patron accounts show`` says of an account beside its :class:`Account`."""
+
+    match_phone: bool
+    link_domains: list[str]
+    keys: int  # keys neither revoked nor expired
+
+
+def account_settings(conn: Connection, account: Account) -> AccountSettings:
+    row = conn.execute(
+        select(accounts.c.match_phone, accounts.c.link_domains).where(accounts.c.id == account.id)
+    ).one()
+    k = api_keys.c
+    at = now()
+    live = conn.execute(
+        select(func.count()).where(
+            k.account_id == account.id,
+            k.revoked_at.is_(None),
+            (k.expires_at.is_(None)) | (k.expires_at > at),
+        )
+    ).scalar_one()
+    return AccountSettings(bool(row.match_phone), list(row.link_domains or []), int(live))
+
+
 def find_account(conn: Connection, name: str, environment: str) -> Account | None:
     """The oldest account with this name in this environment, if any."""
     row = conn.execute(
@@ -217,13 +277,25 @@ def set_link_domains(conn: Connection, account_hash: str, domains: list[str]) ->
     return cleaned
 
 
-def create_key(conn: Connection, account_hash: str, label: str = "") -> tuple[ApiKey, str]:
+def create_key(
+    conn: Connection,
+    account_hash: str,
+    label: str = "",
+    *,
+    expires_at: datetime | None = None,
+    read_only: bool = False,
+) -> tuple[ApiKey, str]:
+    """A new key of the account (returned in clear, the only time it exists in clear), working until
+    ``expires_at`` (None: until revoked), for reads alone if ``read_only``."""
     if len(label) > NAME_MAX:
         raise AccountError(f"a key's label must be at most {NAME_MAX} characters")
+    created = now()
+    if expires_at is not None and not created < expires_at <= created + LONGEST_EXPIRY:
+        raise AccountError(f"a key's expiry must be in the future, at most {LONGEST_EXPIRY.days} days ahead")
     account = get_account(conn, account_hash)
     key = secrets.token_hex(16)
     public_id = "key_" + secrets.token_hex(6)
-    created = now()
+    prefix = key[:KEY_PREFIX_LENGTH]
     conn.execute(
         insert(api_keys).values(
             public_id=public_id,
@@ -231,29 +303,55 @@ def create_key(conn: Connection, account_hash: str, label: str = "") -> tuple[Ap
             key_hash=hash_key(key),
             label=label,
             created_at=created,
+            prefix=prefix,
+            expires_at=expires_at,
+            read_only=read_only,
         )
     )
-    return ApiKey(public_id, account.hash, label, created, None), key
+    return ApiKey(public_id, account.hash, label, created, None, None, prefix, expires_at, read_only), key
+
+
+def _key_columns() -> list[Any]:
+    k = api_keys.c
+    return [
+        k.id,
+        k.public_id,
+        k.label,
+        k.created_at,
+        k.revoked_at,
+        k.last_used_at,
+        k.prefix,
+        k.expires_at,
+        k.read_only,
+    ]
+
+
+def _key(row: Any, account_hash: str, revoked_at: datetime | None = None) -> ApiKey:
+    return ApiKey(
+        row.public_id,
+        account_hash,
+        row.label,
+        row.created_at,
+        revoked_at or row.revoked_at,
+        row.last_used_at,
+        row.prefix,
+        row.expires_at,
+        bool(row.read_only),
+    )
 
 
 def list_keys(conn: Connection, account_hash: str) -> list[ApiKey]:
     account = get_account(conn, account_hash)
     k = api_keys.c
-    rows = conn.execute(
-        select(k.public_id, k.label, k.created_at, k.revoked_at, k.last_used_at)
-        .where(k.account_id == account.id)
-        .order_by(k.id)
-    )
-    return [
-        ApiKey(r.public_id, account.hash, r.label, r.created_at, r.revoked_at, r.last_used_at) for r in rows
-    ]
+    rows = conn.execute(select(*_key_columns()).where(k.account_id == account.id).order_by(k.id))
+    return [_key(r, account.hash) for r in rows]
 
 
 def revoke_key(conn: Connection, public_id: str, account_hash: str | None = None) -> ApiKey:
     """Revoke the key ``public_id`` (of the account ``account_hash`` only, when it is given)."""
     k = api_keys.c
     row = conn.execute(
-        select(k.id, k.label, k.created_at, k.revoked_at, k.last_used_at, accounts.c.hash)
+        select(*_key_columns(), accounts.c.hash)
         .join(accounts, accounts.c.id == k.account_id)
         .where(k.public_id == public_id)
     ).first()
@@ -261,20 +359,28 @@ def revoke_key(conn: Connection, public_id: str, account_hash: str | None = None
         raise UnknownAccount(f"no API key has the id {public_id!r}")
     revoked = row.revoked_at or now()
     conn.execute(update(api_keys).where(k.id == row.id).values(revoked_at=revoked))
-    return ApiKey(public_id, row.hash, row.label, row.created_at, revoked, row.last_used_at)
+    return _key(row, row.hash, revoked)
 
 
-def account_for_key(conn: Connection, key: str) -> Account | None:
-    """The account an unrevoked key belongs to, or None."""
+def key_access(conn: Connection, key: str) -> KeyAccess | None:
+    """What an unrevoked key opens, or None; whether it has expired is the caller's to check at the
+    time of use (:meth:`KeyAccess.expired`), since the answer may be cached."""
     digest = hash_key(key)
+    k = api_keys.c
     row = conn.execute(
-        select(*_account_columns(), api_keys.c.key_hash)  # type: ignore[call-overload]
-        .join(api_keys, api_keys.c.account_id == accounts.c.id)
-        .where(api_keys.c.key_hash == digest, api_keys.c.revoked_at.is_(None))
+        select(*_account_columns(), k.key_hash, k.expires_at, k.read_only)  # type: ignore[call-overload]
+        .join(api_keys, k.account_id == accounts.c.id)
+        .where(k.key_hash == digest, k.revoked_at.is_(None))
     ).first()
     if row is None or not hmac.compare_digest(row.key_hash, digest):
         return None
-    return _account(row)
+    return KeyAccess(_account(row), row.expires_at, bool(row.read_only))
+
+
+def account_for_key(conn: Connection, key: str) -> Account | None:
+    """The account a key that is neither revoked nor expired belongs to, or None."""
+    access = key_access(conn, key)
+    return None if access is None or access.expired(now()) else access.account
 
 
 def mark_used(conn: Connection, digest: str, at: datetime) -> None:
@@ -303,30 +409,34 @@ class KeyResolver:
         ttl: float = KEY_CACHE_SECONDS,
         max_entries: int = 10_000,
         used_every: float = LAST_USED_EVERY,
+        clock: Callable[[], datetime] = now,
     ) -> None:
         self._store = store
+        self._clock = clock
         self._ttl = ttl
         self._max = max_entries
         self._used_every = used_every
-        self._cache: dict[str, tuple[float, Account | None]] = {}
+        self._cache: dict[str, tuple[float, KeyAccess | None]] = {}
         #: When each key's last use was last written (monotonic), by key hash.
         self._noted: dict[str, float] = {}
         self._writes: set[asyncio.Task[None]] = set()
 
-    async def resolve(self, key: str) -> Account | None:
+    async def resolve(self, key: str) -> KeyAccess | None:
+        """What ``key`` opens now (None: nothing, or no more: a revoked or expired key)."""
         digest = hash_key(key)
         hit = self._cache.get(digest)
         clock = time.monotonic()
         if hit is not None and hit[0] > clock:
-            account = hit[1]
+            access = hit[1]
         else:
-            account = await self._store.read(lambda conn: account_for_key(conn, key))
+            access = await self._store.read(lambda conn: key_access(conn, key))
             if len(self._cache) >= self._max:
                 self._cache.clear()
-            self._cache[digest] = (clock + self._ttl, account)
-        if account is not None:
-            self._note_use(digest, clock)
-        return account
+            self._cache[digest] = (clock + self._ttl, access)
+        if access is None or access.expired(self._clock()):  # at the time of use, whatever the cache holds
+            return None
+        self._note_use(digest, clock)
+        return access
 
     def _note_use(self, digest: str, clock: float) -> None:
         noted = self._noted.get(digest)

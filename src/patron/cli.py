@@ -1,28 +1,38 @@
-"""The ``patron`` command: serve, migrate, and manage accounts and API keys."""
+"""The ``patron`` command: serve, work, migrate; operators, profiles, the integration check and
+unsubscribes here, accounts and keys in ``cli_accounts``, the queue in ``cli_queue``, moving records in
+``cli_transfer``."""
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import sys
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, TypeVar
 
 import click
 import msgspec
-from rich.console import Console
-from rich.table import Column, Table
+from rich.table import Table
 from sqlalchemy import Connection
-from sqlalchemy.exc import SQLAlchemyError
 
-from patron import __version__, accounts, errors, logs, memory, operators, ratelimits, report
+from patron import __version__, accounts, errors, logs, memory, operators, report
+from patron.cli_accounts import COMMANDS as account_commands
+from patron.cli_common import (
+    account_option,
+    hash_column,
+    json_option,
+    one_line_errors,
+    opened,
+    out,
+    print_json,
+    run,
+)
+from patron.cli_queue import COMMANDS as queue_commands
 from patron.cli_transfer import COMMANDS as transfer_commands
-from patron.config import DEFAULT_HOST, DEFAULT_PORT, Settings
+from patron.config import DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORT, Settings
 from patron.entities import Page
 from patron.ingest.queue import enqueue_operation
 from patron.profiles import build, lists, read
@@ -30,28 +40,10 @@ from patron.profiles.link import link_stored
 from patron.profiles.operations import UNSUBSCRIBE
 from patron.profiles.requests import Unsubscribe
 from patron.retention import Pruner
-from patron.store import Store, chunks, lock_account, open_store
+from patron.store import chunks, lock_account, open_store
 from patron.tracking.abandonment import Sweeper
 
-T = TypeVar("T")
-out = Console(highlight=False, soft_wrap=True)
 DEMO_ACCOUNT = "demo"
-
-
-@contextmanager
-def _store(settings: Settings) -> Iterator[Store]:
-    """The store, started; a database that cannot be opened is a one-line error."""
-    try:
-        store = open_store(settings)
-        store.start()
-    except (ValueError, OSError, SQLAlchemyError) as exc:
-        detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        raise click.ClickException(f"cannot open the database: {detail}") from exc
-    try:
-        yield store
-    finally:
-        store.close()
-
 
 #: ``--log-level``: the levels of Python's logging, in any case.
 LOG_LEVEL = click.option(
@@ -63,44 +55,32 @@ LOG_LEVEL = click.option(
 )
 
 
-def _run(ctx: click.Context, work: Callable[[Connection], T], *, write: bool = True) -> T:
-    """Run one unit of work against the store, turning domain errors into a clean CLI error."""
-    settings: Settings = ctx.obj
-    with _store(settings) as store:
-        try:
-            return store.write_blocking(work) if write else store.read_blocking(work)
-        except errors.PatronError as exc:
-            raise click.ClickException(str(exc)) from exc
-
-
-def hash_column(header: str) -> Column:
-    """A table's column of account hashes (one a line): never cut or folded, however narrow the terminal."""
-    return Column(header, no_wrap=True, min_width=16, overflow="ignore")
-
-
-def _print_json(value: Any) -> None:
-    click.echo(json.dumps(value, indent=2, default=str))
-
-
 @click.group()
 @click.version_option(__version__, prog_name="patron")
 @click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),
     envvar="PATRON_DATA_DIR",
-    default="./patron-data",
+    show_envvar=True,
+    default=DEFAULT_DATA_DIR,
     show_default=True,
-    help="Where the SQLite database and the generated certificates live.",
+    help="Where the SQLite database (made by patron migrate) and the generated certificates live.",
 )
 @click.option(
     "--database-url",
     envvar="PATRON_DATABASE_URL",
+    show_envvar=True,
     default=None,
-    help="Database URL; default sqlite:///<data dir>/patron.db.",
+    metavar="URL",
+    help="The database: postgresql://user@host:5432/patron, or sqlite:///PATH (default: patron.db in"
+    " the data directory).",
 )
 @click.pass_context
 def main(ctx: click.Context, data_dir: Path, database_url: str | None) -> None:
-    """Patron: a customer data platform that speaks the Ometria Data API v2."""
+    """Patron: a customer data platform that speaks the Ometria Data API v2.
+
+    Start with patron migrate (it creates the database), then patron serve. Every other setting is a
+    PATRON_* environment variable (docs/operations.md)."""
     try:
         settings = Settings()
     except ValueError as exc:  # a PATRON_* variable that is not a valid value
@@ -112,7 +92,7 @@ def main(ctx: click.Context, data_dir: Path, database_url: str | None) -> None:
 
 
 @main.command()
-@click.option("--host", default=DEFAULT_HOST, show_default=True)
+@click.option("--host", default=DEFAULT_HOST, show_default=True, help="The address to listen on.")
 @click.option(
     "--port",
     default=DEFAULT_PORT,
@@ -120,24 +100,30 @@ def main(ctx: click.Context, data_dir: Path, database_url: str | None) -> None:
     type=click.IntRange(1, 65535),
     help="The port to listen on.",
 )
-@click.option("--tls-cert", type=click.Path(dir_okay=False, exists=True, path_type=Path))
-@click.option("--tls-key", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option(
+    "--tls-cert",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="The certificate (chain) to serve, PEM; with --tls-key (default: a local CA's, made once).",
+)
+@click.option(
+    "--tls-key",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="The private key of --tls-cert, PEM.",
+)
 @click.option(
     "--behind-proxy",
     is_flag=True,
     help="Serve plain HTTP for a TLS-terminating proxy or load balancer in front (never exposed directly).",
 )
 @LOG_LEVEL
-@click.option(
-    "--no-worker", is_flag=True, help="Do not start a worker: run `patron worker` processes instead."
-)
+@click.option("--no-worker", is_flag=True, help="Do not start a worker: run patron worker processes instead.")
 @click.option(
     "--workers",
     "api_processes",
     default=1,
     show_default=True,
     type=click.IntRange(1, 64),
-    help="API processes.",
+    help="API processes behind the one port.",
 )
 @click.option("--bench-noop", is_flag=True, hidden=True, help="Serve POST /v2/_bench/noop for bench/push.py.")
 @click.pass_context
@@ -153,7 +139,8 @@ def serve(
     api_processes: int,
     bench_noop: bool,
 ) -> None:
-    """Serve the API over HTTPS (applying migrations first on SQLite)."""
+    """Serve the API over HTTPS, with a worker. On SQLite an existing database is brought up to date
+    first; a data directory without one is refused (patron migrate creates it)."""
     from patron.server import serve as run_server
 
     if (tls_cert is None) != (tls_key is None):
@@ -173,7 +160,7 @@ def serve(
     )
     logs.configure(log_level.upper())
     os.environ["PATRON_LOG_LEVEL"] = log_level.upper()  # the API processes of --workers N read it
-    with _store(settings):  # a database that cannot be opened is said here, before serving
+    with opened(settings):  # a database that cannot be opened is said here, before serving
         pass
     run_server(settings, announce=lambda line: click.echo(line, err=True))
 
@@ -189,9 +176,9 @@ def serve(
 @LOG_LEVEL
 @click.pass_context
 def worker(ctx: click.Context, wake_stdin: bool, idle_poll: float, log_level: str) -> None:
-    """Apply queued pushes (``patron serve`` runs one itself unless ``--no-worker``).
+    """Apply queued pushes (patron serve runs one itself unless --no-worker).
 
-    It is woken by ``patron serve`` through a pipe, or on PostgreSQL by ``LISTEN/NOTIFY``."""
+    It is woken by patron serve through a pipe, or on PostgreSQL by LISTEN/NOTIFY."""
     import signal
     import threading
 
@@ -201,7 +188,7 @@ def worker(ctx: click.Context, wake_stdin: bool, idle_poll: float, log_level: st
     logs.configure(log_level.upper())
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with _store(ctx.obj) as store, suppress(KeyboardInterrupt):
+    with opened(ctx.obj) as store, suppress(KeyboardInterrupt):
         wait = pipe_waker(sys.stdin.fileno()) if wake_stdin else store.waiter(stop)
         settings: Settings = ctx.obj
         if settings.smtp_url:
@@ -220,12 +207,15 @@ def worker(ctx: click.Context, wake_stdin: bool, idle_poll: float, log_level: st
 @main.command()
 @click.pass_context
 def migrate(ctx: click.Context) -> None:
-    """Bring the database schema up to date (PostgreSQL: run it before starting servers and workers)."""
+    """Create the database, or bring its schema up to date (PostgreSQL: run it before starting servers
+    and workers)."""
     from patron.store.migrate import current_revision
 
-    for note in open_store(ctx.obj).migrate():
+    with one_line_errors():
+        notes = open_store(ctx.obj).migrate()
+    for note in notes:
         click.echo(note)
-    revision = _run(ctx, current_revision, write=False)
+    revision = run(ctx, current_revision, write=False)
     click.echo(f"database at revision {revision}")
 
 
@@ -281,8 +271,14 @@ def _show_operator(operator: operators.Operator, password: str | None) -> None:
 
 
 @operators_group.command("create")
-@click.option("--email", required=True)
-@click.option("--role", type=click.Choice(operators.ROLES), required=True)
+@click.option("--email", required=True, help="The operator's email address: what they sign in with.")
+@click.option(
+    "--role",
+    type=click.Choice(operators.ROLES),
+    required=True,
+    help="viewer: reads the accounts granted; admin: also manages their keys, templates, unsubscribes"
+    " and GDPR requests; owner: every account, and the operators.",
+)
 @click.option("--account", "account_hashes", multiple=True, help="An account they may see (repeat for more).")
 @click.option("--password-stdin", is_flag=True, help="Read the password from stdin (else one is made up).")
 @click.pass_context
@@ -291,20 +287,20 @@ def operators_create(
 ) -> None:
     """Create an operator; prints a new password unless one is given on stdin."""
     password, hashed = _password(password_stdin)
-    operator = _run(
+    operator = run(
         ctx, lambda conn: operators.create_operator(conn, email, role, hashed, list(account_hashes))
     )
     _show_operator(operator, password)
 
 
 @operators_group.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option
 @click.pass_context
 def operators_list(ctx: click.Context, as_json: bool) -> None:
     """Every operator, their role, state and accounts."""
-    found = _run(ctx, operators.list_operators, write=False)
+    found = run(ctx, operators.list_operators, write=False)
     if as_json:
-        _print_json([msgspec.to_builtins(o) for o in found])
+        print_json([msgspec.to_builtins(o) for o in found])
         return
     table = Table("email", "role", "state", hash_column("accounts"), "last sign-in")
     for o in found:
@@ -315,148 +311,23 @@ def operators_list(ctx: click.Context, as_json: bool) -> None:
 
 
 @operators_group.command("disable")
-@click.option("--email", required=True)
+@click.option("--email", required=True, help="The operator's email address.")
 @click.pass_context
 def operators_disable(ctx: click.Context, email: str) -> None:
     """The operator may no longer sign in; their sessions end now."""
-    operator = _run(ctx, lambda conn: operators.disable_operator(conn, email))
+    operator = run(ctx, lambda conn: operators.disable_operator(conn, email))
     click.echo(f"disabled {operator.email}")
 
 
 @operators_group.command("reset-password")
-@click.option("--email", required=True)
+@click.option("--email", required=True, help="The operator's email address.")
 @click.option("--password-stdin", is_flag=True, help="Read the password from stdin (else one is made up).")
 @click.pass_context
 def operators_reset_password(ctx: click.Context, email: str, password_stdin: bool) -> None:
     """A new password (printed unless given on stdin); the operator's sessions end and a lock lifts."""
     password, hashed = _password(password_stdin)
-    operator = _run(ctx, lambda conn: operators.set_password(conn, email, hashed))
+    operator = run(ctx, lambda conn: operators.set_password(conn, email, hashed))
     _show_operator(operator, password)
-
-
-# accounts ----------------------------------------------------------------------------------------
-
-
-@main.group(name="accounts")
-def accounts_group() -> None:
-    """Create and list accounts, and set their rate limits."""
-
-
-@accounts_group.command("create")
-@click.option("--name", required=True, help="A name for people, e.g. the shop's name.")
-@click.option("--env", "environment", type=click.Choice(accounts.ENVIRONMENTS), default="staging")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@click.pass_context
-def accounts_create(ctx: click.Context, name: str, environment: str, as_json: bool) -> None:
-    """Create an account; prints its hash and its first API key (shown only this once)."""
-    account, key = _run(ctx, lambda conn: accounts.create_account(conn, name, environment))
-    if as_json:
-        _print_json(
-            {"name": account.name, "environment": environment, "account_hash": account.hash, "api_key": key}
-        )
-        return
-    click.echo(f"account:      {account.name} ({account.environment})")
-    click.echo(f"account hash: {account.hash}")
-    click.echo(f"api key:      {key}")
-    click.echo("The API key is shown only now; Patron keeps nothing but its SHA-256.", err=True)
-
-
-@accounts_group.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@click.pass_context
-def accounts_list(ctx: click.Context, as_json: bool) -> None:
-    """List every account with its effective rate limits."""
-    found = _run(ctx, accounts.list_accounts, write=False)
-    if as_json:
-        _print_json(
-            [
-                {
-                    "name": a.name,
-                    "environment": a.environment,
-                    "account_hash": a.hash,
-                    "limits": a.effective_limits,
-                    "strict": a.strict,
-                    "created_at": a.created_at.isoformat(),
-                }
-                for a in found
-            ]
-        )
-        return
-    table = Table(hash_column("hash"), "name", "environment", "limits", "created")
-    for a in found:
-        limits = ", ".join(f"{k} {v}" for k, v in a.effective_limits.items())
-        table.add_row(a.hash, a.name, a.environment, limits, f"{a.created_at:%Y-%m-%d %H:%M}")
-    out.print(table)
-
-
-def _limit_option(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    return click.option(
-        f"--{name}",
-        metavar="RATE",
-        help=f"{name} requests: e.g. {ratelimits.DEFAULT_LIMITS[name]} (default), 'unlimited', 'default'.",
-    )
-
-
-@accounts_group.command("set-limits")
-@click.argument("account_hash")
-@_limit_option("data")
-@_limit_option("push")
-@_limit_option("email")
-@_limit_option("gdpr")
-@_limit_option("merge")
-@click.option("--queue", type=click.IntRange(min=1), help="Most queued push records before 429 (50000).")
-@click.pass_context
-def accounts_set_limits(
-    ctx: click.Context, /, account_hash: str, queue: int | None, **rates: str | None
-) -> None:
-    """Change an account's rate limits per endpoint class, and its push queue limit."""
-    changes = {
-        name: (None if value.strip().lower() == "default" else value)
-        for name, value in rates.items()
-        if value
-    }
-    if not changes and queue is None:
-        raise click.UsageError("give at least one of --data, --push, --email, --gdpr, --merge, --queue")
-    account = _run(ctx, lambda conn: accounts.set_limits(conn, account_hash, changes, queue))
-    for name, value in account.effective_limits.items():
-        click.echo(f"{name:6} {value}")
-    click.echo(f"queue  {account.queue_limit} records")
-
-
-@accounts_group.command("set-matching")
-@click.argument("account_hash")
-@click.option(
-    "--phone", type=click.Choice(["on", "off"]), required=True, help="Match profiles by phone number."
-)
-@click.pass_context
-def accounts_set_matching(ctx: click.Context, account_hash: str, phone: str) -> None:
-    """Choose which identifiers join contacts into one profile (customer id and email always do)."""
-    _run(ctx, lambda conn: accounts.set_phone_matching(conn, account_hash, phone == "on"))
-    click.echo(f"phone number matching {phone} for {account_hash}")
-
-
-@accounts_group.command("set-strict")
-@click.option("--account", "account_hash", required=True, help="The account's hash.")
-@click.argument("state", type=click.Choice(["on", "off"]))
-@click.pass_context
-def accounts_set_strict(ctx: click.Context, account_hash: str, state: str) -> None:
-    """Refuse (on) or read with a warning (off, the default) what Ometria may not take: a body sent
-    with a Content-Type other than JSON, a timestamp without an offset, an empty array for an object."""
-    _run(ctx, lambda conn: accounts.set_strict(conn, account_hash, state == "on"))
-    shown = "refused" if state == "on" else "read with a warning"
-    click.echo(f"strict {state} for {account_hash}: lenient readings are {shown}")
-
-
-@accounts_group.command("set-link-domains")
-@click.argument("account_hash")
-@click.argument("domains", nargs=-1)
-@click.pass_context
-def accounts_set_link_domains(ctx: click.Context, account_hash: str, domains: tuple[str, ...]) -> None:
-    """Choose the sites links in the account's email may lead to (each with its subdomains). With
-    none, a link may lead to the domain of the message's sender."""
-    kept = _run(ctx, lambda conn: accounts.set_link_domains(conn, account_hash, list(domains)))
-    shown = ", ".join(kept) or "the domain of each message's sender"
-    click.echo(f"link domains for {account_hash}: {shown}")
 
 
 @main.command()
@@ -471,7 +342,7 @@ def demo(ctx: click.Context) -> None:
             return existing, None
         return accounts.create_account(conn, DEMO_ACCOUNT, "staging")
 
-    account, key = _run(ctx, ensure)
+    account, key = run(ctx, ensure)
     if key is None:
         click.echo(f"demo account {account.hash} exists; its key was printed when it was created.")
         click.echo(f"A new key: patron keys create --account {account.hash}")
@@ -487,80 +358,20 @@ def demo(ctx: click.Context) -> None:
     click.echo(f"  https://localhost:{DEFAULT_PORT}/console")
 
 
-# keys --------------------------------------------------------------------------------------------
-
-
-@main.group(name="keys")
-def keys_group() -> None:
-    """Create, list and revoke API keys."""
-
-
-@keys_group.command("create")
-@click.option("--account", "account_hash", required=True, help="The account's hash.")
-@click.option("--label", default="", help="What the key is for.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@click.pass_context
-def keys_create(ctx: click.Context, account_hash: str, label: str, as_json: bool) -> None:
-    """Create an API key for an account (shown only this once)."""
-    api_key, key = _run(ctx, lambda conn: accounts.create_key(conn, account_hash, label))
-    if as_json:
-        _print_json({"id": api_key.id, "account_hash": account_hash, "label": label, "api_key": key})
-        return
-    click.echo(f"key id:  {api_key.id}")
-    click.echo(f"api key: {key}")
-    click.echo("The API key is shown only now; Patron keeps nothing but its SHA-256.", err=True)
-
-
-@keys_group.command("list")
-@click.option("--account", "account_hash", required=True, help="The account's hash.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@click.pass_context
-def keys_list(ctx: click.Context, account_hash: str, as_json: bool) -> None:
-    """List an account's keys (ids and dates; keys themselves are never stored)."""
-    found = _run(ctx, lambda conn: accounts.list_keys(conn, account_hash), write=False)
-    if as_json:
-        _print_json(
-            [
-                {
-                    "id": k.id,
-                    "label": k.label,
-                    "created_at": k.created_at.isoformat(),
-                    "revoked_at": k.revoked_at.isoformat() if k.revoked_at else None,
-                }
-                for k in found
-            ]
-        )
-        return
-    table = Table("id", "label", "created", "revoked")
-    for k in found:
-        revoked = f"{k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else ""
-        table.add_row(k.id, k.label, f"{k.created_at:%Y-%m-%d %H:%M}", revoked)
-    out.print(table)
-
-
-@keys_group.command("revoke")
-@click.argument("key_id")
-@click.pass_context
-def keys_revoke(ctx: click.Context, key_id: str) -> None:
-    """Revoke a key by its id; it stops working within seconds."""
-    api_key = _run(ctx, lambda conn: accounts.revoke_key(conn, key_id))
-    click.echo(f"revoked {api_key.id} of account {api_key.account_hash}")
-
-
 @main.group(name="profiles")
 def profiles_group() -> None:
     """The single customer view."""
 
 
 @profiles_group.command("rebuild")
-@click.option("--account", "account_hash", help="Only this account (default: every account).")
+@account_option(required=False, help="Only this account's hash (default: every account).")
 @click.pass_context
 def profiles_rebuild(ctx: click.Context, account_hash: str | None) -> None:
     """Recompute every profile from the stored records, and say how many changed (0 when the worker
     kept them up to date). Records not linked to a profile yet (stored by an older version) are
     linked first."""
     settings: Settings = ctx.obj
-    with _store(settings) as store:
+    with opened(settings) as store:
         try:
             chosen = store.read_blocking(
                 lambda conn: (
@@ -599,8 +410,8 @@ def _under_claim(conn: Connection, account_id: int, work: Callable[[], int]) -> 
 
 
 @main.command(name="report")
-@click.option("--account", "account_hash", required=True, help="The account's hash.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@account_option()
+@json_option
 @click.pass_context
 def report_command(ctx: click.Context, account_hash: str, as_json: bool) -> None:
     """The integration check: whether the account's data is right before it goes live (exit status 1
@@ -610,7 +421,7 @@ def report_command(ctx: click.Context, account_hash: str, as_json: bool) -> None
         account = accounts.get_account(conn, account_hash)
         return report.report(conn, account.id, accounts.now())
 
-    found = _run(ctx, build, write=False)
+    found = run(ctx, build, write=False)
     if as_json:
         click.echo(msgspec.json.format(msgspec.json.encode(found), indent=2).decode())
     else:
@@ -628,12 +439,13 @@ def report_command(ctx: click.Context, account_hash: str, as_json: bool) -> None
 
 
 @main.command()
-@click.option("--account", "account_hash", required=True, help="The account's hash.")
+@account_option()
 @click.option("--email", required=True, help="The email address to unsubscribe.")
 @click.option("--reason", help="Why, as GET /v2/unsubscribes shows it.")
 @click.pass_context
 def unsubscribe(ctx: click.Context, account_hash: str, email: str, reason: str | None) -> None:
-    """Unsubscribe an email from marketing, as the account's operator (type "app")."""
+    """Unsubscribe an email from marketing, as the account's operator (type "app"); queued, and applied
+    by the worker after the pushes before it."""
     request_id = str(uuid.uuid4())
 
     def queue(conn: Connection) -> None:
@@ -645,11 +457,11 @@ def unsubscribe(ctx: click.Context, account_hash: str, email: str, reason: str |
             conn, account.id, account.queue_limit, request_id, UNSUBSCRIBE, body, accounts.now()
         )
 
-    _run(ctx, queue)
+    run(ctx, queue)
     click.echo(f"queued {request_id}: the worker applies it after the pushes before it")
 
 
-for _command in transfer_commands:
+for _command in [*account_commands, *queue_commands, *transfer_commands]:
     main.add_command(_command)
 
 

@@ -23,7 +23,9 @@ class Served:
         data_dir = self.server.data_dir
         tenant = create_tenant_cli(data_dir, environment=self.environment)
         given = limits or ("--data", "unlimited", "--push", "unlimited")
-        run_cli(data_dir, "accounts", "set-limits", tenant.hash, *given, environment=self.environment)
+        run_cli(
+            data_dir, "accounts", "set-limits", "--account", tenant.hash, *given, environment=self.environment
+        )
         return tenant
 
     def client(self, tenant: Tenant, **options: Any) -> Client:

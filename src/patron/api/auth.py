@@ -25,17 +25,25 @@ RATE_CLASS = "rate_class"
 BODY_TYPE = "body_type"
 #: Where the guard leaves the request's quota headers in the scope's state.
 RATE_HEADERS = "rate_headers"
+#: What a read-only key may do: read.
+READS = frozenset({"GET", "HEAD"})
+READ_ONLY = "this API key is read-only: it may only read (GET and HEAD)"
 #: A handler parameter ``account: CurrentAccount`` receives the account the request's key belongs to.
 CurrentAccount: TypeAlias = NamedDependency[SkipValidation[Account]]
 
 
 async def authorise(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
-    """Resolve ``X-Ometria-Auth`` to an account (403 if it names none), then count the request (429)."""
+    """Resolve ``X-Ometria-Auth`` to an account (403 if it names none, or no more: revoked or expired),
+    refuse a read-only key anything but a read (403), then count the request (429)."""
     key = connection.headers.get(AUTH_HEADER)
     edge = edge_of(connection.app)
-    account = await edge.key_resolver.resolve(key) if key else None
-    if account is None:
+    access = await edge.key_resolver.resolve(key) if key else None
+    if access is None:
         raise ProblemError(403, NOT_AUTHORISED)
+    method = connection.scope.get("method", "GET")
+    if access.read_only and method not in READS:
+        raise ProblemError(403, f"{READ_ONLY}: {method} {connection.url.path} changes data")
+    account = access.account
     connection.state.account = account
     fair.owner.set(account.id)  # the request's reads queue as this account's, beside the others'
     endpoint_class = handler.opt.get(RATE_CLASS, "data")

@@ -219,7 +219,7 @@ def _spec(description: str) -> Any:
 #: The problem responses every authenticated route may give, for its OpenAPI ``responses``.
 ERRORS: dict[int, Any] = {
     400: _spec("The request is not valid; `errors` names each offending field or parameter"),
-    403: _spec(NOT_AUTHORISED),
+    403: _spec(f"{NOT_AUTHORISED} (none, revoked or expired), or a read-only key sent a write"),
     429: _spec("Over the account's rate limit for this endpoint class; nothing was done"),
     500: _spec("An unexpected failure; the `request_id` also appears in the server's log"),
     503: _spec("Storage is unavailable, or a read ran past its time budget; nothing was changed"),

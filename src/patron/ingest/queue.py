@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 import msgspec
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, func, insert, select, update
 
 from patron.errors import RETRY_AFTER, TooMany
 from patron.records.validate import Batch, FieldWarning
@@ -293,6 +293,56 @@ def batch_status(conn: Connection, account_id: int, request_id: str) -> BatchSta
         row.applied,
         row.received_at.isoformat(),
         row.applied_at.isoformat() if row.applied_at else None,
+    )
+
+
+class Queued(msgspec.Struct):
+    """An account's queued rows of one type, and the records they hold."""
+
+    rows: int
+    records: int
+    oldest_received_at: datetime
+
+
+class Backlog(msgspec.Struct):
+    """An account's import queue: what waits, by type, and what the worker applied in the last hour."""
+
+    queued: dict[str, Queued]
+    applied_rows_last_hour: int
+    applied_records_last_hour: int
+
+    @property
+    def oldest_received_at(self) -> datetime | None:
+        return min((q.oldest_received_at for q in self.queued.values()), default=None)
+
+
+#: How far back the hour's applied rows are looked for: a row applied in the last hour and received
+#: before this (a day's wait in the queue) is not counted, so that the read stays within a day's rows.
+APPLIED_LOOKBACK = timedelta(days=1)
+
+
+def backlog_of(conn: Connection, account_id: int, now: datetime) -> Backlog:
+    """The account's :class:`Backlog` (indexed reads: its queued rows, and the rows received in the
+    last :data:`APPLIED_LOOKBACK`)."""
+    t = import_batches.c
+    queued = conn.execute(
+        select(t.record_type, func.count(), func.coalesce(func.sum(t.accepted), 0), func.min(t.received_at))
+        .where(t.account_id == account_id, t.status == QUEUED)
+        .group_by(t.record_type)
+        .order_by(t.record_type)
+    ).all()
+    applied = conn.execute(
+        select(func.count(), func.coalesce(func.sum(t.applied), 0)).where(
+            t.account_id == account_id,
+            t.received_at >= now - APPLIED_LOOKBACK,
+            t.status == APPLIED,
+            t.applied_at >= now - timedelta(hours=1),
+        )
+    ).one()
+    return Backlog(
+        {kind: Queued(int(rows), int(records), oldest) for kind, rows, records, oldest in queued},
+        int(applied[0]),
+        int(applied[1]),
     )
 
 

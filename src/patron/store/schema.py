@@ -125,6 +125,10 @@ api_keys = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     Column("revoked_at", UTCDateTime(), nullable=True),
     Column("last_used_at", UTCDateTime(), nullable=True),  # written at most once a minute
+    # the key's first characters, shown to tell keys apart (none for keys made before they were kept)
+    Column("prefix", String(8), nullable=True),
+    Column("expires_at", UTCDateTime(), nullable=True),  # none: the key never expires
+    Column("read_only", Boolean, nullable=False, default=False, server_default="0"),  # GET and HEAD only
 )
 
 #: A single row rewritten by the readiness probe: a real write proves the store accepts writes.
