@@ -18,7 +18,7 @@ from rich.table import Column, Table
 from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
-from patron import __version__, accounts, errors, logs, memory, operators, ratelimits, report
+from patron import __version__, accounts, errors, logs, memory, metrics, operators, ratelimits, report
 from patron.cli_transfer import COMMANDS as transfer_commands
 from patron.config import DEFAULT_HOST, DEFAULT_PORT, Settings
 from patron.entities import Page
@@ -195,6 +195,7 @@ def worker(ctx: click.Context, wake_stdin: bool, idle_poll: float, log_level: st
     from patron.runtime import queue_kinds
 
     logs.configure(log_level.upper())
+    metrics.share(ctx.obj.resolved_metrics_dir)  # counted with the host's API processes (/metrics)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with _store(ctx.obj) as store, suppress(KeyboardInterrupt):

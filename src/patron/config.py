@@ -35,6 +35,11 @@ def _env(name: str) -> str | None:
     return value if value else None
 
 
+def _path(name: str) -> Path | None:
+    value = _env(name)
+    return None if value is None else Path(value)
+
+
 def _seconds(name: str, default: float) -> float:
     """Variable ``name``: a number of seconds above zero (``default`` when unset)."""
     value = _env(name)
@@ -88,6 +93,9 @@ class Settings:
     )
     #: Seconds an API request's read may take, queued and running, before it is cancelled (a 503).
     read_budget: float = field(default_factory=lambda: _seconds("PATRON_READ_BUDGET", READ_BUDGET))
+    #: Where the processes of this host keep their Prometheus counters, shared through files
+    #: (``PATRON_METRICS_DIR``; default: ``metrics/`` in the data directory).
+    metrics_dir: Path | None = field(default_factory=lambda: _path("PATRON_METRICS_DIR"))
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     tls_cert: Path | None = None
@@ -127,6 +135,11 @@ class Settings:
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'patron.db').resolve()}"
+
+    @property
+    def resolved_metrics_dir(self) -> Path:
+        """The directory of this host's metric files: ``PATRON_METRICS_DIR``, else ``<data dir>/metrics``."""
+        return self.metrics_dir if self.metrics_dir is not None else self.data_dir / "metrics"
 
     @property
     def tls_dir(self) -> Path:
