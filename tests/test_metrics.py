@@ -218,7 +218,14 @@ def test_the_queue_per_account_shows_a_backlog_that_a_worker_run_by_hand_applies
         assert not present(applied, "patron_queue_records")
         assert not present(applied, "patron_queue_oldest_age_seconds")
 
+    # A new server removes the files of the processes that have gone, and keeps those of a process
+    # still running, even one that has only just created its file (still empty: no scrape fails on it).
+    creating = data_dir / "metrics" / f"counter_{os.getpid()}.db"
+    creating.touch()
     with serving(data_dir, "--no-worker", environment=patron_environment) as server:
         samples = scrape(server)
     assert value(samples, "patron_http_requests_total", **PUSH_ROUTE) == 0
     assert not present(samples, "patron_worker_records_applied_total")
+    assert sorted(p.name for p in (data_dir / "metrics").glob("counter_*.db")) == sorted(
+        [creating.name, f"counter_{server.process.pid}.db"]
+    )

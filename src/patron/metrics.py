@@ -224,6 +224,27 @@ class _DatabaseCollector(Collector):
         )
 
 
+class _Files(Collector):
+    """The metric files of every process sharing ``directory``, summed (as prometheus_client's
+    ``MultiProcessCollector``), leaving out a file still empty: a process creating its file gives it
+    its size just after, and an empty file would fail the whole scrape (prometheus/client_python
+    issue 1199)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def collect(self) -> Iterator[Metric]:
+        files = [str(path) for path in self.directory.glob("*.db") if _size(path)]
+        return iter(MultiProcessCollector.merge(files, accumulate=True))  # type: ignore[no-untyped-call]
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:  # its process gone, and a server starting has removed it
+        return 0
+
+
 class _Own(Collector):
     """This process's own metrics (when they are not shared through files)."""
 
@@ -239,7 +260,7 @@ def exposition(database: Database) -> bytes:
     alone), and ``database``. Reads files: run it off the event loop."""
     registry = CollectorRegistry(auto_describe=False)
     if _shared is not None:
-        MultiProcessCollector(registry, path=str(_shared))  # type: ignore[no-untyped-call]
+        registry.register(_Files(_shared))
     else:
         registry.register(_Own(instruments().registry))
     registry.register(_DatabaseCollector(database))
