@@ -14,7 +14,7 @@ SOURCE = Path(__file__).resolve().parents[1] / "src" / "patron"
 
 #: Lowest first: each part may import its own layer and those below it.
 LAYERS: list[set[str]] = [
-    {"__init__", "config", "errors", "logs", "memory", "tls"},  # (``__init__``: the version)
+    {"__init__", "config", "errors", "logs", "memory", "metrics", "tls"},  # (``__init__``: the version)
     {"records", "client"},  # (``client``: the API from Python, with the records' limits)
     {"store"},
     {"accounts", "signing", "ratelimits", "health"},

@@ -74,7 +74,7 @@ def create_app(settings: Settings, store: Store) -> Litestar:
         key_resolver=KeyResolver(store),
         limiter=RateLimiter(settings.redis_url, shared),
         renderer=Renderer(),
-        metrics=Metrics(),
+        metrics=Metrics(store),
         submit=submit,
         collector=Collector(submit, RateLimiter(), settings.track_per_address, settings.track_per_visitor),
     )
@@ -123,5 +123,5 @@ def create_app(settings: Settings, store: Store) -> Litestar:
         logging_config=None,
         debug=False,
     )
-    app.asgi_handler = Observer(EmptyParameters(app.asgi_handler), edge.metrics)
+    app.asgi_handler = Observer(EmptyParameters(app.asgi_handler))
     return app

@@ -18,7 +18,7 @@ import msgspec
 from rich.table import Table
 from sqlalchemy import Connection
 
-from patron import __version__, accounts, errors, logs, memory, operators, report
+from patron import __version__, accounts, errors, logs, memory, metrics, operators, report
 from patron.cli_accounts import COMMANDS as account_commands
 from patron.cli_common import (
     account_option,
@@ -186,6 +186,7 @@ def worker(ctx: click.Context, wake_stdin: bool, idle_poll: float, log_level: st
     from patron.runtime import queue_kinds
 
     logs.configure(log_level.upper())
+    metrics.share(ctx.obj.resolved_metrics_dir)  # counted with the host's API processes (/metrics)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with opened(ctx.obj) as store, suppress(KeyboardInterrupt):

@@ -39,6 +39,11 @@ def _env(name: str) -> str | None:
     return value if value else None
 
 
+def _path(name: str) -> Path | None:
+    value = _env(name)
+    return None if value is None else Path(value)
+
+
 def _seconds(name: str, default: float) -> float:
     """Variable ``name``: a number of seconds above zero (``default`` when unset)."""
     value = _env(name)
@@ -129,6 +134,9 @@ class Settings:
     #: Seconds between two looks of a running server at its certificate: the generated one renewed when
     #: due, either loaded again when its files changed.
     tls_check: float = field(default_factory=lambda: _seconds("PATRON_TLS_CHECK", TLS_CHECK))
+    #: Where the processes of this host keep their Prometheus counters, shared through files
+    #: (``PATRON_METRICS_DIR``; default: ``metrics/`` in the data directory).
+    metrics_dir: Path | None = field(default_factory=lambda: _path("PATRON_METRICS_DIR"))
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     tls_cert: Path | None = None
@@ -168,6 +176,11 @@ class Settings:
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'patron.db').resolve()}"
+
+    @property
+    def resolved_metrics_dir(self) -> Path:
+        """The directory of this host's metric files: ``PATRON_METRICS_DIR``, else ``<data dir>/metrics``."""
+        return self.metrics_dir if self.metrics_dir is not None else self.data_dir / "metrics"
 
     @property
     def tls_dir(self) -> Path:

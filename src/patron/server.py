@@ -15,7 +15,7 @@ from typing import Any
 import uvicorn
 from litestar import Litestar
 
-from patron import connections, logs, memory
+from patron import connections, logs, memory, metrics
 from patron.app import create_app
 from patron.config import Settings
 from patron.ingest.supervisor import WorkerProcess
@@ -66,10 +66,11 @@ SETTINGS_VARIABLE = "PATRON_SERVE_SETTINGS"
 def app_from_environment() -> Litestar:
     """The app of one of the API processes of ``patron serve --workers N`` (uvicorn imports it)."""
     fields = json.loads(os.environ[SETTINGS_VARIABLE])
-    for name in ("data_dir", "tls_cert", "tls_key"):
+    for name in ("data_dir", "tls_cert", "tls_key", "metrics_dir"):
         fields[name] = Path(fields[name]) if fields[name] else None
     settings = Settings(**fields)
     logs.configure(os.environ.get("PATRON_LOG_LEVEL", "INFO"))
+    metrics.share(settings.resolved_metrics_dir)
     return _settled_app(settings)
 
 
@@ -83,6 +84,9 @@ def _settled_app(settings: Settings) -> Litestar:
 
 
 def serve(settings: Settings, announce: Callable[[str], None]) -> None:
+    # Every process of this server (and the worker it starts) counts in the metric files, from which
+    # any API process answers /metrics; files of processes that have gone are removed.
+    metrics.share(settings.resolved_metrics_dir, clean=True)
     several = settings.api_processes > 1
     common: dict[str, Any] = {
         "host": settings.host,

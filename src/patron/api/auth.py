@@ -13,6 +13,7 @@ from litestar.types import Message, Scope
 
 from patron.accounts import Account
 from patron.api.edge import edge_of
+from patron.api.observe import RATE_CLASS_STATE, THROTTLED
 from patron.api.problems import NOT_AUTHORISED, ProblemError
 from patron.ratelimits import Decision
 from patron.store import fair
@@ -50,8 +51,11 @@ async def authorise(connection: ASGIConnection[Any, Any, Any, Any], handler: Bas
     limit = account.effective_limits[endpoint_class]
     decision = await edge.limiter.hit(account.hash, endpoint_class, limit)
     quota = rate_headers(endpoint_class, decision)
-    connection.scope["state"][RATE_HEADERS] = quota
+    state = connection.scope["state"]
+    state[RATE_HEADERS] = quota
+    state[RATE_CLASS_STATE] = endpoint_class  # for the metrics of a 429
     if not decision.allowed:
+        state[THROTTLED] = "rate_limit"
         raise ProblemError(
             429,
             f"rate limit of {limit} for {endpoint_class} requests exceeded;"

@@ -1,4 +1,5 @@
-"""Around every request: a request id, one JSON log line, and the Prometheus metrics.
+"""Around every request: a request id, one JSON log line, and the Prometheus metrics; and what a
+scrape of ``/metrics`` reads from the database.
 
 It wraps the application's whole ASGI handler (404s and 405s included), so every request is counted
 and logged exactly once. The log line never carries the API key or the body. A request whose connection
@@ -9,14 +10,21 @@ closed the connection because the body came too late (``patron.connections``).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
+from http import HTTPStatus
 from typing import Any
 
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, ReceiveMessage, Scope, Send
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from sqlalchemy import Connection
+
+from patron.email import messages
+from patron.ingest import queue
+from patron.metrics import Database, Queued, exposition, instruments
+from patron.store import Store, StoreUnavailable, database_size
 
 log = logging.getLogger("patron.http")
 
@@ -25,28 +33,60 @@ DISCONNECTED = "disconnected"
 CLIENT_CLOSED = 499
 
 
+#: The scope state key of the endpoint class the guard counted the request against.
+RATE_CLASS_STATE = "rate_class"
+#: The scope state key of why a 429 was answered: ``rate_limit``, ``queue_full`` or ``busy``.
+THROTTLED = "throttled"
+#: Seconds a reading of the database's values serves scrapes, and the most one reading may take.
+CACHE_SECONDS = 5.0
+READ_BUDGET = 5.0
+#: The most accounts whose queue is exposed (those with the largest backlogs).
+MAX_ACCOUNTS = 1000
+
+
+def read_database(conn: Connection) -> Database:
+    """The database's values for a scrape: a few indexed reads, bounded by :data:`MAX_ACCOUNTS`."""
+    return Database(
+        read=True,
+        queued=[Queued(*row) for row in queue.depths(conn, MAX_ACCOUNTS)],
+        backlog=queue.total_backlog(conn),
+        messages=messages.count_by_status(conn),
+        size_bytes=database_size(conn),
+    )
+
+
 class Metrics:
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "patron_http_requests",
-            "HTTP requests answered, by route template, method and status",
-            ["route", "method", "status"],
-            registry=self.registry,
-        )
-        self.latency = Histogram(
-            "patron_http_request_duration_seconds",
-            "Time from the request's arrival to the end of its response, by route template",
-            ["route"],
-            registry=self.registry,
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
-        )
+    """What ``GET /metrics`` answers: the counters of every process of the host
+    (:func:`patron.metrics.exposition`) and the database's values, read by one scrape at a time (a
+    store read within :data:`READ_BUDGET`) and kept for :data:`CACHE_SECONDS`, so that frequent scrapes
+    cost nothing."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._lock = asyncio.Lock()
+        self._database = Database()
+        self._read_at: float | None = None
+
+    async def database(self) -> Database:
+        async with self._lock:
+            if self._read_at is None or time.monotonic() - self._read_at >= CACHE_SECONDS:
+                try:
+                    self._database = await self.store.read(read_database, budget=READ_BUDGET)
+                except StoreUnavailable as exc:
+                    log.warning("the database's metrics could not be read", extra={"error": str(exc)})
+                    self._database = Database()
+                self._read_at = time.monotonic()
+            return self._database
+
+    async def scrape(self) -> bytes:
+        """The text of a scrape; the metric files are read off the event loop."""
+        database = await self.database()
+        return await asyncio.to_thread(exposition, database)
 
 
 class Observer:
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP:
@@ -79,8 +119,13 @@ class Observer:
         finally:
             elapsed = time.perf_counter() - started
             route = scope.get("path_template") or "unmatched"
-            self.metrics.requests.labels(route, method, str(status)).inc()
-            self.metrics.latency.labels(route).observe(elapsed)
+            measured = instruments()
+            measured.requests.labels(route, method, str(status)).inc()
+            measured.latency.labels(route).observe(elapsed)
+            if status == HTTPStatus.TOO_MANY_REQUESTS:
+                measured.throttled.labels(
+                    state.get(RATE_CLASS_STATE, "none"), state.get(THROTTLED, "busy")
+                ).inc()
             account = state.get("account")
             log.info(
                 "request",

@@ -12,7 +12,7 @@ import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
-from patron.api.observe import CLIENT_CLOSED, DISCONNECTED
+from patron.api.observe import CLIENT_CLOSED, DISCONNECTED, THROTTLED
 from patron.errors import (
     RETRY_AFTER,
     Conflict,
@@ -25,6 +25,7 @@ from patron.errors import (
     TooMany,
     Unavailable,
 )
+from patron.ingest.queue import BacklogFull
 from patron.records.validate import in_words
 from patron.store import ReadTimeout, StoreUnavailable
 
@@ -136,6 +137,8 @@ def on_patron_error(request: Request[Any, Any, Any], exc: PatronError) -> Respon
     headers = dict(exc.headers)
     if isinstance(exc, Later):
         headers["Retry-After"] = str(exc.retry_after)
+    if isinstance(exc, TooMany):  # why, for the metrics (the guard has said so of a rate limit)
+        request.scope["state"].setdefault(THROTTLED, "queue_full" if isinstance(exc, BacklogFull) else "busy")
     return problem_response(request, status, exc.detail, exc.errors or None, headers)
 
 

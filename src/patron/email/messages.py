@@ -17,7 +17,7 @@ from typing import Annotated, Any, NamedTuple
 
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, func, insert, select
 
 from patron import signing
 from patron.accounts import Account
@@ -275,6 +275,12 @@ async def _render(
             f" {MAX_SUBJECT} characters",
         )
     return subject, rendered["html"], rendered.get("text")
+
+
+def count_by_status(conn: Connection) -> dict[str, int]:
+    """Messages of every account by status (counted on the status index)."""
+    rows = conn.execute(select(messages.c.status, func.count()).group_by(messages.c.status))
+    return {status: int(count) for status, count in rows}
 
 
 def read(conn: Connection, account_id: int, message_id: str) -> MessageView | None:

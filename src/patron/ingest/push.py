@@ -11,11 +11,13 @@ import msgspec
 from patron.accounts import Account
 from patron.ingest.queue import BacklogFull, Enqueued, backlog, enqueue, pack
 from patron.ingest.submit import Submitter
+from patron.metrics import instruments
 from patron.records.validate import (
     BatchInvalid,
     FieldWarning,
     RecordError,
     RecordsInvalid,
+    reason,
     split_raw,
     validate,
 )
@@ -48,6 +50,13 @@ async def queue_size(store: Store, account: Account) -> QueueSize:
     return QueueSize(account.queue_limit, account.queue_limit - queued)
 
 
+def _count_rejected(errors: Sequence[RecordError]) -> None:
+    if errors:
+        rejected = instruments().rejected
+        for error in errors:
+            rejected.labels(reason(error)).inc()
+
+
 async def push(
     submit: Submitter,
     account: Account,
@@ -71,6 +80,7 @@ async def push(
         exc.headers.update((await queue_size(submit.store, account)).headers)
         raise
     if all_or_nothing and batch.errors:
+        _count_rejected(batch.errors)
         raise RecordsInvalid(batch.errors)
     raws = split_raw(body) if batch.errors else []
     request_id = str(uuid.uuid4())
@@ -86,6 +96,7 @@ async def push(
         size = QueueSize(exc.limit, exc.limit - exc.queued)
         refused = "this push does not fit, and nothing was stored"
         raise BacklogFull(exc.queued, exc.limit, refused=refused, headers=size.headers) from exc
+    _count_rejected(batch.errors)
     warnings = [*notes, *batch.warnings] if notes else batch.warnings
     reply = PushReply("OK", request_id, done.accepted, done.rejected, batch.errors, warnings)
     return reply, QueueSize(account.queue_limit, account.queue_limit - done.queued)

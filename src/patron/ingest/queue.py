@@ -110,6 +110,32 @@ def backlog(conn: Connection, account_id: int) -> int:
     )
 
 
+def depths(conn: Connection, limit: int) -> list[tuple[str, int, datetime | None]]:
+    """The accounts with records queued, the ``limit`` largest backlogs first: each account's hash,
+    its queued records, and when its oldest queued row was received (one indexed look per account)."""
+    t = import_batches
+    oldest = (
+        select(t.c.received_at)
+        .where(t.c.account_id == accounts.c.id, t.c.status == QUEUED)
+        .order_by(t.c.id)
+        .limit(1)
+        .scalar_subquery()
+    )
+    rows = conn.execute(
+        select(accounts.c.hash, accounts.c.queued_records, oldest)
+        .where(accounts.c.queued_records > 0)
+        .order_by(accounts.c.queued_records.desc(), accounts.c.id)
+        .limit(limit)
+    )
+    return [(row[0], int(row[1]), row[2]) for row in rows]
+
+
+def total_backlog(conn: Connection) -> int:
+    """Records queued in every account."""
+    total = conn.execute(select(func.coalesce(func.sum(accounts.c.queued_records), 0))).scalar_one()
+    return int(total)
+
+
 def count_queued(conn: Connection, account_id: int, change: int) -> None:
     """Move the account's queued-record count by ``change`` (in the transaction that queues or applies)."""
     conn.execute(

@@ -17,6 +17,7 @@ import sys
 import threading
 
 from patron.config import Settings
+from patron.metrics import process_ended
 
 log = logging.getLogger("patron.worker")
 RESTART_DELAY = 1.0
@@ -84,6 +85,7 @@ class WorkerProcess:
         while True:
             assert self._process is not None
             code = self._process.wait()
+            process_ended(self._process.pid)
             if self._stopping.is_set():
                 return
             log.error("the worker process exited; restarting it", extra={"exit_code": code})

@@ -15,6 +15,7 @@ import logging
 import os
 import select as io_select
 import threading
+import time
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
@@ -23,6 +24,7 @@ from sqlalchemy import Connection, bindparam, select, update
 
 from patron.accounts import now
 from patron.ingest.queue import APPLIED, QUEUED, count_queued, record_errors, unpack
+from patron.metrics import instruments
 from patron.model.rounds import Op, Registry, Round
 from patron.model.storage import Changes, plan, write
 from patron.profiles.link import Linker
@@ -86,10 +88,19 @@ def apply_round(store: Store, kinds: Registry, limit_records: int = ROUND_RECORD
     """Apply the oldest queued batches, each as its kind in ``kinds`` says; returns how many were
     applied. How a round runs is the store's: claimed per account where several workers may run at
     once (PostgreSQL), else planned on a reader and written by the one writer (SQLite)."""
+    started = time.perf_counter()
     rounds = _claimed_round if store.parallel_workers else _shared_round
     batches = rounds(store, kinds, limit_records)
     if any(kinds[batch.record_type].erases for batch in batches):
         store.purge()  # the erased data's old bytes leave the store's files too
+    if batches:
+        measured = instruments()
+        measured.rounds.observe(time.perf_counter() - started)
+        applied: dict[str, int] = {}
+        for batch in batches:
+            applied[batch.record_type] = applied.get(batch.record_type, 0) + batch.accepted
+        for record_type, records in applied.items():
+            measured.applied.labels(record_type).inc(records)
     return len(batches)
 
 

@@ -155,6 +155,34 @@ _UNKNOWN = "Object contains unknown field"
 _GOT_ARRAY = ", got `array`"
 
 
+#: The reasons a record is rejected, for the metrics: bounded, never the message's own words.
+REASONS: Final = (
+    "missing_field",
+    "wrong_type",
+    "invalid_value",
+    "too_large",
+    "too_many_lists",
+    *STRICT,
+)
+_TOO_MANY_LISTS = "a push may add to at most"
+
+
+def reason(error: RecordError) -> str:
+    """Why ``error``'s record was rejected, as one of :data:`REASONS`."""
+    if error.kind is not None:
+        return error.kind
+    message = error.error_message
+    if message == RECORD_TOO_LARGE:
+        return "too_large"
+    if message.startswith(_TOO_MANY_LISTS):
+        return "too_many_lists"
+    if message.startswith("Object missing required field"):
+        return "missing_field"
+    if message.startswith("Expected `") and ", got `" in message:
+        return "wrong_type"
+    return "invalid_value"
+
+
 def ometria_path(msgspec_path: str) -> str:
     """``$.lineitems[0].quantity`` -> ``root > lineitems > 0 > quantity``.
 
@@ -465,7 +493,7 @@ def _validate(
         if isinstance(record, Contact) and isinstance(record.add_to_lists, list):
             named = named_lists | {str(list_id) for list_id in record.add_to_lists}
             if len(named) > MAX_LISTS_PER_PUSH:
-                message = f"a push may add to at most {MAX_LISTS_PER_PUSH} lists; push the others apart"
+                message = f"{_TOO_MANY_LISTS} {MAX_LISTS_PER_PUSH} lists; push the others apart"
                 errors.append(RecordError(index, record_id, "root > @add_to_lists", message))
                 continue
             named_lists = named

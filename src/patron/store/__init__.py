@@ -134,6 +134,15 @@ def notify_workers(conn: Connection) -> None:
         conn.exec_driver_sql(f"NOTIFY {WORKERS_CHANNEL}")
 
 
+def database_size(conn: Connection) -> int:
+    """The database's size in bytes: its pages on SQLite (the WAL aside), its files on PostgreSQL."""
+    if conn.dialect.name == "postgresql":
+        return int(conn.execute(select(func.pg_database_size(func.current_database()))).scalar_one())
+    pages = conn.exec_driver_sql("PRAGMA page_count").scalar_one()
+    page_size = conn.exec_driver_sql("PRAGMA page_size").scalar_one()
+    return int(pages) * int(page_size)
+
+
 #: The first key of the PostgreSQL advisory locks by which a worker claims an account.
 ACCOUNT_LOCKS = 0x7061  # "pa"
 

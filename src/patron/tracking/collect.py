@@ -15,6 +15,7 @@ from sqlalchemy import Connection, select
 from patron.accounts import now
 from patron.ingest.queue import enqueue_operation
 from patron.ingest.submit import Submitter
+from patron.metrics import instruments
 from patron.ratelimits import RateLimiter
 from patron.store import Store
 from patron.store.schema import accounts
@@ -82,19 +83,31 @@ class Collector:
 
     async def take(self, address: str, account_hash: str, data: str) -> None:
         """Queue the event in ``data`` (the tag's ``data`` parameter) for the account, unless it does
-        not decode, the account is unknown or a limit is reached; a store that is down loses it."""
+        not decode, the account is unknown or a limit is reached; a store that is down loses it.
+        Counted as accepted, or dropped with its reason."""
+        dropped = await self._take(address, account_hash, data)
+        measured = instruments()
+        if dropped is None:
+            measured.beacons_accepted.inc()
+        else:
+            measured.beacons_dropped.labels(dropped).inc()
+
+    async def _take(self, address: str, account_hash: str, data: str) -> str | None:
+        """Why the beacon was dropped (None: it was kept)."""
         if not (await self.limiter.hit(f"address:{address}", "track", self.per_address)).allowed:
-            return
+            return "address_limit"
         beacon = wire.decode(data)
         if beacon is None:
-            return
+            return "undecodable"
         if not (await self.limiter.hit(f"visitor:{beacon.cid}", "track", self.per_visitor)).allowed:
-            return
+            return "visitor_limit"
         account = await self.accounts.find(self.submit.store, account_hash)
         if account is None:
-            return
+            return "unknown_account"
         at = now()
         try:
             await self.submit.queue(lambda conn, limit: queue(conn, account, beacon, at, limit), limit=None)
         except Exception:  # the store is down: the event is lost, the page is not broken
             log.warning("a tracking event could not be kept", exc_info=True)
+            return "store_unavailable"
+        return None
