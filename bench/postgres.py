@@ -157,7 +157,11 @@ def acknowledged(
     environment = environment_of(url)
     work, data_dir, tenant = fresh("pg-ack", *LIFTED, environment=environment)
     options = ["--no-worker", "--workers", str(processes), "--log-level", "WARNING"]
-    server = start_server(data_dir, *options, environment=environment)
+    try:
+        server = start_server(data_dir, *options, environment=environment)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
     try:
         groups = {"api": [server.process.pid]} | ({"postgres": [pg.pid]} if url else {})
         flushes, ran = pg.wal(), pg.statements(url) if url else {}
