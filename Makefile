@@ -44,8 +44,9 @@ lint: $(VENV)/.installed-test
 
 # Debian packages the tests use: PostgreSQL (every in-process test runs on SQLite and on a throwaway
 # PostgreSQL cluster), Redis (shared rate limits), Chromium for the browser tests (Playwright drives Debian's build;
-# it never downloads a browser of its own).
-SYSTEM_PACKAGES := chromium postgresql redis-server
+# it never downloads a browser of its own), wrk (the load of bench/push.py and bench/postgres.py, which
+# a test runs briefly).
+SYSTEM_PACKAGES := chromium postgresql redis-server wrk
 system-packages:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
@@ -63,16 +64,17 @@ test: lint system-packages
 test-fast: lint system-packages
 	$(BIN)/pytest -q $(PARALLEL) -k "not postgresql" -m "not browser"
 
-# Benchmarks (loopback only, about ten minutes in all); each rewrites its table in
-# docs/performance.md. wrk from Debian, Stoplight Prism from npm (into bench/.node) for the comparison.
+# Benchmarks (loopback only, about fifteen minutes in all); each rewrites its table in
+# docs/performance.md. wrk from Debian, Stoplight Prism from npm (into bench/.node) for the comparison;
+# bench/postgres.py starts a throwaway PostgreSQL cluster of its own.
 PRISM := bench/.node/node_modules/.bin/prism
 $(PRISM):
 	@command -v npm >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; }
 	npm install --prefix bench/.node --no-audit --no-fund --silent @stoplight/prism-cli@5
 
 bench: $(VENV)/.installed-test system-packages $(PRISM)
-	@command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 	$(BIN)/python bench/push.py
+	$(BIN)/python bench/postgres.py
 	$(BIN)/python bench/apply.py --customers repeat
 	$(BIN)/python bench/apply.py --customers distinct
 	$(BIN)/python bench/visibility.py

@@ -40,15 +40,15 @@ def write_section(name: str, preamble: str, rows: list[tuple[str, ...]]) -> None
     path.write_text(text)
 
 
-def fresh(prefix: str, *limits: str) -> tuple[Path, Path, Tenant]:
-    """A work directory, its migrated SQLite data directory, and an account with ``limits``
-    (``set-limits`` options) lifted."""
+def fresh(prefix: str, *limits: str, environment: dict[str, str] | None = None) -> tuple[Path, Path, Tenant]:
+    """A work directory, its migrated SQLite data directory (or the database ``environment`` names in
+    ``PATRON_DATABASE_URL``), and an account with ``limits`` (``set-limits`` options) lifted."""
     work = Path(tempfile.mkdtemp(prefix=f"patron-bench-{prefix}-"))
     data_dir = work / "data"
-    run_cli(data_dir, "migrate")
-    tenant = create_tenant_cli(data_dir, "bench")
+    run_cli(data_dir, "migrate", environment=environment)
+    tenant = create_tenant_cli(data_dir, "bench", environment=environment)
     if limits:
-        run_cli(data_dir, "accounts", "set-limits", "--account", tenant.hash, *limits)
+        run_cli(data_dir, "accounts", "set-limits", "--account", tenant.hash, *limits, environment=environment)
     return work, data_dir, tenant
 
 

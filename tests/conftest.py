@@ -97,12 +97,12 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 class PostgresCluster:
-    """A throwaway PostgreSQL cluster (``initdb`` into a temporary directory, a free port), and a
-    migrated template that every test's database is copied from."""
+    """A throwaway PostgreSQL cluster (``initdb`` into a temporary directory, a free port, the server's
+    defaults but for ``settings``), and a migrated template that every test's database is copied from."""
 
     TEMPLATE = "patron_template"
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, settings: dict[str, str] | None = None) -> None:
         bins = sorted(Path("/usr/lib/postgresql").glob("*/bin"))
         if not bins:
             raise RuntimeError("PostgreSQL is not installed: `make test` installs it (Debian: postgresql)")
@@ -131,6 +131,7 @@ class PostgresCluster:
             "UTF8",
         )
         options = f"-p {self.port} -k {directory} -c listen_addresses=127.0.0.1 -c max_connections=300"
+        options += "".join(f" -c {name}={value}" for name, value in (settings or {}).items())
         self._run(
             str(self.bin / "pg_ctl"),
             "-D",

@@ -1,5 +1,5 @@
 """The benchmark scripts still run against the code as it is (``make bench`` runs them at length; the
-suite runs the ones that need no outside tool, briefly)."""
+suite runs them briefly, those that need no outside tool but the Debian packages ``make test`` installs)."""
 
 from __future__ import annotations
 
@@ -68,3 +68,22 @@ def test_the_import_benchmark_applies_every_record() -> None:
     assert {"records_per_s_acknowledged", "records_per_s_applied", "requests"} <= set(backfill)
     assert {"records_per_s_acknowledged", "share_of_allowed", "share_429"} <= set(limited)
     assert limited["push_limit"] == "8/second" and limited["requests"] >= 16
+
+
+def test_the_postgresql_benchmark_measures_both_stores() -> None:
+    """bench/postgres.py starts its own PostgreSQL cluster and drives wrk: every figure on both stores,
+    each applied figure's queue applied whole."""
+    sizes = ["--seconds", "1", "--connections", "2", "--records", "400", "--apply-seconds", "120"]
+    done = run("bench/postgres.py", *sizes, "--no-docs")
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout[done.stdout.index("{") :])
+    assert (result["postgresql"]["fsync"], result["postgresql"]["synchronous_commit"]) == ("on", "on")
+    assert set(result["acknowledged"]) == {"1_api", "2_api"}
+    for figures in result["acknowledged"].values():
+        assert set(figures["sqlite"]["cores"]) == {"api", "wrk"}
+        assert set(figures["postgresql"]["cores"]) == {"api", "postgres", "wrk"}
+        assert all(figure["records_per_s"] > 0 for figure in figures.values())
+    assert set(result["applied"]) == {"1_accounts", "4_accounts"}
+    for figures in result["applied"].values():
+        assert set(figures) == {"sqlite", "postgresql_1_workers", "postgresql_2_workers"}
+        assert all((figure["records"], figure["applied"]) == (400, 400) for figure in figures.values())
