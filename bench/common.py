@@ -48,7 +48,9 @@ def fresh(prefix: str, *limits: str, environment: dict[str, str] | None = None) 
     run_cli(data_dir, "migrate", environment=environment)
     tenant = create_tenant_cli(data_dir, "bench", environment=environment)
     if limits:
-        run_cli(data_dir, "accounts", "set-limits", "--account", tenant.hash, *limits, environment=environment)
+        run_cli(
+            data_dir, "accounts", "set-limits", "--account", tenant.hash, *limits, environment=environment
+        )
     return work, data_dir, tenant
 
 
