@@ -54,6 +54,9 @@ class PostgresStore:
             max_overflow=2,
             pool_pre_ping=True,
             hide_parameters=True,  # errors (and so logs) never quote the values: they are people's data
+            # Every statement planned with its values: a prepared statement's generic plan cannot see
+            # how few rows ``value = ANY(array)`` (store.among) picks, and scans the account instead.
+            connect_args={"prepare_threshold": None},
         )
 
     def migrate(self) -> list[str]:
