@@ -69,7 +69,7 @@ def contact(n: int) -> dict[str, Any]:
 
 def tenant_of(data_dir: Path, environment: dict[str, str], *limits: str, name: str = "shop") -> Tenant:
     tenant = create_tenant_cli(data_dir, name, environment=environment)
-    run_cli(data_dir, "accounts", "set-limits", tenant.hash, *limits, environment=environment)
+    run_cli(data_dir, "accounts", "set-limits", "--account", tenant.hash, *limits, environment=environment)
     return tenant
 
 

@@ -18,11 +18,10 @@ from conftest import PATRON, PostgresCluster, Tenant, push, wait_applied
 from patron import accounts
 from patron.app import create_app
 from patron.config import Settings
-from patron.ingest.queue import latest_errors, pack
+from patron.ingest.queue import backlog, count_queued, latest_errors, pack
 from patron.ingest.worker import apply_round
 from patron.runtime import queue_kinds
 from patron.store import Store, open_store
-from patron.store.schema import accounts as accounts_table
 from patron.store.schema import import_batches, orders
 
 
@@ -45,12 +44,7 @@ def queue(store: Store, tenant: Tenant, records: list[dict[str, Any]], *, packed
                 received_at=accounts.now(),
             )
         )
-        count = accounts_table.c.queued_records
-        conn.execute(
-            accounts_table.update()
-            .where(accounts_table.c.id == account.id)
-            .values(queued_records=count + len(records))
-        )
+        count_queued(conn, account.id, len(records))
 
     store.write_blocking(work)
     return request_id
@@ -86,11 +80,7 @@ def test_a_record_that_cannot_be_applied_becomes_a_push_error_and_the_queue_move
         ).all()
     )
     assert [tuple(r) for r in rows] == [(first, "applied", 2), (second, "applied", 1)]
-    queued = accounts_table.c.queued_records
-    left = store.read_blocking(
-        lambda conn: conn.execute(select(queued).where(accounts_table.c.id == account.id)).scalar_one()
-    )
-    assert left == 0
+    assert store.read_blocking(lambda conn: backlog(conn, account.id)) == 0
 
 
 def test_queue_copies_in_plain_json_from_before_packing_still_apply(store: Store, tenant: Tenant) -> None:

@@ -186,10 +186,10 @@ def worker(ctx: click.Context, wake_stdin: bool, idle_poll: float, log_level: st
     from patron.runtime import queue_kinds
 
     logs.configure(log_level.upper())
-    metrics.share(ctx.obj.resolved_metrics_dir)  # counted with the host's API processes (/metrics)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with opened(ctx.obj) as store, suppress(KeyboardInterrupt):
+        metrics.share(ctx.obj.resolved_metrics_dir)  # counted with the host's API processes (/metrics)
         wait = pipe_waker(sys.stdin.fileno()) if wake_stdin else store.waiter(stop)
         settings: Settings = ctx.obj
         if settings.smtp_url:

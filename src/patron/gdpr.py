@@ -871,6 +871,7 @@ HANDLERS: dict[str, Handler] = {
     "order_flags": _nothing,
     "product_flags": _nothing,
     # the console's operators are Patron's users, not the shop's customers
+    "queue_counts": _nothing,  # counts of records, per account
     "operators": _nothing,
     "operator_accounts": _nothing,
     "operator_sessions": _nothing,

@@ -7,18 +7,19 @@ The push errors also keep the request's lenient readings (warnings with a ``kind
 
 from __future__ import annotations
 
+import random
 import zlib
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 import msgspec
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, func, insert, select
 
 from patron.errors import RETRY_AFTER, TooMany
 from patron.records.validate import Batch, FieldWarning
-from patron.store import notify_workers
-from patron.store.schema import accounts, import_batches, push_errors
+from patron.store import notify_workers, upsert
+from patron.store.schema import accounts, import_batches, push_errors, queue_counts
 
 QUEUED = "queued"
 APPLIED = "applied"
@@ -105,9 +106,9 @@ class PushError(msgspec.Struct, kw_only=True):
 
 def backlog(conn: Connection, account_id: int) -> int:
     """Records accepted for the account and not yet applied."""
-    return int(
-        conn.execute(select(accounts.c.queued_records).where(accounts.c.id == account_id)).scalar_one()
-    )
+    q = queue_counts.c
+    total = conn.execute(select(func.coalesce(func.sum(q.records), 0)).where(q.account_id == account_id))
+    return int(total.scalar_one())
 
 
 def depths(conn: Connection, limit: int) -> list[tuple[str, int, datetime | None]]:
@@ -121,10 +122,17 @@ def depths(conn: Connection, limit: int) -> list[tuple[str, int, datetime | None
         .limit(1)
         .scalar_subquery()
     )
+    q = queue_counts.c
+    queued = (
+        select(q.account_id, func.sum(q.records).label("records"))
+        .group_by(q.account_id)
+        .having(func.sum(q.records) > 0)
+        .subquery()
+    )
     rows = conn.execute(
-        select(accounts.c.hash, accounts.c.queued_records, oldest)
-        .where(accounts.c.queued_records > 0)
-        .order_by(accounts.c.queued_records.desc(), accounts.c.id)
+        select(accounts.c.hash, queued.c.records, oldest)
+        .join(queued, queued.c.account_id == accounts.c.id)
+        .order_by(queued.c.records.desc(), accounts.c.id)
         .limit(limit)
     )
     return [(row[0], int(row[1]), row[2]) for row in rows]
@@ -132,16 +140,28 @@ def depths(conn: Connection, limit: int) -> list[tuple[str, int, datetime | None
 
 def total_backlog(conn: Connection) -> int:
     """Records queued in every account."""
-    total = conn.execute(select(func.coalesce(func.sum(accounts.c.queued_records), 0))).scalar_one()
+    total = conn.execute(select(func.coalesce(func.sum(queue_counts.c.records), 0))).scalar_one()
     return int(total)
 
 
+#: The rows an account's queued-record count is spread over (``queue_counts``).
+QUEUE_SLOTS = 8
+
+
 def count_queued(conn: Connection, account_id: int, change: int) -> None:
-    """Move the account's queued-record count by ``change`` (in the transaction that queues or applies)."""
+    """Move the account's queued-record count by ``change`` (in the transaction that queues or applies),
+    in one of its slots, picked at random."""
+    q = queue_counts
+    statement = upsert(conn, q).values(
+        account_id=account_id,
+        slot=random.randrange(QUEUE_SLOTS),  # noqa: S311 (a spread, not a secret)
+        records=change,
+    )
     conn.execute(
-        update(accounts)
-        .where(accounts.c.id == account_id)
-        .values(queued_records=accounts.c.queued_records + change)
+        statement.on_conflict_do_update(
+            index_elements=[q.c.account_id, q.c.slot],
+            set_={"records": q.c.records + statement.excluded.records},
+        )
     )
 
 

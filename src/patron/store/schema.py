@@ -100,8 +100,6 @@ accounts = Table(
     Column("limits", JSON, nullable=False, default=dict),
     # The most records this account may have queued before a push gets 429 (Ometria: 50,000).
     Column("queue_limit", Integer, nullable=False, default=50_000, server_default="50000"),
-    # Records accepted and not yet applied, kept in step by enqueue and by the worker.
-    Column("queued_records", Integer, nullable=False, default=0, server_default="0"),
     # Whether contacts with the same phone number join one profile (Ometria: off unless enabled).
     Column("match_phone", Boolean, nullable=False, default=False, server_default="0"),
     # The key that signs the account's email links (unsubscribe), made when first needed.
@@ -111,6 +109,18 @@ accounts = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     # Whether pushes are refused what Patron otherwise reads leniently (a timestamp without an offset...).
     Column("strict", Boolean, nullable=False, default=False, server_default="0"),
+)
+
+#: Records accepted and not yet applied, per account, kept in step by enqueue and by the worker: the sum
+#: of the account's slots. A push adds to one slot (``ingest.queue.QUEUE_SLOTS``) picked at random, so that
+#: concurrent pushes of one account seldom wait for one another's row (on PostgreSQL a row stays locked
+#: until its transaction commits).
+queue_counts = Table(
+    "queue_counts",
+    metadata,
+    Column("account_id", Id, ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True),
+    Column("slot", Integer, primary_key=True, autoincrement=False),
+    Column("records", BigInteger, nullable=False),
 )
 
 api_keys = Table(
