@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
-from conftest import Tenant, create_tenant_cli, run_cli
+from conftest import Tenant, create_tenant_cli, run_cli, set_limits
 
 ROOT = Path(__file__).parent.parent
 HEADER = "| Figure | Result | Beside | Ratio | Target |\n|---|---|---|---|---|"
@@ -48,9 +48,7 @@ def fresh(prefix: str, *limits: str, environment: dict[str, str] | None = None) 
     run_cli(data_dir, "migrate", environment=environment)
     tenant = create_tenant_cli(data_dir, "bench", environment=environment)
     if limits:
-        run_cli(
-            data_dir, "accounts", "set-limits", "--account", tenant.hash, *limits, environment=environment
-        )
+        set_limits(data_dir, tenant.hash, *limits, environment=environment)
     return work, data_dir, tenant
 
 

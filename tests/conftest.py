@@ -263,6 +263,13 @@ def run_cli(
     )
 
 
+def set_limits(
+    data_dir: Path, account_hash: str, *limits: str, environment: dict[str, str] | None = None
+) -> None:
+    """``patron accounts set-limits --account HASH`` with ``limits`` (``"--push", "unlimited"``...)."""
+    run_cli(data_dir, "accounts", "set-limits", "--account", account_hash, *limits, environment=environment)
+
+
 def migrated(data_dir: Path, environment: dict[str, str] | None = None) -> Path:
     """``data_dir``, with a database made by ``patron migrate`` if it has none: every other command
     refuses a data directory without a database (a PostgreSQL test database is made migrated)."""
@@ -372,7 +379,7 @@ def served_account(tmp_path: Path, environment: dict[str, str]) -> Iterator[tupl
     data_dir = tmp_path / "data"
     tenant = create_tenant_cli(data_dir, environment=environment)
     unlimited = ["--data", "unlimited", "--push", "unlimited"]
-    run_cli(data_dir, "accounts", "set-limits", "--account", tenant.hash, *unlimited, environment=environment)
+    set_limits(data_dir, tenant.hash, *unlimited, environment=environment)
     server = start_server(data_dir, environment=environment)
     try:
         yield server, tenant

@@ -23,7 +23,7 @@ import msgspec
 import msgspec.inspect as mi
 import pytest
 
-from conftest import Server, Tenant, create_tenant_cli, run_cli, start_server, wait_applied
+from conftest import Server, Tenant, create_tenant_cli, set_limits, start_server, wait_applied
 from patron.config import MAX_BODY_BYTES
 from patron.records.fields import RECORD_TOO_LARGE
 from patron.records.types import RECORD_TYPES
@@ -339,18 +339,7 @@ def served(
     env = {} if url is None else {"PATRON_DATABASE_URL": url}
     tenant, control = (create_tenant_cli(data_dir, name, env) for name in ("shop", "control"))
     for account in (tenant, control):
-        run_cli(
-            data_dir,
-            "accounts",
-            "set-limits",
-            "--account",
-            account.hash,
-            "--push",
-            "unlimited",
-            "--data",
-            "unlimited",
-            environment=env,
-        )
+        set_limits(data_dir, account.hash, "--push", "unlimited", "--data", "unlimited", environment=env)
     server = start_server(data_dir, environment=env)
     try:
         with server.client() as client:

@@ -25,7 +25,7 @@ import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import func, select
 
-from conftest import PATRON, free_port, migrated, run_cli
+from conftest import PATRON, free_port, migrated, run_cli, set_limits
 from patron import __version__, accounts
 from patron.cli import main
 from patron.config import DEFAULT_PORT, Settings
@@ -174,17 +174,7 @@ def test_accounts_list_table_shows_the_limits_set(
 ) -> None:
     monkeypatch.setenv("COLUMNS", "200")  # one table row per line
     account_hash = create(cli)["account_hash"]
-    run_cli(
-        settings.data_dir,
-        "accounts",
-        "set-limits",
-        "--account",
-        account_hash,
-        "--push",
-        "100/second",
-        "--data",
-        "unlimited",
-    )
+    set_limits(settings.data_dir, account_hash, "--push", "100/second", "--data", "unlimited")
     table = run_cli(settings.data_dir, "accounts", "list").stdout
     (row,) = [line for line in table.splitlines() if account_hash in line]
     assert "shop" in row

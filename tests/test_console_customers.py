@@ -15,7 +15,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page
 
-from conftest import Tenant, eventually, push, run_cli
+from conftest import Tenant, eventually, push, run_cli, set_limits
 from support.console import PASSWORD, Console, axe, browser_fixture, serving, sign_in
 
 XSS = "<img src=x onerror=alert(1)>"
@@ -62,17 +62,7 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
         data_dir = served.server.data_dir
         run_cli(data_dir, "accounts", "set-matching", "--account", served.shop.hash, "--phone", "on")
         for tenant in (served.shop, served.other):  # the tests read through the API often
-            run_cli(
-                data_dir,
-                "accounts",
-                "set-limits",
-                "--account",
-                tenant.hash,
-                "--data",
-                "unlimited",
-                "--push",
-                "unlimited",
-            )
+            set_limits(data_dir, tenant.hash, "--data", "unlimited", "--push", "unlimited")
         with served.server.client() as client:
             push(client, served.shop, [ANN])
             push(client, served.shop, [ORDER])

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page
 
-from conftest import eventually, push, run_cli
+from conftest import eventually, push, set_limits
 from support.console import PASSWORD, Console, axe, browser_fixture, serving, sign_in
 
 SENDER = {"email": "shop@example.com", "name": "Shop"}
@@ -26,7 +26,7 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     with serving(tmp_path_factory.mktemp("console-pages")) as served:
         shop = served.shop
         unlimited = [arg for name in ("data", "push", "email") for arg in (f"--{name}", "unlimited")]
-        run_cli(served.server.data_dir, "accounts", "set-limits", "--account", shop.hash, *unlimited)
+        set_limits(served.server.data_dir, shop.hash, *unlimited)
         with served.server.client() as client:
             listing = {"store": "uk-store", "title": "Shirt (UK)", "price": 12.5, "currency": "GBP"}
             push(

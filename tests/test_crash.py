@@ -41,7 +41,7 @@ import httpx
 import psutil
 import pytest
 
-from conftest import Server, Tenant, create_tenant_cli, free_port, run_cli, start_server
+from conftest import Server, Tenant, create_tenant_cli, free_port, run_cli, set_limits, start_server
 
 KILLS = 4
 WRITERS = [("contact", 0), ("contact", 1), ("order", 0), ("order", 1)]
@@ -265,18 +265,7 @@ def test_acknowledged_pushes_survive_sigkill(tmp_path: Path, patron_environment:
     data_dir = tmp_path / "data"
     env = patron_environment
     tenant = create_tenant_cli(data_dir, environment=env)
-    run_cli(
-        data_dir,
-        "accounts",
-        "set-limits",
-        "--account",
-        tenant.hash,
-        "--push",
-        "unlimited",
-        "--data",
-        "unlimited",
-        environment=env,
-    )
+    set_limits(data_dir, tenant.hash, "--push", "unlimited", "--data", "unlimited", environment=env)
     seed = random.randrange(2**32)
     rng = random.Random(seed)
     port = free_port()

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from sqlalchemy import insert, text
 
-from conftest import Tenant, create_tenant_cli, push, run_cli, start_server, wait_applied
+from conftest import Tenant, create_tenant_cli, push, set_limits, start_server, wait_applied
 from patron import accounts
 from patron.config import Settings
 from patron.profiles.lists import MAX_LISTS
@@ -147,15 +147,7 @@ def test_another_account_is_served_while_one_reads_thousands_of_lists(
     heavy, light = (create_tenant_cli(data_dir, name, patron_environment) for name in ("heavy", "light"))
     for tenant in (heavy, light):
         unlimited = ["--data", "unlimited", "--push", "unlimited"]
-        run_cli(
-            data_dir,
-            "accounts",
-            "set-limits",
-            "--account",
-            tenant.hash,
-            *unlimited,
-            environment=patron_environment,
-        )
+        set_limits(data_dir, tenant.hash, *unlimited, environment=patron_environment)
     server = start_server(data_dir, environment=patron_environment)
     try:
         with server.client() as c:

@@ -17,7 +17,7 @@ import httpx
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import PATRON, Server, Tenant, create_tenant_cli, eventually, run_cli, start_server
+from conftest import PATRON, Server, Tenant, create_tenant_cli, eventually, set_limits, start_server
 from patron.tracking import wire
 
 PUSH_ROUTE = {"route": "/v2/push", "method": "POST", "status": "202"}
@@ -69,7 +69,7 @@ def contact(n: int) -> dict[str, Any]:
 
 def tenant_of(data_dir: Path, environment: dict[str, str], *limits: str, name: str = "shop") -> Tenant:
     tenant = create_tenant_cli(data_dir, name, environment=environment)
-    run_cli(data_dir, "accounts", "set-limits", "--account", tenant.hash, *limits, environment=environment)
+    set_limits(data_dir, tenant.hash, *limits, environment=environment)
     return tenant
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from conftest import PATRON, PostgresCluster, Server, Tenant, run_cli, start_server, wait_applied
+from conftest import PATRON, PostgresCluster, Server, Tenant, run_cli, set_limits, start_server, wait_applied
 
 #: The account's push limit; the run asks for far more, through both servers.
 PUSH_LIMIT = 40
@@ -60,11 +60,8 @@ def test_two_servers_and_three_workers_survive_kills_and_share_one_limit(
         run_cli(data_dir, "accounts", "create", "--name", "shop", "--json", environment=environment).stdout
     )
     tenant = Tenant(created["account_hash"], created["api_key"], "shop")
-    run_cli(
+    set_limits(
         data_dir,
-        "accounts",
-        "set-limits",
-        "--account",
         tenant.hash,
         "--push",
         f"{PUSH_LIMIT}/minute",

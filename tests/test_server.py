@@ -33,7 +33,7 @@ from conftest import (
     create_tenant_cli,
     free_port,
     migrated,
-    run_cli,
+    set_limits,
     start_server,
     stop_process,
     wait_applied,
@@ -345,17 +345,7 @@ def test_workers_n_serves_from_several_processes_with_one_limit_and_one_worker(t
     limit (counted in the database), and one worker applying what either acknowledges."""
     data_dir = tmp_path / "data"
     tenant = create_tenant_cli(data_dir)
-    run_cli(
-        data_dir,
-        "accounts",
-        "set-limits",
-        "--account",
-        tenant.hash,
-        "--push",
-        "6/hour",
-        "--data",
-        "unlimited",
-    )
+    set_limits(data_dir, tenant.hash, "--push", "6/hour", "--data", "unlimited")
     server = start_server(data_dir, "--workers", "2")
     try:
         processes = psutil.Process(server.process.pid).children(recursive=True)

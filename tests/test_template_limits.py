@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from conftest import Tenant, create_tenant_cli, push, run_cli, start_server
+from conftest import Tenant, create_tenant_cli, push, set_limits, start_server
 from patron.email.sandbox import MAX_LOOP_STEPS, MAX_OUTPUT, Job, Part
 from support.app import Client, app_fixtures
 from support.http import assert_problem, read
@@ -118,15 +118,7 @@ def test_slow_templates_do_not_hold_up_another_account(
     slow, other = (create_tenant_cli(data_dir, name, patron_environment) for name in ("slow", "other"))
     for tenant in (slow, other):
         limits = ["--data", "unlimited", "--push", "unlimited", "--email", "unlimited"]
-        run_cli(
-            data_dir,
-            "accounts",
-            "set-limits",
-            "--account",
-            tenant.hash,
-            *limits,
-            environment=patron_environment,
-        )
+        set_limits(data_dir, tenant.hash, *limits, environment=patron_environment)
     server = start_server(data_dir, environment=patron_environment)
     try:
         with server.client() as c:

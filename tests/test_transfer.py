@@ -13,7 +13,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from conftest import PATRON, Tenant, create_tenant_cli, eventually, free_port, run_cli, start_server
+from conftest import (
+    PATRON,
+    Tenant,
+    create_tenant_cli,
+    eventually,
+    free_port,
+    set_limits,
+    start_server,
+)
 from patron.client import Client
 from support.flaky import Flaky
 from support.served import Served, served_fixture
@@ -215,16 +223,7 @@ def test_an_import_waits_out_429_and_503(served: Served, tmp_path: Path) -> None
 def test_an_import_rides_out_a_server_restart(tmp_path: Path, patron_environment: dict[str, str]) -> None:
     data_dir, port = tmp_path / "data", free_port()
     tenant = create_tenant_cli(data_dir, environment=patron_environment)
-    run_cli(
-        data_dir,
-        "accounts",
-        "set-limits",
-        "--account",
-        tenant.hash,
-        "--push",
-        "5/second",
-        environment=patron_environment,
-    )
+    set_limits(data_dir, tenant.hash, "--push", "5/second", environment=patron_environment)
     server = start_server(data_dir, port=port, environment=patron_environment)
     count = 3000
     source = jsonl(tmp_path / "orders.jsonl", [order(n) for n in range(count)])

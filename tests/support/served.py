@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from conftest import Server, Tenant, create_tenant_cli, run_cli, start_server
+from conftest import Server, Tenant, create_tenant_cli, set_limits, start_server
 from patron.client import Client
 
 
@@ -23,9 +23,7 @@ class Served:
         data_dir = self.server.data_dir
         tenant = create_tenant_cli(data_dir, environment=self.environment)
         given = limits or ("--data", "unlimited", "--push", "unlimited")
-        run_cli(
-            data_dir, "accounts", "set-limits", "--account", tenant.hash, *given, environment=self.environment
-        )
+        set_limits(data_dir, tenant.hash, *given, environment=self.environment)
         return tenant
 
     def client(self, tenant: Tenant, **options: Any) -> Client:
