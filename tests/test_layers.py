@@ -21,7 +21,7 @@ LAYERS: list[set[str]] = [
     {"model", "entities", "operators"},
     {"profiles", "email"},
     {"ingest"},
-    {"tracking", "gdpr", "report", "retention"},
+    {"tracking", "gdpr", "report", "retention", "segments"},
     {
         "runtime",
         "api",

@@ -40,6 +40,7 @@ from patron.profiles.link import link_stored
 from patron.profiles.operations import UNSUBSCRIBE
 from patron.profiles.requests import Unsubscribe
 from patron.retention import Pruner
+from patron.segments import Rechecker
 from patron.store import chunks, lock_account, open_store
 from patron.tracking.abandonment import Sweeper
 
@@ -200,6 +201,7 @@ def worker(ctx: click.Context, wake_stdin: bool, idle_poll: float, log_level: st
         poll = min(5.0, settings.session_idle / 4)
         Sweeper(store, stop, idle=settings.session_idle, poll=poll).thread.start()
         Pruner(store, settings.retention, stop).thread.start()
+        Rechecker(store, stop).thread.start()
         memory.settle()
         run(store, queue_kinds(), stop, wait, idle_poll)
         stop.set()  # the sender, the sweeper and the pruner, too
