@@ -33,6 +33,7 @@ LAYERS: list[set[str]] = [
         "cli_accounts",
         "cli_common",
         "cli_queue",
+        "cli_segments",
         "cli_transfer",
         "transfer",
         "__main__",

@@ -8,12 +8,13 @@ The module shares one app (server and worker); conftest's ``tenant`` is a fresh 
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from conftest import Tenant, eventually, push
+from conftest import Tenant, eventually, push, run_cli
 from patron import segments
 from support.app import App, Client, app_fixtures
 from support.http import assert_problem, post, read
@@ -417,3 +418,53 @@ def test_anonymising_a_person_takes_them_out_without_a_trace(client: Client, ten
     assert read(client, tenant, f"/v2/segments/{segment['id']}/profiles?ids_only=true") == [ids["bob"]]
     changes = read(client, tenant, f"/v2/segments/{segment['id']}/changes")
     assert [c["profile_id"] for c in changes] == [ids["bob"]]
+
+
+def test_the_cli_creates_counts_shows_lists_and_deletes_segments(
+    client: Client, tenant: Tenant, shared: App
+) -> None:
+    push(client, tenant, [contact("ann", country_id="GB"), contact("bob", country_id="FR")])
+    rules = json.dumps({"field": "country_id", "op": "eq", "value": "GB"})
+
+    def cli(*args: str) -> Any:
+        done = run_cli(
+            shared.data_dir,
+            "segments",
+            *args,
+            "--account",
+            tenant.hash,
+            "--json",
+            environment=shared.environment,
+        )
+        return json.loads(done.stdout)
+
+    assert cli("count", "--rules", rules) == {"count": 1}
+    created = cli("create", "--name", "british", "--rules", rules)
+    assert created["name"] == "british" and created["rules"] == json.loads(rules)
+    done = ready(client, tenant, created["id"])
+    assert done["size"] == 1 and members(client, tenant, created["id"]) == {"ann"}
+    assert cli("show", created["id"])["size"] == 1
+    assert [s["id"] for s in cli("list")] == [created["id"]]
+    bad = run_cli(
+        shared.data_dir,
+        "segments",
+        "count",
+        "--account",
+        tenant.hash,
+        "--rules",
+        '{"list": 1}',
+        environment=shared.environment,
+        check=False,
+    )
+    assert bad.returncode != 0 and "rules.list" in bad.stderr
+    deleted = run_cli(
+        shared.data_dir,
+        "segments",
+        "delete",
+        created["id"],
+        "--account",
+        tenant.hash,
+        environment=shared.environment,
+    )
+    assert deleted.returncode == 0
+    assert cli("list") == []

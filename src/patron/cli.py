@@ -31,6 +31,7 @@ from patron.cli_common import (
     run,
 )
 from patron.cli_queue import COMMANDS as queue_commands
+from patron.cli_segments import COMMANDS as segment_commands
 from patron.cli_transfer import COMMANDS as transfer_commands
 from patron.config import DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORT, Settings
 from patron.entities import Page
@@ -464,7 +465,7 @@ def unsubscribe(ctx: click.Context, account_hash: str, email: str, reason: str |
     click.echo(f"queued {request_id}: the worker applies it after the pushes before it")
 
 
-for _command in [*account_commands, *queue_commands, *transfer_commands]:
+for _command in [*account_commands, *queue_commands, *segment_commands, *transfer_commands]:
     main.add_command(_command)
 
 
