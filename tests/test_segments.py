@@ -251,6 +251,9 @@ def test_the_worker_keeps_a_segment_current_and_records_entries_and_exits(
     assert read(client, tenant, f"/v2/segments/{segment['id']}")["size"] == 1
     docs = read(client, tenant, f"/v2/segments/{segment['id']}/profiles")
     assert [d["id"] for d in docs] == [ids["bob"]] and docs[0]["stats"]["orders"] == 2
+    timeline = read(client, tenant, f"/v2/profiles/{ids['ann']}/activity?limit=50")
+    moves = [(a["type"], a["id"]) for a in timeline if a["channel"] == "segment"]
+    assert moves == [("segment_exit", segment["id"]), ("segment_enter", segment["id"])]
 
 
 def test_a_custom_event_alone_moves_a_profile_in(client: Client, tenant: Tenant) -> None:

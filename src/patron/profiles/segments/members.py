@@ -218,30 +218,22 @@ def build_step(
     ).first()
     if row is None or row.version != version or row.status != BUILDING:
         return False
-    upto = conn.execute(
-        select(func.max(p.c.id)).where(
-            p.c.id.in_(
-                select(p.c.id)
-                .where(p.c.account_id == account_id, p.c.id > row.cursor)
-                .order_by(p.c.id)
-                .limit(STEP)
-            )
-        )
-    ).scalar()
-    if upto is None:
+    chunk = conn.execute(
+        select(p.c.id, p.c.profile_id)
+        .where(p.c.account_id == account_id, p.c.id > row.cursor)
+        .order_by(p.c.id)
+        .limit(STEP)
+    ).all()
+    if not chunk:
         conn.execute(update(s).where(s.c.id == segment_id).values(status=READY, checked_at=now))
         return False
-    rule = r.load(row.rules)
-    meets = evaluate.matching(conn, account_id, rule, now, ids=(row.cursor, upto))
+    upto = chunk[-1].id
+    ids = [found.profile_id for found in chunk]
+    meets = evaluate.matching(conn, account_id, r.load(row.rules), now, among_ids=ids)
     held = set(
         conn.execute(
-            select(m.c.profile)
-            .join(p, (p.c.account_id == m.c.account_id) & (p.c.profile_id == m.c.profile))
-            .where(
-                m.c.account_id == account_id,
-                m.c.segment_id == segment_id,
-                p.c.id > row.cursor,
-                p.c.id <= upto,
+            select(m.c.profile).where(
+                m.c.account_id == account_id, m.c.segment_id == segment_id, among(conn, m.c.profile, ids)
             )
         ).scalars()
     )
