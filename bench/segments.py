@@ -12,10 +12,10 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shutil
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import msgspec
 from common import fresh, machine, write_section
@@ -128,6 +128,7 @@ def main() -> None:
         size = store.read_blocking(lambda conn: members.read(conn, account_id, segment_id=segment_id))[0].size
     finally:
         store.close()
+        shutil.rmtree(work, ignore_errors=True)
     assert size == count, (size, count)
     result = {
         "profiles": args.profiles,
@@ -157,7 +158,6 @@ def main() -> None:
             (f"full build, {args.profiles:,} profiles", f"{built:.1f} s", f"{steps} steps", "", "< 10 s"),
         ]
         write_section("segments", preamble, rows)
-    Path(work).exists()
 
 
 if __name__ == "__main__":
