@@ -87,3 +87,11 @@ def test_the_postgresql_benchmark_measures_both_stores() -> None:
     for figures in result["applied"].values():
         assert set(figures) == {"sqlite", "postgresql_1_workers", "postgresql_2_workers"}
         assert all((figure["records"], figure["applied"]) == (400, 400) for figure in figures.values())
+
+
+def test_the_segments_benchmark_builds_what_it_counts() -> None:
+    """bench/segments.py fails when the built segment's size differs from the dry-run count."""
+    done = run("bench/segments.py", "--profiles", "3000", "--no-docs")
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout[done.stdout.index("{") :])
+    assert result["profiles"] == 3000 and result["members"] > 0

@@ -21,7 +21,7 @@ LAYERS: list[set[str]] = [
     {"model", "entities", "operators"},
     {"profiles", "email"},
     {"ingest"},
-    {"tracking", "gdpr", "report", "retention"},
+    {"tracking", "gdpr", "report", "retention", "segments"},
     {
         "runtime",
         "api",
@@ -33,6 +33,7 @@ LAYERS: list[set[str]] = [
         "cli_accounts",
         "cli_common",
         "cli_queue",
+        "cli_segments",
         "cli_transfer",
         "transfer",
         "__main__",

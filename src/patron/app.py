@@ -25,6 +25,7 @@ from patron.api import (
     profiles,
     push,
     report,
+    segments,
     tracking,
     unsubscribes,
 )
@@ -52,6 +53,7 @@ V2_HANDLERS = [
     *entities.HANDLERS,
     *profiles.HANDLERS,
     *lists.HANDLERS,
+    *segments.HANDLERS,
     *unsubscribes.HANDLERS,
     *gdpr.HANDLERS,
     *email.HANDLERS,

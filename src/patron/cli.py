@@ -31,6 +31,7 @@ from patron.cli_common import (
     run,
 )
 from patron.cli_queue import COMMANDS as queue_commands
+from patron.cli_segments import COMMANDS as segment_commands
 from patron.cli_transfer import COMMANDS as transfer_commands
 from patron.config import DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORT, Settings
 from patron.entities import Page
@@ -40,6 +41,7 @@ from patron.profiles.link import link_stored
 from patron.profiles.operations import UNSUBSCRIBE
 from patron.profiles.requests import Unsubscribe
 from patron.retention import Pruner
+from patron.segments import Rechecker
 from patron.store import chunks, lock_account, open_store
 from patron.tracking.abandonment import Sweeper
 
@@ -200,6 +202,7 @@ def worker(ctx: click.Context, wake_stdin: bool, idle_poll: float, log_level: st
         poll = min(5.0, settings.session_idle / 4)
         Sweeper(store, stop, idle=settings.session_idle, poll=poll).thread.start()
         Pruner(store, settings.retention, stop).thread.start()
+        Rechecker(store, stop).thread.start()
         memory.settle()
         run(store, queue_kinds(), stop, wait, idle_poll)
         stop.set()  # the sender, the sweeper and the pruner, too
@@ -462,7 +465,7 @@ def unsubscribe(ctx: click.Context, account_hash: str, email: str, reason: str |
     click.echo(f"queued {request_id}: the worker applies it after the pushes before it")
 
 
-for _command in [*account_commands, *queue_commands, *transfer_commands]:
+for _command in [*account_commands, *queue_commands, *segment_commands, *transfer_commands]:
     main.add_command(_command)
 
 

@@ -39,6 +39,7 @@ from patron.ingest.queue import enqueue_operation, pack, unpack
 from patron.model import defects
 from patron.model.rounds import Op, QueueKind, Registry, Round
 from patron.profiles.operations import resolve
+from patron.profiles.segments import members as segment_members_of
 from patron.records.fields import EMAIL_PATTERN, MAX_ID_LENGTH, MAX_TEXT_LENGTH, NO_NUL_PATTERN, Email
 from patron.signing import account_key
 from patron.store import among, chunks
@@ -626,6 +627,16 @@ def _list_changes(conn: Connection, account_id: int, person: Person, op: Op) -> 
     conn.execute(delete(list_changes).where(_of(conn, list_changes, account_id, person.profiles)))
 
 
+def _segment_members(conn: Connection, account_id: int, person: Person, op: Op) -> None:
+    """The person leaves every segment, without a trace (their sizes follow)."""
+    segment_members_of.forget(conn, account_id, person.profiles)
+
+
+def _segment_changes(conn: Connection, account_id: int, person: Person, op: Op) -> None:
+    """Done by ``_segment_members``, which deletes the person's entries and exits with their
+    memberships."""
+
+
 def _merge_jobs(conn: Connection, account_id: int, person: Person, op: Op) -> None:
     t = merge_jobs
     for row in conn.execute(
@@ -848,6 +859,8 @@ HANDLERS: dict[str, Handler] = {
     "consents": _consents,
     "list_members": _list_members,
     "list_changes": _list_changes,
+    "segment_members": _segment_members,
+    "segment_changes": _segment_changes,
     "merge_jobs": _merge_jobs,
     "push_errors": _push_errors,
     "import_batches": _import_batches,
@@ -865,6 +878,7 @@ HANDLERS: dict[str, Handler] = {
     "import_hours": _nothing,  # counts of requests per hour
     "products": _nothing,
     "lists": _nothing,
+    "segments": _nothing,  # rules and sizes, about no one
     "templates": _nothing,
     # a record's defects are replaced with the record: by _contacts (none kept) and _orders
     "contact_flags": _nothing,

@@ -26,6 +26,7 @@ from litestar.routes import HTTPRoute
 from patron import __version__
 from patron.api import pages
 from patron.api.auth import AUTH_HEADER, BODY_TYPE
+from patron.profiles.segments import rules
 from patron.records import types
 
 ASSETS = Path(__file__).parent.parent / "static" / "vendor" / "node_modules" / "swagger-ui-dist"
@@ -130,6 +131,8 @@ def with_raw_bodies(app: Litestar) -> dict[str, Any]:
             {"required": [name], "properties": {name: {"not": {"type": "null"}}}}
             for name in ("identity_email", "identity_account_id", "profile_id")
         ]
+    if "SegmentBody" in components:  # a segment's rule: one of its node types, nested
+        components.update(rules.schema()[1])
     document.setdefault("components", {}).setdefault("schemas", {}).update(components)
     for (path, method, _), schema in zip(raw, schemas, strict=True):
         document["paths"][path][method]["requestBody"] = {

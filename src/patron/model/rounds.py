@@ -71,6 +71,7 @@ class Round:
     touched: set[str] = field(default_factory=set)  # profiles to recompute when the round is written
     created: set[str] = field(default_factory=set)  # profiles the round made (once written)
     updated: set[str] = field(default_factory=set)  # other profiles whose documents it changed
+    merged: set[str] = field(default_factory=set)  # profiles it merged away (no longer live)
     failures: list[Failure] = field(default_factory=list)
     links: Links = field(init=False)  # given once made: identity resolution works within the round
 

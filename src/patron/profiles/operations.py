@@ -130,6 +130,7 @@ def _merge_one(round: Round, merged: str, survivor: str, at: datetime) -> None:
         .values(merged_into=survivor, updated_at=at)
     )
     round.touched.discard(merged)
+    round.merged.add(merged)
     round.touch(survivor)
 
 

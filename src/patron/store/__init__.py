@@ -14,7 +14,24 @@ from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import ARRAY, ColumnElement, Connection, Table, any_, bindparam, func, select
+from sqlalchemy import (
+    ARRAY,
+    JSON,
+    Boolean,
+    ColumnElement,
+    Connection,
+    Dialect,
+    Float,
+    Table,
+    Text,
+    any_,
+    bindparam,
+    case,
+    cast,
+    func,
+    select,
+    type_coerce,
+)
 from sqlalchemy.dialects import postgresql as postgresql_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
@@ -113,6 +130,40 @@ def among(conn: Connection, column: ColumnElement[Any], values: Collection[Any])
 def chunks(items: Sequence[T], size: int = CHUNK) -> list[list[T]]:
     """``items`` in lists of at most ``size``, for :func:`among`."""
     return [list(items[i : i + size]) for i in range(0, len(items), size)]
+
+
+#: The JSON types :func:`json_field` reads, and what each is to SQLite's ``json_type`` and
+#: PostgreSQL's ``json_typeof``.
+_JSON_TYPES: dict[str, tuple[tuple[str, ...], tuple[str, ...], Any]] = {
+    "text": (("text",), ("string",), Text()),
+    "number": (("integer", "real"), ("number",), Float()),
+    "bool": (("true", "false"), ("boolean",), Boolean()),
+}
+
+
+def json_field(
+    dialect: Connection | Dialect, column: ColumnElement[Any], path: str, kind: str
+) -> ColumnElement[Any]:
+    """The value at ``path`` (keys joined by dots, each of letters, digits, ``_`` or ``-``) of the JSON
+    text in ``column``, as SQL of the type ``kind`` names (``text``, ``number`` or ``bool``), and NULL
+    where it is missing or of another JSON type: ``json_extract`` on SQLite, ``json_extract_path_text``
+    on PostgreSQL."""
+    name = dialect.dialect.name if isinstance(dialect, Connection) else dialect.name
+    sqlite_types, postgres_types, sql_type = _JSON_TYPES[kind]
+    keys = path.split(".")
+    if name == "postgresql":
+        document = cast(column, JSON)
+        text = func.json_extract_path_text(document, *keys)
+        of_type = func.json_typeof(func.json_extract_path(document, *keys)).in_(postgres_types)
+        value: ColumnElement[Any] = (
+            text if kind == "text" else cast(text, Float) if kind == "number" else text == "true"
+        )
+        return case((of_type, value), else_=None)
+    where = "$." + ".".join(f'"{key}"' for key in keys)
+    of_type = func.json_type(column, where).in_(sqlite_types)
+    extracted = func.json_extract(column, where)
+    value = extracted if kind != "bool" else extracted == 1
+    return type_coerce(case((of_type, value), else_=None), sql_type)
 
 
 def upsert(conn: Connection, table: Table) -> postgresql_dialect.Insert | sqlite_dialect.Insert:

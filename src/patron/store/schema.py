@@ -683,3 +683,51 @@ order_sources = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     UniqueConstraint("account_id", "order_id", name="uq_order_sources_account_order"),
 )
+
+
+# dynamic segments ----------------------------------------------------------------------------------
+
+#: Segments: a rule over the customer view (``profiles.segments.rules``), kept current by the worker.
+segments = Table(
+    "segments",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),  # also its public id
+    _account_id(),
+    Column("name", String(200), nullable=False),
+    Column("rules", Text, nullable=False),  # JSON: the rule tree
+    Column("relative", Boolean, nullable=False, default=False, server_default="0"),  # reads "now"
+    Column("version", Integer, nullable=False, default=1, server_default="1"),  # each new rules: one more
+    Column("status", String(16), nullable=False),  # building | ready
+    Column("cursor", BigInteger, nullable=False, default=0, server_default="0"),  # profiles.id built up to
+    Column("size", BigInteger, nullable=False, default=0, server_default="0"),
+    Column("checked_at", UTCDateTime(), nullable=True),  # relative rules: last evaluated in full
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Index("ix_segments_account", "account_id", "id"),
+)
+
+segment_members = Table(
+    "segment_members",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    _account_id(),
+    Column("segment_id", BigInteger, nullable=False),
+    Column("profile", String(32), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("account_id", "segment_id", "profile", name="uq_segment_members_account_key"),
+    Index("ix_segment_members_account_profile", "account_id", "profile"),
+)
+
+#: ``segment_enter`` / ``segment_exit`` events, for ``GET /v2/segments/{id}/changes`` and the timeline.
+segment_changes = Table(
+    "segment_changes",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    _account_id(),
+    Column("segment_id", BigInteger, nullable=False),
+    Column("profile", String(32), nullable=False),
+    Column("event", String(16), nullable=False),  # segment_enter | segment_exit
+    Column("created_at", UTCDateTime(), nullable=False),
+    Index("ix_segment_changes_account_segment", "account_id", "segment_id", "id"),
+    Index("ix_segment_changes_account_profile", "account_id", "profile"),
+)

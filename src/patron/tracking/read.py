@@ -18,6 +18,7 @@ from patron.store.schema import (
     email_clicks,
     order_sources,
     orders,
+    segment_changes,
     tracking_events,
     tracking_sessions,
 )
@@ -29,7 +30,8 @@ _decode = msgspec.json.decode
 class Activity(msgspec.Struct, omit_defaults=True):
     """One thing a person did, newest first: on the site (``web``: page views, product views,
     baskets, checkout steps, transactions, tag events), through the Data API (``api``: orders and
-    custom events, abandonment events included) or in an email (``email``: a verified link clicked).
+    custom events, abandonment events included), in an email (``email``: a verified link clicked) or in
+    a dynamic segment (``segment``: ``segment_enter`` / ``segment_exit``, ``id`` the segment's).
     ``product_id`` marks a product view (``events.counted_view``: a ``viewproduct``, or a product
     page's view), with its product: one per view, as the session counts them."""
 
@@ -81,6 +83,15 @@ def activity(conn: Connection, account_id: int, profile_id: str, page: Page) -> 
     for click in _newest(conn, email_clicks, email_clicks.c.clicked_at, account_id, live, wanted):
         item = Activity(_time(click.when), "email", "email_click", url=click.url, id=click.message_id)
         found.append((click.when, click.id, item))
+    c = segment_changes
+    for change in conn.execute(
+        select(c.c.id, c.c.segment_id, c.c.event, c.c.created_at)
+        .where(c.c.account_id == account_id, c.c.profile == live)
+        .order_by(c.c.created_at.desc(), c.c.id.desc())
+        .limit(wanted)
+    ):
+        item = Activity(_time(change.created_at), "segment", change.event, id=str(change.segment_id))
+        found.append((change.created_at, change.id, item))
     found.sort(key=lambda f: (f[0], f[1]), reverse=True)
     return [item for _, _, item in found[page.offset : wanted]]
 

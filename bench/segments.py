@@ -1,0 +1,164 @@
+"""Segments: a new five-condition segment evaluated over many profiles (a dry-run count, and a full
+build of its membership in the worker's bounded steps), on SQLite.
+
+The profiles are written straight into the database (documents made by ``profiles.build.document``,
+as the worker makes them), not pushed: what is measured is the evaluation alone.
+
+    python bench/segments.py [--profiles 1000000] [--no-docs]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import time
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import msgspec
+from common import fresh, machine, write_section
+from sqlalchemy import insert, select
+
+from patron.config import Settings
+from patron.profiles import build
+from patron.profiles.segments import evaluate, members
+from patron.profiles.segments import rules as r
+from patron.store import open_store
+from patron.store.schema import accounts, list_members, profiles
+
+FIVE = {
+    "all": [
+        {"field": "stats.orders", "op": "gte", "value": 2},
+        {"consent": "email", "is": "subscribed"},
+        {"field": "country_id", "op": "in", "value": ["GB", "FR"]},
+        {"date": "dates.last_purchase", "before": "-90d"},
+        {"not": {"list": "vip"}},
+    ]
+}
+COUNTRIES = ["GB", "FR", "DE", "US", "ES"]
+BATCH = 10_000
+
+
+def document(i: int, rng: random.Random, now: datetime) -> str:
+    orders = rng.choice([0, 0, 1, 1, 2, 3, 5])
+    last = (now - timedelta(days=rng.randrange(1, 400))).isoformat() if orders else None
+    first = (now - timedelta(days=rng.randrange(400, 800))).isoformat() if orders else None
+    contact = {
+        "email": f"p{i}@example.com",
+        "firstname": "Pat",
+        "lastname": f"Doe{i}",
+        "country_id": rng.choice(COUNTRIES),
+        "properties": {"tier": rng.choice(["gold", "silver", "bronze"])},
+    }
+    optin = rng.choice(["subscribed", "unsubscribed", None])
+    facts = build.Facts(
+        profile_id=f"{i:08x}-bench",
+        created_at=now,
+        contacts=[build.Contact((now, i), contact)],
+        stats=build.OrderStats(orders, orders, 42.5 * orders, orders, first, last),
+        identities=[("email", f"p{i}@example.com")],
+        lists=[("vip", None)] if i % 10 == 0 else [],
+        consent={"email": (optin, now)} if optin else {},
+    )
+    return msgspec.json.encode(build.document(facts)).decode()
+
+
+def seed(settings: Settings, hash_: str, n: int) -> int:
+    store = open_store(settings)
+    store.start()
+    rng, now = random.Random(7), datetime.now(UTC)
+    try:
+        account_id = store.read_blocking(
+            lambda conn: conn.execute(select(accounts.c.id).where(accounts.c.hash == hash_)).scalar_one()
+        )
+        for start in range(0, n, BATCH):
+            rows = [
+                {
+                    "account_id": account_id,
+                    "profile_id": f"{i:08x}-bench",
+                    "email": f"p{i}@example.com",
+                    "data": document(i, rng, now),
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for i in range(start, min(n, start + BATCH))
+            ]
+            vip = [
+                {"account_id": account_id, "list_id": "vip", "profile": row["profile_id"], "created_at": now}
+                for row in rows
+                if int(row["profile_id"][:8], 16) % 10 == 0
+            ]
+
+            def write(conn, rows=rows, vip=vip):  # type: ignore[no-untyped-def]
+                conn.execute(insert(profiles), rows)
+                conn.execute(insert(list_members), vip)
+
+            store.write_blocking(write)
+        return int(account_id)
+    finally:
+        store.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--profiles", type=int, default=1_000_000)
+    parser.add_argument("--no-docs", action="store_true")
+    args = parser.parse_args()
+    work, data_dir, tenant = fresh("segments")
+    settings = replace(Settings(), data_dir=data_dir, database_url=None, redis_url=None, read_budget=600.0)
+    started = time.perf_counter()
+    account_id = seed(settings, tenant.hash, args.profiles)
+    seeded = time.perf_counter() - started
+    rule = r.parse(FIVE)
+    store = open_store(settings)
+    store.start()
+    try:
+        at = datetime.now(UTC)
+        started = time.perf_counter()
+        count = store.read_blocking(lambda conn: evaluate.count(conn, account_id, rule, at))
+        counted = time.perf_counter() - started
+        segment_id = store.write_blocking(lambda conn: members.create(conn, account_id, "five", rule, at))
+        started = time.perf_counter()
+        steps = 0
+        while store.write_blocking(lambda conn: members.build_step(conn, account_id, segment_id, 1, at, at)):
+            steps += 1
+        built = time.perf_counter() - started
+        size = store.read_blocking(lambda conn: members.read(conn, account_id, segment_id=segment_id))[0].size
+    finally:
+        store.close()
+        shutil.rmtree(work, ignore_errors=True)
+    assert size == count, (size, count)
+    result = {
+        "profiles": args.profiles,
+        "members": count,
+        "seed_s": round(seeded, 1),
+        "count_s": round(counted, 2),
+        "build_s": round(built, 2),
+        "build_steps": steps,
+    }
+    print(json.dumps(result))
+    if not args.no_docs:
+        preamble = (
+            f"`python bench/segments.py --profiles {args.profiles}` on {machine()}, SQLite: a segment of five"
+            " conditions (orders, email consent, country, last purchase more than 90 days ago, not in a"
+            " list) over profiles written straight into the database. The dry-run count is one query; the"
+            f" build evaluates {members.STEP:,} profiles per step (one write each, as the worker's"
+            " `segment` rows do) and writes the members and their entries."
+        )
+        rows = [
+            (
+                f"dry-run count, {args.profiles:,} profiles",
+                f"{counted:.1f} s",
+                f"{count:,} members",
+                "",
+                "< 10 s",
+            ),
+            (f"full build, {args.profiles:,} profiles", f"{built:.1f} s", f"{steps} steps", "", "< 10 s"),
+        ]
+        write_section("segments", preamble, rows)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,380 @@
+"""Segments as stored: their rows, their members, and each entry and exit (``segment_enter`` /
+``segment_exit``), for ``GET /v2/segments/{id}/changes`` and the profile's timeline.
+
+Membership changes only through :func:`evaluate`: the profiles it is given are evaluated against the
+segment's rule, and the difference with the members kept is written (members, changes and the
+segment's ``size``) in the caller's transaction. A new segment (or new rules) is built in steps of
+:data:`STEP` profiles by :func:`build_step`; the worker keeps the touched profiles current after each
+round (:func:`keep_current`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import datetime
+from typing import Any, Final
+
+import msgspec
+from sqlalchemy import Connection, delete, func, insert, select, update
+
+from patron.errors import Conflict, FieldError
+from patron.profiles.segments import evaluate
+from patron.profiles.segments import rules as r
+from patron.store import among, chunks, lock_account
+from patron.store.schema import profiles, segment_changes, segment_members, segments
+
+ENTER: Final = "segment_enter"
+EXIT: Final = "segment_exit"
+BUILDING: Final = "building"
+READY: Final = "ready"
+#: The most segments one account may have.
+MAX_SEGMENTS: Final = 100
+#: How many profiles one step of building a segment evaluates (one bounded write).
+STEP: Final = 20_000
+
+
+class TooManySegments(Conflict):
+    def __init__(self) -> None:
+        message = f"the account has {MAX_SEGMENTS} segments, the most it may have"
+        super().__init__(message, errors=[FieldError("name", message)])
+
+
+class SegmentView(msgspec.Struct, tag_field="@type", tag="segment"):
+    """A segment as the API shows it: ``status`` is ``building`` until every profile was evaluated
+    against its current rules, then ``ready``."""
+
+    id: str
+    name: str
+    rules: dict[str, Any]
+    size: int
+    status: str
+    timestamp_created: str
+    timestamp_updated: str
+    timestamp_checked: str | None = None
+
+
+class SegmentChange(msgspec.Struct, rename={"kind": "type"}):
+    kind: str  # segment_enter | segment_exit
+    segment_id: str
+    profile_id: str
+    timestamp: str
+
+
+def _view(row: Any) -> SegmentView:
+    return SegmentView(
+        id=str(row.id),
+        name=row.name,
+        rules=msgspec.json.decode(row.rules),
+        size=int(row.size),
+        status=row.status,
+        timestamp_created=r.stamp(row.created_at),
+        timestamp_updated=r.stamp(row.updated_at),
+        timestamp_checked=r.stamp(row.checked_at) if row.checked_at else None,
+    )
+
+
+def segment_key(value: str) -> int | None:
+    """A public segment id as the internal one (None: not one)."""
+    return int(value) if value.isdigit() and len(value) < 19 else None
+
+
+# writes -------------------------------------------------------------------------------------------
+
+
+def create(conn: Connection, account_id: int, name: str, rule: r.Rule, at: datetime) -> int:
+    """A new segment (to be built); :class:`TooManySegments` past :data:`MAX_SEGMENTS`."""
+    held = conn.execute(select(func.count()).where(segments.c.account_id == account_id)).scalar_one()
+    if held >= MAX_SEGMENTS:
+        raise TooManySegments()
+    values = {"account_id": account_id, "name": name, "rules": r.dump(rule), "relative": r.is_relative(rule)}
+    row = conn.execute(
+        insert(segments)
+        .values(**values, version=1, status=BUILDING, cursor=0, size=0, created_at=at, updated_at=at)
+        .returning(segments.c.id)
+    )
+    return int(row.scalar_one())
+
+
+def change(
+    conn: Connection, account_id: int, segment_id: int, name: str, rule: r.Rule, at: datetime
+) -> int | None:
+    """New name and rules: the segment is built again (its members stay until evaluated); its new
+    version (None: no such segment)."""
+    s = segments
+    found = conn.execute(
+        update(s)
+        .where(s.c.account_id == account_id, s.c.id == segment_id)
+        .values(
+            name=name,
+            rules=r.dump(rule),
+            relative=r.is_relative(rule),
+            version=s.c.version + 1,
+            status=BUILDING,
+            cursor=0,
+            updated_at=at,
+        )
+        .returning(s.c.version)
+    ).first()
+    return None if found is None else int(found.version)
+
+
+def remove(conn: Connection, account_id: int, segment_id: int) -> bool:
+    """Delete a segment with its members and changes."""
+    lock_account(conn, account_id)  # not while the worker keeps it current
+    for table in (segment_members, segment_changes):
+        conn.execute(delete(table).where(table.c.account_id == account_id, table.c.segment_id == segment_id))
+    gone = conn.execute(
+        delete(segments).where(segments.c.account_id == account_id, segments.c.id == segment_id)
+    )
+    return bool(gone.rowcount)
+
+
+def forget(conn: Connection, account_id: int, profile_ids: list[str]) -> None:
+    """Take the profiles out of every segment of the account with no exit recorded, and delete
+    their entries and exits (an anonymisation)."""
+    m, c = segment_members, segment_changes
+    for chunk in chunks(sorted(profile_ids)):
+        held = conn.execute(
+            select(m.c.segment_id, func.count().label("n"))
+            .where(m.c.account_id == account_id, among(conn, m.c.profile, chunk))
+            .group_by(m.c.segment_id)
+        ).all()
+        for row in held:
+            conn.execute(
+                update(segments).where(segments.c.id == row.segment_id).values(size=segments.c.size - row.n)
+            )
+        for table in (m, c):
+            conn.execute(
+                delete(table).where(table.c.account_id == account_id, among(conn, table.c.profile, chunk))
+            )
+
+
+def _apply(
+    conn: Connection, account_id: int, segment_id: int, entered: set[str], left: set[str], at: datetime
+) -> None:
+    m, c = segment_members, segment_changes
+    base = {"account_id": account_id, "segment_id": segment_id, "created_at": at}
+    if entered:
+        conn.execute(insert(m), [{**base, "profile": pid} for pid in sorted(entered)])
+    if left:
+        for chunk in chunks(sorted(left)):
+            conn.execute(
+                delete(m).where(
+                    m.c.account_id == account_id,
+                    m.c.segment_id == segment_id,
+                    among(conn, m.c.profile, chunk),
+                )
+            )
+    events = [{**base, "profile": pid, "event": ENTER} for pid in sorted(entered)]
+    events += [{**base, "profile": pid, "event": EXIT} for pid in sorted(left)]
+    if events:
+        conn.execute(insert(c), events)
+        conn.execute(
+            update(segments)
+            .where(segments.c.id == segment_id)
+            .values(size=segments.c.size + len(entered) - len(left))
+        )
+
+
+def evaluate_among(
+    conn: Connection,
+    account_id: int,
+    segment_id: int,
+    rule: r.Rule,
+    ids: Collection[str],
+    at: datetime,
+    now: datetime,
+) -> tuple[set[str], set[str]]:
+    """Evaluate the profiles ``ids`` against the segment and write the difference; (entered, left)."""
+    if not ids:
+        return set(), set()
+    m = segment_members
+    meets = evaluate.matching(conn, account_id, rule, now, among_ids=ids)
+    held = set(
+        conn.execute(
+            select(m.c.profile).where(
+                m.c.account_id == account_id,
+                m.c.segment_id == segment_id,
+                among(conn, m.c.profile, list(ids)),
+            )
+        ).scalars()
+    )
+    entered, left = meets - held, held - meets
+    _apply(conn, account_id, segment_id, entered, left, at)
+    return entered, left
+
+
+def build_step(
+    conn: Connection, account_id: int, segment_id: int, version: int, at: datetime, now: datetime
+) -> bool:
+    """Evaluate the next :data:`STEP` profiles of a segment being built (as of ``now``); whether
+    more remain. A step of an older version (the rules changed since) does nothing."""
+    lock_account(conn, account_id)  # in step with the worker's rounds on the account
+    s, p, m = segments, profiles, segment_members
+    row = conn.execute(
+        select(s.c.rules, s.c.version, s.c.status, s.c.cursor).where(
+            s.c.account_id == account_id, s.c.id == segment_id
+        )
+    ).first()
+    if row is None or row.version != version or row.status != BUILDING:
+        return False
+    chunk = conn.execute(
+        select(p.c.id, p.c.profile_id)
+        .where(p.c.account_id == account_id, p.c.id > row.cursor)
+        .order_by(p.c.id)
+        .limit(STEP)
+    ).all()
+    if not chunk:
+        conn.execute(update(s).where(s.c.id == segment_id).values(status=READY, checked_at=now))
+        return False
+    upto = chunk[-1].id
+    ids = [found.profile_id for found in chunk]
+    meets = evaluate.matching(conn, account_id, r.load(row.rules), now, among_ids=ids)
+    held = set(
+        conn.execute(
+            select(m.c.profile).where(
+                m.c.account_id == account_id, m.c.segment_id == segment_id, among(conn, m.c.profile, ids)
+            )
+        ).scalars()
+    )
+    _apply(conn, account_id, segment_id, meets - held, held - meets, at)
+    conn.execute(update(s).where(s.c.id == segment_id).values(cursor=upto))
+    return True
+
+
+def keep_current(conn: Connection, account_id: int, profile_ids: Collection[str], at: datetime) -> int:
+    """Evaluate the profiles a round touched against every segment of the account, one query per
+    segment; returns how many entries and exits it wrote."""
+    if not profile_ids:
+        return 0
+    s = segments
+    written = 0
+    ids = sorted(profile_ids)
+    for row in conn.execute(
+        select(s.c.id, s.c.rules).where(s.c.account_id == account_id).order_by(s.c.id)
+    ).all():
+        rule = r.load(row.rules)
+        for chunk in chunks(ids):
+            entered, left = evaluate_among(conn, account_id, row.id, rule, chunk, at, at)
+            written += len(entered) + len(left)
+    return written
+
+
+def mark_for_check(
+    conn: Connection, now: datetime, every: float, limit: int = 10
+) -> list[tuple[int, int, int]]:
+    """Relative segments (their rules read "now") last evaluated in full more than ``every`` seconds
+    before ``now``: marked to be built again; (account, segment, version) of each."""
+    s = segments
+    due = conn.execute(
+        select(s.c.account_id, s.c.id, s.c.version, s.c.checked_at)
+        .where(s.c.relative.is_(True), s.c.status == READY)
+        .order_by(s.c.checked_at)
+        .limit(limit)
+    ).all()
+    marked = []
+    for row in due:
+        if row.checked_at is not None and (now - row.checked_at).total_seconds() < every:
+            continue
+        conn.execute(update(s).where(s.c.id == row.id).values(status=BUILDING, cursor=0))
+        marked.append((row.account_id, row.id, row.version))
+    return marked
+
+
+# reads --------------------------------------------------------------------------------------------
+
+
+def read(
+    conn: Connection, account_id: int, *, segment_id: int | None = None, limit: int = 1, offset: int = 0
+) -> list[SegmentView]:
+    """A page of segments (or the one ``segment_id`` names), in creation order."""
+    s = segments
+    query = select(s).where(s.c.account_id == account_id)
+    if segment_id is not None:
+        query = query.where(s.c.id == segment_id)
+    return [_view(row) for row in conn.execute(query.order_by(s.c.id).limit(limit).offset(offset))]
+
+
+def rules_of(conn: Connection, account_id: int, segment_id: int) -> r.Rule | None:
+    text = conn.execute(
+        select(segments.c.rules).where(segments.c.account_id == account_id, segments.c.id == segment_id)
+    ).scalar()
+    return None if text is None else r.load(text)
+
+
+def member_ids(conn: Connection, account_id: int, segment_id: int, limit: int, offset: int) -> list[str]:
+    """A page of the segment's members' profile ids, in the order they entered."""
+    m = segment_members
+    query = (
+        select(m.c.profile)
+        .where(m.c.account_id == account_id, m.c.segment_id == segment_id)
+        .order_by(m.c.id)
+        .limit(limit)
+        .offset(offset)
+    )
+    return list(conn.execute(query).scalars())
+
+
+def all_member_ids(conn: Connection, account_id: int, segment_id: int) -> set[str]:
+    m = segment_members
+    query = select(m.c.profile).where(m.c.account_id == account_id, m.c.segment_id == segment_id)
+    return set(conn.execute(query).scalars())
+
+
+def changes(
+    conn: Connection, account_id: int, segment_id: int, since: datetime | None, limit: int, offset: int
+) -> list[SegmentChange]:
+    c = segment_changes
+    where = [c.c.account_id == account_id, c.c.segment_id == segment_id]
+    if since is not None:
+        where.append(c.c.created_at >= since)
+    rows = conn.execute(select(c).where(*where).order_by(c.c.id).limit(limit).offset(offset))
+    return [
+        SegmentChange(row.event, str(row.segment_id), row.profile, r.stamp(row.created_at)) for row in rows
+    ]
+
+
+def member_documents(
+    conn: Connection, account_id: int, segment_id: int, limit: int, offset: int
+) -> list[str]:
+    """A page of the segment's members' profile documents (JSON), in the order they entered."""
+    m, p = segment_members, profiles
+    query = (
+        select(p.c.data)
+        .select_from(m)
+        .join(p, (p.c.account_id == m.c.account_id) & (p.c.profile_id == m.c.profile))
+        .where(m.c.account_id == account_id, m.c.segment_id == segment_id)
+        .order_by(m.c.id)
+        .limit(limit)
+        .offset(offset)
+    )
+    return list(conn.execute(query).scalars())
+
+
+#: The most members one export writes into a list (in one transaction).
+MAX_EXPORT: Final = 10_000
+
+
+class TooBigToExport(Conflict):
+    def __init__(self, size: int) -> None:
+        message = f"the segment has {size:,} members; an export takes at most {MAX_EXPORT:,}"
+        super().__init__(message, errors=[FieldError("segment_id", message)])
+
+
+def export(conn: Connection, account_id: int, segment_id: int, list_id: str, at: datetime) -> int | None:
+    """Add the segment's members to the static list ``list_id`` (made if new); how many entered it
+    (None: no such segment). Their documents show the list at once."""
+    from patron.profiles import build, lists
+
+    lock_account(conn, account_id)  # profiles are the worker's: wait for its round on this account
+    s = segments
+    size = conn.execute(select(s.c.size).where(s.c.account_id == account_id, s.c.id == segment_id)).scalar()
+    if size is None:
+        return None
+    if size > MAX_EXPORT:
+        raise TooBigToExport(int(size))
+    lists.ensure(conn, account_id, list_id, at)
+    held = sorted(all_member_ids(conn, account_id, segment_id))
+    entered = [pid for pid in held if lists.add(conn, account_id, list_id, pid, at)]
+    build.refresh(conn, account_id, entered, at)
+    return len(entered)

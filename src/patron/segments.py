@@ -1,0 +1,104 @@
+"""Segments kept current by the worker: the queue kind ``segment`` that builds a new segment (or a
+segment with new rules) a step at a time, the round's hook that re-evaluates the profiles each round
+touched, and the thread of ``patron worker`` that re-evaluates segments whose rules read "now".
+
+A segment is built by ``segment`` rows of the import queue: each evaluates the next
+``members.STEP`` profiles in a round of its own (one bounded write) and queues the next step, so a
+segment over millions of profiles never holds the writer for long and applies in order with the
+account's pushes. The hook (:func:`after_round`) runs at the end of each account's part of every
+round, in its transaction: the touched profiles (and those the round merged away) are evaluated
+against each of the account's segments, and the entries and exits written with them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from datetime import datetime
+
+import msgspec
+from sqlalchemy import Connection
+
+from patron.accounts import now
+from patron.ingest.queue import enqueue_operation
+from patron.model.rounds import Op, QueueKind, Registry, Round
+from patron.profiles.segments import members
+from patron.store import Store
+
+log = logging.getLogger("patron.segments")
+#: The queue kind that builds segments.
+SEGMENT = "segment"
+#: Seconds between full evaluations of a segment whose rules read "now" (``-90d``...).
+RECHECK = 3600.0
+
+
+class Build(msgspec.Struct):
+    """One step of building a segment: its version (a step of older rules does nothing) and the
+    moment its relative conditions are read at (None: when the step applies)."""
+
+    segment: int
+    version: int
+    now: str | None = None
+
+
+def queue_build(
+    conn: Connection,
+    account_id: int,
+    segment_id: int,
+    version: int,
+    at: datetime,
+    moment: datetime | None = None,
+) -> str:
+    """Queue the (next) step of building a segment, never refused for a backlog; its request id."""
+    request_id = str(uuid.uuid4())
+    body = Build(segment_id, version, moment.isoformat() if moment else None)
+    enqueue_operation(conn, account_id, None, request_id, SEGMENT, body, at)
+    return request_id
+
+
+def apply_build(round: Round, op: Op) -> None:
+    body = msgspec.convert(op.record, Build)
+    moment = datetime.fromisoformat(body.now) if body.now else round.at
+    more = members.build_step(round.conn, round.account_id, body.segment, body.version, round.at, moment)
+    if more:
+        queue_build(round.conn, round.account_id, body.segment, body.version, round.at, moment)
+
+
+def after_round(round: Round) -> None:
+    """Keep the account's segments current for the profiles the round touched, made or merged away."""
+    changed = round.touched | round.created | round.updated | round.merged
+    members.keep_current(round.conn, round.account_id, changed, round.at)
+
+
+def recheck(conn: Connection, moment: datetime, every: float = RECHECK) -> int:
+    """Queue a full evaluation, as of ``moment``, of each relative segment last evaluated more than
+    ``every`` seconds before it; how many were queued."""
+    marked = members.mark_for_check(conn, moment, every)
+    for account_id, segment_id, version in marked:
+        queue_build(conn, account_id, segment_id, version, moment, moment)
+    return len(marked)
+
+
+class Rechecker:
+    """Re-evaluates relative segments every ``every`` seconds (a thread of ``patron worker``)."""
+
+    def __init__(
+        self, store: Store, stop: threading.Event, every: float = RECHECK, poll: float = 60.0
+    ) -> None:
+        self.store, self.stop, self.every, self.poll = store, stop, every, poll
+        self.thread = threading.Thread(target=self.run, name="patron-segments", daemon=True)
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                self.store.write_blocking(lambda conn: recheck(conn, now(), self.every))
+            except Exception:
+                log.exception("re-evaluating relative segments failed; retrying")
+            self.stop.wait(self.poll)
+
+
+def register(kinds: Registry) -> None:
+    """The ``segment`` kind (alone: one bounded step per round) and the round's hook."""
+    kinds.add(QueueKind(SEGMENT, apply_build, alone=True))
+    kinds.after(after_round)
