@@ -1,7 +1,7 @@
 """segments: dynamic segments, their members and their entries and exits
 
-Revision ID: 0019
-Revises: 0018
+Revision ID: 0020
+Revises: 0019
 Create Date: 2026-12-20
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 from patron.store.schema import Id, UTCDateTime
 
-revision = "0019"
-down_revision = "0018"
+revision = "0020"
+down_revision = "0019"
 branch_labels = None
 depends_on = None
 
