@@ -381,8 +381,8 @@ def test_a_relative_segment_follows_time(client: Client, tenant: Tenant, shared:
     assert members(client, tenant, segment["id"]) == set()
     # nothing is due before the interval has passed since the segment was built
     assert shared.store.write_blocking(lambda conn: segments.recheck(conn, datetime.now(UTC), 3600)) == 0
-    later = datetime.now(UTC) + timedelta(days=11)
-    assert shared.store.write_blocking(lambda conn: segments.recheck(conn, later, 3600)) == 1
+    later = datetime.now(UTC) + timedelta(days=11)  # (the module's other relative segments are due too)
+    assert shared.store.write_blocking(lambda conn: segments.recheck(conn, later, 3600)) >= 1
     done = ready(client, tenant, segment["id"])
     assert members(client, tenant, segment["id"]) == {"ann"}
     assert done["timestamp_checked"] == later.strftime("%Y-%m-%dT%H:%M:%S+00:00")
