@@ -49,6 +49,11 @@ MEMORY_BYTES: Final = 512 * 1024 * 1024
 PROCESSES: Final = 2
 _LOOP_GUARD = "patron_loop_guard"
 _FRAME = struct.Struct(">I")
+#: What a rendering process writes once it has started (its imports done), before its first job: a
+#: job's time is counted from there, so that a process's start never counts against a template.
+_READY: Final = b"R"
+#: Seconds a new rendering process may take to start.
+STARTUP_SECONDS: Final = 60.0
 
 
 class RenderFailed(Invalid):
@@ -177,6 +182,8 @@ def _serve() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_BYTES, MEMORY_BYTES))
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     decode, encode = msgspec.json.Decoder(Job).decode, msgspec.json.Encoder().encode
+    stdout.write(_READY)
+    stdout.flush()
     while header := stdin.read(_FRAME.size):
         (length,) = _FRAME.unpack(header)
         # SIGALRM's default action ends the process: a job outlives the server's deadline only if
@@ -206,9 +213,13 @@ class _Process:
         assert self.process.stdin is not None and self.process.stdout is not None
         self.stdin, self.stdout = self.process.stdin, self.process.stdout
         self._decode = msgspec.json.Decoder(Outcome).decode
+        self.ready = self._read(len(_READY), STARTUP_SECONDS) == _READY
 
     def run(self, message: bytes, seconds: float) -> Outcome | None:
-        """The outcome of one job, or None if the process took longer than ``seconds`` or died."""
+        """The outcome of one job, or None if the process took longer than ``seconds`` or died (or
+        never started)."""
+        if not self.ready:
+            return None
         try:
             self.stdin.write(_FRAME.pack(len(message)) + message)
             self.stdin.flush()
