@@ -18,7 +18,7 @@ LAYERS: list[set[str]] = [
     {"records", "client"},  # (``client``: the API from Python, with the records' limits)
     {"store"},
     {"accounts", "signing", "ratelimits", "health"},
-    {"model", "entities", "operators"},
+    {"model", "entities", "operators", "webhooks"},
     {"profiles", "email"},
     {"ingest"},
     {"tracking", "gdpr", "report", "retention"},
@@ -34,6 +34,7 @@ LAYERS: list[set[str]] = [
         "cli_common",
         "cli_queue",
         "cli_transfer",
+        "cli_webhooks",
         "transfer",
         "__main__",
     },

@@ -27,6 +27,7 @@ from patron.api import (
     report,
     tracking,
     unsubscribes,
+    webhooks,
 )
 from patron.api.auth import authorise, current_account, send_rate_headers
 from patron.api.edge import EDGE, Edge
@@ -55,6 +56,7 @@ V2_HANDLERS = [
     *unsubscribes.HANDLERS,
     *gdpr.HANDLERS,
     *email.HANDLERS,
+    *webhooks.HANDLERS,
 ]
 
 

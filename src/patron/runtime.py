@@ -6,12 +6,14 @@ from patron import gdpr
 from patron.model.rounds import Registry
 from patron.profiles import link, operations
 from patron.tracking import events
+from patron.webhooks import outbox
 
 
 def queue_kinds() -> Registry:
     """Every kind of queued row the worker applies: the record types, the profile operations, tag
-    events and anonymisations."""
+    events and anonymisations; and, after each round, the webhooks' events of the profiles it made and
+    changed."""
     kinds = Registry()
-    for package in (link, operations, events, gdpr):
+    for package in (link, operations, events, gdpr, outbox):
         package.register(kinds)
     return kinds

@@ -1,0 +1,98 @@
+"""A real HTTPS webhook receiver on 127.0.0.1 (its certificate from Patron's generated local CA), which
+keeps every request it is sent and answers as the test says: a status, a delay, a redirect."""
+
+from __future__ import annotations
+
+import ssl
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from standardwebhooks import Webhook
+
+from patron.tls import local_certificates
+
+
+@dataclass(frozen=True)
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    answered: int  # the status it was answered with
+
+    def verified(self, secret: str) -> dict[str, Any]:
+        """The payload, its Standard Webhooks signature checked with ``secret``."""
+        payload: dict[str, Any] = Webhook(secret).verify(self.body, self.headers)
+        return payload
+
+
+@dataclass
+class Receiver:
+    port: int
+    ca: Path
+    status: int = 200
+    delay: float = 0.0
+    redirect_to: str | None = None  # answer 302 to this path
+    received: list[Received] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def url(self, path: str = "/hook", host: str = "localhost") -> str:
+        return f"https://{host}:{self.port}{path}"
+
+    def requests(self, path: str | None = None) -> list[Received]:
+        with self.lock:
+            return [r for r in self.received if path is None or r.path == path]
+
+    def delivered(self, path: str | None = None) -> list[Received]:
+        """The requests answered 2xx, in the order they came."""
+        return [r for r in self.requests(path) if 200 <= r.answered < 300]
+
+
+@contextmanager
+def receiver(directory: Path) -> Iterator[Receiver]:
+    files = local_certificates(directory)
+    assert files.ca is not None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(files.cert, files.key)
+    state: Receiver
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("content-length", "0"))
+            body = self.rfile.read(length)
+            if state.delay:
+                time.sleep(state.delay)
+            status = 302 if state.redirect_to and self.path != state.redirect_to else state.status
+            with state.lock:
+                state.received.append(
+                    Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body, status)
+                )
+            answer = b'{"ok": true}' if status < 300 else b"x" * 10_000  # a long body: the log keeps 4 KiB
+            self.send_response(status)
+            if status == 302:
+                self.send_header("location", state.redirect_to or "/")
+            self.send_header("content-length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    state = Receiver(server.server_address[1], files.ca)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()

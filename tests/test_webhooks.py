@@ -1,0 +1,325 @@
+"""Outbound webhooks through HTTP, the CLI and a real HTTPS receiver (docs/webhooks.md): endpoints and
+their checks, events written with the changes they tell of and delivered signed (Standard Webhooks),
+retries in order per profile, redirects refused, private addresses refused at creation and at
+delivery, endpoints disabled after failures and replayed, and GDPR anonymisation of a person with
+undelivered events.
+
+The module shares one app (server and worker) whose worker delivers to 127.0.0.0/8 and trusts the
+receiver's CA; each test has fresh accounts and its own endpoints."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from standardwebhooks import Webhook
+
+from conftest import Tenant, eventually, push
+from patron.errors import FieldInvalid
+from patron.webhooks import endpoints
+from support.app import App, Client, running_app
+from support.http import assert_problem, post, read
+from support.receiver import Receiver, receiver
+
+#: The worker's settings in this module: loopback allowed, quick retries, short leases.
+ENVIRONMENT = {
+    "PATRON_WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8",
+    "PATRON_WEBHOOK_BACKOFF": "0.2",
+    "PATRON_WEBHOOK_LEASE": "3",
+}
+
+
+@contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in values.items():
+            patch.setenv(name, value)
+        yield
+
+
+@pytest.fixture(scope="module")
+def hooks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Receiver]:
+    with receiver(tmp_path_factory.mktemp("receiver")) as found:
+        yield found
+
+
+@pytest.fixture(scope="module")
+def shared(
+    tmp_path_factory: pytest.TempPathFactory, new_database_url: Callable[[], str | None], hooks: Receiver
+) -> Iterator[App]:
+    settings = {**ENVIRONMENT, "PATRON_WEBHOOK_CA": str(hooks.ca)}
+    with environment(settings), running_app(tmp_path_factory.mktemp("app"), new_database_url()) as app:
+        yield app
+
+
+@pytest.fixture(scope="module")
+def client(shared: App) -> Client:
+    return shared.client
+
+
+@pytest.fixture(scope="module")
+def make_tenant(shared: App) -> Callable[..., Tenant]:
+    return shared.tenant
+
+
+@pytest.fixture
+def path(request: pytest.FixtureRequest) -> str:
+    """A path of the receiver of the test's own."""
+    return f"/{request.node.name.replace('[', '-').rstrip(']')}"
+
+
+def create(client: Client, tenant: Tenant, url: str, *types: str, **fields: Any) -> dict[str, Any]:
+    body = {"url": url, "event_types": list(types) or ["profile.created", "order.applied"], **fields}
+    response = post(client, tenant, body, "/v2/webhooks")
+    assert response.status_code == 201, response.text
+    made: dict[str, Any] = response.json()
+    return made
+
+
+def contact(contact_id: str, email: str, **fields: Any) -> dict[str, Any]:
+    return {"@type": "contact", "@collection": "default", "id": contact_id, "email": email, **fields}
+
+
+def order(order_id: str, email: str, total: float = 10.0) -> dict[str, Any]:
+    return {
+        "@type": "order",
+        "id": order_id,
+        "timestamp": "2024-01-02T10:00:00+00:00",
+        "currency": "GBP",
+        "grand_total": total,
+        "customer": {"email": email},
+    }
+
+
+ORDERS = ["order.applied"]
+
+
+def payloads(hooks: Receiver, path: str, secret: str) -> list[dict[str, Any]]:
+    """The payloads delivered to ``path``, each signature verified, in the order they came."""
+    return [r.verified(secret) for r in hooks.delivered(path)]
+
+
+# endpoints --------------------------------------------------------------------------------------
+
+
+def test_an_endpoint_is_made_read_changed_and_deleted(
+    client: Client, tenant: Tenant, hooks: Receiver
+) -> None:
+    made = create(client, tenant, hooks.url("/crud"), "order.applied", description="the shop's ERP")
+    assert made["secret"].startswith("whsec_")
+    Webhook(made["secret"])  # a secret Standard Webhooks takes
+    assert made["id"].startswith("ep_") and made["enabled"] is True
+    assert made["url"] == hooks.url("/crud") and made["event_types"] == ["order.applied"]
+
+    shown = read(client, tenant, f"/v2/webhooks/{made['id']}")
+    assert "secret" not in shown and shown["description"] == "the shop's ERP"
+    assert [e["id"] for e in read(client, tenant, "/v2/webhooks")] == [made["id"]]
+    assert "secret" not in read(client, tenant, "/v2/webhooks")[0]
+
+    changes = {"event_types": ["profile.merged", "email.sent"], "enabled": False, "max_concurrency": 2}
+    response = client.put(f"/v2/webhooks/{made['id']}", json=changes, headers=tenant.headers)
+    assert response.status_code == 200, response.text
+    changed = response.json()
+    assert changed["event_types"] == ["profile.merged", "email.sent"] and changed["max_concurrency"] == 2
+    assert changed["enabled"] is False and changed["disabled_reason"] == "disabled by an operator"
+    assert "secret" not in changed
+
+    response = client.delete(f"/v2/webhooks/{made['id']}", headers=tenant.headers)
+    assert response.status_code == 204
+    assert read(client, tenant, "/v2/webhooks") == []
+    assert_problem(client.get(f"/v2/webhooks/{made['id']}", headers=tenant.headers), 404, "webhook_id")
+
+
+def test_another_accounts_endpoint_is_not_found(
+    client: Client, make_tenant: Callable[..., Tenant], hooks: Receiver
+) -> None:
+    mine, theirs = make_tenant(), make_tenant()
+    made = create(client, mine, hooks.url("/theirs"))
+    for response in (
+        client.get(f"/v2/webhooks/{made['id']}", headers=theirs.headers),
+        client.delete(f"/v2/webhooks/{made['id']}", headers=theirs.headers),
+        post(
+            client,
+            theirs,
+            {"since": "2024-01-01T00:00:00Z", "until": "2030-01-01T00:00:00Z"},
+            f"/v2/webhooks/{made['id']}/replay",
+        ),
+    ):
+        assert_problem(response, 404, "webhook_id")
+    assert read(client, theirs, "/v2/webhooks") == []
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"url": "http://localhost/hook", "event_types": ["order.applied"]}, "root > url"),
+        ({"url": "not a url", "event_types": ["order.applied"]}, "root > url"),
+        ({"url": "https://user:pw@localhost/hook", "event_types": ["order.applied"]}, "root > url"),
+        ({"url": "https://10.1.2.3/hook", "event_types": ["order.applied"]}, "root > url"),  # private
+        (
+            {"url": "https://169.254.169.254/latest", "event_types": ["order.applied"]},
+            "root > url",
+        ),  # link-local
+        (
+            {"url": "https://[::1]/hook", "event_types": ["order.applied"]},
+            "root > url",
+        ),  # loopback, not allowed
+        ({"url": "https://localhost/hook", "event_types": ["order.shipped"]}, "root > event_types > 0"),
+        ({"url": "https://localhost/hook", "event_types": []}, "root > event_types"),
+        ({"url": "https://localhost/hook"}, "root"),  # missing: the detail names it
+        (
+            {"url": "https://localhost/hook", "event_types": ["order.applied"], "max_concurrency": 0},
+            "root > max_concurrency",
+        ),
+        (
+            {"url": "https://localhost/hook", "event_types": ["order.applied"], "secret": "x"},
+            "root",
+        ),  # unknown
+        ({"url": "https://x/" + "a" * 2000, "event_types": ["order.applied"]}, "root > url"),
+    ],
+)
+def test_a_bad_endpoint_is_refused_naming_the_field(
+    client: Client, tenant: Tenant, body: dict[str, Any], field: str
+) -> None:
+    assert_problem(post(client, tenant, body, "/v2/webhooks"), 400, field)
+    assert read(client, tenant, "/v2/webhooks") == []
+
+
+def test_an_account_has_at_most_ten_endpoints(client: Client, tenant: Tenant, hooks: Receiver) -> None:
+    for n in range(10):
+        create(client, tenant, hooks.url(f"/many/{n}"))
+    response = post(
+        client, tenant, {"url": hooks.url("/many/10"), "event_types": ["order.applied"]}, "/v2/webhooks"
+    )
+    assert_problem(response, 409)
+    assert len(read(client, tenant, "/v2/webhooks")) == 10
+
+
+def test_a_host_resolving_to_loopback_is_refused_without_the_operators_allowance() -> None:
+    """``localhost`` resolves to 127.0.0.1: refused unless 127.0.0.0/8 is allowed."""
+    with pytest.raises(FieldInvalid, match="non-global"):
+        endpoints.checked_url("https://localhost:8443/hook", ())
+    import ipaddress
+
+    allowed = (ipaddress.ip_network("127.0.0.0/8"),)
+    assert endpoints.checked_url("https://localhost:8443/hook", allowed) == "https://localhost:8443/hook"
+
+
+# events, delivered --------------------------------------------------------------------------------
+
+
+def test_a_push_delivers_profile_created_and_order_applied_signed(
+    client: Client, tenant: Tenant, hooks: Receiver, path: str
+) -> None:
+    made = create(client, tenant, hooks.url(path), "profile.created", "order.applied")
+    push(client, tenant, [contact("c1", "ann@example.com")])
+    push(client, tenant, [order("o1", "ann@example.com", 25.5)])
+    got = eventually(
+        lambda: len(hooks.delivered(path)) >= 2 and payloads(hooks, path, made["secret"]), "events"
+    )
+    by_type = {p["type"]: p for p in got}
+    assert set(by_type) == {"profile.created", "order.applied"} and len(got) == 2
+    profile_id = by_type["profile.created"]["data"]["profile_id"]
+    assert read(client, tenant, f"/v2/profiles/{profile_id}")["id"] == profile_id
+    applied = by_type["order.applied"]["data"]
+    assert applied["order_id"] == "o1" and applied["profile_id"] == profile_id
+    assert applied["grand_total"] == 25.5 and applied["currency"] == "GBP" and applied["created"] is True
+    request = hooks.delivered(path)[0]
+    assert request.headers["webhook-id"].startswith("msg_")
+    assert request.headers["content-type"] == "application/json"
+    # a wrong secret does not verify
+    with pytest.raises(Exception, match="signature"):
+        Webhook("whsec_" + "A" * 32).verify(request.body, request.headers)
+    deliveries = f"/v2/webhooks/{made['id']}/deliveries"
+    log = eventually(lambda: len(found := read(client, tenant, deliveries)) == 2 and found, "the log")
+    assert {entry["status_code"] for entry in log} == {200}
+    assert {entry["event_status"] for entry in log} == {"delivered"}
+    assert {entry["event_id"] for entry in log} == {r.headers["webhook-id"] for r in hooks.delivered(path)}
+
+
+def test_no_endpoint_no_event_and_unsubscribed_types_are_not_sent(
+    client: Client, tenant: Tenant, hooks: Receiver, path: str
+) -> None:
+    made = create(client, tenant, hooks.url(path), "contact.unsubscribed")
+    push(client, tenant, [contact("c1", "bob@example.com", marketing_optin="EXPLICITLY_OPTEDIN")])
+    push(client, tenant, [contact("c1", "bob@example.com", marketing_optin="EXPLICITLY_OPTEDOUT")])
+    got = eventually(lambda: payloads(hooks, path, made["secret"]), "the unsubscribe")
+    assert [p["type"] for p in got] == ["contact.unsubscribed"]
+    assert got[0]["data"]["channel"] == "email" and got[0]["data"]["source"] == "api"
+
+
+def test_a_receiver_down_for_a_while_gets_everything_in_order_per_profile(
+    client: Client, tenant: Tenant, hooks: Receiver, path: str
+) -> None:
+    made = create(client, tenant, hooks.url(path), "order.applied", max_concurrency=4)
+    down = path + "-down"
+    hooks_down = {"status": 503}
+    # the receiver answers 503 on this path until told otherwise: a second endpoint path shares it
+    client.put(f"/v2/webhooks/{made['id']}", json={"url": hooks.url(down)}, headers=tenant.headers)
+    hooks.status = hooks_down["status"]
+    try:
+        for n in range(4):
+            for who in ("ann", "bob", "cat"):
+                push(client, tenant, [order(f"{who}-{n}", f"{who}@example.com")], wait=False)
+        eventually(lambda: len(hooks.requests(down)) >= 6, "failed attempts while down")
+    finally:
+        hooks.status = 200
+    got = eventually(
+        lambda: len(hooks.delivered(down)) >= 12 and payloads(hooks, down, made["secret"]), "the backlog", 60
+    )
+    orders = [p["data"]["order_id"] for p in got]
+    assert sorted(set(orders)) == sorted(f"{w}-{n}" for n in range(4) for w in ("ann", "bob", "cat"))
+    for who in ("ann", "bob", "cat"):
+        theirs = [o for o in orders if o.startswith(who)]
+        assert theirs == [f"{who}-{n}" for n in range(4)], orders  # in order, each once
+    failed = [r for r in hooks.requests(down) if r.answered == 503]
+    assert failed, "no attempt failed"
+    # a retried event keeps its webhook-id
+    ids = {r.headers["webhook-id"] for r in hooks.delivered(down)}
+    assert {r.headers["webhook-id"] for r in failed} <= ids
+    log = read(client, tenant, f"/v2/webhooks/{made['id']}/deliveries?limit=250")
+    assert {e["status_code"] for e in log} == {200, 503}
+    assert all(len(e["response"]) <= 4096 for e in log if e["status_code"] == 503)
+    assert read(client, tenant, f"/v2/webhooks/{made['id']}")["enabled"] is True
+
+
+def test_redirects_are_not_followed(client: Client, tenant: Tenant, hooks: Receiver, path: str) -> None:
+    made = create(client, tenant, hooks.url(path), "order.applied")
+    hooks.redirect_to = path + "-elsewhere"
+    try:
+        push(client, tenant, [order("o1", "dan@example.com")])
+        eventually(lambda: hooks.requests(path), "the attempt")
+        log = eventually(lambda: read(client, tenant, f"/v2/webhooks/{made['id']}/deliveries"), "its log")
+    finally:
+        hooks.redirect_to = None
+    assert log[-1]["status_code"] == 302 and "redirects are not followed" in log[-1]["error"]
+    assert hooks.requests(path + "-elsewhere") == []
+
+
+def test_a_profiles_anonymisation_deletes_its_undelivered_events(
+    client: Client, tenant: Tenant, hooks: Receiver, path: str
+) -> None:
+    made = create(client, tenant, hooks.url(path), "profile.created", "order.applied", "profile.anonymised")
+    client.put(f"/v2/webhooks/{made['id']}", json={"enabled": False}, headers=tenant.headers)
+    push(client, tenant, [order("o1", "eve@example.com", 99.0)])
+    push(client, tenant, [order("o2", "fay@example.com", 5.0)])
+    eve = read(client, tenant, "/v2/profiles?email=eve@example.com")[0]["id"]
+    response = post(client, tenant, {"email": "eve@example.com"}, "/v2/data-deletion-requests")
+    assert response.status_code == 202, response.text
+    request = f"/v2/data-deletion-requests/{response.json()['id']}"
+    eventually(lambda: read(client, tenant, request)["status"] == "completed", "the anonymisation")
+    client.put(f"/v2/webhooks/{made['id']}", json={"enabled": True}, headers=tenant.headers)
+    got = eventually(
+        lambda: len(hooks.delivered(path)) >= 3 and payloads(hooks, path, made["secret"]), "the events"
+    )
+    assert len(got) == 3
+    about_eve = [p for p in got if p["data"].get("profile_id") == eve]
+    assert about_eve == [
+        {"type": "profile.anonymised", "timestamp": about_eve[0]["timestamp"], "data": {"profile_id": eve}}
+    ]
+    assert "eve@example.com" not in json.dumps(got) and "99" not in json.dumps([p["data"] for p in about_eve])
+    others = sorted(p["type"] for p in got if p is not about_eve[0])
+    assert others == ["order.applied", "profile.created"]  # fay's
