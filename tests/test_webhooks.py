@@ -12,12 +12,14 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from standardwebhooks import Webhook
 
-from conftest import Tenant, eventually, push
+from conftest import Tenant, eventually, push, run_cli
 from patron.errors import FieldInvalid
 from patron.webhooks import endpoints
 from support.app import App, Client, running_app
@@ -254,19 +256,16 @@ def test_no_endpoint_no_event_and_unsubscribed_types_are_not_sent(
 def test_a_receiver_down_for_a_while_gets_everything_in_order_per_profile(
     client: Client, tenant: Tenant, hooks: Receiver, path: str
 ) -> None:
-    made = create(client, tenant, hooks.url(path), "order.applied", max_concurrency=4)
-    down = path + "-down"
-    hooks_down = {"status": 503}
-    # the receiver answers 503 on this path until told otherwise: a second endpoint path shares it
-    client.put(f"/v2/webhooks/{made['id']}", json={"url": hooks.url(down)}, headers=tenant.headers)
-    hooks.status = hooks_down["status"]
+    down = path
+    hooks.status[down] = 503
+    made = create(client, tenant, hooks.url(down), "order.applied", max_concurrency=4)
     try:
         for n in range(4):
             for who in ("ann", "bob", "cat"):
                 push(client, tenant, [order(f"{who}-{n}", f"{who}@example.com")], wait=False)
         eventually(lambda: len(hooks.requests(down)) >= 6, "failed attempts while down")
     finally:
-        hooks.status = 200
+        hooks.status.pop(down)
     got = eventually(
         lambda: len(hooks.delivered(down)) >= 12 and payloads(hooks, down, made["secret"]), "the backlog", 60
     )
@@ -288,13 +287,13 @@ def test_a_receiver_down_for_a_while_gets_everything_in_order_per_profile(
 
 def test_redirects_are_not_followed(client: Client, tenant: Tenant, hooks: Receiver, path: str) -> None:
     made = create(client, tenant, hooks.url(path), "order.applied")
-    hooks.redirect_to = path + "-elsewhere"
+    hooks.redirects[path] = path + "-elsewhere"
     try:
         push(client, tenant, [order("o1", "dan@example.com")])
         eventually(lambda: hooks.requests(path), "the attempt")
         log = eventually(lambda: read(client, tenant, f"/v2/webhooks/{made['id']}/deliveries"), "its log")
     finally:
-        hooks.redirect_to = None
+        hooks.redirects.pop(path)
     assert log[-1]["status_code"] == 302 and "redirects are not followed" in log[-1]["error"]
     assert hooks.requests(path + "-elsewhere") == []
 
@@ -323,3 +322,115 @@ def test_a_profiles_anonymisation_deletes_its_undelivered_events(
     assert "eve@example.com" not in json.dumps(got) and "99" not in json.dumps([p["data"] for p in about_eve])
     others = sorted(p["type"] for p in got if p is not about_eve[0])
     assert others == ["order.applied", "profile.created"]  # fay's
+
+
+# an app of the test's own ---------------------------------------------------------------------------
+
+
+@contextmanager
+def own_app(
+    directory: Path, database_url: str | None, hooks: Receiver, **variables: str
+) -> Iterator[tuple[App, Tenant]]:
+    """An app whose worker has the module's settings, but for ``variables`` (a value "" unsets one)."""
+    settings = {**ENVIRONMENT, "PATRON_WEBHOOK_CA": str(hooks.ca), **variables}
+    with environment({k: v for k, v in settings.items() if v}), pytest.MonkeyPatch.context() as patch:
+        for name in (k for k, v in settings.items() if not v):
+            patch.delenv(name, raising=False)
+        with running_app(directory, database_url) as app:
+            yield app, app.tenant()
+
+
+def test_a_host_resolving_to_loopback_at_delivery_time_is_refused(
+    tmp_path: Path, new_database_url: Callable[[], str | None], hooks: Receiver, path: str
+) -> None:
+    """An endpoint whose host resolved to a global address when it was saved, and to 127.0.0.1 now
+    (DNS rebinding): the worker checks again, and sends nothing."""
+    with own_app(tmp_path, new_database_url(), hooks, PATRON_WEBHOOK_ALLOW_NETWORKS="") as (app, tenant):
+        from patron import accounts
+
+        def save(conn: Any) -> endpoints.Endpoint:  # as it was, when the name resolved elsewhere
+            account = accounts.get_account(conn, tenant.hash)
+            body = endpoints.NewEndpoint(url=hooks.url(path), event_types=["order.applied"])
+            return endpoints.create(conn, account.id, body, hooks.url(path), accounts.now())
+
+        made = app.store.write_blocking(save)
+        push(app.client, tenant, [order("o1", "gil@example.com")])
+        deliveries = f"/v2/webhooks/{made.id}/deliveries"
+        log = eventually(lambda: read(app.client, tenant, deliveries), "the refused attempt")
+    assert log[0]["status_code"] is None and "non-global" in log[0]["error"], log
+    assert log[0]["event_status"] == "pending"  # retried, for three days
+    assert hooks.requests(path) == []
+
+
+def test_an_endpoint_failing_is_disabled_keeps_its_events_and_replays_them(
+    tmp_path: Path, new_database_url: Callable[[], str | None], hooks: Receiver, path: str
+) -> None:
+    hooks.status[path] = 500
+    with own_app(tmp_path, new_database_url(), hooks, PATRON_WEBHOOK_DISABLE_AFTER="3") as (app, tenant):
+        client = app.client
+        made = create(client, tenant, hooks.url(path), "order.applied")
+        one = f"/v2/webhooks/{made['id']}"
+        push(client, tenant, [order("o1", "hal@example.com")])
+        disabled = eventually(lambda: (e := read(client, tenant, one))["enabled"] is False and e, "disabled")
+        assert "3 in a row" in disabled["disabled_reason"] and disabled["failures"] == 3
+        assert len(hooks.requests(path)) == 3
+        push(client, tenant, [order("o2", "hal@example.com")])  # kept, not sent
+        hooks.status.pop(path)
+        response = client.put(one, json={"enabled": True}, headers=tenant.headers)
+        assert response.json()["enabled"] is True and response.json()["failures"] == 0
+        first = eventually(lambda: len(got := hooks.delivered(path)) == 2 and got, "the kept events")
+        assert [r.verified(made["secret"])["data"]["order_id"] for r in first] == ["o1", "o2"]
+        deliveries = f"{one}/deliveries"
+        eventually(lambda: len(read(client, tenant, deliveries)) == 5, "the attempts' outcomes")
+
+        since = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+        until = (datetime.now(UTC) + timedelta(minutes=1)).isoformat()
+        response = post(client, tenant, {"since": since, "until": until}, f"{one}/replay")
+        assert response.status_code == 202 and response.json() == {"events": 2}
+        again = eventually(lambda: len(got := hooks.delivered(path)) == 4 and got[2:], "the replay")
+        assert [r.headers["webhook-id"] for r in again] == [r.headers["webhook-id"] for r in first]
+        assert_problem(
+            post(client, tenant, {"since": until, "until": since}, f"{one}/replay"), 400, "root > until"
+        )
+
+
+def test_the_cli_manages_endpoints(
+    tmp_path: Path, new_database_url: Callable[[], str | None], hooks: Receiver, path: str
+) -> None:
+    with own_app(tmp_path, new_database_url(), hooks) as (app, tenant):
+        env = {**app.environment, **ENVIRONMENT}
+        account = ["--account", tenant.hash]
+
+        def cli(*args: str, check: bool = True) -> Any:
+            result = run_cli(app.data_dir, "webhooks", *args, *account, check=check, environment=env)
+            return json.loads(result.stdout) if check and "--json" in args else result
+
+        made = cli("create", "--url", hooks.url(path), "--event-type", "order.applied", "--json")
+        assert made["secret"].startswith("whsec_") and made["event_types"] == ["order.applied"]
+        listed = cli("list", "--json")
+        assert [e["id"] for e in listed] == [made["id"]] and "secret" not in listed[0]
+        assert cli("disable", "--id", made["id"], "--json")["enabled"] is False
+        assert cli("enable", "--id", made["id"], "--json")["enabled"] is True
+        push(app.client, tenant, [order("o1", "ivy@example.com")])
+        eventually(lambda: hooks.delivered(path), "the event")
+        replayed = cli("replay", "--id", made["id"], "--since", "2020-01-01T00:00:00", "--json")
+        assert replayed["events"] == 1
+        eventually(lambda: len(hooks.delivered(path)) == 2, "the replay")
+        refused = cli("create", "--url", "http://example.com/", "--event-type", "order.applied", check=False)
+        assert refused.returncode != 0 and "https" in refused.stderr
+        no_env = {k: v for k, v in env.items() if k != "PATRON_WEBHOOK_ALLOW_NETWORKS"}
+        refused = run_cli(
+            app.data_dir,
+            "webhooks",
+            "create",
+            "--url",
+            hooks.url(path),
+            "--event-type",
+            "order.applied",
+            *account,
+            check=False,
+            environment={**no_env, "PATRON_WEBHOOK_ALLOW_NETWORKS": ""},
+        )
+        assert refused.returncode != 0 and "non-global" in refused.stderr
+        cli("delete", "--id", made["id"])
+        assert cli("list", "--json") == []

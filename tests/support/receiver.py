@@ -35,10 +35,12 @@ class Received:
 class Receiver:
     port: int
     ca: Path
-    status: int = 200
-    delay: float = 0.0
-    redirect_to: str | None = None  # answer 302 to this path
+    #: By path: the status to answer with (else 200), seconds to wait first, a path to redirect to.
+    status: dict[str, int] = field(default_factory=dict)
+    delay: dict[str, float] = field(default_factory=dict)
+    redirects: dict[str, str] = field(default_factory=dict)
     received: list[Received] = field(default_factory=list)
+    arrived: list[str] = field(default_factory=list)  # the webhook-id of each request, as it comes
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def url(self, path: str = "/hook", host: str = "localhost") -> str:
@@ -67,17 +69,18 @@ def receiver(directory: Path) -> Iterator[Receiver]:
         def do_POST(self) -> None:
             length = int(self.headers.get("content-length", "0"))
             body = self.rfile.read(length)
-            if state.delay:
-                time.sleep(state.delay)
-            status = 302 if state.redirect_to and self.path != state.redirect_to else state.status
+            headers = {name.lower(): value for name, value in self.headers.items()}
             with state.lock:
-                state.received.append(
-                    Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body, status)
-                )
+                state.arrived.append(headers.get("webhook-id", ""))
+            time.sleep(state.delay.get(self.path, 0.0))
+            redirect = state.redirects.get(self.path)
+            status = 302 if redirect else state.status.get(self.path, 200)
+            with state.lock:
+                state.received.append(Received(self.path, headers, body, status))
             answer = b'{"ok": true}' if status < 300 else b"x" * 10_000  # a long body: the log keeps 4 KiB
             self.send_response(status)
-            if status == 302:
-                self.send_header("location", state.redirect_to or "/")
+            if redirect:
+                self.send_header("location", redirect)
             self.send_header("content-length", str(len(answer)))
             self.end_headers()
             self.wfile.write(answer)

@@ -77,6 +77,7 @@ class Claimed:
     payload: str
     attempts: int  # this one included
     retry_until: datetime
+    leased_until: datetime  # this attempt's lease (a replay meanwhile ends it: the outcome is not kept)
     url: str
     secret: str
 
@@ -163,6 +164,7 @@ def claim(conn: Connection, at: datetime, lease: timedelta, most: int) -> list[C
             e.c.payload,
             e.c.attempts,
             e.c.retry_until,
+            e.c.leased_until,
             p.c.url,
             p.c.secret,
         )
@@ -197,7 +199,8 @@ def record(conn: Connection, claimed: Claimed, outcome: Outcome, at: datetime, s
             response=outcome.response,
         )
     )
-    mine = (e.c.id == claimed.id) & (e.c.status == PENDING)  # (a replay may have come between)
+    # the event as this attempt claimed it (a replay meanwhile wants it sent again)
+    mine = (e.c.id == claimed.id) & (e.c.status == PENDING) & (e.c.leased_until == claimed.leased_until)
     if outcome.delivered:
         conn.execute(update(e).where(mine).values(status=DELIVERED, delivered_at=at, leased_until=None))
         conn.execute(update(p).where(p.c.id == claimed.endpoint).values(failures=0, failing_since=None))
