@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from standardwebhooks import Webhook
 
-from conftest import Tenant, eventually, push, run_cli
+from conftest import Tenant, create_tenant_cli, eventually, push, run_cli, start_server
 from patron.errors import FieldInvalid
 from patron.webhooks import endpoints
 from support.app import App, Client, running_app
@@ -434,3 +434,53 @@ def test_the_cli_manages_endpoints(
         assert refused.returncode != 0 and "non-global" in refused.stderr
         cli("delete", "--id", made["id"])
         assert cli("list", "--json") == []
+
+
+# a real server, its worker killed -------------------------------------------------------------------
+
+
+def test_sigkill_of_the_worker_mid_delivery_loses_nothing(
+    tmp_path: Path, patron_environment: dict[str, str], hooks: Receiver, path: str
+) -> None:
+    """``patron serve``'s worker is killed (SIGKILL) while the receiver is slow to answer; the server
+    starts another, which sends again what was under way once its lease ends: every event arrives,
+    and a duplicate has the webhook-id of the first."""
+    import signal
+
+    import psutil
+
+    env = {**patron_environment, **ENVIRONMENT, "PATRON_WEBHOOK_CA": str(hooks.ca)}
+    data_dir = tmp_path / "data"
+    tenant = create_tenant_cli(data_dir, environment=env)
+    unlimited = ["--data", "unlimited", "--push", "unlimited"]
+    run_cli(data_dir, "accounts", "set-limits", "--account", tenant.hash, *unlimited, environment=env)
+    create = ["webhooks", "create", "--account", tenant.hash, "--url", hooks.url(path)]
+    made = json.loads(
+        run_cli(data_dir, *create, "--event-type", "order.applied", "--json", environment=env).stdout
+    )
+    hooks.delay[path] = 1.0
+    server = start_server(data_dir, environment=env)
+    try:
+        with server.client() as client:
+            expected = [f"o{n}" for n in range(8)]
+            for order_id in expected:
+                push(client, tenant, [order(order_id, f"{order_id}@example.com")], wait=False)
+            eventually(lambda: hooks.arrived, "a delivery under way")
+            [worker] = [p for p in psutil.Process(server.process.pid).children() if "worker" in p.cmdline()]
+            worker.send_signal(signal.SIGKILL)
+            worker.wait(timeout=20)  # (reaped by the server, which starts another)
+            hooks.delay.pop(path)
+
+            def orders() -> list[str]:
+                return sorted({r.verified(made["secret"])["data"]["order_id"] for r in hooks.delivered(path)})
+
+            eventually(lambda: orders() == expected, "every event, after the restart", timeout=60)
+            new_worker = [p for p in psutil.Process(server.process.pid).children() if "worker" in p.cmdline()]
+            assert new_worker and new_worker[0].pid != worker.pid
+    finally:
+        server.stop()
+    by_id: dict[str, set[str]] = {}
+    for received in hooks.delivered(path):
+        by_id.setdefault(received.headers["webhook-id"], set()).add(received.body.decode())
+    assert len(by_id) == len(expected)  # duplicates, if any, share the webhook-id of the first
+    assert all(len(bodies) == 1 for bodies in by_id.values())

@@ -172,7 +172,7 @@ def claim(conn: Connection, at: datetime, lease: timedelta, most: int) -> list[C
         .where(among(conn, e.c.id, chosen))
         .order_by(e.c.id)
     )
-    return [Claimed(*row) for row in rows]
+    return [Claimed(**row._mapping) for row in rows]
 
 
 def delay(attempts: int, backoff: float) -> timedelta:
