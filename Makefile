@@ -82,6 +82,7 @@ bench: $(VENV)/.installed-test system-packages $(PRISM)
 	$(BIN)/python bench/backfill.py
 	$(BIN)/python bench/import.py
 	$(BIN)/python bench/report.py
+	$(BIN)/python bench/webhooks.py
 	$(BIN)/pytest bench/micro --benchmark-only -o testpaths=bench --benchmark-columns=min,median,max,rounds
 
 clean:

@@ -87,3 +87,10 @@ def test_the_postgresql_benchmark_measures_both_stores() -> None:
     for figures in result["applied"].values():
         assert set(figures) == {"sqlite", "postgresql_1_workers", "postgresql_2_workers"}
         assert all((figure["records"], figure["applied"]) == (400, 400) for figure in figures.values())
+
+
+def test_the_webhooks_benchmark_delivers_every_event() -> None:
+    done = run("bench/webhooks.py", "--events", "50", "--no-docs")
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout[done.stdout.index("{") :])
+    assert result["events"] == 100 and result["deliveries_per_second"] > 0

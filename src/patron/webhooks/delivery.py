@@ -245,6 +245,8 @@ class Deliverer:
         self._clients: OrderedDict[tuple[str, str, int], httpx.Client] = OrderedDict()
         self._lock = threading.Lock()
         self.thread = threading.Thread(target=self.run, name="patron-webhooks", daemon=True)
+        # httpx logs each request with its URL at INFO: the outcomes are logged here, by event id
+        logging.getLogger("httpx").setLevel(logging.WARNING)
 
     def run(self) -> None:
         with ThreadPoolExecutor(self.threads, thread_name_prefix="patron-webhook") as pool:
@@ -340,7 +342,7 @@ class Deliverer:
                     follow_redirects=False,
                     trust_env=False,
                     timeout=httpx.Timeout(TOTAL_TIMEOUT, connect=CONNECT_TIMEOUT),
-                    limits=httpx.Limits(max_connections=20, max_keepalive_connections=4),
+                    limits=httpx.Limits(max_connections=20, max_keepalive_connections=20),
                 )
                 while len(self._clients) > 64:
                     _, oldest = self._clients.popitem(last=False)
