@@ -484,3 +484,44 @@ def test_sigkill_of_the_worker_mid_delivery_loses_nothing(
         by_id.setdefault(received.headers["webhook-id"], set()).add(received.body.decode())
     assert len(by_id) == len(expected)  # duplicates, if any, share the webhook-id of the first
     assert all(len(bodies) == 1 for bodies in by_id.values())
+
+
+def test_merges_consent_custom_events_and_updates_are_told(
+    client: Client, tenant: Tenant, hooks: Receiver, path: str
+) -> None:
+    kinds = ["profile.updated", "profile.merged", "contact.unsubscribed", "contact.resubscribed"]
+    made = create(client, tenant, hooks.url(path), *kinds, "custom_event.created")
+    push(client, tenant, [contact("c1", "jo@example.com", marketing_optin="EXPLICITLY_OPTEDIN")])
+    push(client, tenant, [contact("c2", "kim@example.com")])
+    jo = read(client, tenant, "/v2/profiles?email=jo@example.com")[0]["id"]
+    kim = read(client, tenant, "/v2/profiles?email=kim@example.com")[0]["id"]
+    push(client, tenant, [contact("c1", "jo@example.com", marketing_optin="EXPLICITLY_OPTEDOUT")])
+    push(client, tenant, [contact("c1", "jo@example.com", marketing_optin="EXPLICITLY_OPTEDIN")])
+    event = {
+        "@type": "custom_event",
+        "id": "e1",
+        "event_type": "wishlist",
+        "identity_email": "jo@example.com",
+        "timestamp": "2024-01-02T10:00:00+00:00",
+    }
+    push(client, tenant, [event])
+    body = {
+        "survivor": {"type": "profile_hash", "value": jo},
+        "customers_to_merge": [{"type": "profile_hash", "value": kim}],
+    }
+    response = post(client, tenant, body, "/v2/merge-profile")
+    assert response.status_code == 202, response.text
+
+    def merged() -> list[dict[str, Any]]:
+        found = payloads(hooks, path, made["secret"])
+        return found if any(p["type"] == "profile.merged" for p in found) else []
+
+    got = eventually(merged, "the merge")
+    jos = [(p["type"], p["data"]) for p in got if p["data"].get("profile_id") == jo]
+    types = [t for t, _ in jos]
+    assert types.index("contact.unsubscribed") < types.index("contact.resubscribed")
+    assert ("profile.merged", {"profile_id": jo, "merged_profile_id": kim}) in jos
+    custom = next(d for t, d in jos if t == "custom_event.created")
+    assert custom["custom_event_id"] == "e1" and custom["event_type"] == "wishlist"
+    assert "profile.updated" in types
+    assert "contact.resubscribed" not in [p["type"] for p in got if p["data"].get("profile_id") == kim]
