@@ -285,6 +285,20 @@ def test_a_receiver_down_for_a_while_gets_everything_in_order_per_profile(
     assert read(client, tenant, f"/v2/webhooks/{made['id']}")["enabled"] is True
 
 
+def test_an_endpoint_gets_no_more_requests_at_once_than_its_concurrency(
+    client: Client, tenant: Tenant, hooks: Receiver, path: str
+) -> None:
+    hooks.delay[path] = 0.3
+    made = create(client, tenant, hooks.url(path), "order.applied", max_concurrency=2)
+    try:
+        push(client, tenant, [order(f"o{n}", f"c{n}@example.com") for n in range(8)])
+        eventually(lambda: len(hooks.delivered(path)) == 8, "every event", 60)
+    finally:
+        hooks.delay.pop(path)
+    assert hooks.most_at_once[path] == 2  # eight profiles' events could all go at once: two did
+    assert len(payloads(hooks, path, made["secret"])) == 8
+
+
 def test_redirects_are_not_followed(client: Client, tenant: Tenant, hooks: Receiver, path: str) -> None:
     made = create(client, tenant, hooks.url(path), "order.applied")
     hooks.redirects[path] = path + "-elsewhere"

@@ -71,7 +71,13 @@ def _checked(ctx: click.Context, url: str) -> str:
     type=click.Choice(EVENT_TYPES),
     help="An event type to deliver (repeat the option for more).",
 )
-@click.option("--max-concurrency", type=click.IntRange(1, 20), default=4, show_default=True)
+@click.option(
+    "--max-concurrency",
+    type=click.IntRange(1, 20),
+    default=4,
+    show_default=True,
+    help="The most attempts under way at once to it.",
+)
 @json_option
 @click.pass_context
 def create_command(

@@ -41,6 +41,9 @@ class Receiver:
     redirects: dict[str, str] = field(default_factory=dict)
     received: list[Received] = field(default_factory=list)
     arrived: list[str] = field(default_factory=list)  # the webhook-id of each request, as it comes
+    #: By path: requests being answered now, and the most there ever were at once.
+    under_way: dict[str, int] = field(default_factory=dict)
+    most_at_once: dict[str, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def url(self, path: str = "/hook", host: str = "localhost") -> str:
@@ -72,11 +75,14 @@ def receiver(directory: Path) -> Iterator[Receiver]:
             headers = {name.lower(): value for name, value in self.headers.items()}
             with state.lock:
                 state.arrived.append(headers.get("webhook-id", ""))
+                now = state.under_way[self.path] = state.under_way.get(self.path, 0) + 1
+                state.most_at_once[self.path] = max(now, state.most_at_once.get(self.path, 0))
             time.sleep(state.delay.get(self.path, 0.0))
             redirect = state.redirects.get(self.path)
             status = 302 if redirect else state.status.get(self.path, 200)
             with state.lock:
                 state.received.append(Received(self.path, headers, body, status))
+                state.under_way[self.path] -= 1
             answer = b'{"ok": true}' if status < 300 else b"x" * 10_000  # a long body: the log keeps 4 KiB
             self.send_response(status)
             if redirect:

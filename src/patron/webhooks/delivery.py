@@ -128,7 +128,16 @@ def anything_due(conn: Connection, at: datetime) -> bool:
 def claim(conn: Connection, at: datetime, lease: timedelta, most: int) -> list[Claimed]:
     """Lease up to ``most`` due events (each endpoint within its concurrency), their attempts counted."""
     e, p = webhook_events, webhook_endpoints
-    candidates = conn.execute(_due(at).limit(most * 4).with_for_update(skip_locked=True, of=e)).all()
+    busy = (
+        select(e.c.endpoint)
+        .join(p, p.c.id == e.c.endpoint)
+        .where(e.c.status == PENDING, e.c.leased_until >= at)
+        .group_by(e.c.endpoint, p.c.max_concurrency)
+        .having(func.count() >= p.c.max_concurrency)
+    )
+    full = list(conn.execute(busy).scalars())  # endpoints at their concurrency: none of theirs is read
+    due = _due(at).where(e.c.endpoint.not_in(full)) if full else _due(at)
+    candidates = conn.execute(due.limit(most * 4).with_for_update(skip_locked=True, of=e)).all()
     if not candidates:
         return []
     ids = sorted({row.endpoint for row in candidates})
