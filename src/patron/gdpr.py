@@ -840,6 +840,7 @@ def _webhook_attempts(conn: Connection, account_id: int, person: Person, op: Op)
     """Their events' delivery attempts go with the events (:func:`_webhook_events`); a receiver's
     answer to anyone else's that quotes them loses it."""
     t, e = webhook_attempts, webhook_events
+    outbox.flush(conn)
     theirs = select(e.c.id).where(_of(conn, e, account_id, person.profiles))
     conn.execute(delete(t).where(t.c.account_id == account_id, t.c.event.in_(theirs)))
     _redact_rows(conn, t, account_id, person, ("error", "response"))
@@ -850,6 +851,7 @@ def _webhook_events(conn: Connection, account_id: int, person: Person, op: Op) -
     profiles gets a last event, ``profile.anonymised``, carrying its id alone. Anyone else's event
     that quotes them loses it."""
     t = webhook_events
+    outbox.flush(conn)  # the round's events so far are written, to be deleted with the others
     conn.execute(delete(t).where(_of(conn, t, account_id, person.profiles)))
     _redact_rows(conn, t, account_id, person, ("payload",))
     outbox.anonymised(conn, account_id, person.profiles, op.at)

@@ -58,6 +58,7 @@ class Linker:
         self._touched = round.touched  # (the round's set, added to on the hot path directly)
         self.conn = round.conn
         self.account_id = round.account_id
+        outbox.defer(self.conn)  # the round's events are written together, when it finishes
         self.match_phone = bool(
             self.conn.execute(select(accounts.c.match_phone).where(accounts.c.id == self.account_id)).scalar()
         )
@@ -232,6 +233,7 @@ class Linker:
         build.refresh(self.conn, self.account_id, touched, self.round.at, new=made, changed_ids=changed)
         self.round.created.update(made)
         self.round.updated.update(changed - made.keys())
+        outbox.flush(self.conn, end=True)
 
     # contacts ---------------------------------------------------------------------------------------
 

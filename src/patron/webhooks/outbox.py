@@ -9,8 +9,8 @@ costs one indexed read per unit.
 
 from __future__ import annotations
 
+import secrets
 import threading
-import uuid
 import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -41,6 +41,12 @@ class _Unit:
 
     endpoints: dict[int, dict[str, list[int]]] = field(default_factory=dict)
     anonymised: set[str] = field(default_factory=set)
+    #: While deferring (the worker's round, from its linker's start to its finish): the rows to
+    #: write, in order, at :func:`flush`.
+    deferred: list[dict[str, Any]] | None = None
+    #: The events' ids: ``msg_``, 80 random bits of the unit's, and a count within it.
+    prefix: str = field(default_factory=lambda: f"msg_{secrets.token_hex(10)}")
+    emitted: int = 0
 
 
 _units: weakref.WeakKeyDictionary[Any, _Unit] = weakref.WeakKeyDictionary()
@@ -56,6 +62,24 @@ def _unit(conn: Connection) -> _Unit:
         if unit is None:
             unit = _units[transaction] = _Unit()
         return unit
+
+
+def defer(conn: Connection) -> None:
+    """From now on in this unit of work, keep the events emitted and write them together at
+    :func:`flush` (the worker's round: one statement for the round's events, not one per record).
+    Kept in the unit: a savepoint rolled back drops the events it emitted with it."""
+    unit = _unit(conn)
+    if unit.deferred is None:
+        unit.deferred = []
+
+
+def flush(conn: Connection, *, end: bool = False) -> None:
+    """Write the events kept since :func:`defer`, in the order they were emitted; ``end``: and
+    write the next ones at once again."""
+    unit = _unit(conn)
+    if unit.deferred:
+        conn.execute(insert(webhook_events), unit.deferred)
+    unit.deferred = None if end or unit.deferred is None else []
 
 
 def forget(conn: Connection) -> None:
@@ -106,8 +130,10 @@ def emit(
     endpoints = subscribed(conn, account_id, event_type)
     if not endpoints:
         return 0
+    unit = _unit(conn)
     body = payload(event_type, data, at)
-    event_id = f"msg_{uuid.uuid4().hex}"
+    unit.emitted += 1
+    event_id = f"{unit.prefix}{unit.emitted:08x}"
     rows = [
         {
             "account_id": account_id,
@@ -124,7 +150,10 @@ def emit(
         }
         for endpoint in endpoints
     ]
-    conn.execute(insert(webhook_events), rows)
+    if unit.deferred is not None:
+        unit.deferred += rows
+    else:
+        conn.execute(insert(webhook_events), rows)
     return len(rows)
 
 
@@ -145,9 +174,11 @@ def _profiles_changed(round: Round) -> None:
     if not created and not updated:
         return
     quiet = _unit(conn).anonymised
+    defer(conn)
     for event_type, profiles in (("profile.created", round.created), ("profile.updated", round.updated)):
         for profile in sorted(profiles - quiet):
             emit(conn, account_id, event_type, {"profile_id": profile}, round.at, profile=profile)
+    flush(conn, end=True)
 
 
 def register(kinds: Registry) -> None:
@@ -158,6 +189,7 @@ def register(kinds: Registry) -> None:
 def moved(conn: Connection, account_id: int, merged: str, survivor: str) -> None:
     """A merge: the merged profile's undelivered events are the survivor's, delivered in order before
     its later ones."""
+    flush(conn)
     t = webhook_events
     conn.execute(
         update(t)
