@@ -22,7 +22,8 @@ from patron.store import Store
 from patron.webhooks import endpoints
 from patron.webhooks.requests import EndpointUpdate, NewEndpoint, Replay
 
-WebhookId = Annotated[str, PathParameter(pattern=r"^ep_[0-9a-f]{24}$", max_length=27)]
+#: An endpoint's id (``ep_`` and 24 hex digits); any other short id is simply found nowhere (404).
+WebhookId = Annotated[str, PathParameter(pattern=r"^[A-Za-z0-9_-]+$", max_length=40)]
 _new = msgspec.json.Decoder(NewEndpoint)
 _update = msgspec.json.Decoder(EndpointUpdate)
 _replay = msgspec.json.Decoder(Replay)
