@@ -31,7 +31,15 @@ EventType = Literal[
     "email.failed",
     "email.clicked",
 ]
-Url = Annotated[str, Meta(min_length=1, max_length=MAX_URL_LENGTH, description="An https:// URL")]
+Url = Annotated[
+    str,
+    Meta(
+        min_length=9,
+        max_length=MAX_URL_LENGTH,
+        pattern=r"^https://[^\s/?#@]+",
+        description="An https:// URL whose host resolves only to addresses Patron may deliver to",
+    ),
+]
 EventTypes = Annotated[list[EventType], Meta(min_length=1, max_length=len(get_args(EventType)))]
 Description = Annotated[str, Meta(max_length=200, pattern=r"^[^\x00]*$")]
 Concurrency = Annotated[int, Meta(ge=1, le=MAX_CONCURRENCY)]
