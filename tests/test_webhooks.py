@@ -28,7 +28,7 @@ from support.receiver import Receiver, receiver
 
 #: The worker's settings in this module: loopback allowed, quick retries, short leases.
 ENVIRONMENT = {
-    "PATRON_WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8",
+    "PATRON_WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8,::1/128",  # (localhost may resolve to both)
     "PATRON_WEBHOOK_BACKOFF": "0.2",
     "PATRON_WEBHOOK_LEASE": "3",
 }
@@ -166,9 +166,9 @@ def test_another_accounts_endpoint_is_not_found(
             "root > url",
         ),  # link-local
         (
-            {"url": "https://[::1]/hook", "event_types": ["order.applied"]},
+            {"url": "https://[fd00::1]/hook", "event_types": ["order.applied"]},
             "root > url",
-        ),  # loopback, not allowed
+        ),  # unique local (IPv6), not allowed
         ({"url": "https://localhost/hook", "event_types": ["order.shipped"]}, "root > event_types > 0"),
         ({"url": "https://localhost/hook", "event_types": []}, "root > event_types"),
         ({"url": "https://localhost/hook"}, "root"),  # missing: the detail names it
@@ -206,7 +206,7 @@ def test_a_host_resolving_to_loopback_is_refused_without_the_operators_allowance
         endpoints.checked_url("https://localhost:8443/hook", ())
     import ipaddress
 
-    allowed = (ipaddress.ip_network("127.0.0.0/8"),)
+    allowed = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
     assert endpoints.checked_url("https://localhost:8443/hook", allowed) == "https://localhost:8443/hook"
 
 

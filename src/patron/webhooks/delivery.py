@@ -35,6 +35,7 @@ import threading
 import time
 import traceback
 from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -304,7 +305,7 @@ class Deliverer:
 
         try:
             target = network.parse(claimed.url)
-            address = network.resolve(target, self.settings.allow_networks)[0]
+            addresses = network.resolve(target, self.settings.allow_networks)
         except network.Refused as exc:
             return Outcome(None, took(), f"refused: the URL {exc}", None)
         signature = Webhook(claimed.secret).sign(claimed.event_id, datetime_now := now(), claimed.payload)
@@ -317,27 +318,44 @@ class Deliverer:
             "webhook-signature": signature,
         }
         deadline = started + TOTAL_TIMEOUT
+        for n, address in enumerate(addresses):  # the next address only when one refuses to connect
+            try:
+                return self._post(target, address, claimed.payload, headers, deadline, took)
+            except httpx.ConnectError as exc:
+                if n == len(addresses) - 1 or time.monotonic() > deadline:
+                    return Outcome(None, took(), f"{type(exc).__name__}: {exc}"[:1000], None)
+            except httpx.HTTPError as exc:
+                return Outcome(None, took(), f"{type(exc).__name__}: {exc}"[:1000], None)
+        raise AssertionError("resolve gives at least one address")  # pragma: no cover
+
+    def _post(
+        self,
+        target: network.Target,
+        address: network.IPAddress,
+        payload: str,
+        headers: dict[str, str],
+        deadline: float,
+        took: Callable[[], int],
+    ) -> Outcome:
+        """One request to ``address`` (checked), named as ``target``: its answer's first bytes."""
         client = self._client(target, str(address))
-        try:
-            with client.stream(
-                "POST",
-                target.at(address),
-                content=claimed.payload.encode(),
-                headers=headers,
-                extensions={"sni_hostname": target.host, "timeout": _timeouts(deadline)},
-            ) as response:
-                body = bytearray()
-                for chunk in response.iter_raw():
-                    body += chunk
-                    if len(body) >= MAX_RESPONSE or time.monotonic() > deadline:
-                        break
-                text = bytes(body[:MAX_RESPONSE]).decode("utf-8", "replace") or None
-                error = None if 200 <= response.status_code < 300 else f"HTTP {response.status_code}"
-                if 300 <= response.status_code < 400:
-                    error = f"HTTP {response.status_code}: redirects are not followed"
-                return Outcome(response.status_code, took(), error, text)
-        except httpx.HTTPError as exc:
-            return Outcome(None, took(), f"{type(exc).__name__}: {exc}"[:1000], None)
+        with client.stream(
+            "POST",
+            target.at(address),
+            content=payload.encode(),
+            headers=headers,
+            extensions={"sni_hostname": target.host, "timeout": _timeouts(deadline)},
+        ) as response:
+            body = bytearray()
+            for chunk in response.iter_raw():
+                body += chunk
+                if len(body) >= MAX_RESPONSE or time.monotonic() > deadline:
+                    break
+            text = bytes(body[:MAX_RESPONSE]).decode("utf-8", "replace") or None
+            error = None if 200 <= response.status_code < 300 else f"HTTP {response.status_code}"
+            if 300 <= response.status_code < 400:
+                error = f"HTTP {response.status_code}: redirects are not followed"
+            return Outcome(response.status_code, took(), error, text)
 
     def _client(self, target: network.Target, address: str) -> httpx.Client:
         """A client for one host at one address (its connections are kept between requests: never
