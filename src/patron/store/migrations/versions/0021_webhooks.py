@@ -1,7 +1,7 @@
 """outbound webhooks: endpoints, the outbox of their events, and the log of delivery attempts
 
-Revision ID: 0020
-Revises: 0018
+Revision ID: 0021
+Revises: 0020
 Create Date: 2026-12-20
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 from patron.store.schema import Id, UTCDateTime
 
-revision = "0020"
-down_revision = "0018"
+revision = "0021"
+down_revision = "0020"
 branch_labels = None
 depends_on = None
 
