@@ -83,6 +83,7 @@ bench: $(VENV)/.installed-test system-packages $(PRISM)
 	$(BIN)/python bench/import.py
 	$(BIN)/python bench/report.py
 	$(BIN)/python bench/segments.py
+	$(BIN)/python bench/webhooks.py
 	$(BIN)/pytest bench/micro --benchmark-only -o testpaths=bench --benchmark-columns=min,median,max,rounds
 
 clean:

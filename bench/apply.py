@@ -1,6 +1,6 @@
 """Records/s the worker applies (entities, identity resolution and profiles), without HTTP.
 
-    python bench/apply.py [--batches 1500] [--customers repeat|distinct]
+    python bench/apply.py [--batches 1500] [--customers repeat|distinct] [--webhooks 0]
 
 Queues ``--batches`` requests of 100 orders (``bench/push.py``'s realistic order) on a fresh SQLite
 store through the Python API, then times ``apply_round`` until the queue is empty. ``repeat`` gives
@@ -9,7 +9,9 @@ profile reads all its orders); ``distinct`` gives every order a new customer (a 
 identities per order). Then the ceiling: the same order rows, as the worker left them, inserted with
 raw ``sqlite3`` ``executemany`` into a fresh store (same schema and indexes, WAL, ``synchronous=FULL``),
 500 to a transaction as a round commits them: storage alone, with no merging, linking or profiles.
-Prints JSON and rewrites the apply section of docs/performance.md.
+``--webhooks N`` gives the account N endpoints subscribed to every event type (the worker writes their
+events; none is delivered). Prints JSON and rewrites the apply section of docs/performance.md
+(without ``--webhooks``).
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ from patron.ingest.submit import Submitter
 from patron.ingest.worker import ROUND_RECORDS, apply_round
 from patron.runtime import queue_kinds
 from patron.store import open_store
+from patron.webhooks import endpoints
+from patron.webhooks.outbox import EVENT_TYPES
+from patron.webhooks.requests import NewEndpoint
 
 
 def main() -> None:
@@ -44,6 +49,9 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=1500)
     parser.add_argument("--customers", choices=["repeat", "distinct"], default="repeat")
     parser.add_argument("--no-docs", action="store_true")
+    parser.add_argument(
+        "--webhooks", type=int, default=0, help="endpoints subscribed to every event type (none delivered)"
+    )
     parser.add_argument("--round", type=int, default=ROUND_RECORDS, help="records a round takes")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as directory:
@@ -52,6 +60,11 @@ def main() -> None:
         try:
             account, _ = store.write_blocking(lambda conn: accounts.create_account(conn, "bench", "staging"))
             account = msgspec.structs.replace(account, queue_limit=10**9)
+            for n in range(args.webhooks):
+                body = NewEndpoint(url=f"https://hooks{n}.example.com/", event_types=list(EVENT_TYPES))
+                store.write_blocking(
+                    lambda conn, b=body: endpoints.create(conn, account.id, b, b.url, accounts.now())  # type: ignore[misc]
+                )
 
             submit = Submitter(store, wake=lambda: None)  # the rounds below are the worker
 
@@ -74,6 +87,7 @@ def main() -> None:
     records = args.batches * RECORDS_PER_REQUEST
     result = {
         "customers": args.customers,
+        "webhooks": args.webhooks,
         "records": records,
         "seconds": seconds,
         "records_per_s": records / seconds,
@@ -82,7 +96,7 @@ def main() -> None:
         "raw_records_per_s": rows / raw_seconds,
     }
     print(json.dumps(result, indent=2))
-    if not args.no_docs:
+    if not args.no_docs and not args.webhooks:
         ratio = result["records_per_s"] / result["raw_records_per_s"]
         row = (
             f"records/s applied by the worker (`{args.customers}` customers: entities, identities, profiles)",

@@ -95,3 +95,10 @@ def test_the_segments_benchmark_builds_what_it_counts() -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout[done.stdout.index("{") :])
     assert result["profiles"] == 3000 and result["members"] > 0
+
+
+def test_the_webhooks_benchmark_delivers_every_event() -> None:
+    done = run("bench/webhooks.py", "--events", "50", "--no-docs")
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout[done.stdout.index("{") :])
+    assert result["events"] == 100 and result["deliveries_per_second"] > 0

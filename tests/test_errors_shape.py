@@ -43,6 +43,8 @@ NOT_PATRON_ERRORS = {
     "patron.email.outbox.Unbuildable",
     "patron.email.sandbox._Limit",
     "patron.records.validate._Refused",
+    # a webhook URL that may not be delivered to: a FieldInvalid at creation, a logged attempt after
+    "patron.webhooks.network.Refused",
     # the console's signal to answer with its sign-in page (a redirect, not a problem)
     "patron.console.session.SignInNeeded",
 }

@@ -27,12 +27,14 @@ from litestar import Litestar, post
 from litestar.handlers import HTTPRouteHandler
 from litestar.routes import HTTPRoute
 from litestar.testing import TestClient
+from sqlalchemy import Connection
 
 from conftest import Tenant, push, wait_applied
 from patron import accounts
 from patron.api import account, email, entities, gdpr, lists, profiles, unsubscribes
 from patron.api import push as push_api
 from patron.api import report as report_api
+from patron.api import webhooks as webhooks_api
 from patron.app import V2_HANDLERS, create_app
 from patron.config import Settings
 from patron.ingest.queue import enqueue_operation
@@ -40,6 +42,8 @@ from patron.profiles.operations import UNSUBSCRIBE
 from patron.profiles.requests import Unsubscribe
 from patron.records.types import RECORD_TYPES
 from patron.store import Store
+from patron.webhooks import endpoints as webhooks
+from patron.webhooks.requests import EndpointUpdate, NewEndpoint
 from support.app import App, running_app
 
 Client = TestClient[Any]
@@ -208,6 +212,7 @@ class Owner:
     merge_job: str
     deletion: str  # a data deletion request (of someone the account never had)
     message: str  # a transactional email (sandbox)
+    webhook: str  # a webhook endpoint (disabled: nothing is sent)
 
     @property
     def traces(self) -> tuple[str, ...]:
@@ -220,6 +225,8 @@ class Owner:
             self.merge_job,
             self.deletion,
             self.message,
+            self.webhook,
+            webhook_url(self.seed),
         )
 
 
@@ -284,8 +291,19 @@ def seed(app: App, name: str) -> Owner:
     )
     assert mail.status_code == 202, mail.text
     request_ids = tuple(reply["request_id"] for reply in replies)
+
+    def endpoint(conn: Connection) -> str:  # saved as if its host resolved; disabled, so never sent to
+        account, at, url = accounts.get_account(conn, tenant.hash), accounts.now(), webhook_url(data)
+        made = webhooks.create(conn, account.id, NewEndpoint(url=url, event_types=["order.applied"]), url, at)
+        webhooks.change(conn, account.id, made.id, EndpointUpdate(enabled=False), None, at)
+        return made.id
+
     ids = (profile["id"], merge.json()["id"], deletion.json()["id"], mail.json()["message_id"])
-    return Owner(tenant, data, request_ids, *ids)
+    return Owner(tenant, data, request_ids, *ids, app.store.write_blocking(endpoint))
+
+
+def webhook_url(seed: Seed) -> str:
+    return f"https://hooks.{seed.firstname.lower()}.example/in"
 
 
 def account_id(app: App, tenant: Tenant) -> int:
@@ -374,6 +392,14 @@ def merge_jobs(owner: Owner) -> list[str]:
     return [item("/v2/merge-profile", owner.merge_job)]
 
 
+def webhook_lists(owner: Owner) -> list[str]:
+    return ["/v2/webhooks"]
+
+
+def webhook_items(owner: Owner) -> list[str]:
+    return [item("/v2/webhooks", owner.webhook)]
+
+
 def deletion_lists(owner: Owner) -> list[str]:
     return ["/v2/data-deletion-requests"]
 
@@ -406,6 +432,7 @@ LISTS = (
     unsubscribe_lists,
     deletion_lists,
     template_lists,
+    webhook_lists,
 )
 ITEMS = (
     contact_items,
@@ -418,6 +445,7 @@ ITEMS = (
     deletion_items,
     template_items,
     message_items,
+    webhook_items,
 )
 
 
@@ -680,6 +708,58 @@ def change_a_list(client: Client, caller: Tenant, owner: Owner) -> None:
     assert snapshot(client, owner) == before
 
 
+def list_webhooks(client: Client, caller: Tenant, owner: Owner) -> None:
+    assert_lists_hide(client, caller, owner, webhook_lists(owner))
+
+
+def read_a_webhook(client: Client, caller: Tenant, owner: Owner) -> None:
+    assert_items_hide(client, caller, owner, webhook_items(owner))
+
+
+def assert_webhook_hidden(
+    client: Client, caller: Tenant, owner: Owner, method: str, suffix: str, body: Any
+) -> None:
+    """The caller's request on the owner's endpoint is the 404 of an endpoint no account has, and
+    changes nothing the owner reads."""
+    before = snapshot(client, owner)
+    url = item("/v2/webhooks", owner.webhook) + suffix
+    nobody = item("/v2/webhooks", owner.webhook + NOBODY) + suffix
+    mine, nobodys = (client.request(method, u, json=body, headers=caller.headers) for u in (url, nobody))
+    assert (mine.status_code, nobodys.status_code) == (404, 404), mine.text
+    assert problem(mine) == problem(nobodys, unsay=NOBODY)
+    assert_no_trace_of(mine, owner.traces, echoed=[owner.webhook])
+    assert snapshot(client, owner) == before
+
+
+def read_a_webhooks_deliveries(client: Client, caller: Tenant, owner: Owner) -> None:
+    assert get(client, owner.tenant, item("/v2/webhooks", owner.webhook) + "/deliveries").status_code == 200
+    assert_webhook_hidden(client, caller, owner, "GET", "/deliveries", None)
+
+
+def change_a_webhook(client: Client, caller: Tenant, owner: Owner) -> None:
+    assert_webhook_hidden(client, caller, owner, "PUT", "", {"enabled": True, "url": "https://1.1.1.1/mine"})
+
+
+def delete_a_webhook(client: Client, caller: Tenant, owner: Owner) -> None:
+    assert_webhook_hidden(client, caller, owner, "DELETE", "", None)
+
+
+def replay_a_webhook(client: Client, caller: Tenant, owner: Owner) -> None:
+    span = {"since": "2000-01-01T00:00:00Z", "until": "2100-01-01T00:00:00Z"}
+    assert_webhook_hidden(client, caller, owner, "POST", "/replay", span)
+
+
+def create_a_webhook(client: Client, caller: Tenant, owner: Owner) -> None:
+    """The caller's new endpoint is its own: the owner's list is as it was."""
+    before = snapshot(client, owner)
+    body = {"url": "https://1.1.1.1/mine", "event_types": ["segment.exited"]}
+    response = client.post("/v2/webhooks", json=body, headers=caller.headers)
+    assert response.status_code == 201, response.text
+    assert [e["url"] for e in get(client, caller, "/v2/webhooks").json()] == ["https://1.1.1.1/mine"]
+    assert_no_trace_of(get(client, caller, "/v2/webhooks"), owner.traces)
+    assert snapshot(client, owner) == before
+
+
 def list_deletion_requests(client: Client, caller: Tenant, owner: Owner) -> None:
     assert_lists_hide(client, caller, owner, deletion_lists(owner))
 
@@ -824,6 +904,13 @@ ISOLATION_CASES: dict[tuple[str, str], IsolationCase] = {
     route(lists.list_changes): read_a_lists_changes,
     route(lists.create_list): create_a_list,
     route(lists.update_list): change_a_list,
+    route(webhooks_api.list_webhooks): list_webhooks,
+    route(webhooks_api.read_webhook): read_a_webhook,
+    route(webhooks_api.webhook_deliveries): read_a_webhooks_deliveries,
+    route(webhooks_api.create_webhook): create_a_webhook,
+    route(webhooks_api.update_webhook): change_a_webhook,
+    route(webhooks_api.delete_webhook): delete_a_webhook,
+    route(webhooks_api.replay_webhook): replay_a_webhook,
     route(unsubscribes.list_unsubscribes): list_unsubscribes,
     route(gdpr.list_deletions): list_deletion_requests,
     route(gdpr.read_deletion): read_a_deletion_request,

@@ -18,7 +18,7 @@ LAYERS: list[set[str]] = [
     {"records", "client"},  # (``client``: the API from Python, with the records' limits)
     {"store"},
     {"accounts", "signing", "ratelimits", "health"},
-    {"model", "entities", "operators"},
+    {"model", "entities", "operators", "webhooks"},
     {"profiles", "email"},
     {"ingest"},
     {"tracking", "gdpr", "report", "retention", "segments"},
@@ -35,6 +35,7 @@ LAYERS: list[set[str]] = [
         "cli_queue",
         "cli_segments",
         "cli_transfer",
+        "cli_webhooks",
         "transfer",
         "__main__",
     },

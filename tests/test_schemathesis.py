@@ -8,15 +8,20 @@ emitter while the first still runs.
 A few rules the server enforces cannot be stated in an OpenAPI document, so the generated cases are
 mapped to keep them (``as_the_server_requires``, a ``map_case`` hook) rather than any check turned off:
 a single-record POST's body names the record its URL names; an ``integer`` is written without a
-fraction (JSON Schema counts ``2.0`` as one, msgspec does not); and a timestamp or a day is a real
-moment or date (no 30 February, hour 25 or leap second). Every other rule must be in the document.
+fraction (JSON Schema counts ``2.0`` as one, msgspec does not); a timestamp or a day is a real
+moment or date (no 30 February, hour 25 or leap second); a webhook endpoint's URL names a host that
+resolves to an address it may reach (generated ones become a closed port of this host, which the
+app's settings allow); and a replay's range ends after it starts. Every other rule must be in the
+document.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import date
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
@@ -36,7 +41,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from patron.app import create_app
-from patron.config import Settings
+from patron.config import Settings, Webhooks
 from patron.records.fields import DAY_PATTERN, TIMESTAMP_PATTERN, utc_timestamp
 from patron.store import Store
 
@@ -96,6 +101,11 @@ def as_the_server_reads(value: Any) -> Any:
     return value
 
 
+#: What a generated webhook URL becomes (a closed port: nothing is ever delivered), and a replay's range.
+WEBHOOK_URL = "https://127.0.0.1:9/hook"
+REPLAY_SPAN = {"since": "2024-01-01T00:00:00+00:00", "until": "2024-01-02T00:00:00+00:00"}
+
+
 def as_the_server_requires(context: HookContext, case: Case) -> Case:
     """Map a generated case to keep the rules the document cannot state (see the module's docstring).
 
@@ -103,6 +113,11 @@ def as_the_server_requires(context: HookContext, case: Case) -> Case:
     URL (Schemathesis percent-encodes generated path parameters)."""
     if isinstance(case.body, dict | list):
         case.body = as_the_server_reads(case.body)
+    if isinstance(case.body, dict) and "/webhooks" in case.operation.path:
+        if "url" in case.body:
+            case.body["url"] = WEBHOOK_URL
+        if "since" in case.body and "until" in case.body:
+            case.body.update(REPLAY_SPAN)
     if isinstance(case.body, dict):
         for parameter, value in (case.path_parameters or {}).items():
             if case.operation.method.upper() == "POST" and parameter in BODY_FIELD_OF_PATH_PARAMETER:
@@ -112,7 +127,8 @@ def as_the_server_requires(context: HookContext, case: Case) -> Case:
 
 @pytest.fixture
 def api_schema(settings: Settings, store: Store) -> Iterator[BaseSchema]:
-    app = create_app(settings, store)
+    loopback = Webhooks(allow_networks=(ipaddress.ip_network("127.0.0.0/8"),))
+    app = create_app(replace(settings, webhooks=loopback), store)
     try:
         schema = schemathesis.openapi.from_asgi("/v2/swagger.json", app)
         schema.hook("map_case")(as_the_server_requires)
@@ -216,8 +232,9 @@ def test_every_record_a_write_accepts_is_applied(
                 headers=tenant.headers
             )
             assert status.json()["status"] in ("queued", "sandbox"), status.text
-        else:  # written at once (a list, a template)
-            assert case.operation.path in ("/v2/lists", "/v2/templates"), case.operation.path
+        else:  # written at once (a list, a template, a webhook endpoint or a replay of its events)
+            written = ("/v2/lists", "/v2/templates", "/v2/webhooks", "/v2/webhooks/{webhook_id}/replay")
+            assert case.operation.path in written, case.operation.path
 
     for_each_operation(api_schema.include(method="POST"), subtests, check)
 

@@ -28,6 +28,7 @@ from patron.api import (
     segments,
     tracking,
     unsubscribes,
+    webhooks,
 )
 from patron.api.auth import authorise, current_account, send_rate_headers
 from patron.api.edge import EDGE, Edge
@@ -57,6 +58,7 @@ V2_HANDLERS = [
     *unsubscribes.HANDLERS,
     *gdpr.HANDLERS,
     *email.HANDLERS,
+    *webhooks.HANDLERS,
 ]
 
 

@@ -33,6 +33,7 @@ from patron.cli_common import (
 from patron.cli_queue import COMMANDS as queue_commands
 from patron.cli_segments import COMMANDS as segment_commands
 from patron.cli_transfer import COMMANDS as transfer_commands
+from patron.cli_webhooks import COMMANDS as webhook_commands
 from patron.config import DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORT, Settings
 from patron.entities import Page
 from patron.ingest.queue import enqueue_operation
@@ -44,6 +45,7 @@ from patron.retention import Pruner
 from patron.segments import Rechecker
 from patron.store import chunks, lock_account, open_store
 from patron.tracking.abandonment import Sweeper
+from patron.webhooks.delivery import Deliverer
 
 DEMO_ACCOUNT = "demo"
 
@@ -203,9 +205,10 @@ def worker(ctx: click.Context, wake_stdin: bool, idle_poll: float, log_level: st
         Sweeper(store, stop, idle=settings.session_idle, poll=poll).thread.start()
         Pruner(store, settings.retention, stop).thread.start()
         Rechecker(store, stop).thread.start()
+        Deliverer(store, settings.webhooks, stop).thread.start()
         memory.settle()
         run(store, queue_kinds(), stop, wait, idle_poll)
-        stop.set()  # the sender, the sweeper and the pruner, too
+        stop.set()  # the sender, the sweeper, the pruner and the webhooks' deliverer, too
 
 
 @main.command()
@@ -465,7 +468,7 @@ def unsubscribe(ctx: click.Context, account_hash: str, email: str, reason: str |
     click.echo(f"queued {request_id}: the worker applies it after the pushes before it")
 
 
-for _command in [*account_commands, *queue_commands, *segment_commands, *transfer_commands]:
+for _command in [*account_commands, *queue_commands, *segment_commands, *transfer_commands, *webhook_commands]:
     main.add_command(_command)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,6 +101,50 @@ class Retention:
     events_days: int = field(default_factory=lambda: _days("PATRON_RETAIN_EVENTS_DAYS", RETAIN_DAYS))
 
 
+#: A network an operator allows webhook endpoints to reach, though it is not global (``10.0.0.0/8``).
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _networks(name: str) -> tuple[Network, ...]:
+    """Variable ``name``: networks in CIDR notation, comma-separated (none when unset)."""
+    value = _env(name) or ""
+    networks = []
+    for part in (p.strip() for p in value.split(",")):
+        if not part:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(part, strict=False))
+        except ValueError:
+            raise ValueError(
+                f"{name} must be networks in CIDR notation, comma-separated"
+                f" (10.0.0.0/8,fd00::/8), not {part!r}"
+            ) from None
+    return tuple(networks)
+
+
+def _paths(name: str) -> tuple[Path, ...]:
+    """Variable ``name``: files, comma-separated (none when unset)."""
+    return tuple(Path(p.strip()) for p in (_env(name) or "").split(",") if p.strip())
+
+
+@dataclass(frozen=True)
+class Webhooks:
+    """How the worker delivers webhooks (``patron.webhooks``)."""
+
+    #: Networks endpoints may resolve into though they are not global (private, loopback...).
+    allow_networks: tuple[Network, ...] = field(
+        default_factory=lambda: _networks("PATRON_WEBHOOK_ALLOW_NETWORKS")
+    )
+    #: Certificate authorities trusted besides the system's (a private receiver's, tests').
+    ca_files: tuple[Path, ...] = field(default_factory=lambda: _paths("PATRON_WEBHOOK_CA"))
+    #: Seconds before a failed delivery's second attempt (doubling each time, with jitter).
+    backoff: float = field(default_factory=lambda: _seconds("PATRON_WEBHOOK_BACKOFF", 5.0))
+    #: Seconds an attempt is leased for: a worker that dies during one leaves it to be made again then.
+    lease: float = field(default_factory=lambda: _seconds("PATRON_WEBHOOK_LEASE", 60.0))
+    #: Failed attempts in a row (no delivery between) after which an endpoint is disabled.
+    disable_after: int = field(default_factory=lambda: _count("PATRON_WEBHOOK_DISABLE_AFTER", 100))
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything a Patron process needs to know about where its data lives and how it serves."""
@@ -131,6 +176,8 @@ class Settings:
     read_budget: float = field(default_factory=lambda: _seconds("PATRON_READ_BUDGET", READ_BUDGET))
     #: What the worker prunes, and after how many days.
     retention: Retention = field(default_factory=Retention)
+    #: How the worker delivers webhooks.
+    webhooks: Webhooks = field(default_factory=Webhooks)
     #: Seconds between two looks of a running server at its certificate: the generated one renewed when
     #: due, either loaded again when its files changed.
     tls_check: float = field(default_factory=lambda: _seconds("PATRON_TLS_CHECK", TLS_CHECK))

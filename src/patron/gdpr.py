@@ -63,7 +63,10 @@ from patron.store.schema import (
     tracking_events,
     tracking_sessions,
     visitors,
+    webhook_attempts,
+    webhook_events,
 )
+from patron.webhooks import outbox
 
 log = logging.getLogger("patron.gdpr")
 ANONYMISE = "anonymise"
@@ -844,6 +847,27 @@ def _deletion_requests(conn: Connection, account_id: int, person: Person, op: Op
     )
 
 
+def _webhook_attempts(conn: Connection, account_id: int, person: Person, op: Op) -> None:
+    """Their events' delivery attempts go with the events (:func:`_webhook_events`); a receiver's
+    answer to anyone else's that quotes them loses it."""
+    t, e = webhook_attempts, webhook_events
+    outbox.flush(conn)
+    theirs = select(e.c.id).where(_of(conn, e, account_id, person.profiles))
+    conn.execute(delete(t).where(t.c.account_id == account_id, t.c.event.in_(theirs)))
+    _redact_rows(conn, t, account_id, person, ("error", "response"))
+
+
+def _webhook_events(conn: Connection, account_id: int, person: Person, op: Op) -> None:
+    """Their events, delivered or not, are deleted (an undelivered one never goes); then each of their
+    profiles gets a last event, ``profile.anonymised``, carrying its id alone. Anyone else's event
+    that quotes them loses it."""
+    t = webhook_events
+    outbox.flush(conn)  # the round's events so far are written, to be deleted with the others
+    conn.execute(delete(t).where(_of(conn, t, account_id, person.profiles)))
+    _redact_rows(conn, t, account_id, person, ("payload",))
+    outbox.anonymised(conn, account_id, person.profiles, op.at)
+
+
 def _nothing(conn: Connection, account_id: int, person: Person, op: Op) -> None:
     """The table holds nothing about people (accounts, keys, counters, products, lists' own rows,
     email templates)."""
@@ -871,6 +895,8 @@ HANDLERS: dict[str, Handler] = {
     "order_sources": _order_sources,
     "visitors": _visitors,
     "deletion_requests": _deletion_requests,
+    "webhook_attempts": _webhook_attempts,
+    "webhook_events": _webhook_events,
     "accounts": _nothing,
     "api_keys": _nothing,
     "heartbeat": _nothing,
@@ -889,6 +915,7 @@ HANDLERS: dict[str, Handler] = {
     "operators": _nothing,
     "operator_accounts": _nothing,
     "operator_sessions": _nothing,
+    "webhook_endpoints": _nothing,  # where an account's events go
 }
 
 

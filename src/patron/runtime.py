@@ -6,12 +6,14 @@ from patron import gdpr, segments
 from patron.model.rounds import Registry
 from patron.profiles import link, operations
 from patron.tracking import events
+from patron.webhooks import outbox
 
 
 def queue_kinds() -> Registry:
     """Every kind of queued row the worker applies: the record types, the profile operations, tag
-    events, anonymisations and segment builds (and the segments' round hook)."""
+    events, anonymisations and segment builds; and, after each round, the segments' membership and
+    the webhooks' events of the profiles it made and changed."""
     kinds = Registry()
-    for package in (link, operations, events, gdpr, segments):
+    for package in (link, operations, events, gdpr, segments, outbox):
         package.register(kinds)
     return kinds

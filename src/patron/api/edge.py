@@ -55,6 +55,7 @@ class Edge:
             "site": self.settings.site,
             "metrics": self.metrics,
             "collector": self.collector,
+            "webhooks": self.settings.webhooks,
         }
         return {name: _constant(value) for name, value in services.items()}
 

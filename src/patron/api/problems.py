@@ -231,3 +231,5 @@ ERRORS: dict[int, Any] = {
 ITEM_ERRORS: dict[int, Any] = {**ERRORS, 404: _spec("No such object in this account")}
 #: ... for a route that creates an object under an id the caller chooses.
 CREATE_ERRORS: dict[int, Any] = {**ERRORS, 409: _spec("An object with this id exists already")}
+#: ... for a route that adds an object of which an account may have only so many.
+BOUNDED_ERRORS: dict[int, Any] = {**ERRORS, 409: _spec("The account has as many as it may have already")}

@@ -44,6 +44,7 @@ from patron.email.messages import FAILED, QUEUED, SENDING, SENT
 from patron.email.templates import TemplateInvalid
 from patron.store import Store
 from patron.store.schema import messages
+from patron.webhooks import outbox as webhooks
 
 log = logging.getLogger("patron.email")
 ATTEMPTS = 5
@@ -164,10 +165,20 @@ def _claim(conn: Connection, row_id: int, until: datetime) -> bool:
     return done.rowcount == 1
 
 
-def _finish(conn: Connection, row_id: int, values: dict[str, Any]) -> None:
-    conn.execute(
-        update(messages).where(messages.c.id == row_id, messages.c.status == SENDING).values(**values)
-    )
+def _finish(conn: Connection, row: Any, values: dict[str, Any]) -> None:
+    m = messages
+    done = conn.execute(update(m).where(m.c.id == row.id, m.c.status == SENDING).values(**values))
+    if done.rowcount == 1 and values["status"] in (SENT, FAILED):
+        _told(conn, row.account_id, row.message_id, row.profile, values["status"], now())
+
+
+def _told(
+    conn: Connection, account_id: int, message_id: str, profile: str | None, status: str, at: datetime
+) -> None:
+    """``email.sent`` or ``email.failed``, in the transaction that marks the message so."""
+    event_type = "email.sent" if status == SENT else "email.failed"
+    data = {"message_id": message_id, "profile_id": profile}
+    webhooks.emit(conn, account_id, event_type, data, at, profile=profile)
 
 
 def _interrupted(conn: Connection, at: datetime) -> int:
@@ -176,8 +187,11 @@ def _interrupted(conn: Connection, at: datetime) -> int:
         update(m)
         .where(m.c.status == SENDING, m.c.next_attempt_at < at)
         .values(status=FAILED, error=INTERRUPTED, next_attempt_at=None)
-    )
-    return done.rowcount
+        .returning(m.c.account_id, m.c.message_id, m.c.profile)
+    ).all()
+    for account_id, message_id, profile in done:
+        _told(conn, account_id, message_id, profile, FAILED, at)
+    return len(done)
 
 
 def _due(conn: Connection, at: datetime) -> list[Any]:
@@ -254,7 +268,7 @@ class Sender:
         else:
             self.store.write_blocking(
                 lambda conn: _finish(
-                    conn, row.id, {"status": SENT, "sent_at": now(), "error": None, "next_attempt_at": None}
+                    conn, row, {"status": SENT, "sent_at": now(), "error": None, "next_attempt_at": None}
                 )
             )
             log.info("sent", extra={"message_id": row.message_id, "attempt": attempt})
@@ -269,7 +283,7 @@ class Sender:
         else:
             delay = timedelta(seconds=self.backoff * 2 ** (attempt - 1))
             values = {"status": QUEUED, "error": error, "next_attempt_at": now() + delay}
-        self.store.write_blocking(lambda conn: _finish(conn, row.id, values))
+        self.store.write_blocking(lambda conn: _finish(conn, row, values))
         log.warning(
             "delivery failed",
             extra={

@@ -15,6 +15,7 @@ from typing import Any, Final, Literal, NamedTuple
 from sqlalchemy import Connection, insert, select
 
 from patron.store.schema import consents
+from patron.webhooks import outbox
 
 SUBSCRIBED: Final = "subscribed"
 UNSUBSCRIBED: Final = "unsubscribed"
@@ -90,6 +91,32 @@ def record(
             **details,
         )
     )
+    event_type = _EVENTS.get(status)
+    if event_type is not None and outbox.wants(conn, account_id, event_type):
+        if status == SUBSCRIBED:  # resubscribed: only after an unsubscribe
+            rows = conn.execute(
+                select(consents.c.status)
+                .where(
+                    consents.c.account_id == account_id,
+                    consents.c.profile == profile,
+                    consents.c.channel == channel,
+                )
+                .order_by(consents.c.id.desc())
+                .limit(2)
+            ).scalars()
+            if list(rows)[1:] != [UNSUBSCRIBED]:
+                return
+        data = {
+            "profile_id": profile,
+            "channel": channel,
+            "source": source,
+            "occurred_at": occurred_at.isoformat(),
+        }
+        outbox.emit(conn, account_id, event_type, data, at, profile=profile)
+
+
+#: The webhook event each status change is told as (``subscribed``: after an unsubscribe only).
+_EVENTS: Final = {UNSUBSCRIBED: "contact.unsubscribed", SUBSCRIBED: "contact.resubscribed"}
 
 
 class Decision(NamedTuple):

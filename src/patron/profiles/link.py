@@ -39,7 +39,12 @@ from patron.store.schema import (
     orders,
     profiles,
 )
+from patron.webhooks import outbox
 
+#: The fields of an order its ``order.applied`` event carries (never its customer's or addresses).
+ORDER_FIELDS = ("timestamp", "status", "currency", "grand_total", "subtotal", "channel", "store")
+#: The custom events the tag's idle sessions end with, and the webhook event each is also told as.
+ABANDONED = {"abandoned_basket": "basket.abandoned", "browse_abandoned": "browse.abandoned"}
 LINKED = {"contact": contacts, "order": orders, "custom_event": custom_events}
 _encode = msgspec.json.Encoder().encode
 
@@ -53,6 +58,7 @@ class Linker:
         self._touched = round.touched  # (the round's set, added to on the hot path directly)
         self.conn = round.conn
         self.account_id = round.account_id
+        outbox.defer(self.conn)  # the round's events are written together, when it finishes
         self.match_phone = bool(
             self.conn.execute(select(accounts.c.match_phone).where(accounts.c.id == self.account_id)).scalar()
         )
@@ -143,14 +149,45 @@ class Linker:
         elif op.record_type == "order" and op.step:
             cust = op.step.after.get("customer") or {}
             before = (op.step.before or {}).get("customer") or {}
-            self._follower(
+            profile = self._follower(
                 op, op.step, (cust.get("id"), cust.get("email")), (before.get("id"), before.get("email"))
             )
+            self._order_event(op, op.step, profile)
         elif op.record_type == "custom_event" and op.step:
             after, before = op.step.after, op.step.before or {}
             ids = (after.get("identity_account_id"), after.get("identity_email"), after.get("profile_id"))
             was = (before.get("identity_account_id"), before.get("identity_email"), before.get("profile_id"))
-            self._follower(op, op.step, ids, was)
+            profile = self._follower(op, op.step, ids, was)
+            if op.step.before is None:
+                self._custom_events(op, op.step, profile)
+
+    def _order_event(self, op: Op, step: Step, profile: str | None) -> None:
+        """``order.applied``: an order pushed, new or changed, with its profile."""
+        if not outbox.wants(self.conn, self.account_id, "order.applied"):
+            return
+        doc = step.after
+        data = {
+            "order_id": step.key[-1],
+            "profile_id": profile,
+            "created": step.before is None,
+            **{name: doc[name] for name in ORDER_FIELDS if name in doc},
+        }
+        outbox.emit(self.conn, self.account_id, "order.applied", data, op.at, profile=profile)
+
+    def _custom_events(self, op: Op, step: Step, profile: str | None) -> None:
+        """``custom_event.created``, and ``basket.abandoned`` / ``browse.abandoned`` for the events the
+        tag's sessions end with (``tracking.abandonment``)."""
+        doc = step.after
+        data = {
+            "custom_event_id": step.key[-1],
+            "event_type": doc.get("event_type"),
+            "profile_id": profile,
+            "timestamp": doc.get("timestamp"),
+        }
+        outbox.emit(self.conn, self.account_id, "custom_event.created", data, op.at, profile=profile)
+        also = ABANDONED.get(str(doc.get("event_type")))
+        if also is not None:
+            outbox.emit(self.conn, self.account_id, also, data, op.at, profile=profile)
 
     def patch(self, changes: Changes) -> None:
         """Put the consent fields decided here into the contacts about to be written."""
@@ -196,6 +233,7 @@ class Linker:
         build.refresh(self.conn, self.account_id, touched, self.round.at, new=made, changed_ids=changed)
         self.round.created.update(made)
         self.round.updated.update(changed - made.keys())
+        outbox.flush(self.conn, end=True)
 
     # contacts ---------------------------------------------------------------------------------------
 
@@ -268,9 +306,9 @@ class Linker:
 
     # orders and custom events -------------------------------------------------------------------
 
-    def _follower(self, op: Op, step: Step, ids: tuple[Any, ...], was: tuple[Any, ...]) -> None:
+    def _follower(self, op: Op, step: Step, ids: tuple[Any, ...], was: tuple[Any, ...]) -> str | None:
         """Orders and custom events: linked by their customer's identifiers, re-linked only when those
-        change (so a record keeps its profile across updates)."""
+        change (so a record keeps its profile across updates); returns the profile."""
         links = self.links[op.record_type]
         current = self._link_of(op.record_type, step.key)
         if step.before is not None and current is not None and ids == was:
@@ -282,6 +320,7 @@ class Linker:
         for touched in (current, profile):
             if touched is not None:
                 self._touched.add(touched)
+        return profile
 
     def customer(self, customer_id: Any, email: Any, at: datetime) -> str | None:
         """The profile of a customer known by id and/or email, made when none matches (section 5.2)."""

@@ -26,6 +26,7 @@ from patron.store.schema import (
     tracking_sessions,
     visitors,
 )
+from patron.webhooks import outbox
 
 MERGE = "merge"
 UNSUBSCRIBE = "unsubscribe"
@@ -132,6 +133,9 @@ def _merge_one(round: Round, merged: str, survivor: str, at: datetime) -> None:
     round.touched.discard(merged)
     round.merged.add(merged)
     round.touch(survivor)
+    outbox.moved(round.conn, account, merged, survivor)
+    data = {"profile_id": survivor, "merged_profile_id": merged}
+    outbox.emit(round.conn, account, "profile.merged", data, at, profile=survivor)
 
 
 def _job(
@@ -221,6 +225,8 @@ def email_click(round: Round, op: Op) -> None:
     )
     if profile is not None:
         round.touch(profile)
+    data = {"message_id": body["message_id"], "profile_id": profile, "url": body["url"]}
+    outbox.emit(round.conn, round.account_id, "email.clicked", data, op.at, profile=profile)
 
 
 def addresses_of(conn: Connection, account_id: int, profile: str) -> dict[str, str | None]:

@@ -731,3 +731,69 @@ segment_changes = Table(
     Index("ix_segment_changes_account_segment", "account_id", "segment_id", "id"),
     Index("ix_segment_changes_account_profile", "account_id", "profile"),
 )
+
+# outbound webhooks -------------------------------------------------------------------------------
+
+#: An account's webhook endpoints: where its events are delivered, signed with the endpoint's secret.
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    _account_id(),
+    Column("endpoint_id", String(32), nullable=False, unique=True),  # the API's id: ep_...
+    Column("url", Text, nullable=False),
+    Column("event_types", JSON, nullable=False),  # the event types it is subscribed to
+    Column("secret", String(64), nullable=False),  # whsec_...: shown once, when made
+    Column("description", String(200), nullable=True),
+    Column("enabled", Boolean, nullable=False, default=True, server_default="1"),
+    Column("disabled_reason", Text, nullable=True),
+    Column("disabled_at", UTCDateTime(), nullable=True),
+    Column("max_concurrency", Integer, nullable=False, default=4, server_default="4"),
+    # failed attempts since its last delivery, and when the first of them was
+    Column("failures", Integer, nullable=False, default=0, server_default="0"),
+    Column("failing_since", UTCDateTime(), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Index("ix_webhook_endpoints_account_id", "account_id", "id"),
+)
+
+#: The webhooks' outbox: one row per event and endpoint subscribed to it, written in the transaction
+#: of the change it tells of, until delivered or failed (kept for replay).
+webhook_events = Table(
+    "webhook_events",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    _account_id(),
+    Column("endpoint", Id, ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), nullable=False),
+    Column("event_id", String(40), nullable=False),  # the webhook-id header: msg_...
+    Column("type", String(40), nullable=False),
+    Column("profile", String(32), nullable=True),  # the profile it is about: its events go in order
+    Column("payload", Text, nullable=False),  # JSON: {"type", "timestamp", "data"}
+    Column("status", String(16), nullable=False),  # pending | delivered | failed
+    Column("attempts", Integer, nullable=False, default=0, server_default="0"),
+    Column("next_attempt_at", UTCDateTime(), nullable=False),
+    Column("leased_until", UTCDateTime(), nullable=True),  # an attempt is under way until then
+    Column("retry_until", UTCDateTime(), nullable=False),  # no attempt starts after it
+    Column("created_at", UTCDateTime(), nullable=False),  # when the change happened
+    Column("delivered_at", UTCDateTime(), nullable=True),
+    Index("ix_webhook_events_due", "status", "next_attempt_at"),
+    Index("ix_webhook_events_endpoint_profile", "endpoint", "profile", "status", "id"),
+    Index("ix_webhook_events_endpoint_created", "endpoint", "created_at"),
+    Index("ix_webhook_events_account_profile", "account_id", "profile"),
+)
+
+#: Every attempt to deliver an event: when, the answer's status code, how long it took, what failed.
+webhook_attempts = Table(
+    "webhook_attempts",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    _account_id(),
+    Column("endpoint", Id, ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), nullable=False),
+    Column("event", Id, ForeignKey("webhook_events.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("attempted_at", UTCDateTime(), nullable=False),
+    Column("status_code", Integer, nullable=True),  # none: no answer
+    Column("latency_ms", Integer, nullable=False),
+    Column("error", Text, nullable=True),
+    Column("response", Text, nullable=True),  # the answer's body, its first 4 KiB
+    Index("ix_webhook_attempts_endpoint_id", "endpoint", "id"),
+)

@@ -1,0 +1,392 @@
+"""Delivering the webhooks' outbox, from the worker process (a thread of ``patron worker``).
+
+Due events are claimed in a short write (``FOR UPDATE SKIP LOCKED`` where the database has it, so the
+workers of a PostgreSQL store share the work): each claimed row is leased (``leased_until``) and its
+attempt counted, and that is committed **before** the request; the outcome (and the attempt's line in
+the log, ``webhook_attempts``) is committed after it. A worker that dies during a request leaves the
+lease to expire (``PATRON_WEBHOOK_LEASE``), and the event is sent again with the same ``webhook-id``:
+delivery is at least once, and a receiver drops the duplicates by that id.
+
+What is claimed:
+
+- an event of an enabled endpoint, pending, due (``next_attempt_at``) and not leased;
+- only the first pending event of each profile and endpoint: a later event about the same profile
+  waits until the earlier one is delivered or failed, so a receiver sees a profile's events in order;
+- no more events of an endpoint at once than its ``max_concurrency``.
+
+A 2xx answer delivers the event. Anything else (another status, a redirect, which is never followed,
+a refused address, a timeout) is retried with exponential backoff and jitter from
+``PATRON_WEBHOOK_BACKOFF`` (capped at :data:`MOST_DELAY`), until its ``retry_until`` (three days after
+it was written or replayed): then it is failed. An endpoint whose attempts have all failed for
+three days, or ``PATRON_WEBHOOK_DISABLE_AFTER`` times in a row, is disabled; its events are kept.
+
+Each request connects to an address its host resolved to, checked then (``network.resolve``), with
+the host name kept for SNI, the certificate's check and the Host header; it has
+:data:`CONNECT_TIMEOUT` to connect and :data:`TOTAL_TIMEOUT` in all, and no more than
+:data:`MAX_RESPONSE` bytes of the answer are read (and kept in the log).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import ssl
+import threading
+import time
+import traceback
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy import Connection, exists, func, insert, or_, select, update
+from sqlalchemy.orm import aliased
+from standardwebhooks import Webhook
+
+from patron import __version__
+from patron.accounts import now
+from patron.config import Webhooks
+from patron.store import Store, among
+from patron.store.schema import webhook_attempts, webhook_endpoints, webhook_events
+from patron.webhooks import network
+from patron.webhooks.endpoints import enabling
+from patron.webhooks.outbox import DELIVERED, FAILED, PENDING, RETRY_WINDOW
+
+log = logging.getLogger("patron.webhooks")
+CONNECT_TIMEOUT = 5.0
+TOTAL_TIMEOUT = 10.0
+#: The most of an answer's body read, and kept in the delivery log.
+MAX_RESPONSE = 4096
+#: The longest wait between two attempts of an event.
+MOST_DELAY = timedelta(hours=6)
+#: Requests under way at once, in one worker process.
+THREADS = 16
+USER_AGENT = f"Patron-Webhooks/{__version__}"
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """An event claimed for one attempt, with what its delivery needs."""
+
+    id: int
+    account_id: int
+    endpoint: int
+    event_id: str
+    payload: str
+    attempts: int  # this one included
+    retry_until: datetime
+    leased_until: datetime  # this attempt's lease (a replay meanwhile ends it: the outcome is not kept)
+    url: str
+    secret: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status_code: int | None
+    latency_ms: int
+    error: str | None
+    response: str | None
+
+    @property
+    def delivered(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+def _due(at: datetime) -> Any:
+    e, p = webhook_events, webhook_endpoints
+    earlier = aliased(e)
+    blocked = (
+        exists()
+        .where(
+            earlier.c.endpoint == e.c.endpoint,
+            earlier.c.profile == e.c.profile,
+            earlier.c.status == PENDING,
+            earlier.c.id < e.c.id,
+        )
+        .correlate(e)
+    )
+    return (
+        select(e.c.id, e.c.endpoint)
+        .join(p, p.c.id == e.c.endpoint)
+        .where(
+            e.c.status == PENDING,
+            e.c.next_attempt_at <= at,
+            or_(e.c.leased_until.is_(None), e.c.leased_until < at),
+            p.c.enabled,
+            ~blocked,
+        )
+        .order_by(e.c.id)
+    )
+
+
+def anything_due(conn: Connection, at: datetime) -> bool:
+    return conn.execute(_due(at).limit(1)).first() is not None
+
+
+def claim(conn: Connection, at: datetime, lease: timedelta, most: int) -> list[Claimed]:
+    """Lease up to ``most`` due events (each endpoint within its concurrency), their attempts counted."""
+    e, p = webhook_events, webhook_endpoints
+    busy = (
+        select(e.c.endpoint)
+        .join(p, p.c.id == e.c.endpoint)
+        .where(e.c.status == PENDING, e.c.leased_until >= at)
+        .group_by(e.c.endpoint, p.c.max_concurrency)
+        .having(func.count() >= p.c.max_concurrency)
+    )
+    full = list(conn.execute(busy).scalars())  # endpoints at their concurrency: none of theirs is read
+    due = _due(at).where(e.c.endpoint.not_in(full)) if full else _due(at)
+    candidates = conn.execute(due.limit(most * 4).with_for_update(skip_locked=True, of=e)).all()
+    if not candidates:
+        return []
+    ids = sorted({row.endpoint for row in candidates})
+    # the endpoints' rows are held while their attempts under way are counted (workers claim in turn)
+    held = select(p.c.id, p.c.max_concurrency).where(among(conn, p.c.id, ids)).with_for_update()
+    limits: dict[int, int] = {row.id: row.max_concurrency for row in conn.execute(held)}
+    counted = (
+        select(e.c.endpoint, func.count().label("n"))
+        .where(among(conn, e.c.endpoint, ids), e.c.status == PENDING, e.c.leased_until >= at)
+        .group_by(e.c.endpoint)
+    )
+    under_way: dict[int, int] = {row.endpoint: row.n for row in conn.execute(counted)}
+    chosen: list[int] = []
+    for row in candidates:
+        if len(chosen) >= most:
+            break
+        if under_way.get(row.endpoint, 0) < limits.get(row.endpoint, 0):
+            under_way[row.endpoint] = under_way.get(row.endpoint, 0) + 1
+            chosen.append(row.id)
+    if not chosen:
+        return []
+    conn.execute(
+        update(e)
+        .where(among(conn, e.c.id, chosen))
+        .values(attempts=e.c.attempts + 1, leased_until=at + lease)
+    )
+    rows = conn.execute(
+        select(
+            e.c.id,
+            e.c.account_id,
+            e.c.endpoint,
+            e.c.event_id,
+            e.c.payload,
+            e.c.attempts,
+            e.c.retry_until,
+            e.c.leased_until,
+            p.c.url,
+            p.c.secret,
+        )
+        .join(p, p.c.id == e.c.endpoint)
+        .where(among(conn, e.c.id, chosen))
+        .order_by(e.c.id)
+    )
+    return [Claimed(**row._mapping) for row in rows]
+
+
+def delay(attempts: int, backoff: float) -> timedelta:
+    """The wait after the ``attempts``-th failed attempt: doubling from ``backoff``, at most
+    :data:`MOST_DELAY`, less a random part of up to half (so retries of many events spread out)."""
+    seconds = min(backoff * 2 ** min(attempts - 1, 40), MOST_DELAY.total_seconds())
+    jitter = random.uniform(0.5, 1.0)  # noqa: S311 (spreads retries out; nothing secret)
+    return timedelta(seconds=seconds * jitter)
+
+
+def record(conn: Connection, claimed: Claimed, outcome: Outcome, at: datetime, settings: Webhooks) -> None:
+    """The attempt's outcome: logged, the event delivered, retried later or failed, and the endpoint's
+    run of failures counted (and the endpoint disabled at its end)."""
+    e, p = webhook_events, webhook_endpoints
+    conn.execute(
+        insert(webhook_attempts).values(
+            account_id=claimed.account_id,
+            endpoint=claimed.endpoint,
+            event=claimed.id,
+            attempted_at=at,
+            status_code=outcome.status_code,
+            latency_ms=outcome.latency_ms,
+            error=outcome.error,
+            response=outcome.response,
+        )
+    )
+    # the event as this attempt claimed it (a replay meanwhile wants it sent again)
+    mine = (e.c.id == claimed.id) & (e.c.status == PENDING) & (e.c.leased_until == claimed.leased_until)
+    if outcome.delivered:
+        conn.execute(update(e).where(mine).values(status=DELIVERED, delivered_at=at, leased_until=None))
+        conn.execute(update(p).where(p.c.id == claimed.endpoint).values(failures=0, failing_since=None))
+        return
+    following = at + delay(claimed.attempts, settings.backoff)
+    if following > claimed.retry_until:
+        conn.execute(update(e).where(mine).values(status=FAILED, leased_until=None))
+    else:
+        conn.execute(update(e).where(mine).values(next_attempt_at=following, leased_until=None))
+    endpoint = conn.execute(
+        select(p.c.failures, p.c.failing_since, p.c.enabled).where(p.c.id == claimed.endpoint)
+    ).first()
+    if endpoint is None:  # deleted meanwhile
+        return
+    failures = endpoint.failures + 1
+    since = endpoint.failing_since or at
+    values: dict[str, Any] = {"failures": failures, "failing_since": since}
+    if endpoint.enabled and (failures >= settings.disable_after > 0 or at - since >= RETRY_WINDOW):
+        reason = f"every attempt failed since {since.isoformat()} ({failures} in a row)"
+        values.update(enabling(False, reason, at))
+        log.warning("endpoint disabled", extra={"endpoint": claimed.endpoint, "failures": failures})
+    conn.execute(update(p).where(p.c.id == claimed.endpoint).values(**values))
+
+
+class Deliverer:
+    """Delivers due events until ``stop`` is set (a thread of ``patron worker``)."""
+
+    def __init__(
+        self,
+        store: Store,
+        settings: Webhooks,
+        stop: threading.Event,
+        *,
+        poll: float = 0.5,
+        threads: int = THREADS,
+    ) -> None:
+        self.store, self.settings, self.stop, self.poll, self.threads = store, settings, stop, poll, threads
+        self.lease = timedelta(seconds=settings.lease)
+        self.context = ssl.create_default_context()
+        for ca in settings.ca_files:
+            self.context.load_verify_locations(ca)
+        self._clients: OrderedDict[tuple[str, str, int], httpx.Client] = OrderedDict()
+        self._lock = threading.Lock()
+        self.thread = threading.Thread(target=self.run, name="patron-webhooks", daemon=True)
+        # httpx logs each request with its URL at INFO: the outcomes are logged here, by event id
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+
+    def run(self) -> None:
+        with ThreadPoolExecutor(self.threads, thread_name_prefix="patron-webhook") as pool:
+            under_way: set[Future[None]] = set()
+            while not self.stop.is_set():
+                try:
+                    free = self.threads - len(under_way)
+                    claimed = self._claim(free) if free > 0 else []
+                except Exception as exc:
+                    log.error("claiming webhooks failed; retrying", extra=_failure(exc))
+                    claimed = []
+                under_way |= {pool.submit(self.attempt, c) for c in claimed}
+                if under_way:
+                    done, under_way = wait(under_way, timeout=self.poll, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        failure = future.exception()
+                        if failure is not None:
+                            log.error("a webhook attempt failed", extra=_failure(failure))
+                elif not claimed:
+                    self.stop.wait(self.poll)
+            wait(under_way)
+        with self._lock:
+            for client in self._clients.values():
+                client.close()
+
+    def _claim(self, most: int) -> list[Claimed]:
+        at = now()
+        if not self.store.read_blocking(lambda conn: anything_due(conn, at)):
+            return []
+        return self.store.write_blocking(lambda conn: claim(conn, now(), self.lease, most))
+
+    def attempt(self, claimed: Claimed) -> None:
+        """One attempt to deliver ``claimed``, and its outcome recorded."""
+        outcome = self.send(claimed)
+        self.store.write_blocking(lambda conn: record(conn, claimed, outcome, now(), self.settings))
+        log.info(
+            "delivered" if outcome.delivered else "attempt failed",
+            extra={"event_id": claimed.event_id, "attempt": claimed.attempts, "status": outcome.status_code},
+        )
+
+    def send(self, claimed: Claimed) -> Outcome:
+        started = time.monotonic()
+
+        def took() -> int:
+            return int((time.monotonic() - started) * 1000)
+
+        try:
+            target = network.parse(claimed.url)
+            addresses = network.resolve(target, self.settings.allow_networks)
+        except network.Refused as exc:
+            return Outcome(None, took(), f"refused: the URL {exc}", None)
+        signature = Webhook(claimed.secret).sign(claimed.event_id, datetime_now := now(), claimed.payload)
+        headers = {
+            "host": target.authority,
+            "content-type": "application/json",
+            "user-agent": USER_AGENT,
+            "webhook-id": claimed.event_id,
+            "webhook-timestamp": str(int(datetime_now.timestamp())),
+            "webhook-signature": signature,
+        }
+        deadline = started + TOTAL_TIMEOUT
+        for n, address in enumerate(addresses):  # the next address only when one refuses to connect
+            try:
+                return self._post(target, address, claimed.payload, headers, deadline, took)
+            except httpx.ConnectError as exc:
+                if n == len(addresses) - 1 or time.monotonic() > deadline:
+                    return Outcome(None, took(), f"{type(exc).__name__}: {exc}"[:1000], None)
+            except httpx.HTTPError as exc:
+                return Outcome(None, took(), f"{type(exc).__name__}: {exc}"[:1000], None)
+        raise AssertionError("resolve gives at least one address")  # pragma: no cover
+
+    def _post(
+        self,
+        target: network.Target,
+        address: network.IPAddress,
+        payload: str,
+        headers: dict[str, str],
+        deadline: float,
+        took: Callable[[], int],
+    ) -> Outcome:
+        """One request to ``address`` (checked), named as ``target``: its answer's first bytes."""
+        client = self._client(target, str(address))
+        with client.stream(
+            "POST",
+            target.at(address),
+            content=payload.encode(),
+            headers=headers,
+            extensions={"sni_hostname": target.host, "timeout": _timeouts(deadline)},
+        ) as response:
+            body = bytearray()
+            for chunk in response.iter_raw():
+                body += chunk
+                if len(body) >= MAX_RESPONSE or time.monotonic() > deadline:
+                    break
+            text = bytes(body[:MAX_RESPONSE]).decode("utf-8", "replace") or None
+            error = None if 200 <= response.status_code < 300 else f"HTTP {response.status_code}"
+            if 300 <= response.status_code < 400:
+                error = f"HTTP {response.status_code}: redirects are not followed"
+            return Outcome(response.status_code, took(), error, text)
+
+    def _client(self, target: network.Target, address: str) -> httpx.Client:
+        """A client for one host at one address (its connections are kept between requests: never
+        shared between host names, whose certificates differ)."""
+        key = (target.host, address, target.port)
+        with self._lock:
+            client = self._clients.get(key)
+            if client is None:
+                client = self._clients[key] = httpx.Client(
+                    verify=self.context,
+                    follow_redirects=False,
+                    trust_env=False,
+                    timeout=httpx.Timeout(TOTAL_TIMEOUT, connect=CONNECT_TIMEOUT),
+                    limits=httpx.Limits(max_connections=20, max_keepalive_connections=20),
+                )
+                while len(self._clients) > 64:
+                    _, oldest = self._clients.popitem(last=False)
+                    oldest.close()
+            self._clients.move_to_end(key)
+            return client
+
+
+def _timeouts(deadline: float) -> dict[str, float]:
+    """httpcore's timeouts of one request: 5 s to connect, and whatever remains of the 10 s for each
+    other step."""
+    left = max(0.1, deadline - time.monotonic())
+    return {"connect": min(CONNECT_TIMEOUT, left), "read": left, "write": left, "pool": left}
+
+
+def _failure(exc: BaseException) -> dict[str, Any]:
+    return {
+        "error": type(exc).__name__,
+        "at": [f"{f.filename}:{f.lineno} {f.name}" for f in traceback.extract_tb(exc.__traceback__)],
+    }

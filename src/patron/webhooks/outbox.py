@@ -1,0 +1,198 @@
+"""The webhooks' outbox: :func:`emit` writes an event, in the caller's transaction, once for each
+endpoint of the account subscribed to its type (enabled or not: a disabled endpoint keeps its events
+for replay). A change and the event that tells of it are thus committed together or not at all.
+
+Which endpoints an account has is read once per unit of work (a transaction, or a savepoint of the
+SQLite writer's group), so a round that emits many events asks once; an account without endpoints
+costs one indexed read per unit.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import weakref
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Final, get_args
+
+import msgspec
+from sqlalchemy import Connection, insert, select, update
+
+from patron.model.rounds import Registry, Round
+from patron.store.schema import webhook_endpoints, webhook_events
+from patron.webhooks.requests import EventType
+
+PENDING: Final = "pending"
+DELIVERED: Final = "delivered"
+FAILED: Final = "failed"
+#: How long an event is retried: no attempt starts later than this after it is written (or replayed).
+RETRY_WINDOW: Final = timedelta(days=3)
+
+#: Every event type an endpoint may subscribe to (docs/webhooks.md describes each one's data).
+EVENT_TYPES: Final = get_args(EventType)
+
+
+@dataclass
+class _Unit:
+    """What one unit of work knows of the webhooks: each account's endpoints by event type, and the
+    profiles anonymised in it (which tell nothing more after their ``profile.anonymised``)."""
+
+    endpoints: dict[int, dict[str, list[int]]] = field(default_factory=dict)
+    anonymised: set[str] = field(default_factory=set)
+    #: While deferring (the worker's round, from its linker's start to its finish): the rows to
+    #: write, in order, at :func:`flush`.
+    deferred: list[dict[str, Any]] | None = None
+    #: The events' ids: ``msg_``, 80 random bits of the unit's, and a count within it.
+    prefix: str = field(default_factory=lambda: f"msg_{secrets.token_hex(10)}")
+    emitted: int = 0
+
+
+_units: weakref.WeakKeyDictionary[Any, _Unit] = weakref.WeakKeyDictionary()
+_lock = threading.Lock()
+
+
+def _unit(conn: Connection) -> _Unit:
+    transaction = conn.get_nested_transaction() or conn.get_transaction()
+    if transaction is None:  # pragma: no cover - emit runs inside a unit of work
+        return _Unit()
+    with _lock:
+        unit = _units.get(transaction)
+        if unit is None:
+            unit = _units[transaction] = _Unit()
+        return unit
+
+
+def defer(conn: Connection) -> None:
+    """From now on in this unit of work, keep the events emitted and write them together at
+    :func:`flush` (the worker's round: one statement for the round's events, not one per record).
+    Kept in the unit: a savepoint rolled back drops the events it emitted with it."""
+    unit = _unit(conn)
+    if unit.deferred is None:
+        unit.deferred = []
+
+
+def flush(conn: Connection, *, end: bool = False) -> None:
+    """Write the events kept since :func:`defer`, in the order they were emitted; ``end``: and
+    write the next ones at once again."""
+    unit = _unit(conn)
+    if unit.deferred:
+        conn.execute(insert(webhook_events), unit.deferred)
+    unit.deferred = None if end or unit.deferred is None else []
+
+
+def forget(conn: Connection) -> None:
+    """The unit of work changed the account's endpoints: read them again at the next emit."""
+    _unit(conn).endpoints.clear()
+
+
+def subscribed(conn: Connection, account_id: int, event_type: str) -> list[int]:
+    """The endpoints (their row ids) of the account subscribed to ``event_type``."""
+    unit = _unit(conn)
+    by_type = unit.endpoints.get(account_id)
+    if by_type is None:
+        e = webhook_endpoints
+        rows = conn.execute(select(e.c.id, e.c.event_types).where(e.c.account_id == account_id))
+        by_type = {}
+        for row in rows:
+            for kind in row.event_types:
+                by_type.setdefault(kind, []).append(row.id)
+        unit.endpoints[account_id] = by_type
+    return by_type.get(event_type, [])
+
+
+def wants(conn: Connection, account_id: int, event_type: str) -> bool:
+    """Whether an endpoint of the account is subscribed to ``event_type`` (so building its data is
+    worth it)."""
+    return bool(subscribed(conn, account_id, event_type))
+
+
+def payload(event_type: str, data: Mapping[str, Any], at: datetime) -> str:
+    """The body of an event, as Standard Webhooks has it: ``{"type", "timestamp", "data"}``."""
+    return msgspec.json.encode({"type": event_type, "timestamp": at.isoformat(), "data": data}).decode()
+
+
+def emit(
+    conn: Connection,
+    account_id: int,
+    event_type: str,
+    data: Mapping[str, Any],
+    at: datetime,
+    *,
+    profile: str | None = None,
+) -> int:
+    """Write an event for each endpoint of the account subscribed to ``event_type``, in ``conn``'s
+    transaction; returns how many. Events about one ``profile`` are delivered to an endpoint in the
+    order they were written."""
+    if event_type not in EVENT_TYPES:
+        raise ValueError(f"unknown webhook event type {event_type!r}")
+    endpoints = subscribed(conn, account_id, event_type)
+    if not endpoints:
+        return 0
+    unit = _unit(conn)
+    body = payload(event_type, data, at)
+    unit.emitted += 1
+    event_id = f"{unit.prefix}{unit.emitted:08x}"
+    rows = [
+        {
+            "account_id": account_id,
+            "endpoint": endpoint,
+            "event_id": event_id,
+            "type": event_type,
+            "profile": profile,
+            "payload": body,
+            "status": PENDING,
+            "attempts": 0,
+            "next_attempt_at": at,
+            "retry_until": at + RETRY_WINDOW,
+            "created_at": at,
+        }
+        for endpoint in endpoints
+    ]
+    if unit.deferred is not None:
+        unit.deferred += rows
+    else:
+        conn.execute(insert(webhook_events), rows)
+    return len(rows)
+
+
+def anonymised(conn: Connection, account_id: int, profiles: Iterable[str], at: datetime) -> None:
+    """Their ``profile.anonymised`` events, carrying the profile ids alone: the last ones about them
+    (this unit of work emits no ``profile.updated`` of theirs after it)."""
+    unit = _unit(conn)
+    for profile in profiles:
+        unit.anonymised.add(profile)
+        emit(conn, account_id, "profile.anonymised", {"profile_id": profile}, at, profile=profile)
+
+
+def _profiles_changed(round: Round) -> None:
+    """``profile.created`` and ``profile.updated`` for the profiles a round made and changed."""
+    conn, account_id = round.conn, round.account_id
+    created = subscribed(conn, account_id, "profile.created")
+    updated = subscribed(conn, account_id, "profile.updated")
+    if not created and not updated:
+        return
+    quiet = _unit(conn).anonymised
+    defer(conn)
+    for event_type, profiles in (("profile.created", round.created), ("profile.updated", round.updated)):
+        for profile in sorted(profiles - quiet):
+            emit(conn, account_id, event_type, {"profile_id": profile}, round.at, profile=profile)
+    flush(conn, end=True)
+
+
+def register(kinds: Registry) -> None:
+    """Emit the profiles' events at the end of every account's part of every round."""
+    kinds.after(_profiles_changed)
+
+
+def moved(conn: Connection, account_id: int, merged: str, survivor: str) -> None:
+    """A merge: the merged profile's undelivered events are the survivor's, delivered in order before
+    its later ones."""
+    flush(conn)
+    t = webhook_events
+    conn.execute(
+        update(t)
+        .where(t.c.account_id == account_id, t.c.profile == merged, t.c.status == PENDING)
+        .values(profile=survivor)
+    )

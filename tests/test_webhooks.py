@@ -1,0 +1,541 @@
+"""Outbound webhooks through HTTP, the CLI and a real HTTPS receiver (docs/webhooks.md): endpoints and
+their checks, events written with the changes they tell of and delivered signed (Standard Webhooks),
+retries in order per profile, redirects refused, private addresses refused at creation and at
+delivery, endpoints disabled after failures and replayed, and GDPR anonymisation of a person with
+undelivered events.
+
+The module shares one app (server and worker) whose worker delivers to 127.0.0.0/8 and trusts the
+receiver's CA; each test has fresh accounts and its own endpoints."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from standardwebhooks import Webhook
+
+from conftest import Tenant, create_tenant_cli, eventually, push, run_cli, start_server
+from patron.errors import FieldInvalid
+from patron.webhooks import endpoints
+from support.app import App, Client, running_app
+from support.http import assert_problem, post, read
+from support.receiver import Receiver, receiver
+
+#: The worker's settings in this module: loopback allowed, quick retries, short leases.
+ENVIRONMENT = {
+    "PATRON_WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8,::1/128",  # (localhost may resolve to both)
+    "PATRON_WEBHOOK_BACKOFF": "0.2",
+    "PATRON_WEBHOOK_LEASE": "3",
+}
+
+
+@contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in values.items():
+            patch.setenv(name, value)
+        yield
+
+
+@pytest.fixture(scope="module")
+def hooks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Receiver]:
+    with receiver(tmp_path_factory.mktemp("receiver")) as found:
+        yield found
+
+
+@pytest.fixture(scope="module")
+def shared(
+    tmp_path_factory: pytest.TempPathFactory, new_database_url: Callable[[], str | None], hooks: Receiver
+) -> Iterator[App]:
+    settings = {**ENVIRONMENT, "PATRON_WEBHOOK_CA": str(hooks.ca)}
+    with environment(settings), running_app(tmp_path_factory.mktemp("app"), new_database_url()) as app:
+        yield app
+
+
+@pytest.fixture(scope="module")
+def client(shared: App) -> Client:
+    return shared.client
+
+
+@pytest.fixture(scope="module")
+def make_tenant(shared: App) -> Callable[..., Tenant]:
+    return shared.tenant
+
+
+@pytest.fixture
+def path(request: pytest.FixtureRequest) -> str:
+    """A path of the receiver of the test's own."""
+    return f"/{request.node.name.replace('[', '-').rstrip(']')}"
+
+
+def create(client: Client, tenant: Tenant, url: str, *types: str, **fields: Any) -> dict[str, Any]:
+    body = {"url": url, "event_types": list(types) or ["profile.created", "order.applied"], **fields}
+    response = post(client, tenant, body, "/v2/webhooks")
+    assert response.status_code == 201, response.text
+    made: dict[str, Any] = response.json()
+    return made
+
+
+def contact(contact_id: str, email: str, **fields: Any) -> dict[str, Any]:
+    return {"@type": "contact", "@collection": "default", "id": contact_id, "email": email, **fields}
+
+
+def order(order_id: str, email: str, total: float = 10.0) -> dict[str, Any]:
+    return {
+        "@type": "order",
+        "id": order_id,
+        "timestamp": "2024-01-02T10:00:00+00:00",
+        "currency": "GBP",
+        "grand_total": total,
+        "customer": {"email": email},
+    }
+
+
+ORDERS = ["order.applied"]
+
+
+def payloads(hooks: Receiver, path: str, secret: str) -> list[dict[str, Any]]:
+    """The payloads delivered to ``path``, each signature verified, in the order they came."""
+    return [r.verified(secret) for r in hooks.delivered(path)]
+
+
+# endpoints --------------------------------------------------------------------------------------
+
+
+def test_an_endpoint_is_made_read_changed_and_deleted(
+    client: Client, tenant: Tenant, hooks: Receiver
+) -> None:
+    made = create(client, tenant, hooks.url("/crud"), "order.applied", description="the shop's ERP")
+    assert made["secret"].startswith("whsec_")
+    Webhook(made["secret"])  # a secret Standard Webhooks takes
+    assert made["id"].startswith("ep_") and made["enabled"] is True
+    assert made["url"] == hooks.url("/crud") and made["event_types"] == ["order.applied"]
+
+    shown = read(client, tenant, f"/v2/webhooks/{made['id']}")
+    assert "secret" not in shown and shown["description"] == "the shop's ERP"
+    assert [e["id"] for e in read(client, tenant, "/v2/webhooks")] == [made["id"]]
+    assert "secret" not in read(client, tenant, "/v2/webhooks")[0]
+
+    changes = {"event_types": ["profile.merged", "email.sent"], "enabled": False, "max_concurrency": 2}
+    response = client.put(f"/v2/webhooks/{made['id']}", json=changes, headers=tenant.headers)
+    assert response.status_code == 200, response.text
+    changed = response.json()
+    assert changed["event_types"] == ["profile.merged", "email.sent"] and changed["max_concurrency"] == 2
+    assert changed["enabled"] is False and changed["disabled_reason"] == "disabled by an operator"
+    assert "secret" not in changed
+
+    response = client.delete(f"/v2/webhooks/{made['id']}", headers=tenant.headers)
+    assert response.status_code == 204
+    assert read(client, tenant, "/v2/webhooks") == []
+    assert_problem(client.get(f"/v2/webhooks/{made['id']}", headers=tenant.headers), 404, "webhook_id")
+
+
+def test_another_accounts_endpoint_is_not_found(
+    client: Client, make_tenant: Callable[..., Tenant], hooks: Receiver
+) -> None:
+    mine, theirs = make_tenant(), make_tenant()
+    made = create(client, mine, hooks.url("/theirs"))
+    for response in (
+        client.get(f"/v2/webhooks/{made['id']}", headers=theirs.headers),
+        client.delete(f"/v2/webhooks/{made['id']}", headers=theirs.headers),
+        post(
+            client,
+            theirs,
+            {"since": "2024-01-01T00:00:00Z", "until": "2030-01-01T00:00:00Z"},
+            f"/v2/webhooks/{made['id']}/replay",
+        ),
+    ):
+        assert_problem(response, 404, "webhook_id")
+    assert read(client, theirs, "/v2/webhooks") == []
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"url": "http://localhost/hook", "event_types": ["order.applied"]}, "root > url"),
+        ({"url": "not a url", "event_types": ["order.applied"]}, "root > url"),
+        ({"url": "https://user:pw@localhost/hook", "event_types": ["order.applied"]}, "root > url"),
+        ({"url": "https://10.1.2.3/hook", "event_types": ["order.applied"]}, "root > url"),  # private
+        (
+            {"url": "https://169.254.169.254/latest", "event_types": ["order.applied"]},
+            "root > url",
+        ),  # link-local
+        (
+            {"url": "https://[fd00::1]/hook", "event_types": ["order.applied"]},
+            "root > url",
+        ),  # unique local (IPv6), not allowed
+        ({"url": "https://localhost/hook", "event_types": ["order.shipped"]}, "root > event_types > 0"),
+        ({"url": "https://localhost/hook", "event_types": []}, "root > event_types"),
+        ({"url": "https://localhost/hook"}, "root"),  # missing: the detail names it
+        (
+            {"url": "https://localhost/hook", "event_types": ["order.applied"], "max_concurrency": 0},
+            "root > max_concurrency",
+        ),
+        (
+            {"url": "https://localhost/hook", "event_types": ["order.applied"], "secret": "x"},
+            "root",
+        ),  # unknown
+        ({"url": "https://x/" + "a" * 2000, "event_types": ["order.applied"]}, "root > url"),
+    ],
+)
+def test_a_bad_endpoint_is_refused_naming_the_field(
+    client: Client, tenant: Tenant, body: dict[str, Any], field: str
+) -> None:
+    assert_problem(post(client, tenant, body, "/v2/webhooks"), 400, field)
+    assert read(client, tenant, "/v2/webhooks") == []
+
+
+def test_an_account_has_at_most_ten_endpoints(client: Client, tenant: Tenant, hooks: Receiver) -> None:
+    for n in range(10):
+        create(client, tenant, hooks.url(f"/many/{n}"))
+    response = post(
+        client, tenant, {"url": hooks.url("/many/10"), "event_types": ["order.applied"]}, "/v2/webhooks"
+    )
+    assert_problem(response, 409)
+    assert len(read(client, tenant, "/v2/webhooks")) == 10
+
+
+def test_a_host_resolving_to_loopback_is_refused_without_the_operators_allowance() -> None:
+    """``localhost`` resolves to 127.0.0.1: refused unless 127.0.0.0/8 is allowed."""
+    with pytest.raises(FieldInvalid, match="non-global"):
+        endpoints.checked_url("https://localhost:8443/hook", ())
+    import ipaddress
+
+    allowed = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+    assert endpoints.checked_url("https://localhost:8443/hook", allowed) == "https://localhost:8443/hook"
+
+
+# events, delivered --------------------------------------------------------------------------------
+
+
+def test_a_push_delivers_profile_created_and_order_applied_signed(
+    client: Client, tenant: Tenant, hooks: Receiver, path: str
+) -> None:
+    made = create(client, tenant, hooks.url(path), "profile.created", "order.applied")
+    push(client, tenant, [contact("c1", "ann@example.com")])
+    push(client, tenant, [order("o1", "ann@example.com", 25.5)])
+    got = eventually(
+        lambda: len(hooks.delivered(path)) >= 2 and payloads(hooks, path, made["secret"]), "events"
+    )
+    by_type = {p["type"]: p for p in got}
+    assert set(by_type) == {"profile.created", "order.applied"} and len(got) == 2
+    profile_id = by_type["profile.created"]["data"]["profile_id"]
+    assert read(client, tenant, f"/v2/profiles/{profile_id}")["id"] == profile_id
+    applied = by_type["order.applied"]["data"]
+    assert applied["order_id"] == "o1" and applied["profile_id"] == profile_id
+    assert applied["grand_total"] == 25.5 and applied["currency"] == "GBP" and applied["created"] is True
+    request = hooks.delivered(path)[0]
+    assert request.headers["webhook-id"].startswith("msg_")
+    assert request.headers["content-type"] == "application/json"
+    # a wrong secret does not verify
+    with pytest.raises(Exception, match="signature"):
+        Webhook("whsec_" + "A" * 32).verify(request.body, request.headers)
+    deliveries = f"/v2/webhooks/{made['id']}/deliveries"
+    log = eventually(lambda: len(found := read(client, tenant, deliveries)) == 2 and found, "the log")
+    assert {entry["status_code"] for entry in log} == {200}
+    assert {entry["event_status"] for entry in log} == {"delivered"}
+    assert {entry["event_id"] for entry in log} == {r.headers["webhook-id"] for r in hooks.delivered(path)}
+
+
+def test_no_endpoint_no_event_and_unsubscribed_types_are_not_sent(
+    client: Client, tenant: Tenant, hooks: Receiver, path: str
+) -> None:
+    made = create(client, tenant, hooks.url(path), "contact.unsubscribed")
+    push(client, tenant, [contact("c1", "bob@example.com", marketing_optin="EXPLICITLY_OPTEDIN")])
+    push(client, tenant, [contact("c1", "bob@example.com", marketing_optin="EXPLICITLY_OPTEDOUT")])
+    got = eventually(lambda: payloads(hooks, path, made["secret"]), "the unsubscribe")
+    assert [p["type"] for p in got] == ["contact.unsubscribed"]
+    assert got[0]["data"]["channel"] == "email" and got[0]["data"]["source"] == "api"
+
+
+def test_a_receiver_down_for_a_while_gets_everything_in_order_per_profile(
+    client: Client, tenant: Tenant, hooks: Receiver, path: str
+) -> None:
+    down = path
+    hooks.status[down] = 503
+    made = create(client, tenant, hooks.url(down), "order.applied", max_concurrency=4)
+    try:
+        for n in range(4):
+            for who in ("ann", "bob", "cat"):
+                push(client, tenant, [order(f"{who}-{n}", f"{who}@example.com")], wait=False)
+        eventually(lambda: len(hooks.requests(down)) >= 6, "failed attempts while down")
+    finally:
+        hooks.status.pop(down)
+    got = eventually(
+        lambda: len(hooks.delivered(down)) >= 12 and payloads(hooks, down, made["secret"]), "the backlog", 60
+    )
+    orders = [p["data"]["order_id"] for p in got]
+    assert sorted(set(orders)) == sorted(f"{w}-{n}" for n in range(4) for w in ("ann", "bob", "cat"))
+    for who in ("ann", "bob", "cat"):
+        theirs = [o for o in orders if o.startswith(who)]
+        assert theirs == [f"{who}-{n}" for n in range(4)], orders  # in order, each once
+    failed = [r for r in hooks.requests(down) if r.answered == 503]
+    assert failed, "no attempt failed"
+    # a retried event keeps its webhook-id
+    ids = {r.headers["webhook-id"] for r in hooks.delivered(down)}
+    assert {r.headers["webhook-id"] for r in failed} <= ids
+    log = read(client, tenant, f"/v2/webhooks/{made['id']}/deliveries?limit=250")
+    assert {e["status_code"] for e in log} == {200, 503}
+    assert all(len(e["response"]) <= 4096 for e in log if e["status_code"] == 503)
+    assert read(client, tenant, f"/v2/webhooks/{made['id']}")["enabled"] is True
+
+
+def test_an_endpoint_gets_no_more_requests_at_once_than_its_concurrency(
+    client: Client, tenant: Tenant, hooks: Receiver, path: str
+) -> None:
+    hooks.delay[path] = 0.3
+    made = create(client, tenant, hooks.url(path), "order.applied", max_concurrency=2)
+    try:
+        push(client, tenant, [order(f"o{n}", f"c{n}@example.com") for n in range(8)])
+        eventually(lambda: len(hooks.delivered(path)) == 8, "every event", 60)
+    finally:
+        hooks.delay.pop(path)
+    assert hooks.most_at_once[path] == 2  # eight profiles' events could all go at once: two did
+    assert len(payloads(hooks, path, made["secret"])) == 8
+
+
+def test_redirects_are_not_followed(client: Client, tenant: Tenant, hooks: Receiver, path: str) -> None:
+    made = create(client, tenant, hooks.url(path), "order.applied")
+    hooks.redirects[path] = path + "-elsewhere"
+    try:
+        push(client, tenant, [order("o1", "dan@example.com")])
+        eventually(lambda: hooks.requests(path), "the attempt")
+        log = eventually(lambda: read(client, tenant, f"/v2/webhooks/{made['id']}/deliveries"), "its log")
+    finally:
+        hooks.redirects.pop(path)
+    assert log[-1]["status_code"] == 302 and "redirects are not followed" in log[-1]["error"]
+    assert hooks.requests(path + "-elsewhere") == []
+
+
+def test_a_profiles_anonymisation_deletes_its_undelivered_events(
+    client: Client, tenant: Tenant, hooks: Receiver, path: str
+) -> None:
+    made = create(client, tenant, hooks.url(path), "profile.created", "order.applied", "profile.anonymised")
+    client.put(f"/v2/webhooks/{made['id']}", json={"enabled": False}, headers=tenant.headers)
+    push(client, tenant, [order("o1", "eve@example.com", 99.0)])
+    push(client, tenant, [order("o2", "fay@example.com", 5.0)])
+    eve = read(client, tenant, "/v2/profiles?email=eve@example.com")[0]["id"]
+    response = post(client, tenant, {"email": "eve@example.com"}, "/v2/data-deletion-requests")
+    assert response.status_code == 202, response.text
+    request = f"/v2/data-deletion-requests/{response.json()['id']}"
+    eventually(lambda: read(client, tenant, request)["status"] == "completed", "the anonymisation")
+    client.put(f"/v2/webhooks/{made['id']}", json={"enabled": True}, headers=tenant.headers)
+    got = eventually(
+        lambda: len(hooks.delivered(path)) >= 3 and payloads(hooks, path, made["secret"]), "the events"
+    )
+    assert len(got) == 3
+    about_eve = [p for p in got if p["data"].get("profile_id") == eve]
+    assert about_eve == [
+        {"type": "profile.anonymised", "timestamp": about_eve[0]["timestamp"], "data": {"profile_id": eve}}
+    ]
+    assert "eve@example.com" not in json.dumps(got) and "99" not in json.dumps([p["data"] for p in about_eve])
+    others = sorted(p["type"] for p in got if p is not about_eve[0])
+    assert others == ["order.applied", "profile.created"]  # fay's
+
+
+# an app of the test's own ---------------------------------------------------------------------------
+
+
+@contextmanager
+def own_app(
+    directory: Path, database_url: str | None, hooks: Receiver, **variables: str
+) -> Iterator[tuple[App, Tenant]]:
+    """An app whose worker has the module's settings, but for ``variables`` (a value "" unsets one)."""
+    settings = {**ENVIRONMENT, "PATRON_WEBHOOK_CA": str(hooks.ca), **variables}
+    with environment({k: v for k, v in settings.items() if v}), pytest.MonkeyPatch.context() as patch:
+        for name in (k for k, v in settings.items() if not v):
+            patch.delenv(name, raising=False)
+        with running_app(directory, database_url) as app:
+            yield app, app.tenant()
+
+
+def test_a_host_resolving_to_loopback_at_delivery_time_is_refused(
+    tmp_path: Path, new_database_url: Callable[[], str | None], hooks: Receiver, path: str
+) -> None:
+    """An endpoint whose host resolved to a global address when it was saved, and to 127.0.0.1 now
+    (DNS rebinding): the worker checks again, and sends nothing."""
+    with own_app(tmp_path, new_database_url(), hooks, PATRON_WEBHOOK_ALLOW_NETWORKS="") as (app, tenant):
+        from patron import accounts
+
+        def save(conn: Any) -> endpoints.Endpoint:  # as it was, when the name resolved elsewhere
+            account = accounts.get_account(conn, tenant.hash)
+            body = endpoints.NewEndpoint(url=hooks.url(path), event_types=["order.applied"])
+            return endpoints.create(conn, account.id, body, hooks.url(path), accounts.now())
+
+        made = app.store.write_blocking(save)
+        push(app.client, tenant, [order("o1", "gil@example.com")])
+        deliveries = f"/v2/webhooks/{made.id}/deliveries"
+        log = eventually(lambda: read(app.client, tenant, deliveries), "the refused attempt")
+    assert log[0]["status_code"] is None and "non-global" in log[0]["error"], log
+    assert log[0]["event_status"] == "pending"  # retried, for three days
+    assert hooks.requests(path) == []
+
+
+def test_an_endpoint_failing_is_disabled_keeps_its_events_and_replays_them(
+    tmp_path: Path, new_database_url: Callable[[], str | None], hooks: Receiver, path: str
+) -> None:
+    hooks.status[path] = 500
+    with own_app(tmp_path, new_database_url(), hooks, PATRON_WEBHOOK_DISABLE_AFTER="3") as (app, tenant):
+        client = app.client
+        made = create(client, tenant, hooks.url(path), "order.applied")
+        one = f"/v2/webhooks/{made['id']}"
+        push(client, tenant, [order("o1", "hal@example.com")])
+        disabled = eventually(lambda: (e := read(client, tenant, one))["enabled"] is False and e, "disabled")
+        assert "3 in a row" in disabled["disabled_reason"] and disabled["failures"] == 3
+        assert len(hooks.requests(path)) == 3
+        push(client, tenant, [order("o2", "hal@example.com")])  # kept, not sent
+        hooks.status.pop(path)
+        response = client.put(one, json={"enabled": True}, headers=tenant.headers)
+        assert response.json()["enabled"] is True and response.json()["failures"] == 0
+        first = eventually(lambda: len(got := hooks.delivered(path)) == 2 and got, "the kept events")
+        assert [r.verified(made["secret"])["data"]["order_id"] for r in first] == ["o1", "o2"]
+        deliveries = f"{one}/deliveries"
+        eventually(lambda: len(read(client, tenant, deliveries)) == 5, "the attempts' outcomes")
+
+        since = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+        until = (datetime.now(UTC) + timedelta(minutes=1)).isoformat()
+        response = post(client, tenant, {"since": since, "until": until}, f"{one}/replay")
+        assert response.status_code == 202 and response.json() == {"events": 2}
+        again = eventually(lambda: len(got := hooks.delivered(path)) == 4 and got[2:], "the replay")
+        assert [r.headers["webhook-id"] for r in again] == [r.headers["webhook-id"] for r in first]
+        assert_problem(
+            post(client, tenant, {"since": until, "until": since}, f"{one}/replay"), 400, "root > until"
+        )
+
+
+def test_the_cli_manages_endpoints(
+    tmp_path: Path, new_database_url: Callable[[], str | None], hooks: Receiver, path: str
+) -> None:
+    with own_app(tmp_path, new_database_url(), hooks) as (app, tenant):
+        env = {**app.environment, **ENVIRONMENT}
+        account = ["--account", tenant.hash]
+
+        def cli(*args: str, check: bool = True) -> Any:
+            result = run_cli(app.data_dir, "webhooks", *args, *account, check=check, environment=env)
+            return json.loads(result.stdout) if check and "--json" in args else result
+
+        made = cli("create", "--url", hooks.url(path), "--event-type", "order.applied", "--json")
+        assert made["secret"].startswith("whsec_") and made["event_types"] == ["order.applied"]
+        listed = cli("list", "--json")
+        assert [e["id"] for e in listed] == [made["id"]] and "secret" not in listed[0]
+        assert cli("disable", "--id", made["id"], "--json")["enabled"] is False
+        assert cli("enable", "--id", made["id"], "--json")["enabled"] is True
+        push(app.client, tenant, [order("o1", "ivy@example.com")])
+        eventually(lambda: hooks.delivered(path), "the event")
+        replayed = cli("replay", "--id", made["id"], "--since", "2020-01-01T00:00:00", "--json")
+        assert replayed["events"] == 1
+        eventually(lambda: len(hooks.delivered(path)) == 2, "the replay")
+        refused = cli("create", "--url", "http://example.com/", "--event-type", "order.applied", check=False)
+        assert refused.returncode != 0 and "https" in refused.stderr
+        no_env = {k: v for k, v in env.items() if k != "PATRON_WEBHOOK_ALLOW_NETWORKS"}
+        refused = run_cli(
+            app.data_dir,
+            "webhooks",
+            "create",
+            "--url",
+            hooks.url(path),
+            "--event-type",
+            "order.applied",
+            *account,
+            check=False,
+            environment={**no_env, "PATRON_WEBHOOK_ALLOW_NETWORKS": ""},
+        )
+        assert refused.returncode != 0 and "non-global" in refused.stderr
+        cli("delete", "--id", made["id"])
+        assert cli("list", "--json") == []
+
+
+# a real server, its worker killed -------------------------------------------------------------------
+
+
+def test_sigkill_of_the_worker_mid_delivery_loses_nothing(
+    tmp_path: Path, patron_environment: dict[str, str], hooks: Receiver, path: str
+) -> None:
+    """``patron serve``'s worker is killed (SIGKILL) while the receiver is slow to answer; the server
+    starts another, which sends again what was under way once its lease ends: every event arrives,
+    and a duplicate has the webhook-id of the first."""
+    import signal
+
+    import psutil
+
+    env = {**patron_environment, **ENVIRONMENT, "PATRON_WEBHOOK_CA": str(hooks.ca)}
+    data_dir = tmp_path / "data"
+    tenant = create_tenant_cli(data_dir, environment=env)
+    unlimited = ["--data", "unlimited", "--push", "unlimited"]
+    run_cli(data_dir, "accounts", "set-limits", "--account", tenant.hash, *unlimited, environment=env)
+    create = ["webhooks", "create", "--account", tenant.hash, "--url", hooks.url(path)]
+    made = json.loads(
+        run_cli(data_dir, *create, "--event-type", "order.applied", "--json", environment=env).stdout
+    )
+    hooks.delay[path] = 1.0
+    server = start_server(data_dir, environment=env)
+    try:
+        with server.client() as client:
+            expected = [f"o{n}" for n in range(8)]
+            for order_id in expected:
+                push(client, tenant, [order(order_id, f"{order_id}@example.com")], wait=False)
+            eventually(lambda: hooks.arrived, "a delivery under way")
+            [worker] = [p for p in psutil.Process(server.process.pid).children() if "worker" in p.cmdline()]
+            worker.send_signal(signal.SIGKILL)
+            worker.wait(timeout=20)  # (reaped by the server, which starts another)
+            hooks.delay.pop(path)
+
+            def orders() -> list[str]:
+                return sorted({r.verified(made["secret"])["data"]["order_id"] for r in hooks.delivered(path)})
+
+            eventually(lambda: orders() == expected, "every event, after the restart", timeout=60)
+            new_worker = [p for p in psutil.Process(server.process.pid).children() if "worker" in p.cmdline()]
+            assert new_worker and new_worker[0].pid != worker.pid
+    finally:
+        server.stop()
+    by_id: dict[str, set[str]] = {}
+    for received in hooks.delivered(path):
+        by_id.setdefault(received.headers["webhook-id"], set()).add(received.body.decode())
+    assert len(by_id) == len(expected)  # duplicates, if any, share the webhook-id of the first
+    assert all(len(bodies) == 1 for bodies in by_id.values())
+
+
+def test_merges_consent_custom_events_and_updates_are_told(
+    client: Client, tenant: Tenant, hooks: Receiver, path: str
+) -> None:
+    kinds = ["profile.updated", "profile.merged", "contact.unsubscribed", "contact.resubscribed"]
+    made = create(client, tenant, hooks.url(path), *kinds, "custom_event.created")
+    push(client, tenant, [contact("c1", "jo@example.com", marketing_optin="EXPLICITLY_OPTEDIN")])
+    push(client, tenant, [contact("c2", "kim@example.com")])
+    jo = read(client, tenant, "/v2/profiles?email=jo@example.com")[0]["id"]
+    kim = read(client, tenant, "/v2/profiles?email=kim@example.com")[0]["id"]
+    push(client, tenant, [contact("c1", "jo@example.com", marketing_optin="EXPLICITLY_OPTEDOUT")])
+    push(client, tenant, [contact("c1", "jo@example.com", marketing_optin="EXPLICITLY_OPTEDIN")])
+    event = {
+        "@type": "custom_event",
+        "id": "e1",
+        "event_type": "wishlist",
+        "identity_email": "jo@example.com",
+        "timestamp": "2024-01-02T10:00:00+00:00",
+    }
+    push(client, tenant, [event])
+    body = {
+        "survivor": {"type": "profile_hash", "value": jo},
+        "customers_to_merge": [{"type": "profile_hash", "value": kim}],
+    }
+    response = post(client, tenant, body, "/v2/merge-profile")
+    assert response.status_code == 202, response.text
+
+    def merged() -> list[dict[str, Any]]:
+        found = payloads(hooks, path, made["secret"])
+        return found if any(p["type"] == "profile.merged" for p in found) else []
+
+    got = eventually(merged, "the merge")
+    jos = [(p["type"], p["data"]) for p in got if p["data"].get("profile_id") == jo]
+    types = [t for t, _ in jos]
+    assert types.index("contact.unsubscribed") < types.index("contact.resubscribed")
+    assert ("profile.merged", {"profile_id": jo, "merged_profile_id": kim}) in jos
+    custom = next(d for t, d in jos if t == "custom_event.created")
+    assert custom["custom_event_id"] == "e1" and custom["event_type"] == "wishlist"
+    assert "profile.updated" in types
+    assert "contact.resubscribed" not in [p["type"] for p in got if p["data"].get("profile_id") == kim]
