@@ -539,3 +539,23 @@ def test_merges_consent_custom_events_and_updates_are_told(
     assert custom["custom_event_id"] == "e1" and custom["event_type"] == "wishlist"
     assert "profile.updated" in types
     assert "contact.resubscribed" not in [p["type"] for p in got if p["data"].get("profile_id") == kim]
+
+
+def test_a_segments_entries_and_exits_are_told(
+    client: Client, tenant: Tenant, hooks: Receiver, path: str
+) -> None:
+    made = create(client, tenant, hooks.url(path), "segment.entered", "segment.exited")
+    rule = {"field": "country_id", "op": "eq", "value": "GB"}
+    response = post(client, tenant, {"name": "in Britain", "rules": rule}, "/v2/segments")
+    assert response.status_code == 201, response.text
+    segment_id = response.json()["id"]
+    push(client, tenant, [contact("c1", "ann@example.com", country_id="GB")])
+    push(client, tenant, [contact("c1", "ann@example.com", country_id="FR")])
+    got = eventually(
+        lambda: len(hooks.delivered(path)) >= 2 and payloads(hooks, path, made["secret"]), "segment events"
+    )
+    [profile] = read(client, tenant, "/v2/profiles?email=ann@example.com")
+    assert [(p["type"], p["data"]) for p in got] == [
+        ("segment.entered", {"segment_id": segment_id, "profile_id": profile["id"]}),
+        ("segment.exited", {"segment_id": segment_id, "profile_id": profile["id"]}),
+    ]

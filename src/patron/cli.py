@@ -468,7 +468,13 @@ def unsubscribe(ctx: click.Context, account_hash: str, email: str, reason: str |
     click.echo(f"queued {request_id}: the worker applies it after the pushes before it")
 
 
-for _command in [*account_commands, *queue_commands, *segment_commands, *transfer_commands, *webhook_commands]:
+for _command in [
+    *account_commands,
+    *queue_commands,
+    *segment_commands,
+    *transfer_commands,
+    *webhook_commands,
+]:
     main.add_command(_command)
 
 
