@@ -29,11 +29,12 @@ from litestar.routes import HTTPRoute
 from litestar.testing import TestClient
 from sqlalchemy import Connection
 
-from conftest import Tenant, push, wait_applied
+from conftest import Tenant, eventually, push, wait_applied
 from patron import accounts
 from patron.api import account, email, entities, gdpr, lists, profiles, unsubscribes
 from patron.api import push as push_api
 from patron.api import report as report_api
+from patron.api import segments as segments_api
 from patron.api import webhooks as webhooks_api
 from patron.app import V2_HANDLERS, create_app
 from patron.config import Settings
@@ -213,6 +214,7 @@ class Owner:
     deletion: str  # a data deletion request (of someone the account never had)
     message: str  # a transactional email (sandbox)
     webhook: str  # a webhook endpoint (disabled: nothing is sent)
+    segment: str  # a segment of every profile (its id, a number: no trace on its own)
 
     @property
     def traces(self) -> tuple[str, ...]:
@@ -227,6 +229,7 @@ class Owner:
             self.message,
             self.webhook,
             webhook_url(self.seed),
+            segment_name(self.seed),
         )
 
 
@@ -298,8 +301,20 @@ def seed(app: App, name: str) -> Owner:
         webhooks.change(conn, account.id, made.id, EndpointUpdate(enabled=False), None, at)
         return made.id
 
+    everyone = {"name": segment_name(data), "rules": {"field": "stats.orders", "op": "gte", "value": 0}}
+    segment = app.client.post("/v2/segments", json=everyone, headers=tenant.headers)
+    assert segment.status_code == 201, segment.text
+    segment_id = segment.json()["id"]
+    eventually(
+        lambda: app.client.get(f"/v2/segments/{segment_id}", headers=tenant.headers).json()["size"] == 1,
+        "the owner's segment built",
+    )
     ids = (profile["id"], merge.json()["id"], deletion.json()["id"], mail.json()["message_id"])
-    return Owner(tenant, data, request_ids, *ids, app.store.write_blocking(endpoint))
+    return Owner(tenant, data, request_ids, *ids, app.store.write_blocking(endpoint), segment_id)
+
+
+def segment_name(seed: Seed) -> str:
+    return f"{seed.firstname} segment"
 
 
 def webhook_url(seed: Seed) -> str:
@@ -749,6 +764,70 @@ def replay_a_webhook(client: Client, caller: Tenant, owner: Owner) -> None:
     assert_webhook_hidden(client, caller, owner, "POST", "/replay", span)
 
 
+#: A segment id no account has (segment ids are numbers).
+NO_SEGMENT = "999999999999"
+
+
+def list_segments(client: Client, caller: Tenant, owner: Owner) -> None:
+    assert_lists_hide(client, caller, owner, ["/v2/segments"])
+
+
+def assert_segment_hidden(
+    client: Client, caller: Tenant, owner: Owner, method: str, suffix: str, body: Any
+) -> None:
+    """The caller's request on the owner's segment is the 404 of a segment no account has, and
+    changes nothing the owner reads."""
+    before = snapshot(client, owner)
+    url, nobody = (item("/v2/segments", segment) + suffix for segment in (owner.segment, NO_SEGMENT))
+    if method == "GET":
+        assert get(client, owner.tenant, url).status_code == 200, url
+    mine, nobodys = (client.request(method, u, json=body, headers=caller.headers) for u in (url, nobody))
+    assert (mine.status_code, nobodys.status_code) == (404, 404), mine.text
+    assert problem(mine) == problem(nobodys)
+    assert_no_trace_of(mine, owner.traces)
+    assert snapshot(client, owner) == before
+
+
+def read_a_segment(client: Client, caller: Tenant, owner: Owner) -> None:
+    assert_segment_hidden(client, caller, owner, "GET", "", None)
+
+
+def read_a_segments_profiles(client: Client, caller: Tenant, owner: Owner) -> None:
+    assert get(client, owner.tenant, item("/v2/segments", owner.segment) + "/profiles").json() != []
+    assert_segment_hidden(client, caller, owner, "GET", "/profiles", None)
+
+
+def read_a_segments_changes(client: Client, caller: Tenant, owner: Owner) -> None:
+    assert get(client, owner.tenant, item("/v2/segments", owner.segment) + "/changes").json() != []
+    assert_segment_hidden(client, caller, owner, "GET", "/changes", None)
+
+
+def change_a_segment(client: Client, caller: Tenant, owner: Owner) -> None:
+    body = {"name": "mine", "rules": {"field": "stats.orders", "op": "gte", "value": 5}}
+    assert_segment_hidden(client, caller, owner, "PUT", "", body)
+
+
+def delete_a_segment(client: Client, caller: Tenant, owner: Owner) -> None:
+    assert_segment_hidden(client, caller, owner, "DELETE", "", None)
+
+
+def export_a_segment(client: Client, caller: Tenant, owner: Owner) -> None:
+    assert_segment_hidden(client, caller, owner, "POST", "/export", {"list_id": "exported"})
+
+
+def create_a_segment(client: Client, caller: Tenant, owner: Owner) -> None:
+    """The caller's new segment is its own: its count and members are of its own profiles."""
+    before = snapshot(client, owner)
+    body = {"name": "mine", "rules": {"field": "stats.orders", "op": "gte", "value": 0}}
+    response = client.post("/v2/segments", json=body, headers=caller.headers)
+    assert response.status_code == 201, response.text
+    assert [s["name"] for s in get(client, caller, "/v2/segments").json()] == ["mine"]
+    assert_no_trace_of(
+        get(client, caller, item("/v2/segments", response.json()["id"]) + "/profiles"), owner.traces
+    )
+    assert snapshot(client, owner) == before
+
+
 def create_a_webhook(client: Client, caller: Tenant, owner: Owner) -> None:
     """The caller's new endpoint is its own: the owner's list is as it was."""
     before = snapshot(client, owner)
@@ -904,6 +983,14 @@ ISOLATION_CASES: dict[tuple[str, str], IsolationCase] = {
     route(lists.list_changes): read_a_lists_changes,
     route(lists.create_list): create_a_list,
     route(lists.update_list): change_a_list,
+    route(segments_api.list_segments): list_segments,
+    route(segments_api.read_segment): read_a_segment,
+    route(segments_api.segment_profiles): read_a_segments_profiles,
+    route(segments_api.segment_changes): read_a_segments_changes,
+    route(segments_api.create_segment): create_a_segment,
+    route(segments_api.update_segment): change_a_segment,
+    route(segments_api.delete_segment): delete_a_segment,
+    route(segments_api.export_segment): export_a_segment,
     route(webhooks_api.list_webhooks): list_webhooks,
     route(webhooks_api.read_webhook): read_a_webhook,
     route(webhooks_api.webhook_deliveries): read_a_webhooks_deliveries,
@@ -994,11 +1081,11 @@ def test_every_isolation_case_names_a_route_the_app_serves(client: TestClient) -
 def test_a_new_v2_route_without_a_case_is_reported(
     settings: Settings, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    @post("/segments", include_in_schema=False, sync_to_thread=False)
-    def create_segment() -> None: ...
+    @post("/audiences", include_in_schema=False, sync_to_thread=False)
+    def create_audience() -> None: ...
 
-    monkeypatch.setattr("patron.app.V2_HANDLERS", [*V2_HANDLERS, create_segment])
-    assert ("POST", "/v2/segments") in missing_cases(create_app(settings, store))
+    monkeypatch.setattr("patron.app.V2_HANDLERS", [*V2_HANDLERS, create_audience])
+    assert ("POST", "/v2/audiences") in missing_cases(create_app(settings, store))
 
 
 # the cases ---------------------------------------------------------------------------------------
