@@ -22,7 +22,7 @@ def listings(client: Client) -> list[str]:
     for path, operations in document["paths"].items():
         parameters = operations.get("get", {}).get("parameters", [])
         if any(p["name"] == "limit" and p["in"] == "query" for p in parameters):
-            found.append(re.sub(r"\{[^}]+\}", "x1", path))
+            found.append(re.sub(r"\{[^}]+\}", "1", path))
     return sorted(found)
 
 
@@ -57,7 +57,7 @@ def test_an_empty_parameter_is_absent(client: Client, tenant: Tenant) -> None:
     """What a client sends for every filter it leaves unset, on every listing."""
     for path in listings(client):
         document = client.get("/v2/swagger.json").json()
-        template = next(p for p in document["paths"] if re.sub(r"\{[^}]+\}", "x1", p) == path)
+        template = next(p for p in document["paths"] if re.sub(r"\{[^}]+\}", "1", p) == path)
         names = [p["name"] for p in document["paths"][template]["get"]["parameters"] if p["in"] == "query"]
         plain = client.get(path, headers=tenant.headers)
         empty = client.get(f"{path}?{'&'.join(f'{name}=' for name in names)}", headers=tenant.headers)

@@ -11,8 +11,9 @@ a single-record POST's body names the record its URL names; an ``integer`` is wr
 fraction (JSON Schema counts ``2.0`` as one, msgspec does not); a timestamp or a day is a real
 moment or date (no 30 February, hour 25 or leap second); a webhook endpoint's URL names a host that
 resolves to an address it may reach (generated ones become a closed port of this host, which the
-app's settings allow); and a replay's range ends after it starts. Every other rule must be in the
-document.
+app's settings allow); a replay's range ends after it starts; and a segment's rule is one the server
+can evaluate (which operators and values go with which field; generated rules become a fixed valid
+one, the rule language having its own tests). Every other rule must be in the document.
 """
 
 from __future__ import annotations
@@ -106,6 +107,13 @@ WEBHOOK_URL = "https://127.0.0.1:9/hook"
 REPLAY_SPAN = {"since": "2024-01-01T00:00:00+00:00", "until": "2024-01-02T00:00:00+00:00"}
 
 
+#: What a generated segment's rule becomes: the document states each condition's shape, but not which
+#: operators and values go with which field (docs/segments.md), which the server checks.
+SEGMENT_RULE = {
+    "all": [{"field": "stats.orders", "op": "gte", "value": 1}, {"consent": "email", "is": "subscribed"}]
+}
+
+
 def as_the_server_requires(context: HookContext, case: Case) -> Case:
     """Map a generated case to keep the rules the document cannot state (see the module's docstring).
 
@@ -113,6 +121,8 @@ def as_the_server_requires(context: HookContext, case: Case) -> Case:
     URL (Schemathesis percent-encodes generated path parameters)."""
     if isinstance(case.body, dict | list):
         case.body = as_the_server_reads(case.body)
+    if isinstance(case.body, dict) and "/segments" in case.operation.path and "rules" in case.body:
+        case.body["rules"] = SEGMENT_RULE
     if isinstance(case.body, dict) and "/webhooks" in case.operation.path:
         if "url" in case.body:
             case.body["url"] = WEBHOOK_URL
@@ -232,8 +242,15 @@ def test_every_record_a_write_accepts_is_applied(
                 headers=tenant.headers
             )
             assert status.json()["status"] in ("queued", "sandbox"), status.text
-        else:  # written at once (a list, a template, a webhook endpoint or a replay of its events)
-            written = ("/v2/lists", "/v2/templates", "/v2/webhooks", "/v2/webhooks/{webhook_id}/replay")
+        else:  # written at once (a list, a template, a segment or its export, a webhook endpoint or a replay)
+            written = (
+                "/v2/lists",
+                "/v2/templates",
+                "/v2/segments",
+                "/v2/segments/{segment_id}/export",
+                "/v2/webhooks",
+                "/v2/webhooks/{webhook_id}/replay",
+            )
             assert case.operation.path in written, case.operation.path
 
     for_each_operation(api_schema.include(method="POST"), subtests, check)

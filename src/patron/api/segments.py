@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response, delete, get, post, put
+from litestar.openapi import ResponseSpec
 from litestar.params import PathParameter, QueryParameter
 from sqlalchemy import Connection
 
@@ -76,7 +77,12 @@ async def list_segments(
     status_code=201,
     summary="Create a segment, or count who a rule holds with dry_run=true (an extension)",
     tags=["segments"],
-    responses=CREATE_ERRORS,
+    responses={
+        200: ResponseSpec(
+            data_container=DryRun, description="The count (dry_run=true)", generate_examples=False
+        ),
+        **CREATE_ERRORS,
+    },
     opt={BODY_TYPE: "patron.profiles.segments.rules:SegmentBody"},
 )
 async def create_segment(
