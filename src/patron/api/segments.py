@@ -161,7 +161,12 @@ async def delete_segment(segment_id: SegmentId, account: CurrentAccount, store: 
     "/segments/{segment_id:str}/profiles",
     summary="A segment's members: profile documents, or their ids with ids_only=true",
     tags=["segments"],
-    responses=ITEM_ERRORS,
+    responses={
+        200: ResponseSpec(
+            data_container=list[Any], description="Profile documents, or ids", generate_examples=False
+        ),
+        **ITEM_ERRORS,
+    },
 )
 async def segment_profiles(
     segment_id: SegmentId,
