@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import click
@@ -12,6 +12,7 @@ from rich.table import Table
 
 from patron import accounts, ratelimits
 from patron.cli_common import (
+    Moment,
     account_option,
     hash_column,
     iso,
@@ -216,27 +217,20 @@ def accounts_set_link_domains(ctx: click.Context, account_hash: str, domains: tu
 _DURATION = re.compile(r"(\d{1,4})([dh])")
 
 
-class Expiry(click.ParamType[datetime]):
+class Expiry(Moment):
     """When a key stops working: a number of days or hours from now (90d, 12h), or a date or time in
     ISO 8601 (2027-01-31: at its start, UTC; a time without an offset is in UTC)."""
 
-    name = "WHEN"
+    expected = "neither a duration (90d, 12h) nor an ISO 8601 date or time"
 
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> datetime:
-        if isinstance(value, datetime):
-            return value
-        text = str(value).strip()
+    def moment(self, text: str, param: click.Parameter | None, ctx: click.Context | None) -> datetime:
         duration = _DURATION.fullmatch(text)
-        if duration:
-            count, unit = int(duration[1]), duration[2]
-            if count == 0:
-                self.fail(f"{text!r} is no time at all; give e.g. 90d or 12h", param, ctx)
-            return accounts.now() + (timedelta(days=count) if unit == "d" else timedelta(hours=count))
-        try:
-            at = datetime.fromisoformat(text)
-        except ValueError:
-            self.fail(f"{text!r} is neither a duration (90d, 12h) nor an ISO 8601 date or time", param, ctx)
-        return (at if at.tzinfo is not None else at.replace(tzinfo=UTC)).astimezone(UTC)
+        if not duration:
+            return super().moment(text, param, ctx)
+        count, unit = int(duration[1]), duration[2]
+        if count == 0:
+            self.fail(f"{text!r} is no time at all; give e.g. 90d or 12h", param, ctx)
+        return accounts.now() + (timedelta(days=count) if unit == "d" else timedelta(hours=count))
 
 
 def _state(key: accounts.ApiKey, at: datetime) -> str:

@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -116,3 +116,23 @@ def minute(at: datetime | None, none: str = "") -> str:
 def iso(at: datetime | None) -> str | None:
     """A time as JSON shows it."""
     return at.isoformat() if at is not None else None
+
+
+class Moment(click.ParamType[datetime]):
+    """A moment in ISO 8601 (a day means its start; without an offset, UTC), as a UTC datetime."""
+
+    name = "WHEN"
+    #: What a value that does not convert is said to be.
+    expected = "not an ISO 8601 date or time"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        return self.moment(str(value).strip(), param, ctx)
+
+    def moment(self, text: str, param: click.Parameter | None, ctx: click.Context | None) -> datetime:
+        try:
+            at = datetime.fromisoformat(text)
+        except ValueError:
+            self.fail(f"{text!r} is {self.expected}", param, ctx)
+        return (at if at.tzinfo is not None else at.replace(tzinfo=UTC)).astimezone(UTC)

@@ -3,7 +3,7 @@ replay of a time range of their events."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, get_args
 
 import click
@@ -12,7 +12,17 @@ from rich.table import Table
 from sqlalchemy import Connection
 
 from patron import accounts
-from patron.cli_common import account_option, hash_column, iso, json_option, minute, out, print_json, run
+from patron.cli_common import (
+    Moment,
+    account_option,
+    hash_column,
+    iso,
+    json_option,
+    minute,
+    out,
+    print_json,
+    run,
+)
 from patron.config import Settings
 from patron.errors import PatronError
 from patron.webhooks import endpoints
@@ -164,24 +174,26 @@ def delete_command(ctx: click.Context, account_hash: str, endpoint_id: str, as_j
         click.echo(f"endpoint {endpoint_id}: deleted")
 
 
-def _moment(value: str) -> datetime:
-    moment = datetime.fromisoformat(value)
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
-
-
 @webhooks_group.command("replay")
 @account_option()
 @id_option
-@click.option("--since", required=True, help="The range's start (ISO 8601; UTC without an offset).")
-@click.option("--until", help="The range's end, excluded (default: now).")
+@click.option(
+    "--since", type=Moment(), required=True, help="The range's start (ISO 8601; UTC without an offset)."
+)
+@click.option("--until", type=Moment(), help="The range's end, excluded (default: now).")
 @json_option
 @click.pass_context
 def replay_command(
-    ctx: click.Context, account_hash: str, endpoint_id: str, since: str, until: str | None, as_json: bool
+    ctx: click.Context,
+    account_hash: str,
+    endpoint_id: str,
+    since: datetime,
+    until: datetime | None,
+    as_json: bool,
 ) -> None:
     """Deliver again the endpoint's events written in a time range, with their webhook-ids."""
     try:
-        body = Replay(_moment(since), _moment(until) if until else accounts.now())
+        body = Replay(since, until or accounts.now())
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
 
