@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import takewhile
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Column, ColumnElement, Connection, Table, case, delete, false, func, select, update
 
@@ -72,11 +72,14 @@ class Pruned:
     cursors: dict[str, int] = field(default_factory=dict)
 
 
-class _Step:
-    """One step's outcome: rows deleted, rows looked at, the id the walk reached."""
+class _Step(NamedTuple):
+    """One step's outcome: rows deleted, rows looked at, the id the walk reached, and whether it
+    stopped at its limit."""
 
-    def __init__(self, deleted: int, examined: int, reached: int, full: bool) -> None:
-        self.deleted, self.examined, self.reached, self.full = deleted, examined, reached, full
+    deleted: int
+    examined: int
+    reached: int
+    full: bool
 
 
 #: One step of pruning a table: ``(conn, cutoff, after)``.
