@@ -373,21 +373,112 @@ def test_a_bad_body_is_refused(client: Client, tenant: Tenant) -> None:
     )
 
 
+def _check(shared: App, moment: datetime) -> None:
+    """Run the relative segments' check as of ``moment`` (every segment of the module due then)."""
+    while shared.store.write_blocking(lambda conn: segments.recheck(conn, moment, 3600)) == 10:
+        pass  # ten at a time, the oldest checks first
+
+
 def test_a_relative_segment_follows_time(client: Client, tenant: Tenant, shared: App) -> None:
-    push(client, tenant, [contact("ann")])
-    push(client, tenant, [order("o1", "ann", 10.0, days_ago=80)])
+    """Last purchase more than 90 days ago: ann, 80 days ago, crosses the line when 11 days pass; the
+    check evaluates the profiles whose date crossed (an index range), the segment stays ready."""
+    push(client, tenant, [contact("ann"), contact("bob"), contact("cat")])
+    push(
+        client,
+        tenant,
+        [order("o1", "ann", 10.0, days_ago=80), order("o2", "bob", 5.0, days_ago=120)],
+    )
+    push(client, tenant, [order("o3", "cat", 5.0, days_ago=10)])
     segment = create(client, tenant, {"date": "dates.last_purchase", "before": "-90d"})
-    ready(client, tenant, segment["id"])
-    assert members(client, tenant, segment["id"]) == set()
+    built = ready(client, tenant, segment["id"])
+    assert members(client, tenant, segment["id"]) == {"bob"}
     # nothing is due before the interval has passed since the segment was built
     assert shared.store.write_blocking(lambda conn: segments.recheck(conn, datetime.now(UTC), 3600)) == 0
-    later = datetime.now(UTC) + timedelta(days=11)  # (the module's other relative segments are due too)
-    assert shared.store.write_blocking(lambda conn: segments.recheck(conn, later, 3600)) >= 1
-    done = ready(client, tenant, segment["id"])
-    assert members(client, tenant, segment["id"]) == {"ann"}
-    assert done["timestamp_checked"] == later.strftime("%Y-%m-%dT%H:%M:%S+00:00")
+    later = datetime.now(UTC) + timedelta(days=11)
+    _check(shared, later)
+    checked = read(client, tenant, f"/v2/segments/{segment['id']}")
+    assert checked["status"] == "ready" and checked["timestamp_checked"] != built["timestamp_checked"]
+    eventually(lambda: members(client, tenant, segment["id"]) == {"ann", "bob"}, "ann crossed the line")
+    assert read(client, tenant, f"/v2/segments/{segment['id']}")["size"] == 2
     changes = read(client, tenant, f"/v2/segments/{segment['id']}/changes")
-    assert [c["type"] for c in changes] == ["segment_enter"]
+    assert [(c["type"], c["profile_id"]) for c in changes] == [
+        ("segment_enter", profile_ids(client, tenant)[person]) for person in ("bob", "ann")
+    ]
+
+
+def test_the_check_reads_who_crossed_from_the_indexes(client: Client, tenant: Tenant, shared: App) -> None:
+    """Through the Python API: the profiles a check evaluates are those with a date or an order in the
+    span a relative moment moved through, nobody else; a condition no index serves asks for a full
+    evaluation (None)."""
+    from sqlalchemy import select
+
+    from patron.profiles.segments import evaluate
+    from patron.profiles.segments import rules as r
+    from patron.store.schema import accounts
+
+    push(client, tenant, [contact("ann"), contact("bob"), contact("cat")])
+    push(client, tenant, [order("o1", "ann", 10.0, days_ago=80), order("o2", "bob", 5.0, days_ago=120)])
+    push(client, tenant, [order("o3", "cat", 5.0, days_ago=27)])
+    eventually(
+        lambda: (
+            len(profile_ids(client, tenant)) == 3
+            and all(p["stats"]["orders"] == 1 for p in read(client, tenant, "/v2/profiles?limit=10"))
+        ),
+        "profiles built",
+    )
+    ids = profile_ids(client, tenant)
+    account_id = shared.store.read_blocking(
+        lambda conn: conn.execute(select(accounts.c.id).where(accounts.c.hash == tenant.hash)).scalar_one()
+    )
+    now = datetime.now(UTC)
+
+    def crossed(rule: dict[str, Any], days: float) -> set[str] | None:
+        parsed = r.parse(rule)
+        later = now + timedelta(days=days)
+        return shared.store.read_blocking(
+            lambda conn: evaluate.crossed(conn, account_id, parsed, now, later, 100)
+        )
+
+    last_purchase = {"date": "dates.last_purchase", "before": "-90d"}
+    assert crossed(last_purchase, 11) == {ids["ann"]}
+    assert crossed(last_purchase, 1) == set()
+    assert crossed(last_purchase, 45) == {ids["ann"]}  # bob's date is already past the line
+    window = {"orders": "count", "op": "gte", "value": 1, "since": "-30d"}
+    assert crossed(window, 5) == {ids["cat"]}
+    assert crossed({"all": [last_purchase, {"not": window}]}, 11) == {ids["ann"], ids["cat"]}
+    assert crossed({"field": "country_id", "op": "eq", "value": "GB"}, 11) == set()
+    assert crossed({"event": "wishlist", "since": "-7d"}, 1) is None
+
+
+def test_a_window_of_orders_and_of_events_follows_time(client: Client, tenant: Tenant, shared: App) -> None:
+    """An order in the last 30 days (an index says who crossed) or a custom event in the last 7 (no
+    index: the segment is built again in full): both are right after the check."""
+    push(client, tenant, [contact("ann"), contact("bob")])
+    push(client, tenant, [order("o1", "ann", 10.0, days_ago=25), order("o2", "bob", 10.0, days_ago=2)])
+    push(
+        client,
+        tenant,
+        [event("e1", "ann", "wishlist", days_ago=5), event("e2", "bob", "wishlist", days_ago=0.2)],
+    )
+    orders = create(client, tenant, {"orders": "count", "since": "-30d"}, name="orders")
+    events = create(client, tenant, {"event": "wishlist", "since": "-7d"}, name="events")
+    for segment in (orders, events):
+        ready(client, tenant, segment["id"])
+        assert members(client, tenant, segment["id"]) == {"ann", "bob"}
+    later = datetime.now(UTC) + timedelta(days=6)
+    _check(shared, later)
+    stamp = later.strftime("%Y-%m-%dT%H:%M:%S+00:00")
+    for segment in (orders, events):
+        eventually(
+            lambda s=segment: (
+                (found := read(client, tenant, f"/v2/segments/{s['id']}"))["status"] == "ready"
+                and found["timestamp_checked"] == stamp
+                and members(client, tenant, s["id"]) == {"bob"}
+            ),
+            "ann left the segment",
+        )
+        changes = read(client, tenant, f"/v2/segments/{segment['id']}/changes")
+        assert [c["type"] for c in changes] == ["segment_enter", "segment_enter", "segment_exit"]
 
 
 def test_accounts_see_only_their_own_segments(client: Client, tenant: Tenant, make_tenant: Any) -> None:

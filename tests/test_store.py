@@ -8,10 +8,11 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
+import msgspec
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, func, insert, select, text
+from sqlalchemy import Connection, column, func, insert, select, table, text
 
 from patron.accounts import now
 from patron.config import Settings
@@ -219,3 +220,52 @@ def test_records_stored_before_their_defects_were_kept_get_them_from_the_upgrade
         ("o-1", "orders.unknown_product", "p-9"),
     ]
     assert product == ["products.missing_fields"]
+
+
+def test_profiles_stored_before_their_typed_columns_get_them_from_the_upgrade(tmp_path: Path) -> None:
+    """Migration 0022 copies each profile document's stats, country, consent and dates into the typed
+    columns, the values the worker writes for the same document."""
+    from datetime import UTC, datetime
+
+    from alembic import command
+    from sqlalchemy import create_engine
+
+    from patron.profiles import build
+    from patron.store.migrate import _config
+
+    at = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    facts = build.Facts(
+        profile_id="p-1",
+        created_at=at,
+        contacts=[build.Contact((at, 1), {"email": "a@example.com", "country_id": "GB"})],
+        stats=build.OrderStats(3, 2, 42.5, 7, "2025-01-01T10:00:00+00:00", "2025-06-01T10:00:00+00:00"),
+        identities=[("email", "a@example.com")],
+        lists=[],
+        consent={"email": ("subscribed", at), "sms": ("pending", at)},
+    )
+    doc = build.document(facts)
+    engine = create_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    with engine.begin() as conn:
+        command.upgrade(_config(conn), "0021")
+        conn.execute(
+            text(
+                "INSERT INTO accounts (id, hash, name, environment, limits, created_at)"
+                " VALUES (1, '0000000000000001', 'a', 'staging', '{}', '2026-01-01 00:00:00')"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO profiles (account_id, profile_id, data, created_at, updated_at)"
+                " VALUES (1, 'p-1', :d, '2026-01-01 00:00:00', '2026-01-01 00:00:00')"
+            ),
+            {"d": msgspec.json.encode(doc).decode()},
+        )
+    columns = list(build.TYPED.values())
+    with engine.begin() as conn:
+        command.upgrade(_config(conn), "head")
+        row = conn.execute(select(*(column(name) for name in columns)).select_from(table("profiles"))).one()
+    found = dict(zip(columns, row, strict=True))
+    expected = build.typed(doc)
+    assert found == {**expected, "marketing_optin": 1}
+    assert expected["orders"] == 2 and expected["revenue"] == 42.5 and expected["country_id"] == "GB"
+    assert expected["last_purchase"] == "2025-06-01T10:00:00+00:00" and expected["sms_status"] == "pending"

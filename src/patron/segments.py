@@ -29,17 +29,24 @@ from patron.store import Store
 log = logging.getLogger("patron.segments")
 #: The queue kind that builds segments.
 SEGMENT = "segment"
-#: Seconds between full evaluations of a segment whose rules read "now" (``-90d``...).
+#: Seconds between checks of a segment whose rules read "now" (``-90d``...).
 RECHECK = 3600.0
 
 
 class Build(msgspec.Struct):
     """One step of building a segment: its version (a step of older rules does nothing) and the
-    moment its relative conditions are read at (None: when the step applies)."""
+    moment its relative conditions are read at (None: when the step applies). With ``since`` (the
+    segment's last check), the step is a check of a relative segment: only the profiles whose dates
+    crossed a line since then are evaluated (:func:`members.recheck_step`)."""
 
     segment: int
     version: int
     now: str | None = None
+    since: str | None = None
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
 
 
 def queue_build(
@@ -49,10 +56,12 @@ def queue_build(
     version: int,
     at: datetime,
     moment: datetime | None = None,
+    since: datetime | None = None,
 ) -> str:
-    """Queue the (next) step of building a segment, never refused for a backlog; its request id."""
+    """Queue the (next) step of building a segment (or of checking it, with ``since``), never refused
+    for a backlog; its request id."""
     request_id = str(uuid.uuid4())
-    body = Build(segment_id, version, moment.isoformat() if moment else None)
+    body = Build(segment_id, version, _iso(moment), _iso(since))
     enqueue_operation(conn, account_id, None, request_id, SEGMENT, body, at)
     return request_id
 
@@ -60,9 +69,14 @@ def queue_build(
 def apply_build(round: Round, op: Op) -> None:
     body = msgspec.convert(op.record, Build)
     moment = datetime.fromisoformat(body.now) if body.now else round.at
-    more = members.build_step(round.conn, round.account_id, body.segment, body.version, round.at, moment)
-    if more:
-        queue_build(round.conn, round.account_id, body.segment, body.version, round.at, moment)
+    conn, account_id = round.conn, round.account_id
+    if body.since is not None:
+        since = datetime.fromisoformat(body.since)
+        if members.recheck_step(conn, account_id, body.segment, body.version, since, moment, round.at):
+            queue_build(conn, account_id, body.segment, body.version, round.at, moment)
+        return
+    if members.build_step(conn, account_id, body.segment, body.version, round.at, moment):
+        queue_build(conn, account_id, body.segment, body.version, round.at, moment)
 
 
 def after_round(round: Round) -> None:
@@ -72,11 +86,12 @@ def after_round(round: Round) -> None:
 
 
 def recheck(conn: Connection, moment: datetime, every: float = RECHECK) -> int:
-    """Queue a full evaluation, as of ``moment``, of each relative segment last evaluated more than
-    ``every`` seconds before it; how many were queued."""
+    """Queue a check, as of ``moment``, of each relative segment last checked more than ``every``
+    seconds before it (the profiles that crossed a line since: no full scan where indexes can say
+    who); how many were queued."""
     marked = members.mark_for_check(conn, moment, every)
-    for account_id, segment_id, version in marked:
-        queue_build(conn, account_id, segment_id, version, moment, moment)
+    for account_id, segment_id, version, since in marked:
+        queue_build(conn, account_id, segment_id, version, moment, moment, since)
     return len(marked)
 
 

@@ -22,6 +22,8 @@ from patron.profiles.consent import PENDING, SUBSCRIBED, UNSUBSCRIBED
 from patron.records.fields import COUNTRIES, DAY_PATTERN
 from patron.store import among, chunks
 from patron.store.schema import (
+    PROFILE_COUNTS,
+    PROFILE_DATES,
     consents,
     contacts,
     email_clicks,
@@ -197,6 +199,28 @@ class Profile(msgspec.Struct, tag_field="@type", tag="profile"):
     stats: Stats
     tags: list[str]
     properties: dict[str, Any]
+
+
+#: The document's fields kept beside it in typed columns of ``profiles`` (path -> column), which
+#: segments compare without reading JSON and find by date through an index.
+TYPED: dict[str, str] = {
+    **{f"stats.{name}": name for name in (*PROFILE_COUNTS, "revenue", "aov")},
+    "country_id": "country_id",
+    "marketing_optin": "marketing_optin",
+    "channels.sms.status": "sms_status",
+    **{f"dates.{name}": name for name in PROFILE_DATES},
+}
+
+
+def typed(doc: Profile) -> dict[str, Any]:
+    """The values of a document's :data:`TYPED` columns."""
+    values = {}
+    for path, column in TYPED.items():
+        value: Any = doc
+        for key in path.split("."):
+            value = getattr(value, key)
+        values[column] = value
+    return values
 
 
 def document(facts: Facts) -> Profile:
@@ -523,7 +547,7 @@ def refresh(
             text = _encode(doc).decode()
             if row.id is None:
                 values = {"profile_id": row.profile_id, "created_at": row.created_at}
-                inserts.append({**values, "data": text, "email": doc.email, "updated_at": at})
+                inserts.append({**values, "data": text, "email": doc.email, "updated_at": at, **typed(doc)})
             elif text != row.data:
                 updates.append(
                     {
@@ -532,6 +556,7 @@ def refresh(
                         "data": text,
                         "email": doc.email,
                         "updated_at": at,
+                        **typed(doc),
                     }
                 )
                 totals.take_back(row.data)

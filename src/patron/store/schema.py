@@ -399,6 +399,10 @@ Index("ix_custom_events_account_profile", custom_events.c.account_id, custom_eve
 # the single customer view --------------------------------------------------------------------------
 
 #: Profiles: one person, built by the worker from the contacts, orders and events linked to it.
+#: The profile documents' counts and dates kept in typed columns of ``profiles``.
+PROFILE_COUNTS = ("orders", "orders_attempted", "total_items", "visits", "email_clicks")
+PROFILE_DATES = ("acquired", "first_purchase", "last_purchase", "first_seen", "last_seen", "last_email_click")
+
 profiles = Table(
     "profiles",
     metadata,
@@ -411,10 +415,21 @@ profiles = Table(
     Column("data", Text, nullable=False),  # the profile document, JSON
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
+    # Fields of the document kept beside it, typed, for segments (``profiles.build.TYPED``): stats,
+    # country, consent, and the dates as the document writes them (UTC ISO 8601, sorting as text).
+    *(Column(name, BigInteger, nullable=True) for name in PROFILE_COUNTS),
+    Column("revenue", Float, nullable=True),
+    Column("aov", Float, nullable=True),
+    Column("country_id", String(2), nullable=True),
+    Column("marketing_optin", Boolean, nullable=True),
+    Column("sms_status", String(16), nullable=True),
+    *(Column(name, String(40), nullable=True) for name in PROFILE_DATES),
     UniqueConstraint("account_id", "profile_id", name="uq_profiles_account_key"),
     Index("ix_profiles_account_updated", "account_id", "updated_at", "id"),
     Index("ix_profiles_account_email", "account_id", "email"),
     Index("ix_profiles_account_created", "account_id", "created_at"),  # the console's new profiles per day
+    # who crossed a relative date's line since a segment was last checked (a range of one date)
+    *(Index(f"ix_profiles_account_{name}", "account_id", name) for name in PROFILE_DATES),
 )
 
 #: Identifiers (customer id, email, phone) and the one profile each belongs to.

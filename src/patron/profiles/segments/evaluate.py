@@ -31,6 +31,7 @@ from sqlalchemy import (
     true,
 )
 
+from patron.profiles.build import TYPED
 from patron.profiles.segments import rules as r
 from patron.store import among, json_field
 from patron.store.schema import (
@@ -65,11 +66,17 @@ def _kind(value: Any) -> str:
     return "bool" if isinstance(value, bool) else "number" if isinstance(value, int | float) else "text"
 
 
+def _read(conn: Connection, path: str, kind: str) -> ColumnElement[Any]:
+    """A profile field of the kind given: its typed column where it has one, else from the JSON."""
+    column = TYPED.get(path)
+    return p.c[column] if column is not None else json_field(conn, p.c.data, path, kind)
+
+
 def _field(conn: Connection, rule: r.FieldCondition) -> ColumnElement[bool]:
     path = rule.field
     if rule.op in ("exists", "missing"):
         kinds = [r.FIELDS[path]] if path in r.FIELDS else ["text", "number", "bool"]
-        present = or_(*(json_field(conn, p.c.data, path, kind).is_not(None) for kind in kinds))
+        present = or_(*(_read(conn, path, kind).is_not(None) for kind in kinds))
         return present if rule.op == "exists" else not_(present)
     values = rule.value if isinstance(rule.value, list) else [rule.value]
     by_kind: dict[str, list[Any]] = {}
@@ -77,7 +84,7 @@ def _field(conn: Connection, rule: r.FieldCondition) -> ColumnElement[bool]:
         by_kind.setdefault(_kind(value), []).append(value)
     found = []
     for kind, given in by_kind.items():
-        column = json_field(conn, p.c.data, path, kind)
+        column = _read(conn, path, kind)
         compared = column.in_(given) if rule.op == "in" else _compare(column, rule.op, given[0])
         found.append(and_(column.is_not(None), compared))
     return or_(*found)
@@ -85,18 +92,18 @@ def _field(conn: Connection, rule: r.FieldCondition) -> ColumnElement[bool]:
 
 def _consent(conn: Connection, rule: r.ConsentCondition) -> ColumnElement[bool]:
     if rule.consent == "email":
-        optin = json_field(conn, p.c.data, "marketing_optin", "bool")
+        optin = p.c.marketing_optin
         if rule.is_ == "unknown":
             return optin.is_(None)
         return and_(optin.is_not(None), optin == (rule.is_ == "subscribed"))
-    status = json_field(conn, p.c.data, "channels.sms.status", "text")
+    status = p.c.sms_status
     if rule.is_ == "unknown":
         return status.is_(None)
     return and_(status.is_not(None), status == rule.is_)
 
 
 def _date(conn: Connection, rule: r.DateCondition, now: datetime) -> ColumnElement[bool]:
-    column = json_field(conn, p.c.data, rule.date, "text")
+    column = p.c[TYPED[rule.date]]
     found: list[ColumnElement[bool]] = [column.is_not(None)]
     if rule.before is not None:
         found.append(column < r.stamp(r.moment(rule.before, now)))
@@ -216,6 +223,68 @@ def condition(conn: Connection, rule: r.Rule, now: datetime) -> ColumnElement[bo
     if isinstance(rule, r.ViewedCondition):
         return _viewed(conn, rule, now)
     return _abandoned(conn, rule, now)
+
+
+def _moved(value: str | None, since: datetime, now: datetime) -> tuple[datetime, datetime] | None:
+    """The span a relative moment moved through from ``since`` to ``now`` (None: not relative)."""
+    ago = r.relative(value) if value is not None else None
+    return None if ago is None else (since - ago, now - ago)
+
+
+def _crossing(account_id: int, node: r.Rule, since: datetime, now: datetime) -> list[Select[Any]] | None:
+    """Queries of the profile ids whose truth of ``node`` may differ between ``since`` and ``now``
+    (a date, an order's time or a session's end inside a span a relative moment moved through), each
+    a range of one index; None when an index cannot say (custom events, product views)."""
+    found: list[Select[Any]] = []
+    if isinstance(node, r.DateCondition):
+        column = p.c[TYPED[node.date]]
+        for lo, hi in filter(None, (_moved(node.before, since, now), _moved(node.after, since, now))):
+            found.append(
+                select(p.c.profile_id).where(
+                    p.c.account_id == account_id, column >= r.stamp(lo), column < r.stamp(hi)
+                )
+            )
+    elif isinstance(node, r.OrdersCondition) and (span := _moved(node.since, since, now)):
+        o = orders
+        found.append(
+            select(o.c.profile).where(
+                o.c.account_id == account_id,
+                o.c.placed_at >= r.stamp(span[0]),
+                o.c.placed_at < r.stamp(span[1]),
+                o.c.profile.is_not(None),
+            )
+        )
+    elif isinstance(node, r.AbandonedCondition) and (span := _moved(node.since, since, now)):
+        s = tracking_sessions
+        found.append(
+            select(s.c.profile).where(
+                s.c.ended_at >= span[0],
+                s.c.ended_at < span[1],
+                s.c.account_id == account_id,
+                s.c.profile.is_not(None),
+            )
+        )
+    elif isinstance(node, r.EventsCondition | r.ViewedCondition) and _moved(node.since, since, now):
+        return None
+    return found
+
+
+def crossed(
+    conn: Connection, account_id: int, rule: r.Rule, since: datetime, now: datetime, limit: int
+) -> set[str] | None:
+    """The profiles whose membership may have changed between ``since`` and ``now`` by time alone:
+    those a relative condition's moment passed over (more than ``limit`` of them: any ``limit`` + 1);
+    None when a relative condition has no index to say who crossed its line."""
+    found: set[str] = set()
+    for node in r.walk(rule):
+        queries = _crossing(account_id, node, since, now)
+        if queries is None:
+            return None
+        for query in queries:
+            found.update(conn.execute(query.limit(limit + 1)).scalars())
+            if len(found) > limit:
+                return found
+    return found
 
 
 def candidates(account_id: int) -> ColumnElement[bool]:

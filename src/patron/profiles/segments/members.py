@@ -271,11 +271,43 @@ def keep_current(conn: Connection, account_id: int, profile_ids: Collection[str]
     return written
 
 
+def recheck_step(
+    conn: Connection,
+    account_id: int,
+    segment_id: int,
+    version: int,
+    since: datetime,
+    now: datetime,
+    at: datetime,
+) -> bool:
+    """Evaluate, as of ``now``, the profiles of a relative segment that time alone may have moved in
+    or out since ``since`` (its last check), found through the indexes (:func:`evaluate.crossed`);
+    True when that cannot be done (a condition no index serves, or more than :data:`STEP` profiles
+    crossed): the segment is then marked to be built again in full, which the caller queues."""
+    lock_account(conn, account_id)  # in step with the worker's rounds on the account
+    s = segments
+    row = conn.execute(
+        select(s.c.rules, s.c.version, s.c.status).where(s.c.account_id == account_id, s.c.id == segment_id)
+    ).first()
+    if row is None or row.version != version or row.status != READY:
+        return False  # gone, changed (its build reads the present) or being built
+    rule = r.load(row.rules)
+    crossed = evaluate.crossed(conn, account_id, rule, since, now, STEP)
+    if crossed is None or len(crossed) > STEP:
+        conn.execute(update(s).where(s.c.id == segment_id).values(status=BUILDING, cursor=0))
+        return True
+    for chunk in chunks(sorted(crossed)):
+        evaluate_among(conn, account_id, segment_id, rule, chunk, at, now)
+    conn.execute(update(s).where(s.c.id == segment_id).values(checked_at=now))
+    return False
+
+
 def mark_for_check(
     conn: Connection, now: datetime, every: float, limit: int = 10
-) -> list[tuple[int, int, int]]:
-    """Relative segments (their rules read "now") last evaluated in full more than ``every`` seconds
-    before ``now``: marked to be built again; (account, segment, version) of each."""
+) -> list[tuple[int, int, int, datetime]]:
+    """Relative segments (their rules read "now") last checked more than ``every`` seconds before
+    ``now``: their check time moved to ``now`` (so they are not marked again meanwhile); (account,
+    segment, version, the time of the check before) of each."""
     s = segments
     due = conn.execute(
         select(s.c.account_id, s.c.id, s.c.version, s.c.checked_at)
@@ -285,10 +317,10 @@ def mark_for_check(
     ).all()
     marked = []
     for row in due:
-        if row.checked_at is not None and (now - row.checked_at).total_seconds() < every:
+        if (now - row.checked_at).total_seconds() < every:
             continue
-        conn.execute(update(s).where(s.c.id == row.id).values(status=BUILDING, cursor=0))
-        marked.append((row.account_id, row.id, row.version))
+        conn.execute(update(s).where(s.c.id == row.id).values(checked_at=now))
+        marked.append((row.account_id, row.id, row.version, row.checked_at))
     return marked
 
 
