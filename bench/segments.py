@@ -1,8 +1,8 @@
 """Segments: a new five-condition segment evaluated over many profiles (a dry-run count, and a full
 build of its membership in the worker's bounded steps), on SQLite.
 
-The profiles are written straight into the database (documents made by ``profiles.build.document``,
-as the worker makes them), not pushed: what is measured is the evaluation alone.
+The profiles are written straight into the database (documents and typed columns made by
+``profiles.build``, as the worker makes them), not pushed: what is measured is the evaluation alone.
 
     python bench/segments.py [--profiles 1000000] [--no-docs]
 """
@@ -41,7 +41,7 @@ COUNTRIES = ["GB", "FR", "DE", "US", "ES"]
 BATCH = 10_000
 
 
-def document(i: int, rng: random.Random, now: datetime) -> str:
+def document(i: int, rng: random.Random, now: datetime) -> build.Profile:
     orders = rng.choice([0, 0, 1, 1, 2, 3, 5])
     last = (now - timedelta(days=rng.randrange(1, 400))).isoformat() if orders else None
     first = (now - timedelta(days=rng.randrange(400, 800))).isoformat() if orders else None
@@ -62,7 +62,7 @@ def document(i: int, rng: random.Random, now: datetime) -> str:
         lists=[("vip", None)] if i % 10 == 0 else [],
         consent={"email": (optin, now)} if optin else {},
     )
-    return msgspec.json.encode(build.document(facts)).decode()
+    return build.document(facts)
 
 
 def seed(settings: Settings, hash_: str, n: int) -> int:
@@ -74,16 +74,18 @@ def seed(settings: Settings, hash_: str, n: int) -> int:
             lambda conn: conn.execute(select(accounts.c.id).where(accounts.c.hash == hash_)).scalar_one()
         )
         for start in range(0, n, BATCH):
+            docs = [document(i, rng, now) for i in range(start, min(n, start + BATCH))]
             rows = [
                 {
                     "account_id": account_id,
-                    "profile_id": f"{i:08x}-bench",
-                    "email": f"p{i}@example.com",
-                    "data": document(i, rng, now),
+                    "profile_id": doc.id,
+                    "email": doc.email,
+                    "data": msgspec.json.encode(doc).decode(),
                     "created_at": now,
                     "updated_at": now,
+                    **build.typed(doc),
                 }
-                for i in range(start, min(n, start + BATCH))
+                for doc in docs
             ]
             vip = [
                 {"account_id": account_id, "list_id": "vip", "profile": row["profile_id"], "created_at": now}

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Connection,
     Select,
     and_,
+    case,
     exists,
     false,
     func,
@@ -39,6 +40,7 @@ from patron.store.schema import (
     list_members,
     orders,
     profiles,
+    segment_members,
     tracking_events,
     tracking_sessions,
 )
@@ -293,22 +295,72 @@ def candidates(account_id: int) -> ColumnElement[bool]:
 
 
 def matching(
+    conn: Connection, account_id: int, rule: r.Rule, now: datetime, *, among_ids: Collection[str]
+) -> set[str]:
+    """The profile ids among ``among_ids`` that meet the rule."""
+    query = select(p.c.profile_id).where(
+        candidates(account_id), condition(conn, rule, now), among(conn, p.c.profile_id, list(among_ids))
+    )
+    return set(conn.execute(query).scalars())
+
+
+def differences(
     conn: Connection,
     account_id: int,
+    segment_id: int,
     rule: r.Rule,
     now: datetime,
+    ids: tuple[int, int],
     *,
-    among_ids: Collection[str] | None = None,
-    ids: tuple[int, int] | None = None,
-) -> set[str]:
-    """The profile ids that meet the rule: among ``among_ids``, or with internal ids in ``ids``
-    (after the first, up to and including the second)."""
-    query = select(p.c.profile_id).where(candidates(account_id), condition(conn, rule, now))
-    if among_ids is not None:
-        query = query.where(among(conn, p.c.profile_id, list(among_ids)))
-    if ids is not None:
-        query = query.where(p.c.id > ids[0], p.c.id <= ids[1])
-    return set(conn.execute(query).scalars())
+    empty: bool = False,
+) -> tuple[set[str], set[str]]:
+    """The profiles with internal ids in ``ids`` (after the first, up to and including the second)
+    that meet the rule and are not members of the segment, and those that are members and do not
+    meet it: (entered, left). One pass over the range, each profile's membership found through the
+    members' unique key (not looked for when the segment is ``empty``)."""
+    m = segment_members
+    meets = and_(candidates(account_id), condition(conn, rule, now))
+    held = (
+        false()
+        if empty
+        else exists(
+            select(true()).where(
+                m.c.account_id == p.c.account_id, m.c.segment_id == segment_id, m.c.profile == p.c.profile_id
+            )
+        )
+    )
+    each = (
+        select(
+            p.c.profile_id,
+            case((meets, 1), else_=0).label("meets"),
+            case((held, 1), else_=0).label("held"),
+        )
+        .where(p.c.account_id == account_id, p.c.id > ids[0], p.c.id <= ids[1])
+        .subquery()
+    )
+    query = select(each.c.profile_id, each.c.meets).where(each.c.meets != each.c.held)
+    entered: set[str] = set()
+    left: set[str] = set()
+    for profile_id, truth in conn.execute(query):
+        (entered if truth else left).add(profile_id)
+    return entered, left
+
+
+def matching_each(
+    conn: Connection, account_id: int, rules: list[r.Rule], now: datetime, among_ids: Collection[str]
+) -> list[set[str]]:
+    """For each rule, the profile ids among ``among_ids`` that meet it: one query for them all (a
+    column of each rule's truth per profile)."""
+    truths = [case((condition(conn, rule, now), 1), else_=0) for rule in rules]
+    query = select(p.c.profile_id, *truths).where(
+        candidates(account_id), among(conn, p.c.profile_id, list(among_ids))
+    )
+    found: list[set[str]] = [set() for _ in rules]
+    for row in conn.execute(query):
+        for meets, truth in zip(found, row[1:], strict=True):
+            if truth:
+                meets.add(row[0])
+    return found
 
 
 def count(conn: Connection, account_id: int, rule: r.Rule, now: datetime) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, Final
 
 import msgspec
@@ -32,6 +33,8 @@ READY: Final = "ready"
 MAX_SEGMENTS: Final = 100
 #: How many profiles one step of building a segment evaluates (one bounded write).
 STEP: Final = 20_000
+#: Past every internal id.
+MAX_ID: Final = 2**63 - 1
 
 
 class TooManySegments(Conflict):
@@ -215,58 +218,67 @@ def evaluate_among(
     return entered, left
 
 
+@lru_cache(maxsize=1024)
+def _rule(text: str) -> r.Rule:
+    """A stored rule, read once (the worker reads every segment's rules every round)."""
+    return r.load(text)
+
+
 def build_step(
     conn: Connection, account_id: int, segment_id: int, version: int, at: datetime, now: datetime
 ) -> bool:
     """Evaluate the next :data:`STEP` profiles of a segment being built (as of ``now``); whether
     more remain. A step of an older version (the rules changed since) does nothing."""
     lock_account(conn, account_id)  # in step with the worker's rounds on the account
-    s, p, m = segments, profiles, segment_members
+    s, p = segments, profiles
     row = conn.execute(
-        select(s.c.rules, s.c.version, s.c.status, s.c.cursor).where(
+        select(s.c.rules, s.c.version, s.c.status, s.c.cursor, s.c.size).where(
             s.c.account_id == account_id, s.c.id == segment_id
         )
     ).first()
     if row is None or row.version != version or row.status != BUILDING:
         return False
-    chunk = conn.execute(
-        select(p.c.id, p.c.profile_id)
+    upto = conn.execute(
+        select(p.c.id)
         .where(p.c.account_id == account_id, p.c.id > row.cursor)
         .order_by(p.c.id)
-        .limit(STEP)
-    ).all()
-    if not chunk:
+        .offset(STEP - 1)
+        .limit(1)
+    ).scalar()
+    span = (row.cursor, upto if upto is not None else MAX_ID)
+    rule = _rule(row.rules)
+    entered, left = evaluate.differences(conn, account_id, segment_id, rule, now, span, empty=row.size == 0)
+    _apply(conn, account_id, segment_id, entered, left, at)
+    if upto is None:  # the last step
         conn.execute(update(s).where(s.c.id == segment_id).values(status=READY, checked_at=now))
         return False
-    upto = chunk[-1].id
-    ids = [found.profile_id for found in chunk]
-    meets = evaluate.matching(conn, account_id, r.load(row.rules), now, among_ids=ids)
-    held = set(
-        conn.execute(
-            select(m.c.profile).where(
-                m.c.account_id == account_id, m.c.segment_id == segment_id, among(conn, m.c.profile, ids)
-            )
-        ).scalars()
-    )
-    _apply(conn, account_id, segment_id, meets - held, held - meets, at)
     conn.execute(update(s).where(s.c.id == segment_id).values(cursor=upto))
     return True
 
 
 def keep_current(conn: Connection, account_id: int, profile_ids: Collection[str], at: datetime) -> int:
-    """Evaluate the profiles a round touched against every segment of the account, one query per
-    segment; returns how many entries and exits it wrote."""
+    """Evaluate the profiles a round touched against every segment of the account (one query for
+    all segments per chunk of profiles); returns how many entries and exits it wrote."""
     if not profile_ids:
         return 0
-    s = segments
+    s, m = segments, segment_members
+    held = conn.execute(select(s.c.id, s.c.rules).where(s.c.account_id == account_id).order_by(s.c.id)).all()
+    if not held:
+        return 0
+    rules = [_rule(row.rules) for row in held]
     written = 0
-    ids = sorted(profile_ids)
-    for row in conn.execute(
-        select(s.c.id, s.c.rules).where(s.c.account_id == account_id).order_by(s.c.id)
-    ).all():
-        rule = r.load(row.rules)
-        for chunk in chunks(ids):
-            entered, left = evaluate_among(conn, account_id, row.id, rule, chunk, at, at)
+    for chunk in chunks(sorted(profile_ids)):
+        meets = evaluate.matching_each(conn, account_id, rules, at, chunk)
+        kept: dict[int, set[str]] = {row.id: set() for row in held}
+        for segment_id, profile in conn.execute(
+            select(m.c.segment_id, m.c.profile).where(
+                m.c.account_id == account_id, among(conn, m.c.profile, chunk)
+            )
+        ):
+            kept.setdefault(segment_id, set()).add(profile)
+        for row, meet in zip(held, meets, strict=True):
+            entered, left = meet - kept[row.id], kept[row.id] - meet
+            _apply(conn, account_id, row.id, entered, left, at)
             written += len(entered) + len(left)
     return written
 
