@@ -1,6 +1,6 @@
 """Records/s the worker applies (entities, identity resolution and profiles), without HTTP.
 
-    python bench/apply.py [--batches 1500] [--customers repeat|distinct] [--webhooks 0]
+    python bench/apply.py [--batches 1500] [--customers repeat|distinct] [--webhooks 0] [--segments 0]
 
 Queues ``--batches`` requests of 100 orders (``bench/push.py``'s realistic order) on a fresh SQLite
 store through the Python API, then times ``apply_round`` until the queue is empty. ``repeat`` gives
@@ -10,8 +10,9 @@ identities per order). Then the ceiling: the same order rows, as the worker left
 raw ``sqlite3`` ``executemany`` into a fresh store (same schema and indexes, WAL, ``synchronous=FULL``),
 500 to a transaction as a round commits them: storage alone, with no merging, linking or profiles.
 ``--webhooks N`` gives the account N endpoints subscribed to every event type (the worker writes their
-events; none is delivered). Prints JSON and rewrites the apply section of docs/performance.md
-(without ``--webhooks``).
+events; none is delivered); ``--segments N`` gives it N live segments (:data:`SEGMENTS`, in turn), which
+the worker keeps current every round. Prints JSON and rewrites the apply section of docs/performance.md
+(without ``--webhooks`` or ``--segments``).
 """
 
 from __future__ import annotations
@@ -37,11 +38,44 @@ from patron.config import Settings
 from patron.ingest.push import push
 from patron.ingest.submit import Submitter
 from patron.ingest.worker import ROUND_RECORDS, apply_round
+from patron.profiles.segments import members
+from patron.profiles.segments import rules as r
 from patron.runtime import queue_kinds
+from patron.segments import queue_build
 from patron.store import open_store
 from patron.webhooks import endpoints
 from patron.webhooks.outbox import EVENT_TYPES
 from patron.webhooks.requests import NewEndpoint
+
+#: Segments of the kinds a shop keeps: stats, consent, country, dates relative and not, order windows,
+#: products bought, lists, custom events, on-site behaviour, combinations.
+SEGMENTS: list[dict[str, object]] = [
+    {"field": "stats.orders", "op": "gte", "value": 2},
+    {"field": "stats.revenue", "op": "gt", "value": 500},
+    {"field": "stats.aov", "op": "lt", "value": 40},
+    {"consent": "email", "is": "subscribed"},
+    {"consent": "sms", "is": "unknown"},
+    {"field": "country_id", "op": "in", "value": ["GB", "IE"]},
+    {"date": "dates.last_purchase", "before": "-90d"},
+    {"date": "dates.first_purchase", "after": "-30d"},
+    {"orders": "count", "op": "gte", "value": 3, "since": "-365d"},
+    {"orders": "revenue", "op": "gte", "value": 100, "since": "-30d"},
+    {"orders": "count", "product": "sku-100"},
+    {"list": "vip"},
+    {"not": {"list": "vip"}},
+    {"event": "wishlist_add", "since": "-30d"},
+    {"viewed": "*", "since": "-7d"},
+    {"abandoned": "basket", "since": "-7d"},
+    {"field": "properties.tier", "op": "eq", "value": "gold"},
+    {"all": [{"field": "stats.orders", "op": "eq", "value": 1}, {"consent": "email", "is": "subscribed"}]},
+    {
+        "any": [
+            {"field": "country_id", "op": "eq", "value": "FR"},
+            {"field": "stats.revenue", "op": "gte", "value": 1000},
+        ]
+    },
+    {"all": [{"date": "dates.last_purchase", "after": "-7d"}, {"not": {"field": "gender", "op": "exists"}}]},
+]
 
 
 def main() -> None:
@@ -52,6 +86,7 @@ def main() -> None:
     parser.add_argument(
         "--webhooks", type=int, default=0, help="endpoints subscribed to every event type (none delivered)"
     )
+    parser.add_argument("--segments", type=int, default=0, help="live segments kept current")
     parser.add_argument("--round", type=int, default=ROUND_RECORDS, help="records a round takes")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as directory:
@@ -65,6 +100,16 @@ def main() -> None:
                 store.write_blocking(
                     lambda conn, b=body: endpoints.create(conn, account.id, b, b.url, accounts.now())  # type: ignore[misc]
                 )
+
+            for n in range(args.segments):
+                rule = r.parse(SEGMENTS[n % len(SEGMENTS)])
+
+                def segment(conn, rule=rule, n=n):  # type: ignore[no-untyped-def]
+                    at = accounts.now()
+                    segment_id = members.create(conn, account.id, f"s{n}", rule, at)
+                    queue_build(conn, account.id, segment_id, 1, at)
+
+                store.write_blocking(segment)
 
             submit = Submitter(store, wake=lambda: None)  # the rounds below are the worker
 
@@ -88,6 +133,7 @@ def main() -> None:
     result = {
         "customers": args.customers,
         "webhooks": args.webhooks,
+        "segments": args.segments,
         "records": records,
         "seconds": seconds,
         "records_per_s": records / seconds,
@@ -96,7 +142,7 @@ def main() -> None:
         "raw_records_per_s": rows / raw_seconds,
     }
     print(json.dumps(result, indent=2))
-    if not args.no_docs and not args.webhooks:
+    if not args.no_docs and not args.webhooks and not args.segments:
         ratio = result["records_per_s"] / result["raw_records_per_s"]
         row = (
             f"records/s applied by the worker (`{args.customers}` customers: entities, identities, profiles)",

@@ -69,6 +69,16 @@ def event(event_id: str, who: str, event_type: str, days_ago: float = 1, **prope
     }
 
 
+def product(product_id: str, *attributes: dict[str, str]) -> dict[str, Any]:
+    return {
+        "@type": "product",
+        "id": product_id,
+        "title": product_id,
+        "price": 10,
+        "attributes": list(attributes),
+    }
+
+
 def profile_ids(client: Client, tenant: Tenant) -> dict[str, str]:
     """Each person (the contact id before ``@``) by profile id's owner: person -> profile id."""
     found = read(client, tenant, "/v2/profiles?limit=250")
@@ -138,6 +148,15 @@ def shop(shared: App) -> Tenant:
         c,
         tenant,
         [
+            product("P1", {"type": "brand", "id": "acme"}, {"type": "category", "id": "shoes"}),
+            product("P2", {"type": "brand", "id": "zeta"}),
+            product("P3", {"type": "brand", "id": "acme"}),
+        ],
+    )
+    push(
+        c,
+        tenant,
+        [
             order("o1", "ann", 100.0, days_ago=200, products=("P1", "P2")),
             order("o2", "ann", 50.0, days_ago=5, products=("P3",)),
             order("o3", "bob", 300.0, days_ago=120, products=("P2",)),
@@ -177,6 +196,23 @@ CASES: list[tuple[str, dict[str, Any], set[str]]] = [
     ("orders in a window", {"orders": "count", "op": "gte", "value": 1, "since": "-30d"}, {"ann", "cat"}),
     ("revenue in a window", {"orders": "revenue", "op": "gte", "value": 100, "since": "-150d"}, {"bob"}),
     ("bought a product", {"orders": "count", "product": "P2"}, {"ann", "bob"}),
+    ("bought a brand", {"orders": "count", "attribute": {"type": "brand", "id": "acme"}}, {"ann", "cat"}),
+    (
+        "bought a category twice",
+        {"orders": "count", "op": "gte", "value": 2, "attribute": {"type": "category", "id": "shoes"}},
+        set(),  # cat's second order of P1 is cancelled
+    ),
+    (
+        "revenue of a brand in a window",
+        {
+            "orders": "revenue",
+            "op": "gte",
+            "value": 40,
+            "since": "-30d",
+            "attribute": {"type": "brand", "id": "acme"},
+        },
+        {"ann"},
+    ),
     ("never ordered", {"orders": "count", "op": "lt", "value": 1}, {"dan", "eve"}),
     ("event type", {"event": "wishlist_add"}, {"ann", "bob"}),
     ("event count", {"event": "wishlist_add", "op": "gte", "value": 2}, {"ann"}),
@@ -342,6 +378,8 @@ def test_a_segment_exports_to_a_static_list(client: Client, tenant: Tenant) -> N
         ({"list": "a", "consent": "email"}, "rules"),
         ({"orders": "count", "value": -1}, "rules.value"),
         ({"event": "x" * 33}, "rules.event"),
+        ({"orders": "count", "attribute": {"type": "brand"}}, "rules.attribute"),
+        ({"orders": "count", "attribute": {"type": "brand", "id": "a b"}}, "rules.attribute.id"),
         (
             {"not": {"not": {"not": {"not": {"not": {"not": {"list": "a"}}}}}}},
             "rules.not.not.not.not.not.not",

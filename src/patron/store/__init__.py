@@ -166,6 +166,18 @@ def json_field(
     return type_coerce(case((of_type, value), else_=None), sql_type)
 
 
+def json_elements(dialect: Connection | Dialect, column: ColumnElement[Any], key: str) -> Any:
+    """The elements of the JSON array under ``key`` in the JSON text in ``column`` (none where it is
+    missing or not an array), as a table of one column ``value`` that :func:`json_field` reads:
+    ``json_each`` on SQLite, ``json_array_elements`` on PostgreSQL."""
+    name = dialect.dialect.name if isinstance(dialect, Connection) else dialect.name
+    if name == "postgresql":
+        found = func.json_extract_path(cast(column, JSON), key)
+        array = case((func.json_typeof(found) == "array", found), else_=cast("[]", JSON))
+        return func.json_array_elements(array).table_valued("value")
+    return func.json_each(column, f'$."{key}"').table_valued("value")
+
+
 def upsert(conn: Connection, table: Table) -> postgresql_dialect.Insert | sqlite_dialect.Insert:
     """An ``INSERT`` into ``table`` that may say what a conflict on a unique key does
     (``on_conflict_do_nothing``, ``on_conflict_do_update``), in the connection's dialect."""

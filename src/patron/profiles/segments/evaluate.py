@@ -30,15 +30,17 @@ from sqlalchemy import (
     or_,
     select,
     true,
+    tuple_,
 )
 
 from patron.profiles.build import TYPED
 from patron.profiles.segments import rules as r
-from patron.store import among, json_field
+from patron.store import among, json_elements, json_field
 from patron.store.schema import (
     custom_events,
     list_members,
     orders,
+    products,
     profiles,
     segment_members,
     tracking_events,
@@ -131,10 +133,41 @@ def _orders(conn: Connection, rule: r.OrdersCondition, now: datetime) -> ColumnE
         o.c.account_id == p.c.account_id, o.c.profile == p.c.profile_id, o.c.counted.is_(True)
     )
     if rule.since is not None:
-        query = query.where(o.c.placed_at >= r.stamp(r.moment(rule.since, now)))
+        # read the profile's orders through their index: a bare placed_at would let SQLite range over
+        # all the account's orders by date, for each profile
+        placed = func.coalesce(o.c.placed_at, "")
+        query = query.where(placed >= r.stamp(r.moment(rule.since, now)))
     if rule.product is not None:  # a line item of the product (documents are compact JSON)
         query = query.where(o.c.data.contains(f'"product_id":{_json(rule.product)}', autoescape=True))
+    if rule.attribute is not None:
+        query = query.where(_bought_with(conn, rule.attribute))
     return _counted(query, rule, o.c.revenue if rule.orders == "revenue" else None)
+
+
+def _bought_with(conn: Connection, attribute: r.ProductAttribute) -> ColumnElement[bool]:
+    """The order has a line item of a product (as stored now) with the attribute."""
+    o, pr = orders, products
+    item, held = json_elements(conn, o.c.data, "lineitems"), json_elements(conn, pr.c.data, "attributes")
+    with_attribute = exists(
+        select(true())
+        .select_from(held)
+        .where(
+            json_field(conn, held.c.value, "type", "text") == attribute.type,
+            json_field(conn, held.c.value, "id", "text") == attribute.id,
+        )
+        .correlate(pr)
+    )
+    return exists(
+        select(true())
+        .select_from(item)
+        .join(
+            pr,
+            (pr.c.account_id == o.c.account_id)
+            & (pr.c.product_id == json_field(conn, item.c.value, "product_id", "text")),
+        )
+        .where(with_attribute)
+        .correlate(o)
+    )
 
 
 def _json(value: Any) -> str:
@@ -164,17 +197,16 @@ def _events(conn: Connection, rule: r.EventsCondition, now: datetime) -> ColumnE
 
 def _viewed(conn: Connection, rule: r.ViewedCondition, now: datetime) -> ColumnElement[bool]:
     e, s = tracking_events, tracking_sessions
-    query = (
-        select(e.c.id)
-        .select_from(s)
-        .join(
-            e, (e.c.account_id == s.c.account_id) & (e.c.cid == s.c.cid) & (e.c.session_id == s.c.session_id)
-        )
-        .where(
-            s.c.account_id == p.c.account_id,
-            s.c.profile == p.c.profile_id,
-            (e.c.kind == "viewproduct") | ((e.c.kind == "pageview") & (e.c.page_type == "product")),
-        )
+    # the profile's sessions (their index), then each one's events (theirs)
+    sessions = (
+        select(s.c.cid, s.c.session_id)
+        .where(s.c.account_id == p.c.account_id, s.c.profile == p.c.profile_id)
+        .correlate(p)
+    )
+    query = select(e.c.id).where(
+        e.c.account_id == p.c.account_id,
+        tuple_(e.c.cid, e.c.session_id).in_(sessions),
+        (e.c.kind == "viewproduct") | ((e.c.kind == "pageview") & (e.c.page_type == "product")),
     )
     pid = json_field(conn, e.c.data, "pid", "text")
     query = query.where(pid.is_not(None))

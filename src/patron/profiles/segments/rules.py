@@ -235,16 +235,24 @@ class DateCondition(_Node):
         _check_moment("after", self.after)
 
 
+class ProductAttribute(_Node):
+    """A product attribute as products give them (``{"type": "brand", "id": "acme"}``)."""
+
+    type: Annotated[str, Meta(min_length=1, max_length=64)]
+    id: ProductId
+
+
 class OrdersCondition(_Node):
-    """The count (or the revenue) of the profile's valid orders, since a moment, of a product,
-    compared with a value: ``{"orders": "count", "op": "gte", "value":
-    2, "since": "-30d"}``."""
+    """The count (or the revenue) of the profile's valid orders, since a moment, with a line item of
+    a product or of a product with an attribute, compared with a value: ``{"orders": "count", "op":
+    "gte", "value": 2, "since": "-30d"}``."""
 
     orders: Literal["count", "revenue"]
     op: Compare = "gte"
     value: Count = 1
     since: Moment | None = None
     product: ProductId | None = None
+    attribute: ProductAttribute | None = None
 
     def __post_init__(self) -> None:
         _check_moment("since", self.since)
