@@ -12,7 +12,8 @@ from __future__ import annotations
 import secrets
 import threading
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final, get_args
@@ -80,6 +81,22 @@ def flush(conn: Connection, *, end: bool = False) -> None:
     if unit.deferred:
         conn.execute(insert(webhook_events), unit.deferred)
     unit.deferred = None if end or unit.deferred is None else []
+
+
+@contextmanager
+def together(conn: Connection) -> Iterator[None]:
+    """The events emitted inside written together at its end, in one statement (as between
+    :func:`defer` and :func:`flush`), or with the unit's deferred ones if it is deferring already."""
+    unit = _unit(conn)
+    if unit.deferred is not None:
+        yield
+        return
+    unit.deferred = []
+    try:
+        yield
+        flush(conn, end=True)
+    finally:
+        unit.deferred = None
 
 
 def forget(conn: Connection) -> None:

@@ -23,7 +23,7 @@ from patron.profiles.segments import evaluate
 from patron.profiles.segments import rules as r
 from patron.store import among, chunks, lock_account
 from patron.store.schema import profiles, segment_changes, segment_members, segments
-from patron.webhooks.outbox import emit
+from patron.webhooks import outbox
 
 ENTER: Final = "segment_enter"
 EXIT: Final = "segment_exit"
@@ -173,16 +173,11 @@ def _apply(
     events += [{**base, "profile": pid, "event": EXIT} for pid in sorted(left)]
     if events:
         conn.execute(insert(c), events)
-        for kind, profile_ids in (("segment.entered", entered), ("segment.exited", left)):
-            for pid in sorted(profile_ids):  # webhooks subscribed to them are told, in this transaction
-                emit(
-                    conn,
-                    account_id,
-                    kind,
-                    {"segment_id": str(segment_id), "profile_id": pid},
-                    at,
-                    profile=pid,
-                )
+        with outbox.together(conn):  # webhooks subscribed to them are told, in this transaction
+            for kind, profile_ids in (("segment.entered", entered), ("segment.exited", left)):
+                for pid in sorted(profile_ids):
+                    data = {"segment_id": str(segment_id), "profile_id": pid}
+                    outbox.emit(conn, account_id, kind, data, at, profile=pid)
         conn.execute(
             update(segments)
             .where(segments.c.id == segment_id)
