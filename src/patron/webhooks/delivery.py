@@ -39,7 +39,7 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 from sqlalchemy import Connection, exists, func, insert, or_, select, update
@@ -49,6 +49,7 @@ from standardwebhooks import Webhook
 from patron import __version__
 from patron.accounts import now
 from patron.config import Webhooks
+from patron.metrics import instruments
 from patron.store import Store, among
 from patron.store.schema import webhook_attempts, webhook_endpoints, webhook_events
 from patron.webhooks import network
@@ -89,6 +90,8 @@ class Outcome:
     latency_ms: int
     error: str | None
     response: str | None
+    #: The network policy refused the endpoint's address: no request was made.
+    refused: bool = False
 
     @property
     def delivered(self) -> bool:
@@ -193,7 +196,17 @@ def delay(attempts: int, backoff: float) -> timedelta:
     return timedelta(seconds=seconds * jitter)
 
 
-def record(conn: Connection, claimed: Claimed, outcome: Outcome, at: datetime, settings: Webhooks) -> None:
+class Recorded(NamedTuple):
+    """What an attempt came to: ``delivered``, ``retrying``, ``given_up`` or ``refused`` (the
+    ``outcome`` label of ``patron_webhook_attempts``), and whether it disabled its endpoint."""
+
+    outcome: str
+    disabled: bool = False
+
+
+def record(
+    conn: Connection, claimed: Claimed, outcome: Outcome, at: datetime, settings: Webhooks
+) -> Recorded:
     """The attempt's outcome: logged, the event delivered, retried later or failed, and the endpoint's
     run of failures counted (and the endpoint disabled at its end)."""
     e, p = webhook_events, webhook_endpoints
@@ -214,17 +227,19 @@ def record(conn: Connection, claimed: Claimed, outcome: Outcome, at: datetime, s
     if outcome.delivered:
         conn.execute(update(e).where(mine).values(status=DELIVERED, delivered_at=at, leased_until=None))
         conn.execute(update(p).where(p.c.id == claimed.endpoint).values(failures=0, failing_since=None))
-        return
+        return Recorded("delivered")
     following = at + delay(claimed.attempts, settings.backoff)
     if following > claimed.retry_until:
         conn.execute(update(e).where(mine).values(status=FAILED, leased_until=None))
+        recorded = Recorded("refused" if outcome.refused else "given_up")
     else:
         conn.execute(update(e).where(mine).values(next_attempt_at=following, leased_until=None))
+        recorded = Recorded("refused" if outcome.refused else "retrying")
     endpoint = conn.execute(
         select(p.c.failures, p.c.failing_since, p.c.enabled).where(p.c.id == claimed.endpoint)
     ).first()
     if endpoint is None:  # deleted meanwhile
-        return
+        return recorded
     failures = endpoint.failures + 1
     since = endpoint.failing_since or at
     values: dict[str, Any] = {"failures": failures, "failing_since": since}
@@ -232,7 +247,9 @@ def record(conn: Connection, claimed: Claimed, outcome: Outcome, at: datetime, s
         reason = f"every attempt failed since {since.isoformat()} ({failures} in a row)"
         values.update(enabling(False, reason, at))
         log.warning("endpoint disabled", extra={"endpoint": claimed.endpoint, "failures": failures})
+        recorded = recorded._replace(disabled=True)
     conn.execute(update(p).where(p.c.id == claimed.endpoint).values(**values))
+    return recorded
 
 
 class Deliverer:
@@ -291,7 +308,14 @@ class Deliverer:
     def attempt(self, claimed: Claimed) -> None:
         """One attempt to deliver ``claimed``, and its outcome recorded."""
         outcome = self.send(claimed)
-        self.store.write_blocking(lambda conn: record(conn, claimed, outcome, now(), self.settings))
+        recorded = self.store.write_blocking(
+            lambda conn: record(conn, claimed, outcome, now(), self.settings)
+        )
+        measured = instruments()
+        measured.webhook_attempts.labels(recorded.outcome).inc()
+        measured.webhook_latency.observe(outcome.latency_ms / 1000)
+        if recorded.disabled:
+            measured.webhook_disabled.inc()
         log.info(
             "delivered" if outcome.delivered else "attempt failed",
             extra={"event_id": claimed.event_id, "attempt": claimed.attempts, "status": outcome.status_code},
@@ -307,7 +331,7 @@ class Deliverer:
             target = network.parse(claimed.url)
             addresses = network.resolve(target, self.settings.allow_networks)
         except network.Refused as exc:
-            return Outcome(None, took(), f"refused: the URL {exc}", None)
+            return Outcome(None, took(), f"refused: the URL {exc}", None, refused=True)
         signature = Webhook(claimed.secret).sign(claimed.event_id, datetime_now := now(), claimed.payload)
         headers = {
             "host": target.authority,

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any, Final, get_args
 
 import msgspec
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, func, insert, select, update
 
 from patron.model.rounds import Registry, Round
 from patron.store.schema import webhook_endpoints, webhook_events
@@ -179,6 +179,12 @@ def _profiles_changed(round: Round) -> None:
         for profile in sorted(profiles - quiet):
             emit(conn, account_id, event_type, {"profile_id": profile}, round.at, profile=profile)
     flush(conn, end=True)
+
+
+def pending(conn: Connection) -> int:
+    """Events of every account not yet delivered nor failed (counted on ``ix_webhook_events_due``)."""
+    t = webhook_events
+    return int(conn.execute(select(func.count()).where(t.c.status == PENDING)).scalar_one())
 
 
 def register(kinds: Registry) -> None:
