@@ -3,7 +3,9 @@
 Due events are claimed in a short write (``FOR UPDATE SKIP LOCKED`` where the database has it, so the
 workers of a PostgreSQL store share the work): each claimed row is leased (``leased_until``) and its
 attempt counted, and that is committed **before** the request; the outcome (and the attempt's line in
-the log, ``webhook_attempts``) is committed after it. A worker that dies during a request leaves the
+the log, ``webhook_attempts``) is committed after it, in the deliverer's next turn: one write that
+records the outcomes of every attempt ended since the last (:func:`record`) and claims due events
+for the threads they freed. A worker that dies during a request leaves the
 lease to expire (``PATRON_WEBHOOK_LEASE``), and the event is sent again with the same ``webhook-id``:
 delivery is at least once, and a receiver drops the duplicates by that id.
 

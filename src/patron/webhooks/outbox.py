@@ -167,17 +167,15 @@ def anonymised(conn: Connection, account_id: int, profiles: Iterable[str], at: d
 
 
 def _profiles_changed(round: Round) -> None:
-    """``profile.created`` and ``profile.updated`` for the profiles a round made and changed."""
+    """``profile.updated`` for the profiles a round changed (not those it made: their
+    ``profile.created`` was emitted as the linker made them, before their records' events)."""
     conn, account_id = round.conn, round.account_id
-    created = subscribed(conn, account_id, "profile.created")
-    updated = subscribed(conn, account_id, "profile.updated")
-    if not created and not updated:
+    if not subscribed(conn, account_id, "profile.updated"):
         return
     quiet = _unit(conn).anonymised
     defer(conn)
-    for event_type, profiles in (("profile.created", round.created), ("profile.updated", round.updated)):
-        for profile in sorted(profiles - quiet):
-            emit(conn, account_id, event_type, {"profile_id": profile}, round.at, profile=profile)
+    for profile in sorted(round.updated - quiet):
+        emit(conn, account_id, "profile.updated", {"profile_id": profile}, round.at, profile=profile)
     flush(conn, end=True)
 
 
@@ -188,7 +186,7 @@ def pending(conn: Connection) -> int:
 
 
 def register(kinds: Registry) -> None:
-    """Emit the profiles' events at the end of every account's part of every round."""
+    """Emit the profiles' updates at the end of every account's part of every round."""
     kinds.after(_profiles_changed)
 
 
