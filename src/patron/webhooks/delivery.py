@@ -148,7 +148,14 @@ def claim(conn: Connection, at: datetime, lease: timedelta, most: int) -> list[C
         return []
     ids = sorted({row.endpoint for row in candidates})
     # the endpoints' rows are held while their attempts under way are counted (workers claim in turn)
-    held = select(p.c.id, p.c.max_concurrency).where(among(conn, p.c.id, ids)).with_for_update()
+    # (an endpoint another worker holds, recording its outcomes or claiming, waits for a later claim:
+    # waiting for it here, holding others, could deadlock)
+    held = (
+        select(p.c.id, p.c.max_concurrency)
+        .where(among(conn, p.c.id, ids))
+        .order_by(p.c.id)
+        .with_for_update(skip_locked=True)
+    )
     limits: dict[int, int] = {row.id: row.max_concurrency for row in conn.execute(held)}
     counted = (
         select(e.c.endpoint, func.count().label("n"))
@@ -215,6 +222,9 @@ def record(
     if not finished:
         return []
     e, p = webhook_events, webhook_endpoints
+    # their endpoints' rows, held in the order of their ids (workers recording at once never deadlock)
+    ends = sorted({claimed.endpoint for claimed, _ in finished})
+    conn.execute(select(p.c.id).where(among(conn, p.c.id, ends)).order_by(p.c.id).with_for_update())
     conn.execute(
         insert(webhook_attempts),
         [
@@ -245,9 +255,9 @@ def record(
             [{"claimed_id": c.id, "claimed_lease": c.leased_until} for c in delivered],
         )
         failing = or_(p.c.failures != 0, p.c.failing_since.is_not(None))
-        ends = sorted({c.endpoint for c in delivered})
+        reached = sorted({c.endpoint for c in delivered})
         conn.execute(
-            update(p).where(among(conn, p.c.id, ends), failing).values(failures=0, failing_since=None)
+            update(p).where(among(conn, p.c.id, reached), failing).values(failures=0, failing_since=None)
         )
     last = {claimed.endpoint: n for n, (claimed, outcome) in enumerate(finished) if outcome.delivered}
     return [
