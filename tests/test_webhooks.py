@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection
+from sqlalchemy import Connection, func, select
 from standardwebhooks import Webhook
 
 from conftest import Tenant, create_tenant_cli, eventually, push, run_cli, start_server
@@ -25,6 +25,7 @@ from patron import accounts
 from patron.config import Webhooks
 from patron.errors import FieldInvalid
 from patron.store import Store
+from patron.store.schema import webhook_events
 from patron.webhooks import delivery, endpoints, outbox
 from support.app import App, Client, running_app
 from support.http import assert_problem, post, read
@@ -417,6 +418,53 @@ def test_outcomes_recorded_together_come_to_what_they_would_one_by_one(store: St
     again = store.write_blocking(lambda conn: delivery.claim(conn, later, timedelta(minutes=1), 4))
     assert sorted(c.id for c in again) == sorted([claimed[0].id, claimed[3].id])
     assert all(c.attempts == 2 for c in again)
+
+
+def test_two_deliverers_share_the_work_each_event_once_in_order_per_profile(
+    store: Store, hooks: Receiver, path: str
+) -> None:
+    """Two deliverers on one store (on PostgreSQL, concurrent transactions: each records its outcomes
+    and claims in one write, holding endpoints' rows): every event arrives once, a profile's in order,
+    and every outcome is recorded (none lost to a failed turn, which would leave its event leased)."""
+    import ipaddress
+    import threading
+
+    def seed(conn: Connection) -> None:
+        account, _ = accounts.create_account(conn, "shop", "staging")
+        at = accounts.now()
+        for n in range(2):
+            url = hooks.url(f"{path}/{n}")
+            body = endpoints.NewEndpoint(url=url, event_types=["order.applied"], max_concurrency=8)
+            endpoints.create(conn, account.id, body, url, at)
+        for n in range(120):
+            data = {"order_id": f"o{n}", "n": n}
+            outbox.emit(conn, account.id, "order.applied", data, at, profile=f"p{n % 12}")
+
+    store.write_blocking(seed)
+    settings = Webhooks(
+        allow_networks=(ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")),
+        ca_files=(hooks.ca,),
+        backoff=0.2,
+        lease=60.0,
+        disable_after=100,
+    )
+    stop = threading.Event()
+    deliverers = [delivery.Deliverer(store, settings, stop, poll=0.05, threads=8) for _ in range(2)]
+    for deliverer in deliverers:
+        deliverer.thread.start()
+    try:
+        delivered = select(func.count()).where(webhook_events.c.status == outbox.DELIVERED)
+        eventually(lambda: store.read_blocking(lambda c: c.execute(delivered).scalar_one()) == 240, "all")
+    finally:
+        stop.set()
+        for deliverer in deliverers:
+            deliverer.thread.join(timeout=30)
+    for n in range(2):
+        got = [json.loads(r.body) for r in hooks.delivered(f"{path}/{n}")]
+        assert len(got) == 120  # each once
+        for profile in range(12):
+            theirs = [p["data"]["n"] for p in got if p["data"]["n"] % 12 == profile]
+            assert theirs == sorted(theirs) == list(range(profile, 120, 12))
 
 
 # an app of the test's own ---------------------------------------------------------------------------
