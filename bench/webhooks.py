@@ -101,8 +101,9 @@ def main() -> None:
     preamble = (
         f"`python bench/webhooks.py --events {args.events} --endpoints {args.endpoints} "
         f"--profiles {args.profiles}` (SQLite; {machine()}). {total:,} events ({ordered}) delivered, "
-        "signed, over HTTPS to a local threaded receiver by the worker's deliverer: claimed, sent and "
-        "each outcome committed, from the deliverer's start to the last delivery recorded."
+        "signed, over HTTPS to a local threaded receiver by the worker's deliverer: claimed, sent, and "
+        "the outcomes of the attempts that end together committed in one write with the next claim, "
+        "from the deliverer's start to the last delivery recorded."
     )
     rows = [("Webhook deliveries per second", f"{result['deliveries_per_second']:,}", "", "", "")]
     write_section("webhooks", preamble, rows)

@@ -1,24 +1,33 @@
 """``GET /metrics`` of a real ``patron serve``: the counters of every process of the host summed on
 every scrape (two API processes, the worker it starts, a ``patron worker`` run by hand), and the
 operator's metrics (the queue per account, records applied, rejects by reason, 429s by endpoint
-class, beacons, the outbox, the database's size), on SQLite and PostgreSQL."""
+class, beacons, the outbox, webhook deliveries to a real HTTPS receiver, the database's size), on
+SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import Connection, select, update
 
-from conftest import PATRON, Server, Tenant, create_tenant_cli, eventually, set_limits, start_server
+from conftest import PATRON, Server, Tenant, create_tenant_cli, eventually, run_cli, set_limits, start_server
+from patron.config import Settings
+from patron.store import open_store
+from patron.store.schema import webhook_endpoints, webhook_events
 from patron.tracking import wire
+from support.receiver import receiver
 
 PUSH_ROUTE = {"route": "/v2/push", "method": "POST", "status": "202"}
 UNLIMITED = ["--data", "unlimited", "--push", "unlimited", "--email", "unlimited"]
@@ -229,3 +238,110 @@ def test_the_queue_per_account_shows_a_backlog_that_a_worker_run_by_hand_applies
     assert sorted(p.name for p in (data_dir / "metrics").glob("counter_*.db")) == sorted(
         [creating.name, f"counter_{server.process.pid}.db"]
     )
+
+
+def test_webhook_deliveries_show_by_outcome_with_their_latency_disabled_endpoints_and_the_pending(
+    tmp_path: Path, patron_environment: dict[str, str]
+) -> None:
+    """Four endpoints of a real HTTPS receiver, behind a real ``patron serve``: one answers 200, one
+    503 until a first attempt has failed, one has events whose retries have run out, and one points
+    at an address outside the networks allowed (refused at delivery, disabled after four attempts,
+    its events kept pending). Every attempt shows in /metrics by its outcome."""
+    with receiver(tmp_path / "receiver") as hooks:
+        environment = {
+            **patron_environment,
+            "PATRON_WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8,::1/128",
+            "PATRON_WEBHOOK_CA": str(hooks.ca),
+            "PATRON_WEBHOOK_BACKOFF": "0.2",
+            "PATRON_WEBHOOK_DISABLE_AFTER": "4",
+        }
+        data_dir = tmp_path / "data"
+        tenant = tenant_of(data_dir, environment, *UNLIMITED)
+        made = {}
+        for name, url in (
+            ("ok", hooks.url("/ok")),
+            ("flaky", hooks.url("/flaky")),
+            ("down", hooks.url("/down")),
+            ("elsewhere", f"https://127.0.0.2:{hooks.port}/elsewhere"),  # allowed now, not when delivered
+        ):
+            # one attempt at a time: the endpoints' attempts are counted exactly
+            command = ["webhooks", "create", "--account", tenant.hash, "--url", url, "--max-concurrency", "1"]
+            created = run_cli(
+                data_dir, *command, "--event-type", "order.applied", "--json", environment=environment
+            )
+            made[name] = json.loads(created.stdout)["id"]
+        account = ["--account", tenant.hash, "--id", made["down"]]
+        run_cli(data_dir, "webhooks", "disable", *account, environment=environment)
+        hooks.status["/flaky"] = 503
+        hooks.status["/down"] = 500
+        serve = {**environment, "PATRON_WEBHOOK_ALLOW_NETWORKS": "127.0.0.1/32,::1/128"}
+        with serving(data_dir, environment=serve) as server:
+            for n in range(3):
+                assert push(server, tenant, [order(f"o{n}")]).status_code == 202
+            eventually(lambda: hooks.requests("/flaky"), "a failed attempt")
+            hooks.status.pop("/flaky")
+            # the disabled endpoint's events: their retries have run out (their three days are past)
+            store = open_store(
+                replace(Settings(), data_dir=data_dir, database_url=environment.get("PATRON_DATABASE_URL"))
+            )
+            store.start()
+            try:
+                eventually(lambda: _pending(store, made["down"]) == 3, "the kept events")
+                store.write_blocking(lambda conn: _expire(conn, made["down"]))
+            finally:
+                store.close()
+            run_cli(data_dir, "webhooks", "enable", *account, environment=environment)
+
+            def settled() -> Samples | None:
+                samples = scrape(server)
+                done = (
+                    len(hooks.delivered("/ok")) == len(hooks.delivered("/flaky")) == 3
+                    and len(hooks.requests("/down")) == 3
+                    and value(samples, "patron_webhook_endpoints_disabled_total") == 1
+                    and value(samples, "patron_webhook_attempts_total")
+                    == 3 + len(hooks.requests("/flaky")) + 3 + 4
+                    and value(samples, "patron_webhook_events_pending") == 3
+                )
+                return samples if done else None
+
+            samples = eventually(settled, "every attempt, as /metrics says", 60)
+    retried = len([r for r in hooks.requests("/flaky") if r.answered == 503])
+    assert retried >= 1
+    assert value(samples, "patron_webhook_attempts_total", outcome="delivered") == 6
+    assert value(samples, "patron_webhook_attempts_total", outcome="retrying") == retried
+    assert value(samples, "patron_webhook_attempts_total", outcome="given_up") == 3
+    assert value(samples, "patron_webhook_attempts_total", outcome="refused") == 4
+    assert hooks.requests("/elsewhere") == []  # refused: nothing sent
+    attempts = value(samples, "patron_webhook_attempts_total")
+    assert value(samples, "patron_webhook_attempt_duration_seconds_count") == attempts
+    assert value(samples, "patron_webhook_attempt_duration_seconds_bucket", le="+Inf") == attempts
+    assert value(samples, "patron_webhook_attempt_duration_seconds_sum") > 0
+
+
+def order(order_id: str) -> dict[str, Any]:
+    return {
+        "@type": "order",
+        "id": order_id,
+        "timestamp": "2024-01-02T10:00:00+00:00",
+        "currency": "GBP",
+        "grand_total": 10.0,
+        "customer": {"email": f"{order_id}@example.com"},
+    }
+
+
+def _of(endpoint_id: str) -> Any:
+    e, p = webhook_events.c, webhook_endpoints.c
+    return e.endpoint == select(p.id).where(p.endpoint_id == endpoint_id).scalar_subquery()
+
+
+def _pending(store: Any, endpoint_id: str) -> int:
+    query = select(webhook_events.c.id).where(_of(endpoint_id), webhook_events.c.status == "pending")
+    return len(store.read_blocking(lambda conn: conn.execute(query).all()))
+
+
+def _expire(conn: Connection, endpoint_id: str) -> None:
+    e = webhook_events.c
+    for row_id, until in conn.execute(select(e.id, e.retry_until).where(_of(endpoint_id))).all():
+        conn.execute(
+            update(webhook_events).where(e.id == row_id).values(retry_until=until - timedelta(days=4))
+        )

@@ -1,6 +1,7 @@
 """Retention (``patron.retention``), on both stores: what is older than its window is pruned and the
 rest kept, queued rows never are, every reader of what was pruned still answers, two pruners at once
-are harmless, SQLite gives the space back, and bad settings are refused.
+are harmless, SQLite gives the space back, webhook events delivered or failed go with their attempts
+while pending ones stay, and bad settings are refused.
 
 Rows are made old by pushing them, then moving their stored times into the past with SQL."""
 
@@ -17,17 +18,27 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, Table, func, select, update
 
-from conftest import Tenant, push, run_cli
+from conftest import Tenant, eventually, push, run_cli
 from patron.accounts import get_account, now
 from patron.config import Retention, Settings
 from patron.console import activity, reads
 from patron.retention import Pruner
 from patron.store import open_store
 from patron.store.migrate import head_revision
-from patron.store.schema import accounts, import_batches, import_hours, push_errors, tracking_events
+from patron.store.schema import (
+    accounts,
+    import_batches,
+    import_hours,
+    push_errors,
+    tracking_events,
+    webhook_attempts,
+    webhook_endpoints,
+    webhook_events,
+)
 from patron.tracking import wire
 from support.app import App, Client, running_app
-from support.http import read
+from support.http import post, read
+from support.receiver import receiver
 
 DAY = Retention(applied_days=1, errors_days=1, events_days=1)
 
@@ -281,12 +292,101 @@ def test_migrate_switches_an_older_sqlite_database_to_incremental_vacuum_once(tm
     assert "auto-vacuum" not in second and f"database at revision {head_revision()}" in second
 
 
+def test_webhook_events_delivered_or_failed_go_with_their_attempts_and_pending_ones_stay(
+    tmp_path: Path, new_database_url: Callable[[], str | None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three endpoints get the events of two orders: one delivers both, one fails (its first event
+    given up), one is disabled (its events kept, pending). The first order's events are made 40 days
+    old; with 30 days' retention the delivered and the failed one go, with their attempts, and the
+    rest stays: the delivery log and a replay see what remains."""
+    with receiver(tmp_path / "receiver") as hooks:
+        # the worker (a process of its own) delivers to the local receiver, and retries soon
+        monkeypatch.setenv("PATRON_WEBHOOK_ALLOW_NETWORKS", "127.0.0.0/8,::1/128")
+        monkeypatch.setenv("PATRON_WEBHOOK_CA", str(hooks.ca))
+        monkeypatch.setenv("PATRON_WEBHOOK_BACKOFF", "0.2")
+        hooks.status["/down"] = 500
+        with running_app(tmp_path, new_database_url()) as app:
+            client, tenant = app.client, app.tenant()
+            made = {}
+            for name in ("ok", "down", "off"):
+                body = {"url": hooks.url(f"/{name}"), "event_types": ["order.applied"]}
+                response = post(client, tenant, body, "/v2/webhooks")
+                assert response.status_code == 201, response.text
+                made[name] = response.json()["id"]
+            off = f"/v2/webhooks/{made['off']}"
+            assert client.put(off, json={"enabled": False}, headers=tenant.headers).status_code == 200
+            for n in (1, 2):
+                push(client, tenant, [_order(f"o{n}", f"p{n}@example.com")])
+            eventually(lambda: len(hooks.delivered("/ok")) == 2, "the deliveries")
+            ep, e = webhook_endpoints.c, webhook_events.c
+
+            def event(name: str, order_id: str) -> Any:
+                """The row of the order's event to endpoint ``name``."""
+                query = select(e.id).join(webhook_endpoints, ep.id == e.endpoint)
+                query = query.where(ep.endpoint_id == made[name], e.payload.contains(f'"{order_id}"'))
+                found: int = app.store.read_blocking(lambda conn: conn.execute(query).scalar_one())
+                return e.id == found
+
+            def status(where: Any) -> str:
+                query = select(e.status).where(where)
+                found: str = app.store.read_blocking(lambda conn: conn.execute(query).scalar_one())
+                return found
+
+            # the first order's event to the failing endpoint is given up: its retries ran out
+            age(app, webhook_events, "retry_until", timedelta(days=4), event("down", "o1"))
+            eventually(lambda: status(event("down", "o1")) == "failed", "the failed event")
+            ago = timedelta(days=40)
+            for name in ("ok", "down", "off"):
+                for column in ("created_at", "next_attempt_at"):
+                    age(app, webhook_events, column, ago, event(name, "o1"))
+            age(app, webhook_events, "created_at", ago, event("down", "o2"))  # old, and still retried
+
+            ids = {name: event(name, "o1").right.value for name in ("ok", "down")}
+
+            def attempts(name: str) -> int:
+                return rows(app, webhook_attempts, webhook_attempts.c.event == ids[name])
+
+            assert attempts("ok") == 1 and attempts("down") >= 2
+            pruner = Pruner(app.store, Retention(webhooks_days=30))
+            assert pruner.prune().webhooks == 2
+            assert rows(app, webhook_events, e.id.in_(ids.values())) == 0
+            assert attempts("ok") == attempts("down") == 0
+            assert (status(event("ok", "o2")), status(event("down", "o2"))) == ("delivered", "pending")
+            assert status(event("off", "o1")) == status(event("off", "o2")) == "pending"  # kept for replay
+
+            def log(name: str) -> list[dict[str, Any]]:
+                found: list[dict[str, Any]] = read(client, tenant, f"/v2/webhooks/{made[name]}/deliveries")
+                return found
+
+            [kept] = log("ok")
+            assert kept["event_status"] == "delivered" and kept["status_code"] == 200
+            [o2] = [r for r in hooks.delivered("/ok") if b'"o2"' in r.body]
+            assert kept["event_id"] == o2.headers["webhook-id"]
+            assert {entry["event_status"] for entry in log("down")} == {"pending"}
+            since = {"since": "2000-01-01T00:00:00Z", "until": "2100-01-01T00:00:00Z"}
+            replayed = post(client, tenant, since, f"/v2/webhooks/{made['ok']}/replay")
+            assert replayed.json() == {"events": 1}  # replay reaches back as far as the retention
+            assert pruner.prune().webhooks == 0
+
+
+def _order(order_id: str, email: str) -> dict[str, Any]:
+    return {
+        "@type": "order",
+        "id": order_id,
+        "timestamp": "2024-01-02T10:00:00+00:00",
+        "currency": "GBP",
+        "grand_total": 10.0,
+        "customer": {"email": email},
+    }
+
+
 @pytest.mark.parametrize(
     ("variable", "value"),
     [
         *(("PATRON_RETAIN_APPLIED_DAYS", value) for value in ("0", "-3", "thirty", "1.5", "36501")),
         ("PATRON_RETAIN_ERRORS_DAYS", "0"),
         ("PATRON_RETAIN_EVENTS_DAYS", "never"),
+        ("PATRON_RETAIN_WEBHOOKS_DAYS", "0"),
     ],
 )
 def test_a_bad_retention_is_refused_naming_its_variable(tmp_path: Path, variable: str, value: str) -> None:

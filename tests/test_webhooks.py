@@ -17,11 +17,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import Connection, func, select
 from standardwebhooks import Webhook
 
 from conftest import Tenant, create_tenant_cli, eventually, push, run_cli, start_server
+from patron import accounts
+from patron.config import Webhooks
 from patron.errors import FieldInvalid
-from patron.webhooks import endpoints
+from patron.store import Store
+from patron.store.schema import webhook_events
+from patron.webhooks import delivery, endpoints, outbox
 from support.app import App, Client, running_app
 from support.http import assert_problem, post, read
 from support.receiver import Receiver, receiver
@@ -242,6 +247,37 @@ def test_a_push_delivers_profile_created_and_order_applied_signed(
     assert {entry["event_id"] for entry in log} == {r.headers["webhook-id"] for r in hooks.delivered(path)}
 
 
+def test_a_new_profiles_created_event_comes_before_the_events_of_its_records(
+    client: Client, tenant: Tenant, hooks: Receiver, path: str
+) -> None:
+    """A record that makes a profile (an order, a custom event naming someone new): the profile's
+    ``profile.created`` is delivered first, then the record's event, then the later records' events."""
+    made = create(client, tenant, hooks.url(path), "profile.created", "order.applied", "custom_event.created")
+
+    def event(event_id: str, email: str) -> dict[str, Any]:
+        return {
+            "@type": "custom_event",
+            "id": event_id,
+            "event_type": "wishlist",
+            "identity_email": email,
+            "timestamp": "2024-01-02T10:00:00+00:00",
+        }
+
+    push(client, tenant, [order("o1", "amy@example.com")], wait=False)  # in the round that makes amy
+    push(client, tenant, [event("e1", "amy@example.com"), event("e2", "ben@example.com")])
+    got = eventually(
+        lambda: len(hooks.delivered(path)) >= 5 and payloads(hooks, path, made["secret"]), "the events"
+    )
+    amy = read(client, tenant, "/v2/profiles?email=amy@example.com")[0]["id"]
+    ben = read(client, tenant, "/v2/profiles?email=ben@example.com")[0]["id"]
+    about = {who: [p["type"] for p in got if p["data"].get("profile_id") == who] for who in (amy, ben)}
+    assert about == {
+        amy: ["profile.created", "order.applied", "custom_event.created"],
+        ben: ["profile.created", "custom_event.created"],
+    }, got
+    assert len(got) == 5
+
+
 def test_no_endpoint_no_event_and_unsubscribed_types_are_not_sent(
     client: Client, tenant: Tenant, hooks: Receiver, path: str
 ) -> None:
@@ -336,6 +372,99 @@ def test_a_profiles_anonymisation_deletes_its_undelivered_events(
     assert "eve@example.com" not in json.dumps(got) and "99" not in json.dumps([p["data"] for p in about_eve])
     others = sorted(p["type"] for p in got if p is not about_eve[0])
     assert others == ["order.applied", "profile.created"]  # fay's
+
+
+def test_outcomes_recorded_together_come_to_what_they_would_one_by_one(store: Store, hooks: Receiver) -> None:
+    """The deliverer records the outcomes of the attempts that end together in one write
+    (``delivery.record``): each attempt is logged and its event delivered or retried, and the
+    endpoint's run of failures is what it would be recorded one by one, in order: a failure before
+    a delivery is forgotten by it, a failure after it counts."""
+
+    def seed(conn: Connection) -> tuple[int, str]:
+        account, _ = accounts.create_account(conn, "shop", "staging")
+        at = accounts.now()
+        body = endpoints.NewEndpoint(url=hooks.url("/together"), event_types=["order.applied"])
+        made = endpoints.create(conn, account.id, body, body.url, at)
+        for n in range(4):
+            outbox.emit(conn, account.id, "order.applied", {"order_id": f"o{n}"}, at, profile=f"p{n}")
+        return account.id, made.id
+
+    account_id, endpoint_id = store.write_blocking(seed)
+    claimed = store.write_blocking(lambda conn: delivery.claim(conn, accounts.now(), timedelta(minutes=1), 4))
+    assert len(claimed) == 4
+    ok, bad = delivery.Outcome(200, 5, None, "ok"), delivery.Outcome(503, 7, "HTTP 503", "busy")
+    settings = Webhooks(allow_networks=(), ca_files=(), backoff=1.0, lease=60.0, disable_after=100)
+
+    def record(*finished: tuple[delivery.Claimed, delivery.Outcome]) -> list[str]:
+        done = store.write_blocking(lambda conn: delivery.record(conn, finished, accounts.now(), settings))
+        return [r.outcome for r in done]
+
+    def failures() -> int:
+        return store.read_blocking(lambda conn: endpoints.one(conn, account_id, endpoint_id)).failures
+
+    assert record((claimed[0], bad), (claimed[1], ok)) == ["retrying", "delivered"]
+    assert failures() == 0
+    assert record((claimed[2], ok), (claimed[3], bad)) == ["delivered", "retrying"]
+    assert failures() == 1
+    log = store.read_blocking(lambda conn: endpoints.attempts(conn, account_id, endpoint_id, 10, 0))
+    assert sorted((a.status_code, a.event_status, a.latency_ms) for a in log) == [
+        (200, "delivered", 5),
+        (200, "delivered", 5),
+        (503, "pending", 7),
+        (503, "pending", 7),
+    ]
+    # the events retried are due again after their backoff, leased no more
+    later = accounts.now() + timedelta(seconds=2)
+    again = store.write_blocking(lambda conn: delivery.claim(conn, later, timedelta(minutes=1), 4))
+    assert sorted(c.id for c in again) == sorted([claimed[0].id, claimed[3].id])
+    assert all(c.attempts == 2 for c in again)
+
+
+def test_two_deliverers_share_the_work_each_event_once_in_order_per_profile(
+    store: Store, hooks: Receiver, path: str
+) -> None:
+    """Two deliverers on one store (on PostgreSQL, concurrent transactions: each records its outcomes
+    and claims in one write, holding endpoints' rows): every event arrives once, a profile's in order,
+    and every outcome is recorded (none lost to a failed turn, which would leave its event leased)."""
+    import ipaddress
+    import threading
+
+    def seed(conn: Connection) -> None:
+        account, _ = accounts.create_account(conn, "shop", "staging")
+        at = accounts.now()
+        for n in range(2):
+            url = hooks.url(f"{path}/{n}")
+            body = endpoints.NewEndpoint(url=url, event_types=["order.applied"], max_concurrency=8)
+            endpoints.create(conn, account.id, body, url, at)
+        for n in range(120):
+            data = {"order_id": f"o{n}", "n": n}
+            outbox.emit(conn, account.id, "order.applied", data, at, profile=f"p{n % 12}")
+
+    store.write_blocking(seed)
+    settings = Webhooks(
+        allow_networks=(ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")),
+        ca_files=(hooks.ca,),
+        backoff=0.2,
+        lease=60.0,
+        disable_after=100,
+    )
+    stop = threading.Event()
+    deliverers = [delivery.Deliverer(store, settings, stop, poll=0.05, threads=8) for _ in range(2)]
+    for deliverer in deliverers:
+        deliverer.thread.start()
+    try:
+        delivered = select(func.count()).where(webhook_events.c.status == outbox.DELIVERED)
+        eventually(lambda: store.read_blocking(lambda c: c.execute(delivered).scalar_one()) == 240, "all")
+    finally:
+        stop.set()
+        for deliverer in deliverers:
+            deliverer.thread.join(timeout=30)
+    for n in range(2):
+        got = [json.loads(r.body) for r in hooks.delivered(f"{path}/{n}")]
+        assert len(got) == 120  # each once
+        for profile in range(12):
+            theirs = [p["data"]["n"] for p in got if p["data"]["n"] % 12 == profile]
+            assert theirs == sorted(theirs) == list(range(profile, 120, 12))
 
 
 # an app of the test's own ---------------------------------------------------------------------------

@@ -69,7 +69,7 @@ def _count(name: str, default: int) -> int:
     return count
 
 
-#: Days kept by default of applied queue rows, push errors and the tag's raw events.
+#: Days kept by default of applied queue rows, push errors, the tag's raw events and webhook events.
 RETAIN_DAYS = 30
 #: The longest retention a setting may ask for (a hundred years: for ever, in practice).
 MAX_RETAIN_DAYS = 36_500
@@ -99,6 +99,8 @@ class Retention:
     errors_days: int = field(default_factory=lambda: _days("PATRON_RETAIN_ERRORS_DAYS", RETAIN_DAYS))
     #: The tag's raw events (``tracking_events``); their sessions and what they did to profiles stay.
     events_days: int = field(default_factory=lambda: _days("PATRON_RETAIN_EVENTS_DAYS", RETAIN_DAYS))
+    #: Webhook events delivered or failed, with their attempts (the delivery log); the replay's reach.
+    webhooks_days: int = field(default_factory=lambda: _days("PATRON_RETAIN_WEBHOOKS_DAYS", RETAIN_DAYS))
 
 
 #: A network an operator allows webhook endpoints to reach, though it is not global (``10.0.0.0/8``).

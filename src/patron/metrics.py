@@ -77,6 +77,25 @@ class Instruments:
             registry=registry,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
         )
+        self.webhook_attempts = Counter(
+            "patron_webhook_attempts",
+            "Webhook delivery attempts, by outcome (delivered: a 2xx answer; retrying: failed, tried"
+            " again later; given_up: failed, and its event failed for good; refused: the network policy"
+            " refused the endpoint's address, no request made)",
+            ["outcome"],
+            registry=registry,
+        )
+        self.webhook_latency = Histogram(
+            "patron_webhook_attempt_duration_seconds",
+            "Time a webhook delivery attempt takes, from resolving the endpoint's host to its answer read",
+            registry=registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+        )
+        self.webhook_disabled = Counter(
+            "patron_webhook_endpoints_disabled",
+            "Webhook endpoints disabled by the workers after continuous failure",
+            registry=registry,
+        )
         self.beacons_accepted = Counter(
             "patron_tracking_beacons_accepted",
             "Tag beacons kept in the import queue",
@@ -171,6 +190,8 @@ class Database:
     #: Records queued in every account (the accounts in :attr:`queued` are the largest backlogs).
     backlog: int = 0
     messages: dict[str, int] = field(default_factory=dict)
+    #: Webhook events not yet delivered nor failed (their endpoints enabled or not).
+    webhooks_pending: int = 0
     size_bytes: int = 0
 
 
@@ -217,6 +238,12 @@ class _DatabaseCollector(Collector):
         for status in MESSAGE_STATUSES:
             outbox.add_metric([status], db.messages.get(status, 0))
         yield outbox
+        yield GaugeMetricFamily(
+            "patron_webhook_events_pending",
+            "Webhook events not yet delivered nor failed: due, waiting for a retry, or kept by a disabled"
+            " endpoint",
+            value=db.webhooks_pending,
+        )
         yield GaugeMetricFamily(
             "patron_database_size_bytes",
             "Size of the database (its pages, or PostgreSQL's files)",

@@ -10,7 +10,11 @@
 - **push errors** (``push_errors``), by the time they were recorded;
 - **the tag's raw events** (``tracking_events``), by the time they were applied, except ``identify``
   and ``profile`` events, from which profiles take the data the tag gave (``profiles.build``).
-  Sessions, visitors and the order sources stay.
+  Sessions, visitors and the order sources stay;
+- **webhook events** (``webhook_events``, one row per event and endpoint) once delivered or failed,
+  by the time their last attempt was due (never before they were written, or replayed), with their
+  attempts (``webhook_attempts``, the delivery log). A pending event is never touched, whatever its
+  age, nor the events a disabled endpoint keeps (pending); a replay reaches back as far as this.
 
 The newest row of each table always stays, so that SQLite never numbers a new row as an old one
 (the console's live view follows the ids). A :class:`Pruner` thread of ``patron worker`` runs a pass
@@ -41,7 +45,16 @@ from patron.ingest.queue import APPLIED
 from patron.profiles.build import TAG_PROFILE_EVENTS
 from patron.profiles.operations import MERGE
 from patron.store import PRUNING, Store, among, lock_task, upsert
-from patron.store.schema import import_batches, import_hours, merge_jobs, push_errors, tracking_events
+from patron.store.schema import (
+    import_batches,
+    import_hours,
+    merge_jobs,
+    push_errors,
+    tracking_events,
+    webhook_attempts,
+    webhook_events,
+)
+from patron.webhooks.outbox import DELIVERED, FAILED
 
 log = logging.getLogger("patron.retention")
 
@@ -65,6 +78,7 @@ class Pruned:
     batches: int = 0
     errors: int = 0
     events: int = 0
+    webhooks: int = 0
     pages: int = 0
     #: Whether the pass stopped at its bounds with more to do (or found another worker pruning).
     more: bool = False
@@ -208,6 +222,35 @@ def prune_events(conn: Connection, cutoff: datetime, after: int = 0, limit: int 
     return _walk(conn, tracking_events, e.occurred_at, cutoff, after, limit, e.kind.in_(TAG_PROFILE_EVENTS))
 
 
+def prune_webhooks(conn: Connection, cutoff: datetime, after: int = 0, limit: int = STEP) -> _Step:
+    """Delete up to ``limit`` webhook events delivered or failed whose last attempt was due before
+    ``cutoff`` (written before it too), with their attempts, oldest first on
+    ``ix_webhook_events_due`` (``after`` is unused: no row is passed over). Pending events stay: a
+    delivery under way, an event waiting for its retry or for its disabled endpoint."""
+    if not lock_task(conn, PRUNING):
+        return _Step(0, 0, after, True)
+    e = webhook_events.c
+    ids: list[int] = []
+    for status in (DELIVERED, FAILED):
+        done = (e.status == status) & (e.next_attempt_at < cutoff) & (e.created_at < cutoff)
+        oldest = select(e.id).where(done).order_by(e.next_attempt_at).limit(limit - len(ids))
+        ids += conn.execute(oldest).scalars()
+        if len(ids) >= limit:
+            break
+    newest = _newest(conn, webhook_events)
+    doomed = [i for i in ids if i != newest]
+    if not doomed:
+        return _Step(0, len(ids), after, False)
+    # as they are now: an event replayed since it was read is pending again, and stays
+    still = (e.status.in_((DELIVERED, FAILED)), e.next_attempt_at < cutoff)
+    deleted = conn.execute(delete(webhook_events).where(among(conn, e.id, doomed), *still).returning(e.id))
+    gone = list(deleted.scalars())
+    if gone:
+        a = webhook_attempts.c
+        conn.execute(delete(webhook_attempts).where(among(conn, a.event, gone)))
+    return _Step(len(gone), len(ids), after, len(ids) == limit)
+
+
 class Pruner:
     """Prunes what is older than ``retention`` says, a pass every ``poll`` seconds (a thread of
     ``patron worker``); :meth:`prune` runs one pass (the benchmark and the tests call it too)."""
@@ -233,13 +276,14 @@ class Pruner:
             except Exception:
                 log.exception("pruning failed; retrying")
                 pruned = Pruned()
-            if pruned.batches or pruned.errors or pruned.events:
+            if pruned.batches or pruned.errors or pruned.events or pruned.webhooks:
                 log.info(
                     "pruned",
                     extra={
                         "batches": pruned.batches,
                         "errors": pruned.errors,
                         "events": pruned.events,
+                        "webhooks": pruned.webhooks,
                         "pages": pruned.pages,
                     },
                 )
@@ -253,12 +297,13 @@ class Pruner:
             ("batches", r.applied_days, prune_batches),
             ("errors", r.errors_days, prune_errors),
             ("events", r.events_days, prune_events),
+            ("webhooks", r.webhooks_days, prune_webhooks),
         ):
             deleted, more = self._steps(step, at - timedelta(days=days), name)
             setattr(pruned, name, deleted)
             pruned.more |= more
         pruned.cursors = dict(self.cursors)
-        if pruned.batches or pruned.errors or pruned.events or pruned.more:
+        if pruned.batches or pruned.errors or pruned.events or pruned.webhooks or pruned.more:
             pruned.pages, more = self._reclaim()
             pruned.more |= more
         return pruned

@@ -12,7 +12,7 @@ from patron.webhooks import outbox
 def queue_kinds() -> Registry:
     """Every kind of queued row the worker applies: the record types, the profile operations, tag
     events, anonymisations and segment builds; and, after each round, the segments' membership and
-    the webhooks' events of the profiles it made and changed."""
+    the webhooks' events of the profiles it changed."""
     kinds = Registry()
     for package in (link, operations, events, gdpr, segments, outbox):
         package.register(kinds)

@@ -25,6 +25,7 @@ from patron.email import messages
 from patron.ingest import queue
 from patron.metrics import Database, Queued, exposition, instruments
 from patron.store import Store, StoreUnavailable, database_size
+from patron.webhooks import outbox
 
 log = logging.getLogger("patron.http")
 
@@ -51,6 +52,7 @@ def read_database(conn: Connection) -> Database:
         queued=[Queued(*row) for row in queue.depths(conn, MAX_ACCOUNTS)],
         backlog=queue.total_backlog(conn),
         messages=messages.count_by_status(conn),
+        webhooks_pending=outbox.pending(conn),
         size_bytes=database_size(conn),
     )
 

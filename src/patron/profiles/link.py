@@ -424,10 +424,14 @@ class Linker:
     # profiles -----------------------------------------------------------------------------------
 
     def _new_profile(self, at: datetime) -> str:
+        """A new profile, and its ``profile.created``: emitted now, so that it comes before the
+        events of the record that made it (and of the round's later records) about it."""
         profile = new_profile_id()
         self._new_profiles[profile] = at
         self._customers[profile] = None
         self._touched.add(profile)
+        data = {"profile_id": profile}
+        outbox.emit(self.conn, self.account_id, "profile.created", data, at, profile=profile)
         return profile
 
     def live(self, profile_id: Any) -> str | None:

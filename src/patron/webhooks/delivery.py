@@ -3,7 +3,9 @@
 Due events are claimed in a short write (``FOR UPDATE SKIP LOCKED`` where the database has it, so the
 workers of a PostgreSQL store share the work): each claimed row is leased (``leased_until``) and its
 attempt counted, and that is committed **before** the request; the outcome (and the attempt's line in
-the log, ``webhook_attempts``) is committed after it. A worker that dies during a request leaves the
+the log, ``webhook_attempts``) is committed after it, in the deliverer's next turn: one write that
+records the outcomes of every attempt ended since the last (:func:`record`) and claims due events
+for the threads they freed. A worker that dies during a request leaves the
 lease to expire (``PATRON_WEBHOOK_LEASE``), and the event is sent again with the same ``webhook-id``:
 delivery is at least once, and a receiver drops the duplicates by that id.
 
@@ -35,20 +37,21 @@ import threading
 import time
 import traceback
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
-from sqlalchemy import Connection, exists, func, insert, or_, select, update
+from sqlalchemy import Connection, bindparam, exists, func, insert, or_, select, update
 from sqlalchemy.orm import aliased
 from standardwebhooks import Webhook
 
 from patron import __version__
 from patron.accounts import now
 from patron.config import Webhooks
+from patron.metrics import instruments
 from patron.store import Store, among
 from patron.store.schema import webhook_attempts, webhook_endpoints, webhook_events
 from patron.webhooks import network
@@ -89,6 +92,8 @@ class Outcome:
     latency_ms: int
     error: str | None
     response: str | None
+    #: The network policy refused the endpoint's address: no request was made.
+    refused: bool = False
 
     @property
     def delivered(self) -> bool:
@@ -143,7 +148,14 @@ def claim(conn: Connection, at: datetime, lease: timedelta, most: int) -> list[C
         return []
     ids = sorted({row.endpoint for row in candidates})
     # the endpoints' rows are held while their attempts under way are counted (workers claim in turn)
-    held = select(p.c.id, p.c.max_concurrency).where(among(conn, p.c.id, ids)).with_for_update()
+    # (an endpoint another worker holds, recording its outcomes or claiming, waits for a later claim:
+    # waiting for it here, holding others, could deadlock)
+    held = (
+        select(p.c.id, p.c.max_concurrency)
+        .where(among(conn, p.c.id, ids))
+        .order_by(p.c.id)
+        .with_for_update(skip_locked=True)
+    )
     limits: dict[int, int] = {row.id: row.max_concurrency for row in conn.execute(held)}
     counted = (
         select(e.c.endpoint, func.count().label("n"))
@@ -193,38 +205,90 @@ def delay(attempts: int, backoff: float) -> timedelta:
     return timedelta(seconds=seconds * jitter)
 
 
-def record(conn: Connection, claimed: Claimed, outcome: Outcome, at: datetime, settings: Webhooks) -> None:
-    """The attempt's outcome: logged, the event delivered, retried later or failed, and the endpoint's
-    run of failures counted (and the endpoint disabled at its end)."""
+class Recorded(NamedTuple):
+    """What an attempt came to: ``delivered``, ``retrying``, ``given_up`` or ``refused`` (the
+    ``outcome`` label of ``patron_webhook_attempts``), and whether it disabled its endpoint."""
+
+    outcome: str
+    disabled: bool = False
+
+
+def record(
+    conn: Connection, finished: Sequence[tuple[Claimed, Outcome]], at: datetime, settings: Webhooks
+) -> list[Recorded]:
+    """The outcomes of attempts that ended together, in order: their lines of the log (one
+    statement), the events delivered (one statement), retried later or failed, and each endpoint's
+    run of failures counted (and the endpoint disabled at its end) after its last delivery."""
+    if not finished:
+        return []
     e, p = webhook_events, webhook_endpoints
+    # their endpoints' rows, held in the order of their ids (workers recording at once never deadlock)
+    ends = sorted({claimed.endpoint for claimed, _ in finished})
+    conn.execute(select(p.c.id).where(among(conn, p.c.id, ends)).order_by(p.c.id).with_for_update())
     conn.execute(
-        insert(webhook_attempts).values(
-            account_id=claimed.account_id,
-            endpoint=claimed.endpoint,
-            event=claimed.id,
-            attempted_at=at,
-            status_code=outcome.status_code,
-            latency_ms=outcome.latency_ms,
-            error=outcome.error,
-            response=outcome.response,
-        )
+        insert(webhook_attempts),
+        [
+            {
+                "account_id": claimed.account_id,
+                "endpoint": claimed.endpoint,
+                "event": claimed.id,
+                "attempted_at": at,
+                "status_code": outcome.status_code,
+                "latency_ms": outcome.latency_ms,
+                "error": outcome.error,
+                "response": outcome.response,
+            }
+            for claimed, outcome in finished
+        ],
     )
-    # the event as this attempt claimed it (a replay meanwhile wants it sent again)
+    delivered = [claimed for claimed, outcome in finished if outcome.delivered]
+    if delivered:
+        # each event as its attempt claimed it (a replay meanwhile wants it sent again)
+        conn.execute(
+            update(e)
+            .where(
+                e.c.id == bindparam("claimed_id"),
+                e.c.status == PENDING,
+                e.c.leased_until == bindparam("claimed_lease"),
+            )
+            .values(status=DELIVERED, delivered_at=at, leased_until=None),
+            [{"claimed_id": c.id, "claimed_lease": c.leased_until} for c in delivered],
+        )
+        failing = or_(p.c.failures != 0, p.c.failing_since.is_not(None))
+        reached = sorted({c.endpoint for c in delivered})
+        conn.execute(
+            update(p).where(among(conn, p.c.id, reached), failing).values(failures=0, failing_since=None)
+        )
+    last = {claimed.endpoint: n for n, (claimed, outcome) in enumerate(finished) if outcome.delivered}
+    return [
+        Recorded("delivered")
+        if outcome.delivered
+        else _failed(conn, claimed, outcome, at, settings, counted=n > last.get(claimed.endpoint, -1))
+        for n, (claimed, outcome) in enumerate(finished)
+    ]
+
+
+def _failed(
+    conn: Connection, claimed: Claimed, outcome: Outcome, at: datetime, settings: Webhooks, *, counted: bool
+) -> Recorded:
+    """A failed attempt: its event retried later or failed; ``counted``: and its endpoint's run of
+    failures counted (not when a later attempt of the same batch delivered)."""
+    e, p = webhook_events, webhook_endpoints
     mine = (e.c.id == claimed.id) & (e.c.status == PENDING) & (e.c.leased_until == claimed.leased_until)
-    if outcome.delivered:
-        conn.execute(update(e).where(mine).values(status=DELIVERED, delivered_at=at, leased_until=None))
-        conn.execute(update(p).where(p.c.id == claimed.endpoint).values(failures=0, failing_since=None))
-        return
     following = at + delay(claimed.attempts, settings.backoff)
     if following > claimed.retry_until:
         conn.execute(update(e).where(mine).values(status=FAILED, leased_until=None))
+        recorded = Recorded("refused" if outcome.refused else "given_up")
     else:
         conn.execute(update(e).where(mine).values(next_attempt_at=following, leased_until=None))
+        recorded = Recorded("refused" if outcome.refused else "retrying")
+    if not counted:
+        return recorded
     endpoint = conn.execute(
         select(p.c.failures, p.c.failing_since, p.c.enabled).where(p.c.id == claimed.endpoint)
     ).first()
     if endpoint is None:  # deleted meanwhile
-        return
+        return recorded
     failures = endpoint.failures + 1
     since = endpoint.failing_since or at
     values: dict[str, Any] = {"failures": failures, "failing_since": since}
@@ -232,7 +296,9 @@ def record(conn: Connection, claimed: Claimed, outcome: Outcome, at: datetime, s
         reason = f"every attempt failed since {since.isoformat()} ({failures} in a row)"
         values.update(enabling(False, reason, at))
         log.warning("endpoint disabled", extra={"endpoint": claimed.endpoint, "failures": failures})
+        recorded = recorded._replace(disabled=True)
     conn.execute(update(p).where(p.c.id == claimed.endpoint).values(**values))
+    return recorded
 
 
 class Deliverer:
@@ -260,42 +326,76 @@ class Deliverer:
 
     def run(self) -> None:
         with ThreadPoolExecutor(self.threads, thread_name_prefix="patron-webhook") as pool:
-            under_way: set[Future[None]] = set()
+            under_way: dict[Future[Outcome], Claimed] = {}
+            finished: list[tuple[Claimed, Outcome]] = []
             while not self.stop.is_set():
+                free = self.threads - len(under_way)
                 try:
-                    free = self.threads - len(under_way)
-                    claimed = self._claim(free) if free > 0 else []
-                except Exception as exc:
-                    log.error("claiming webhooks failed; retrying", extra=_failure(exc))
+                    claimed = self._turn(finished, free)
+                except Exception as exc:  # the outcomes are lost: their events are sent again
+                    log.error("recording or claiming webhooks failed; retrying", extra=_failure(exc))
                     claimed = []
-                under_way |= {pool.submit(self.attempt, c) for c in claimed}
+                finished = []
+                for c in claimed:
+                    under_way[pool.submit(self.send, c)] = c
                 if under_way:
-                    done, under_way = wait(under_way, timeout=self.poll, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        failure = future.exception()
-                        if failure is not None:
-                            log.error("a webhook attempt failed", extra=_failure(failure))
+                    done, _ = wait(under_way, timeout=self.poll, return_when=FIRST_COMPLETED)
+                    finished = self._finished(done, under_way)
                 elif not claimed:
                     self.stop.wait(self.poll)
-            wait(under_way)
+            done, _ = wait(under_way)
+            finished += self._finished(done, under_way)
+            try:
+                self._turn(finished, 0)
+            except Exception as exc:
+                log.error("recording webhooks failed", extra=_failure(exc))
         with self._lock:
             for client in self._clients.values():
                 client.close()
 
-    def _claim(self, most: int) -> list[Claimed]:
-        at = now()
-        if not self.store.read_blocking(lambda conn: anything_due(conn, at)):
-            return []
-        return self.store.write_blocking(lambda conn: claim(conn, now(), self.lease, most))
+    @staticmethod
+    def _finished(
+        done: set[Future[Outcome]], under_way: dict[Future[Outcome], Claimed]
+    ) -> list[tuple[Claimed, Outcome]]:
+        """The attempts ``done``, taken out of ``under_way``, with their outcomes (in claim order)."""
+        finished = []
+        for future in done:
+            claimed = under_way.pop(future)
+            failure = future.exception()
+            if failure is not None:  # nothing recorded: sent again once its lease ends
+                log.error("a webhook attempt failed", extra=_failure(failure))
+            else:
+                finished.append((claimed, future.result()))
+        return sorted(finished, key=lambda pair: pair[0].id)
 
-    def attempt(self, claimed: Claimed) -> None:
-        """One attempt to deliver ``claimed``, and its outcome recorded."""
-        outcome = self.send(claimed)
-        self.store.write_blocking(lambda conn: record(conn, claimed, outcome, now(), self.settings))
-        log.info(
-            "delivered" if outcome.delivered else "attempt failed",
-            extra={"event_id": claimed.event_id, "attempt": claimed.attempts, "status": outcome.status_code},
-        )
+    def _turn(self, finished: list[tuple[Claimed, Outcome]], free: int) -> list[Claimed]:
+        """Record the ``finished`` attempts' outcomes and claim up to ``free`` due events, in one
+        write: the attempts that end together share a transaction, and an event whose predecessor
+        (about the same profile) was just delivered is claimed at once."""
+        if not finished:
+            if free <= 0:
+                return []
+            at = now()
+            if not self.store.read_blocking(lambda conn: anything_due(conn, at)):
+                return []
+
+        def work(conn: Connection) -> tuple[list[Recorded], list[Claimed]]:
+            at = now()
+            recorded = record(conn, finished, at, self.settings)
+            return recorded, claim(conn, now(), self.lease, free) if free > 0 else []
+
+        recorded, claimed = self.store.write_blocking(work)
+        measured = instruments()
+        for (c, outcome), kept in zip(finished, recorded, strict=True):
+            measured.webhook_attempts.labels(kept.outcome).inc()
+            measured.webhook_latency.observe(outcome.latency_ms / 1000)
+            if kept.disabled:
+                measured.webhook_disabled.inc()
+            log.info(
+                "delivered" if outcome.delivered else "attempt failed",
+                extra={"event_id": c.event_id, "attempt": c.attempts, "status": outcome.status_code},
+            )
+        return claimed
 
     def send(self, claimed: Claimed) -> Outcome:
         started = time.monotonic()
@@ -307,7 +407,7 @@ class Deliverer:
             target = network.parse(claimed.url)
             addresses = network.resolve(target, self.settings.allow_networks)
         except network.Refused as exc:
-            return Outcome(None, took(), f"refused: the URL {exc}", None)
+            return Outcome(None, took(), f"refused: the URL {exc}", None, refused=True)
         signature = Webhook(claimed.secret).sign(claimed.event_id, datetime_now := now(), claimed.payload)
         headers = {
             "host": target.authority,

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any, Final, get_args
 
 import msgspec
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, func, insert, select, update
 
 from patron.model.rounds import Registry, Round
 from patron.store.schema import webhook_endpoints, webhook_events
@@ -184,22 +184,26 @@ def anonymised(conn: Connection, account_id: int, profiles: Iterable[str], at: d
 
 
 def _profiles_changed(round: Round) -> None:
-    """``profile.created`` and ``profile.updated`` for the profiles a round made and changed."""
+    """``profile.updated`` for the profiles a round changed (not those it made: their
+    ``profile.created`` was emitted as the linker made them, before their records' events)."""
     conn, account_id = round.conn, round.account_id
-    created = subscribed(conn, account_id, "profile.created")
-    updated = subscribed(conn, account_id, "profile.updated")
-    if not created and not updated:
+    if not subscribed(conn, account_id, "profile.updated"):
         return
     quiet = _unit(conn).anonymised
     defer(conn)
-    for event_type, profiles in (("profile.created", round.created), ("profile.updated", round.updated)):
-        for profile in sorted(profiles - quiet):
-            emit(conn, account_id, event_type, {"profile_id": profile}, round.at, profile=profile)
+    for profile in sorted(round.updated - quiet):
+        emit(conn, account_id, "profile.updated", {"profile_id": profile}, round.at, profile=profile)
     flush(conn, end=True)
 
 
+def pending(conn: Connection) -> int:
+    """Events of every account not yet delivered nor failed (counted on ``ix_webhook_events_due``)."""
+    t = webhook_events
+    return int(conn.execute(select(func.count()).where(t.c.status == PENDING)).scalar_one())
+
+
 def register(kinds: Registry) -> None:
-    """Emit the profiles' events at the end of every account's part of every round."""
+    """Emit the profiles' updates at the end of every account's part of every round."""
     kinds.after(_profiles_changed)
 
 
