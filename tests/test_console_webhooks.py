@@ -186,6 +186,22 @@ def test_a_private_address_or_a_bad_field_is_refused_and_adds_nothing(
     assert endpoints(console, clients) == []
 
 
+def test_a_bad_replay_range_is_refused_naming_the_field(
+    console: Console, hooks: Receiver, clients: list[httpx.Client]
+) -> None:
+    endpoint = made_endpoint(console, clients, hooks, console.shop, "/console-range")
+    try:
+        client, csrf = signed_in_client(console, clients, "admin@example.com")
+        replay = f"/console/accounts/{console.shop.hash}/webhooks/{endpoint}/replay"
+        backwards = {"csrf": csrf, "since": "2030-01-01T00:00", "until": "2020-01-01T00:00"}
+        answer = client.post(replay, data=backwards)
+        assert answer.status_code == 400 and "until: must be after since" in answer.text
+        garbled = client.post(replay, data={"csrf": csrf, "since": "yesterday", "until": "2020-01-01T00:00"})
+        assert garbled.status_code == 400 and "since: is not a date and time" in garbled.text
+    finally:
+        api(console, clients).delete(f"/v2/webhooks/{endpoint}", headers=console.shop.headers)
+
+
 def test_a_form_without_the_csrf_token_changes_nothing(
     console: Console, hooks: Receiver, clients: list[httpx.Client]
 ) -> None:

@@ -51,17 +51,12 @@ def _missing(webhook_id: str) -> NotFound:
 
 
 async def _form(request: Request[Any, Any, Any]) -> tuple[dict[str, str], list[str]]:
-    """The form's single fields (the first of each, 2,000 characters at most) and its event types."""
+    """The form's single fields (the first of each) and its event types, as given: the checks are
+    the API's (the body's size is capped before it is read)."""
     form = await request.form()
-    single = {
-        name: str(form.get(name, ""))[:2_000]
-        for name in ("csrf", "url", "description", "max_concurrency", "since", "until", "confirm")
-    }
-    types = (
-        [str(value)[:40] for value in form.getall("event_types")][: len(EVENT_TYPES)]
-        if "event_types" in form
-        else []
-    )
+    names = ("csrf", "url", "description", "max_concurrency", "since", "until", "confirm")
+    single = {name: str(form.get(name, "")) for name in names}
+    types = [str(value) for value in form.getall("event_types")] if "event_types" in form else []
     return single, types
 
 
