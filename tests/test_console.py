@@ -156,6 +156,9 @@ def test_every_console_page_sends_the_security_headers(console: Console, clients
         "/console/",
         f"/console/accounts/{console.shop.hash}",
         f"/console/accounts/{console.shop.hash}/report",
+        f"/console/accounts/{console.shop.hash}/segments",
+        f"/console/accounts/{console.shop.hash}/segments/new",
+        f"/console/accounts/{console.shop.hash}/webhooks",
     ]:
         answer = client.get(path)
         assert answer.status_code == 200, path

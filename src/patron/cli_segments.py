@@ -10,12 +10,11 @@ import msgspec
 from rich.table import Table
 from sqlalchemy import Connection
 
-from patron import accounts
+from patron import accounts, segments
 from patron.cli_common import account_option, json_option, out, print_json, run
 from patron.errors import Invalid, NotFound
 from patron.profiles.segments import evaluate, members
 from patron.profiles.segments import rules as r
-from patron.segments import queue_build
 
 #: The most segments ``patron segments list`` shows (an account has at most ``members.MAX_SEGMENTS``).
 MOST = members.MAX_SEGMENTS
@@ -102,9 +101,7 @@ def segments_create(ctx: click.Context, account_hash: str, name: str, rules_text
 
     def create(conn: Connection) -> members.SegmentView:
         account = accounts.get_account(conn, account_hash)
-        at = accounts.now()
-        segment_id = members.create(conn, account.id, name, rule, at)
-        queue_build(conn, account.id, segment_id, 1, at)
+        segment_id = segments.create(conn, account.id, name, rule, accounts.now())
         return members.read(conn, account.id, segment_id=segment_id)[0]
 
     view = run(ctx, create)

@@ -24,6 +24,7 @@ from patron.accounts import now
 from patron.ingest.queue import enqueue_operation
 from patron.model.rounds import Op, QueueKind, Registry, Round
 from patron.profiles.segments import members
+from patron.profiles.segments import rules as r
 from patron.store import Store
 
 log = logging.getLogger("patron.segments")
@@ -64,6 +65,22 @@ def queue_build(
     body = Build(segment_id, version, _iso(moment), _iso(since))
     enqueue_operation(conn, account_id, None, request_id, SEGMENT, body, at)
     return request_id
+
+
+def create(conn: Connection, account_id: int, name: str, rule: r.Rule, at: datetime) -> int:
+    """A new segment, its build queued in the same transaction (the one way the API, the CLI and the
+    console save one); its id (``members.TooManySegments`` past the most)."""
+    segment_id = members.create(conn, account_id, name, rule, at)
+    queue_build(conn, account_id, segment_id, 1, at)
+    return segment_id
+
+
+def change(conn: Connection, account_id: int, segment_id: int, name: str, rule: r.Rule, at: datetime) -> bool:
+    """New name and rules, the segment built again; whether there was such a segment."""
+    version = members.change(conn, account_id, segment_id, name, rule, at)
+    if version is not None:
+        queue_build(conn, account_id, segment_id, version, at)
+    return version is not None
 
 
 def apply_build(round: Round, op: Op) -> None:

@@ -42,22 +42,35 @@ class Console:
         return f"{self.url}/accounts/{tenant.hash}{path}"
 
 
-def create_operator(data_dir: Path, email: str, role: str, *hashes: str, password: str = PASSWORD) -> None:
+def create_operator(
+    data_dir: Path,
+    email: str,
+    role: str,
+    *hashes: str,
+    password: str = PASSWORD,
+    environment: dict[str, str] | None = None,
+) -> None:
     grants = [arg for h in hashes for arg in ("--account", h)]
     args = ["operators", "create", "--email", email, "--role", role, *grants, "--password-stdin"]
-    run_cli(data_dir, *args, stdin=password + "\n")
+    run_cli(data_dir, *args, stdin=password + "\n", environment=environment)
 
 
 @contextmanager
-def serving(directory: Path) -> Iterator[Console]:
+def serving(directory: Path, environment: dict[str, str] | None = None) -> Iterator[Console]:
+    """A served console on SQLite in ``directory``, or on the store ``environment`` names
+    (``PATRON_DATABASE_URL``), with its settings (``PATRON_WEBHOOK_...``)."""
     data_dir = directory / "data"
-    run_cli(data_dir, "migrate")
-    shop, other = create_tenant_cli(data_dir, "Shop"), create_tenant_cli(data_dir, "Other shop")
-    create_operator(data_dir, "owner@example.com", "owner")
-    create_operator(data_dir, "admin@example.com", "admin", shop.hash)
-    create_operator(data_dir, "viewer@example.com", "viewer", shop.hash)
-    create_operator(data_dir, "other@example.com", "admin", other.hash)
-    server = start_server(data_dir)
+    run_cli(data_dir, "migrate", environment=environment)
+    shop = create_tenant_cli(data_dir, "Shop", environment)
+    other = create_tenant_cli(data_dir, "Other shop", environment)
+    for email, role, grants in [
+        ("owner@example.com", "owner", []),
+        ("admin@example.com", "admin", [shop.hash]),
+        ("viewer@example.com", "viewer", [shop.hash]),
+        ("other@example.com", "admin", [other.hash]),
+    ]:
+        create_operator(data_dir, email, role, *grants, environment=environment)
+    server = start_server(data_dir, environment=environment)
     try:
         yield Console(server, shop, other)
     finally:

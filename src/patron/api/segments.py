@@ -10,9 +10,8 @@ import msgspec
 from litestar import Request, Response, delete, get, post, put
 from litestar.openapi import ResponseSpec
 from litestar.params import PathParameter, QueryParameter
-from sqlalchemy import Connection
 
-from patron import entities
+from patron import entities, segments
 from patron.accounts import now
 from patron.api.auth import BODY_TYPE, CurrentAccount
 from patron.api.body import decode, read_json
@@ -25,7 +24,6 @@ from patron.errors import NotFound
 from patron.ingest.submit import Submitter
 from patron.profiles.segments import evaluate, members
 from patron.profiles.segments import rules as r
-from patron.segments import queue_build
 from patron.store import Store
 
 SegmentId = Annotated[str, PathParameter(pattern=r"^[0-9]{1,18}$", max_length=18)]
@@ -98,13 +96,9 @@ async def create_segment(
         count = await store.read(lambda conn: evaluate.count(conn, account.id, rule, at))
         return Response(DryRun(count), status_code=200, media_type=JSON)
 
-    def create(conn: Connection, limit: int | None) -> int:
-        at = now()
-        segment_id = members.create(conn, account.id, name, rule, at)
-        queue_build(conn, account.id, segment_id, 1, at)
-        return segment_id
-
-    segment_id = await submit.queue(create, limit=None)
+    segment_id = await submit.queue(
+        lambda conn, _: segments.create(conn, account.id, name, rule, now()), limit=None
+    )
     return Response(await _one(store, account.id, segment_id), status_code=201, media_type=JSON)
 
 
@@ -132,14 +126,10 @@ async def update_segment(
     key = _key(segment_id)
     name, rule = await _rule(request)
 
-    def change(conn: Connection, limit: int | None) -> bool:
-        at = now()
-        version = members.change(conn, account.id, key, name, rule, at)
-        if version is not None:
-            queue_build(conn, account.id, key, version, at)
-        return version is not None
-
-    if not await submit.queue(change, limit=None):
+    changed = await submit.queue(
+        lambda conn, _: segments.change(conn, account.id, key, name, rule, now()), limit=None
+    )
+    if not changed:
         raise NotFound.at("segment_id", NOT_FOUND)
     return Response(await _one(store, account.id, key), media_type=JSON)
 

@@ -18,8 +18,10 @@ from patron.console import (
     imports,
     lists_pages,
     live,
+    segments_pages,
     session,
     settings,
+    webhooks_pages,
 )
 from patron.console.render import ASSETS_PATH, OWN, VENDOR, VENDOR_PATH, page
 from patron.errors import Forbidden, NotFound, PatronError
@@ -53,6 +55,8 @@ def router() -> Router:
             *live.HANDLERS,
             *catalogue.HANDLERS,
             *lists_pages.HANDLERS,
+            *segments_pages.HANDLERS,
+            *webhooks_pages.HANDLERS,
             *email_pages.HANDLERS,
             *settings.HANDLERS,
             *charts.HANDLERS,
