@@ -356,11 +356,30 @@ def test_a_segment_exports_to_a_static_list(client: Client, tenant: Tenant) -> N
     segment = create(client, tenant, {"field": "country_id", "op": "eq", "value": "GB"})
     ready(client, tenant, segment["id"])
     response = post(client, tenant, {"list_id": "gb"}, f"/v2/segments/{segment['id']}/export")
-    assert response.status_code == 200, response.text
-    assert response.json() == {"list_id": "gb", "added": 2}
-    assert read(client, tenant, "/v2/lists/gb")["size"] == 2
+    assert response.status_code == 202, response.text
+    assert response.json() == {"list_id": "gb", "members": 2}
+    eventually(lambda: read(client, tenant, "/v2/lists/gb")["size"] == 2, "the members in the list")
     ids = profile_ids(client, tenant)
     assert [ref["id"] for ref in read(client, tenant, f"/v2/profiles/{ids['ann']}")["lists"]] == ["gb"]
+    assert_problem(post(client, tenant, {"list_id": "x"}, "/v2/segments/999999/export"), 404, "segment_id")
+    assert_problem(post(client, tenant, {"list": "x"}, f"/v2/segments/{segment['id']}/export"), 400)
+
+
+def test_a_big_segment_exports_in_steps(client: Client, tenant: Tenant) -> None:
+    """More members than one step adds: the worker adds them all, a step at a time."""
+    from patron.profiles.segments.members import EXPORT_STEP
+
+    n = 2 * EXPORT_STEP + 100
+    people = [contact(f"p{i}", country_id="GB") for i in range(n)]
+    for start in range(0, n, 100):
+        push(client, tenant, people[start : start + 100], wait=start + 100 >= n)
+    segment = create(client, tenant, {"field": "country_id", "op": "eq", "value": "GB"})
+    assert ready(client, tenant, segment["id"])["size"] == n
+    response = post(client, tenant, {"list_id": "all-gb"}, f"/v2/segments/{segment['id']}/export")
+    assert response.status_code == 202 and response.json() == {"list_id": "all-gb", "members": n}
+    eventually(lambda: read(client, tenant, "/v2/lists/all-gb")["size"] == n, "every member in the list", 120)
+    for doc in read(client, tenant, "/v2/profiles?limit=250&offset=4000"):  # the last step's people
+        assert [ref["id"] for ref in doc["lists"]] == ["all-gb"], doc
 
 
 @pytest.mark.parametrize(

@@ -30,6 +30,8 @@ from patron.store import Store
 log = logging.getLogger("patron.segments")
 #: The queue kind that builds segments.
 SEGMENT = "segment"
+#: The queue kind that adds a segment's members to a static list.
+EXPORT = "segment_export"
 #: Seconds between checks of a segment whose rules read "now" (``-90d``...).
 RECHECK = 3600.0
 
@@ -96,6 +98,26 @@ def apply_build(round: Round, op: Op) -> None:
         queue_build(conn, account_id, body.segment, body.version, round.at, moment)
 
 
+def export(
+    conn: Connection, account_id: int, segment_id: int, list_id: str, at: datetime
+) -> members.Export | None:
+    """Export the segment's members (as they are now) to the static list ``list_id``, made now if
+    new: the worker adds them in steps of ``members.EXPORT_STEP``, in order with the account's
+    pushes; None: no such segment."""
+    job = members.export_start(conn, account_id, segment_id, list_id, at)
+    if job is not None:
+        enqueue_operation(conn, account_id, None, str(uuid.uuid4()), EXPORT, job, at)
+    return job
+
+
+def apply_export(round: Round, op: Op) -> None:
+    job = members.export_step(
+        round.conn, round.account_id, msgspec.convert(op.record, members.Export), round.at
+    )
+    if job is not None:
+        enqueue_operation(round.conn, round.account_id, None, str(uuid.uuid4()), EXPORT, job, round.at)
+
+
 def after_round(round: Round) -> None:
     """Keep the account's segments current for the profiles the round touched, made or merged away."""
     changed = round.touched | round.created | round.updated | round.merged
@@ -131,6 +153,8 @@ class Rechecker:
 
 
 def register(kinds: Registry) -> None:
-    """The ``segment`` kind (alone: one bounded step per round) and the round's hook."""
+    """The ``segment`` and ``segment_export`` kinds (alone: one bounded step per round) and the
+    round's hook."""
     kinds.add(QueueKind(SEGMENT, apply_build, alone=True))
+    kinds.add(QueueKind(EXPORT, apply_export, alone=True))
     kinds.after(after_round)

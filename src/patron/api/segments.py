@@ -38,9 +38,12 @@ class DryRun(msgspec.Struct):
     count: int
 
 
-class Exported(msgspec.Struct):
+class Exporting(msgspec.Struct):
+    """An export queued: the list exists; its ``members`` (the segment's size when asked) enter it as
+    the worker applies the export's steps, in order with the account's pushes."""
+
     list_id: str
-    added: int
+    members: int
 
 
 def _key(segment_id: str) -> int:
@@ -206,21 +209,21 @@ async def segment_changes(
 
 @post(
     "/segments/{segment_id:str}/export",
-    status_code=200,
-    summary="Add a segment's members to a static list (made if new)",
+    status_code=202,
+    summary="Add a segment's members to a static list (made if new), in steps the worker applies",
     tags=["segments"],
     responses=ITEM_ERRORS,
     opt={BODY_TYPE: "patron.profiles.segments.rules:Export"},
 )
 async def export_segment(
     request: Request[Any, Any, Any], segment_id: SegmentId, account: CurrentAccount, store: Injected[Store]
-) -> Exported:
+) -> Exporting:
     key = _key(segment_id)
     body = decode(await read_json(request), _export)
-    added = await store.write(lambda conn: members.export(conn, account.id, key, body.list_id, now()))
-    if added is None:
+    job = await store.write(lambda conn: segments.export(conn, account.id, key, body.list_id, now()))
+    if job is None:
         raise NotFound.at("segment_id", NOT_FOUND)
-    return Exported(body.list_id, added)
+    return Exporting(body.list_id, job.size)
 
 
 HANDLERS = [

@@ -401,30 +401,62 @@ def member_documents(
     return list(conn.execute(query).scalars())
 
 
-#: The most members one export writes into a list (in one transaction).
-MAX_EXPORT: Final = 10_000
+#: How many members one step of an export adds to the list (one bounded write).
+EXPORT_STEP: Final = 2_000
 
 
-class TooBigToExport(Conflict):
-    def __init__(self, size: int) -> None:
-        message = f"the segment has {size:,} members; an export takes at most {MAX_EXPORT:,}"
-        super().__init__(message, errors=[FieldError("segment_id", message)])
+def export_start(
+    conn: Connection, account_id: int, segment_id: int, list_id: str, at: datetime
+) -> Export | None:
+    """Begin an export of the segment's members to the static list ``list_id`` (made now if new):
+    the members as they are now (up to the latest entry), to be added by :func:`export_step`; None:
+    no such segment."""
+    from patron.profiles import lists
 
-
-def export(conn: Connection, account_id: int, segment_id: int, list_id: str, at: datetime) -> int | None:
-    """Add the segment's members to the static list ``list_id`` (made if new); how many entered it
-    (None: no such segment). Their documents show the list at once."""
-    from patron.profiles import build, lists
-
-    lock_account(conn, account_id)  # profiles are the worker's: wait for its round on this account
-    s = segments
-    size = conn.execute(select(s.c.size).where(s.c.account_id == account_id, s.c.id == segment_id)).scalar()
+    m = segment_members
+    size = conn.execute(
+        select(segments.c.size).where(segments.c.account_id == account_id, segments.c.id == segment_id)
+    ).scalar()
     if size is None:
         return None
-    if size > MAX_EXPORT:
-        raise TooBigToExport(int(size))
     lists.ensure(conn, account_id, list_id, at)
-    held = sorted(all_member_ids(conn, account_id, segment_id))
-    entered = [pid for pid in held if lists.add(conn, account_id, list_id, pid, at)]
+    upto = conn.execute(
+        select(func.max(m.c.id)).where(m.c.account_id == account_id, m.c.segment_id == segment_id)
+    ).scalar()
+    return Export(segment_id, list_id, int(size), 0, int(upto or 0))
+
+
+class Export(msgspec.Struct):
+    """An export under way: the members (by their row ids) after ``after`` up to ``upto`` are yet to
+    enter the list."""
+
+    segment: int
+    list_id: str
+    size: int
+    after: int
+    upto: int
+
+
+def export_step(conn: Connection, account_id: int, job: Export, at: datetime) -> Export | None:
+    """Add the next :data:`EXPORT_STEP` members of an export to its list (their documents show the
+    list at once); the export's next step, None when it is done. A member who left the segment
+    meanwhile is not added."""
+    from patron.profiles import build, lists
+
+    m = segment_members
+    rows = conn.execute(
+        select(m.c.id, m.c.profile)
+        .where(
+            m.c.account_id == account_id,
+            m.c.segment_id == job.segment,
+            m.c.id > job.after,
+            m.c.id <= job.upto,
+        )
+        .order_by(m.c.id)
+        .limit(EXPORT_STEP)
+    ).all()
+    entered = [row.profile for row in rows if lists.add(conn, account_id, job.list_id, row.profile, at)]
     build.refresh(conn, account_id, entered, at)
-    return len(entered)
+    if len(rows) < EXPORT_STEP:
+        return None
+    return msgspec.structs.replace(job, after=rows[-1].id)
