@@ -9,10 +9,10 @@ profile reads all its orders); ``distinct`` gives every order a new customer (a 
 identities per order). Then the ceiling: the same order rows, as the worker left them, inserted with
 raw ``sqlite3`` ``executemany`` into a fresh store (same schema and indexes, WAL, ``synchronous=FULL``),
 500 to a transaction as a round commits them: storage alone, with no merging, linking or profiles.
-``--webhooks N`` gives the account N endpoints subscribed to every event type (the worker writes their
-events; none is delivered); ``--segments N`` gives it N live segments (:data:`SEGMENTS`, in turn), which
-the worker keeps current every round. Prints JSON and rewrites the apply section of docs/performance.md
-(without ``--webhooks`` or ``--segments``).
+``--webhooks N`` gives the account N endpoints subscribed to every event type, or to those
+``--subscribe`` lists (the worker writes their events; none is delivered); ``--segments N`` gives it
+N live segments (:data:`SEGMENTS`, in turn), which the worker keeps current every round. Prints JSON
+and rewrites the apply section of docs/performance.md (without ``--webhooks`` or ``--segments``).
 """
 
 from __future__ import annotations
@@ -87,6 +87,11 @@ def main() -> None:
         "--webhooks", type=int, default=0, help="endpoints subscribed to every event type (none delivered)"
     )
     parser.add_argument("--segments", type=int, default=0, help="live segments kept current")
+    parser.add_argument(
+        "--subscribe",
+        default="all",
+        help="the event types the endpoints take: all, or a comma-separated list",
+    )
     parser.add_argument("--round", type=int, default=ROUND_RECORDS, help="records a round takes")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as directory:
@@ -96,7 +101,8 @@ def main() -> None:
             account, _ = store.write_blocking(lambda conn: accounts.create_account(conn, "bench", "staging"))
             account = msgspec.structs.replace(account, queue_limit=10**9)
             for n in range(args.webhooks):
-                body = NewEndpoint(url=f"https://hooks{n}.example.com/", event_types=list(EVENT_TYPES))
+                types = list(EVENT_TYPES) if args.subscribe == "all" else args.subscribe.split(",")
+                body = NewEndpoint(url=f"https://hooks{n}.example.com/", event_types=types)
                 store.write_blocking(
                     lambda conn, b=body: endpoints.create(conn, account.id, b, b.url, accounts.now())  # type: ignore[misc]
                 )
@@ -134,6 +140,7 @@ def main() -> None:
         "customers": args.customers,
         "webhooks": args.webhooks,
         "segments": args.segments,
+        "subscribe": args.subscribe,
         "records": records,
         "seconds": seconds,
         "records_per_s": records / seconds,

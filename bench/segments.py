@@ -1,10 +1,11 @@
 """Segments: a new five-condition segment evaluated over many profiles (a dry-run count, and a full
-build of its membership in the worker's bounded steps), on SQLite.
+build of its membership in the worker's bounded steps), on SQLite; and the worker's rate with 20 live
+segments and 2 webhook endpoints beside its rate with none (``bench/apply.py`` run in turn).
 
 The profiles are written straight into the database (documents and typed columns made by
 ``profiles.build``, as the worker makes them), not pushed: what is measured is the evaluation alone.
 
-    python bench/segments.py [--profiles 1000000] [--no-docs]
+    python bench/segments.py [--profiles 1000000] [--runs 3] [--no-docs]
 """
 
 from __future__ import annotations
@@ -13,9 +14,13 @@ import argparse
 import json
 import random
 import shutil
+import statistics
+import subprocess
+import sys
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import msgspec
 from common import fresh, machine, write_section
@@ -103,9 +108,46 @@ def seed(settings: Settings, hash_: str, n: int) -> int:
         store.close()
 
 
+#: The worker's loads compared: (label, bench/apply.py options).
+LOADS = [
+    ("none", []),
+    ("20 segments", ["--segments", "20"]),
+    (
+        "20 segments, 2 endpoints taking segment entries and exits and orders",
+        [
+            "--segments",
+            "20",
+            "--webhooks",
+            "2",
+            "--subscribe",
+            "segment.entered,segment.exited,order.applied",
+        ],
+    ),
+    ("20 segments, 2 endpoints taking every event type", ["--segments", "20", "--webhooks", "2"]),
+]
+#: bench/apply.py's customers, and how many requests of 100 orders each load applies.
+WORKLOADS = {"repeat": 300, "distinct": 200}
+
+
+def worker_rates(runs: int) -> dict[tuple[str, str], float]:
+    """Median records/s of each load and workload, the loads run in turn ``runs`` times (so that a
+    change of the machine's speed falls on all of them)."""
+    found: dict[tuple[str, str], list[float]] = {}
+    apply = str(Path(__file__).parent / "apply.py")
+    for _ in range(runs):
+        for customers, batches in WORKLOADS.items():
+            for label, options in LOADS:
+                command = [sys.executable, apply, "--no-docs", "--customers", customers]
+                command += ["--batches", str(batches), *options]
+                out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+                found.setdefault((customers, label), []).append(json.loads(out)["records_per_s"])
+    return {key: statistics.median(rates) for key, rates in found.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--profiles", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=3, help="runs of each worker load (0: none)")
     parser.add_argument("--no-docs", action="store_true")
     args = parser.parse_args()
     work, data_dir, tenant = fresh("segments")
@@ -140,6 +182,8 @@ def main() -> None:
         "build_s": round(built, 2),
         "build_steps": steps,
     }
+    rates = worker_rates(args.runs) if args.runs else {}
+    result["worker_records_per_s"] = {f"{c}: {label}": round(rate) for (c, label), rate in rates.items()}
     print(json.dumps(result))
     if not args.no_docs:
         preamble = (
@@ -159,6 +203,30 @@ def main() -> None:
             ),
             (f"full build, {args.profiles:,} profiles", f"{built:.1f} s", f"{steps} steps", "", "< 10 s"),
         ]
+        for customers in WORKLOADS:
+            base = rates.get((customers, "none"))
+            for label, _ in LOADS[1:]:
+                if base is None:
+                    continue
+                rate = rates[customers, label]
+                rows.append(
+                    (
+                        f"worker records/s, `{customers}` customers, {label}",
+                        f"{rate:,.0f}",
+                        f"none: {base:,.0f}",
+                        f"{rate / base:.2f}",
+                        "≥ 0.80",
+                    )
+                )
+        if rates:
+            preamble += (
+                f" The worker's rates are medians of {args.runs} runs of `bench/apply.py --customers C"
+                " --batches B` with each load in turn (`repeat`: 300 requests of 100 orders by the same"
+                " 100 customers; `distinct`: 200 requests, a new customer each order, so every order"
+                " makes a profile that enters its segments); the segments are `apply.SEGMENTS` (stats,"
+                " consent, country, dates, order windows, a product, lists, custom events, product"
+                " views, abandoned baskets, combinations); endpoints are written to, not delivered to."
+            )
         write_section("segments", preamble, rows)
 
 

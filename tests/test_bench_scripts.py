@@ -25,6 +25,16 @@ def test_the_apply_benchmark_applies_what_it_queued() -> None:
     assert (result["records"], result["raw_rows"]) == (300, 300)
 
 
+def test_the_apply_benchmark_keeps_segments_and_writes_webhook_events() -> None:
+    """With every kind of segment the benchmark gives (each a valid rule) and endpoints subscribed to
+    some event types, the worker applies everything."""
+    options = ["--segments", "20", "--webhooks", "2", "--subscribe", "segment.entered,order.applied"]
+    done = run("bench/apply.py", "--batches", "3", "--customers", "distinct", "--no-docs", *options)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout[done.stdout.index("{") :])
+    assert (result["records"], result["segments"], result["webhooks"]) == (300, 20, 2)
+
+
 MICRO = ["bench/micro", "--benchmark-disable", "-o", "testpaths=bench"]
 
 
@@ -91,7 +101,7 @@ def test_the_postgresql_benchmark_measures_both_stores() -> None:
 
 def test_the_segments_benchmark_builds_what_it_counts() -> None:
     """bench/segments.py fails when the built segment's size differs from the dry-run count."""
-    done = run("bench/segments.py", "--profiles", "3000", "--no-docs")
+    done = run("bench/segments.py", "--profiles", "3000", "--runs", "0", "--no-docs")
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout[done.stdout.index("{") :])
     assert result["profiles"] == 3000 and result["members"] > 0
