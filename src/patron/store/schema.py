@@ -428,6 +428,7 @@ profiles = Table(
     Index("ix_profiles_account_updated", "account_id", "updated_at", "id"),
     Index("ix_profiles_account_email", "account_id", "email"),
     Index("ix_profiles_account_created", "account_id", "created_at"),  # the console's new profiles per day
+    Index("ix_profiles_account_id", "account_id", "id"),  # an account's profiles in steps (segments' builds)
     # who crossed a relative date's line since a segment was last checked (a range of one date)
     *(Index(f"ix_profiles_account_{name}", "account_id", name) for name in PROFILE_DATES),
 )

@@ -190,10 +190,9 @@ def _profiles_changed(round: Round) -> None:
     if not subscribed(conn, account_id, "profile.updated"):
         return
     quiet = _unit(conn).anonymised
-    defer(conn)
-    for profile in sorted(round.updated - quiet):
-        emit(conn, account_id, "profile.updated", {"profile_id": profile}, round.at, profile=profile)
-    flush(conn, end=True)
+    with together(conn):
+        for profile in sorted(round.updated - quiet):
+            emit(conn, account_id, "profile.updated", {"profile_id": profile}, round.at, profile=profile)
 
 
 def pending(conn: Connection) -> int:

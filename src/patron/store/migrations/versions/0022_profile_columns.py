@@ -1,5 +1,6 @@
 """profiles keep their stats, country, consent and dates in typed columns beside the document, the
-dates indexed (segments compare them without reading JSON and find who crossed a relative line)
+dates indexed (segments compare them without reading JSON and find who crossed a relative line), and
+an account's profiles are indexed by id (a segment's build reads them in steps)
 
 Revision ID: 0022
 Revises: 0021
@@ -51,9 +52,11 @@ def upgrade() -> None:
     conn.execute(sa.update(table).values(**values))
     for name in DATES:
         op.create_index(f"ix_profiles_account_{name}", "profiles", ["account_id", name], unique=False)
+    op.create_index("ix_profiles_account_id", "profiles", ["account_id", "id"], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index("ix_profiles_account_id", table_name="profiles")
     for name in DATES:
         op.drop_index(f"ix_profiles_account_{name}", table_name="profiles")
     with op.batch_alter_table("profiles", schema=None) as batch_op:
