@@ -67,10 +67,30 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+#: The files that take longest (``make test`` lists the slowest tests), run first: the parallel
+#: processes take files in the order collected, so a long file started last would keep one of them
+#: busy long after the others are done.
+LONG_FILES = (
+    "test_schemathesis.py",
+    "test_bench_scripts.py",
+    "test_crash.py",
+    "test_segments.py",
+    "test_webhooks.py",
+    "test_transfer.py",
+    "test_metrics.py",
+    "test_console_webhooks.py",
+    "test_console_segments.py",
+    "test_list_reads.py",
+)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark ``browser`` every test that drives Chromium (its code, or a fixture of its, opens one), so
     that ``make test-fast`` can leave them out (``-m "not browser"``); ``make test`` runs them all.
-    A ``unit`` test that asks for a store, an app or a server is a mistake, refused here."""
+    A ``unit`` test that asks for a store, an app or a server is a mistake, refused here. The
+    :data:`LONG_FILES` come first, longest first."""
+    first = {name: n for n, name in enumerate(LONG_FILES)}
+    items.sort(key=lambda item: first.get(item.path.name, len(LONG_FILES)))
     for item in items:
         function = getattr(item, "function", None)
         fixtures = getattr(item, "fixturenames", ())
@@ -401,7 +421,7 @@ def create_tenant_cli(
 # pushing ----------------------------------------------------------------------------------------
 
 
-def wait_applied(client: Any, tenant: Tenant, request_id: str, timeout: float = 30) -> dict[str, Any]:
+def wait_applied(client: Any, tenant: Tenant, request_id: str, timeout: float = 60) -> dict[str, Any]:
     """Poll ``GET /v2/push/{request_id}`` until the worker has applied the request; its status."""
     deadline = time.monotonic() + timeout
     while True:
@@ -444,3 +464,12 @@ def redis_url() -> Iterator[str]:
     yield f"redis://127.0.0.1:{port}/0"
     process.terminate()
     process.wait(timeout=30)
+
+
+@pytest.fixture
+def clients() -> Iterator[list[httpx.Client]]:
+    """HTTP clients a test opens (it appends them), closed at its end."""
+    made: list[httpx.Client] = []
+    yield made
+    for client in made:
+        client.close()

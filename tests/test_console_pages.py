@@ -13,7 +13,14 @@ import pytest
 from playwright.sync_api import Browser, Page
 
 from conftest import eventually, push, set_limits
-from support.console import PASSWORD, Console, axe, browser_fixture, serving, sign_in
+from support.console import (
+    Console,
+    axe,
+    browser_fixture,
+    serving,
+    sign_in,
+    signed_in_client,
+)
 
 SENDER = {"email": "shop@example.com", "name": "Shop"}
 SCRIPTED = (
@@ -92,25 +99,6 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
 
 
 browser = browser_fixture()
-
-
-@pytest.fixture
-def clients() -> Iterator[list[httpx.Client]]:
-    made: list[httpx.Client] = []
-    yield made
-    for client in made:
-        client.close()
-
-
-def signed_in_client(console: Console, clients: list[httpx.Client], email: str) -> tuple[httpx.Client, str]:
-    """An HTTP client with a session cookie, and the session's CSRF token (read from a page)."""
-    client = console.server.client(follow_redirects=False)
-    clients.append(client)
-    answer = client.post("/console/sign-in", data={"email": email, "password": PASSWORD})
-    assert answer.status_code == 303, answer.text
-    found = re.search(r'name="csrf" value="([^"]+)"', client.get("/console/").text)
-    assert found is not None
-    return client, found.group(1)
 
 
 def cells(page: Page, selector: str = "tbody tr") -> list[list[str]]:

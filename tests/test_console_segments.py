@@ -16,7 +16,15 @@ import pytest
 from playwright.sync_api import Browser, Page
 
 from conftest import eventually, push, set_limits
-from support.console import PASSWORD, Console, axe, browser_fixture, serving, sign_in
+from support.console import (
+    Console,
+    api,
+    axe,
+    browser_fixture,
+    serving,
+    sign_in,
+    signed_in_client,
+)
 
 BUYERS = '{"all": [{"field": "stats.orders", "op": "gte", "value": 1}]}'
 NEVER_BOUGHT = '{"all": [{"orders": "count", "op": "lt", "value": 1}]}'
@@ -65,31 +73,6 @@ def console(
 
 
 browser = browser_fixture()
-
-
-@pytest.fixture
-def clients() -> Iterator[list[httpx.Client]]:
-    made: list[httpx.Client] = []
-    yield made
-    for client in made:
-        client.close()
-
-
-def signed_in_client(console: Console, clients: list[httpx.Client], email: str) -> tuple[httpx.Client, str]:
-    """An HTTP client with a session cookie, and the session's CSRF token (read from a page)."""
-    client = console.server.client(follow_redirects=False)
-    clients.append(client)
-    answer = client.post("/console/sign-in", data={"email": email, "password": PASSWORD})
-    assert answer.status_code == 303, answer.text
-    found = re.search(r'name="csrf" value="([^"]+)"', client.get("/console/").text)
-    assert found is not None
-    return client, found.group(1)
-
-
-def api(console: Console, clients: list[httpx.Client]) -> httpx.Client:
-    client = console.server.client()
-    clients.append(client)
-    return client
 
 
 def segments(console: Console, clients: list[httpx.Client], tenant: Any = None) -> list[dict[str, Any]]:

@@ -16,7 +16,15 @@ import pytest
 from playwright.sync_api import Browser, Page
 
 from conftest import Tenant, eventually, push, set_limits
-from support.console import PASSWORD, Console, axe, browser_fixture, serving, sign_in
+from support.console import (
+    Console,
+    api,
+    axe,
+    browser_fixture,
+    serving,
+    sign_in,
+    signed_in_client,
+)
 from support.receiver import Receiver, receiver
 
 SCRIPTED = "<script>alert('hook')</script>"
@@ -46,31 +54,6 @@ def console(
 
 
 browser = browser_fixture()
-
-
-@pytest.fixture
-def clients() -> Iterator[list[httpx.Client]]:
-    made: list[httpx.Client] = []
-    yield made
-    for client in made:
-        client.close()
-
-
-def signed_in_client(console: Console, clients: list[httpx.Client], email: str) -> tuple[httpx.Client, str]:
-    """An HTTP client with a session cookie, and the session's CSRF token (read from a page)."""
-    client = console.server.client(follow_redirects=False)
-    clients.append(client)
-    answer = client.post("/console/sign-in", data={"email": email, "password": PASSWORD})
-    assert answer.status_code == 303, answer.text
-    found = re.search(r'name="csrf" value="([^"]+)"', client.get("/console/").text)
-    assert found is not None
-    return client, found.group(1)
-
-
-def api(console: Console, clients: list[httpx.Client]) -> httpx.Client:
-    client = console.server.client()
-    clients.append(client)
-    return client
 
 
 def endpoints(
@@ -105,9 +88,10 @@ def moment(at: datetime) -> str:
 def test_an_admin_adds_an_endpoint_sees_deliveries_replays_and_deletes_it(
     browser: Browser, console: Console, hooks: Receiver, clients: list[httpx.Client]
 ) -> None:
+    flow = f"/console-flow-{console.shop.hash}"  # (the receiver serves both stores' runs)
     page = sign_in(browser, console, "admin@example.com")
     page.goto(console.account(console.shop, "/webhooks"))
-    page.get_by_label("URL (https://)").fill(hooks.url("/console-flow"))
+    page.get_by_label("URL (https://)").fill(hooks.url(flow))
     page.get_by_label("Description").fill(SCRIPTED)
     page.get_by_label("profile.created").check()
     page.get_by_label("order.applied").check()
@@ -124,7 +108,7 @@ def test_an_admin_adds_an_endpoint_sees_deliveries_replays_and_deletes_it(
     started = datetime.now(UTC) - timedelta(seconds=1)
     with console.server.client() as client:
         push(client, console.shop, [{"@type": "contact", "id": "c-hook", "email": "hook@example.com"}])
-    [delivered] = eventually(lambda: hooks.delivered("/console-flow"), "the event delivered")
+    [delivered] = eventually(lambda: hooks.delivered(flow), "the event delivered")
     payload = delivered.verified(secret)  # signed with the secret the page showed
     assert payload["type"] == "profile.created"
     webhook_id = delivered.headers["webhook-id"]
@@ -142,8 +126,8 @@ def test_an_admin_adds_an_endpoint_sees_deliveries_replays_and_deletes_it(
     assert page.get_by_role("status").filter(has_text="delivered again").inner_text() == (
         "1 event is delivered again."
     )
-    eventually(lambda: len(hooks.delivered("/console-flow")) == 2, "the event delivered again")
-    assert [r.headers["webhook-id"] for r in hooks.delivered("/console-flow")] == [webhook_id, webhook_id]
+    eventually(lambda: len(hooks.delivered(flow)) == 2, "the event delivered again")
+    assert [r.headers["webhook-id"] for r in hooks.delivered(flow)] == [webhook_id, webhook_id]
     eventually(lambda: len(logged()) == 2, "the replay's attempt in the log")
 
     page.get_by_role("button", name="Disable the endpoint").click()

@@ -3,6 +3,7 @@ Chromium page signed in as one of them."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
@@ -110,3 +112,20 @@ def axe(page: Page) -> list[dict[str, Any]]:
     page.add_script_tag(content=AXE.read_text())
     found: list[dict[str, Any]] = page.evaluate("async () => (await axe.run()).violations")
     return [v for v in found if v["impact"] in ("serious", "critical")]
+
+
+def signed_in_client(console: Console, clients: list[httpx.Client], email: str) -> tuple[httpx.Client, str]:
+    """An HTTP client with a session cookie, and the session's CSRF token (read from a page)."""
+    client = console.server.client(follow_redirects=False)
+    clients.append(client)
+    answer = client.post("/console/sign-in", data={"email": email, "password": PASSWORD})
+    assert answer.status_code == 303, answer.text
+    found = re.search(r'name="csrf" value="([^"]+)"', client.get("/console/").text)
+    assert found is not None
+    return client, found.group(1)
+
+
+def api(console: Console, clients: list[httpx.Client]) -> httpx.Client:
+    client = console.server.client()
+    clients.append(client)
+    return client
