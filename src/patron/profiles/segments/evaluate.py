@@ -5,8 +5,8 @@
 orders, custom events and the website's sessions through correlated ``EXISTS`` / count subqueries on
 their indexes. Every condition is two-valued (a missing value meets no comparison and is never
 NULL), so ``not`` is the exact complement. The same expression serves a full evaluation (a new
-segment, a dry-run count: :func:`matching` over a range of profiles) and the worker's incremental one
-(restricted to the profiles a round touched with ``store.among``).
+segment's build, :func:`differences` over a range of profiles; a dry-run count, :func:`count`) and the
+worker's incremental one (:func:`matching_each`: the profiles a round touched, every segment at once).
 """
 
 from __future__ import annotations
@@ -324,16 +324,6 @@ def crossed(
 def candidates(account_id: int) -> ColumnElement[bool]:
     """The profiles a segment may hold: the account's live ones, not anonymised."""
     return and_(p.c.account_id == account_id, p.c.merged_into.is_(None), p.c.anonymised_at.is_(None))
-
-
-def matching(
-    conn: Connection, account_id: int, rule: r.Rule, now: datetime, *, among_ids: Collection[str]
-) -> set[str]:
-    """The profile ids among ``among_ids`` that meet the rule."""
-    query = select(p.c.profile_id).where(
-        candidates(account_id), condition(conn, rule, now), among(conn, p.c.profile_id, list(among_ids))
-    )
-    return set(conn.execute(query).scalars())
 
 
 def differences(

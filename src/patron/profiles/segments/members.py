@@ -198,7 +198,7 @@ def evaluate_among(
     if not ids:
         return set(), set()
     m = segment_members
-    meets = evaluate.matching(conn, account_id, rule, now, among_ids=ids)
+    [meets] = evaluate.matching_each(conn, account_id, [rule], now, ids)
     held = set(
         conn.execute(
             select(m.c.profile).where(
