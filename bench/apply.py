@@ -28,6 +28,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import msgspec
+from sqlalchemy import Connection, func, select
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import machine, write_section
@@ -40,9 +41,11 @@ from patron.ingest.submit import Submitter
 from patron.ingest.worker import ROUND_RECORDS, apply_round
 from patron.profiles.segments import members
 from patron.profiles.segments import rules as r
+from patron.profiles.segments.members import ENTER, EXIT
 from patron.runtime import queue_kinds
 from patron.segments import queue_build
 from patron.store import open_store
+from patron.store.schema import segment_changes, webhook_outbox
 from patron.webhooks import endpoints
 from patron.webhooks.outbox import EVENT_TYPES
 from patron.webhooks.requests import NewEndpoint
@@ -132,6 +135,7 @@ def main() -> None:
             while apply_round(store, kinds, args.round):
                 pass
             seconds = time.perf_counter() - started
+            written = store.read_blocking(_written)
         finally:
             store.close()
         raw_seconds, rows = raw_inserts(Path(directory))
@@ -144,6 +148,7 @@ def main() -> None:
         "records": records,
         "seconds": seconds,
         "records_per_s": records / seconds,
+        **written,
         "raw_rows": rows,
         "raw_seconds": raw_seconds,
         "raw_records_per_s": rows / raw_seconds,
@@ -164,6 +169,18 @@ def main() -> None:
             f" {time.strftime('%Y-%m-%d')}, {machine()}: the worker alone, no HTTP, on SQLite."
         )
         write_section(f"apply-{args.customers}", preamble, [row])
+
+
+def _written(conn: Connection) -> dict[str, int]:
+    """What the rounds wrote beside the records: segment entries and exits, and webhook events."""
+    c = segment_changes.c
+    changes = dict(conn.execute(select(c.event, func.count()).group_by(c.event)).tuples().all())
+    events = conn.execute(select(func.count()).select_from(webhook_outbox)).scalar_one()
+    return {
+        "segment_entries": changes.get(ENTER, 0),
+        "segment_exits": changes.get(EXIT, 0),
+        "webhook_events": int(events),
+    }
 
 
 def raw_inserts(directory: Path) -> tuple[float, int]:

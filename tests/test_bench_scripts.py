@@ -33,6 +33,9 @@ def test_the_apply_benchmark_keeps_segments_and_writes_webhook_events() -> None:
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout[done.stdout.index("{") :])
     assert (result["records"], result["segments"], result["webhooks"]) == (300, 20, 2)
+    # each order and each entry is one event in the outbox, whatever the number of endpoints
+    assert result["segment_entries"] > 300
+    assert result["webhook_events"] == 300 + result["segment_entries"]
 
 
 MICRO = ["bench/micro", "--benchmark-disable", "-o", "testpaths=bench"]

@@ -9,6 +9,7 @@ receiver's CA; each test has fresh accounts and its own endpoints."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,11 +22,15 @@ from sqlalchemy import Connection, func, select
 from standardwebhooks import Webhook
 
 from conftest import Tenant, create_tenant_cli, eventually, push, run_cli, start_server
-from patron import accounts
+from patron import accounts, gdpr
 from patron.config import Webhooks
 from patron.errors import FieldInvalid
+from patron.ingest import push as ingest
+from patron.ingest.submit import Submitter
+from patron.ingest.worker import apply_round
+from patron.runtime import queue_kinds
 from patron.store import Store
-from patron.store.schema import webhook_events
+from patron.store.schema import webhook_events, webhook_outbox
 from patron.webhooks import delivery, endpoints, outbox
 from support.app import App, Client, running_app
 from support.http import assert_problem, post, read
@@ -374,6 +379,72 @@ def test_a_profiles_anonymisation_deletes_its_undelivered_events(
     assert others == ["order.applied", "profile.created"]  # fay's
 
 
+def test_the_outbox_holds_each_event_once_and_a_claim_fans_it_out_to_each_endpoint(
+    store: Store, hooks: Receiver
+) -> None:
+    """The change's transaction writes an event once, however many endpoints; the deliverer's claim
+    writes it for each endpoint subscribed to its type, with the same webhook-id."""
+
+    def seed(conn: Connection) -> tuple[str, str]:
+        account, _ = accounts.create_account(conn, "shop", "staging")
+        at = accounts.now()
+
+        def endpoint(path: str, types: list[str]) -> str:
+            body = endpoints.NewEndpoint(url=hooks.url(path), event_types=types)
+            return endpoints.create(conn, account.id, body, body.url, at).id
+
+        orders_only, everything = (
+            endpoint("/orders", ["order.applied"]),
+            endpoint("/all", list(outbox.EVENT_TYPES)),
+        )
+        outbox.emit(conn, account.id, "order.applied", {"order_id": "o1"}, at, profile="p1")
+        outbox.emit(conn, account.id, "profile.updated", {"profile_id": "p1"}, at, profile="p1")
+        return orders_only, everything
+
+    orders_only, everything = store.write_blocking(seed)
+    held = select(func.count()).select_from(webhook_outbox)
+    assert store.read_blocking(lambda conn: conn.execute(held).scalar_one()) == 2
+    assert store.read_blocking(outbox.pending) == 2
+    claimed = store.write_blocking(
+        lambda conn: delivery.claim(conn, accounts.now(), timedelta(minutes=1), 10)
+    )
+    assert store.read_blocking(lambda conn: conn.execute(held).scalar_one()) == 0
+    # each endpoint's first event about p1 (its profile.updated waits for its order.applied)
+    urls = {c.url: json.loads(c.payload)["type"] for c in claimed}
+    assert urls == {hooks.url("/orders"): "order.applied", hooks.url("/all"): "order.applied"}
+    assert len({c.event_id for c in claimed}) == 1  # one event: one webhook-id
+    assert store.read_blocking(outbox.pending) == 3  # fanned out: 1 + 2 rows, none delivered yet
+    assert orders_only != everything
+
+
+def test_an_anonymisation_deletes_the_persons_events_still_in_the_outbox(
+    store: Store, hooks: Receiver
+) -> None:
+    """Events not yet fanned out to the endpoints go as the fanned-out ones do: the person's deleted
+    (only their ``profile.anonymised`` left), anyone else's kept."""
+    account, _ = store.write_blocking(lambda conn: accounts.create_account(conn, "shop", "staging"))
+    types = ["profile.created", "order.applied", "profile.anonymised"]
+    body = endpoints.NewEndpoint(url=hooks.url("/outbox-gdpr"), event_types=types)
+    store.write_blocking(lambda conn: endpoints.create(conn, account.id, body, body.url, accounts.now()))
+    records = [order("o1", "eve@example.com", 99.0), order("o2", "fay@example.com", 5.0)]
+    submit = Submitter(store, wake=lambda: None)
+    asyncio.run(ingest.push(submit, account, json.dumps(records).encode(), accounts.now()))
+    while apply_round(store, queue_kinds()):
+        pass
+    assert store.read_blocking(outbox.pending) == 4  # in the outbox: no deliverer has claimed
+    deletion = gdpr.DeletionRequest(email="eve@example.com")
+    store.write_blocking(lambda conn: gdpr.request(conn, account.id, None, "req-1", deletion, accounts.now()))
+    while apply_round(store, queue_kinds()):
+        pass
+    claimed = store.write_blocking(
+        lambda conn: delivery.claim(conn, accounts.now(), timedelta(minutes=1), 10)
+    )
+    got = sorted(json.loads(c.payload)["type"] for c in claimed)
+    assert got == ["profile.anonymised", "profile.created"]  # eve's last event, fay's first
+    assert store.read_blocking(outbox.pending) == 3  # and fay's order.applied after her profile.created
+    assert "eve@example.com" not in json.dumps([c.payload for c in claimed])
+
+
 def test_outcomes_recorded_together_come_to_what_they_would_one_by_one(store: Store, hooks: Receiver) -> None:
     """The deliverer records the outcomes of the attempts that end together in one write
     (``delivery.record``): each attempt is logged and its event delivered or retried, and the
@@ -489,7 +560,6 @@ def test_a_host_resolving_to_loopback_at_delivery_time_is_refused(
     """An endpoint whose host resolved to a global address when it was saved, and to 127.0.0.1 now
     (DNS rebinding): the worker checks again, and sends nothing."""
     with own_app(tmp_path, new_database_url(), hooks, PATRON_WEBHOOK_ALLOW_NETWORKS="") as (app, tenant):
-        from patron import accounts
 
         def save(conn: Any) -> endpoints.Endpoint:  # as it was, when the name resolved elsewhere
             account = accounts.get_account(conn, tenant.hash)

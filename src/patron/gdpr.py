@@ -65,6 +65,7 @@ from patron.store.schema import (
     visitors,
     webhook_attempts,
     webhook_events,
+    webhook_outbox,
 )
 from patron.webhooks import outbox
 
@@ -847,11 +848,19 @@ def _deletion_requests(conn: Connection, account_id: int, person: Person, op: Op
     )
 
 
+def _webhook_outbox(conn: Connection, account_id: int, person: Person, op: Op) -> None:
+    """Their events not yet fanned out to the endpoints are deleted (never sent); anyone else's that
+    quotes them loses it."""
+    t = webhook_outbox
+    outbox.flush(conn)  # the round's events so far are written, to be deleted with the others
+    conn.execute(delete(t).where(_of(conn, t, account_id, person.profiles)))
+    _redact_rows(conn, t, account_id, person, ("payload",))
+
+
 def _webhook_attempts(conn: Connection, account_id: int, person: Person, op: Op) -> None:
     """Their events' delivery attempts go with the events (:func:`_webhook_events`); a receiver's
     answer to anyone else's that quotes them loses it."""
     t, e = webhook_attempts, webhook_events
-    outbox.flush(conn)
     theirs = select(e.c.id).where(_of(conn, e, account_id, person.profiles))
     conn.execute(delete(t).where(t.c.account_id == account_id, t.c.event.in_(theirs)))
     _redact_rows(conn, t, account_id, person, ("error", "response"))
@@ -862,7 +871,6 @@ def _webhook_events(conn: Connection, account_id: int, person: Person, op: Op) -
     profiles gets a last event, ``profile.anonymised``, carrying its id alone. Anyone else's event
     that quotes them loses it."""
     t = webhook_events
-    outbox.flush(conn)  # the round's events so far are written, to be deleted with the others
     conn.execute(delete(t).where(_of(conn, t, account_id, person.profiles)))
     _redact_rows(conn, t, account_id, person, ("payload",))
     outbox.anonymised(conn, account_id, person.profiles, op.at)
@@ -895,6 +903,7 @@ HANDLERS: dict[str, Handler] = {
     "order_sources": _order_sources,
     "visitors": _visitors,
     "deletion_requests": _deletion_requests,
+    "webhook_outbox": _webhook_outbox,
     "webhook_attempts": _webhook_attempts,
     "webhook_events": _webhook_events,
     "accounts": _nothing,

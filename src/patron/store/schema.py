@@ -773,8 +773,23 @@ webhook_endpoints = Table(
     Index("ix_webhook_endpoints_account_id", "account_id", "id"),
 )
 
-#: The webhooks' outbox: one row per event and endpoint subscribed to it, written in the transaction
-#: of the change it tells of, until delivered or failed (kept for replay).
+#: The webhooks' outbox: each event once, written in the transaction of the change it tells of, until
+#: the deliverer fans it out to the endpoints subscribed to it (``webhook_events``) and deletes it.
+webhook_outbox = Table(
+    "webhook_outbox",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    _account_id(),
+    Column("event_id", String(40), nullable=False),  # the webhook-id header: msg_...
+    Column("type", String(40), nullable=False),
+    Column("profile", String(32), nullable=True),  # the profile it is about: its events go in order
+    Column("payload", Text, nullable=False),  # JSON: {"type", "timestamp", "data"}
+    Column("created_at", UTCDateTime(), nullable=False),  # when the change happened
+    Index("ix_webhook_outbox_account_profile", "account_id", "profile"),
+)
+
+#: Each event of the outbox for each endpoint subscribed to it, until delivered or failed (kept for
+#: replay).
 webhook_events = Table(
     "webhook_events",
     metadata,

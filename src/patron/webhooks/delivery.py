@@ -9,7 +9,8 @@ for the threads they freed. A worker that dies during a request leaves the
 lease to expire (``PATRON_WEBHOOK_LEASE``), and the event is sent again with the same ``webhook-id``:
 delivery is at least once, and a receiver drops the duplicates by that id.
 
-What is claimed:
+Each claim first fans out the outbox's new events (``outbox.fan_out``: a row for each endpoint
+subscribed), up to :data:`FAN_OUT` of them. What is claimed:
 
 - an event of an enabled endpoint, pending, due (``next_attempt_at``) and not leased;
 - only the first pending event of each profile and endpoint: a later event about the same profile
@@ -53,8 +54,8 @@ from patron.accounts import now
 from patron.config import Webhooks
 from patron.metrics import instruments
 from patron.store import Store, among
-from patron.store.schema import webhook_attempts, webhook_endpoints, webhook_events
-from patron.webhooks import network
+from patron.store.schema import webhook_attempts, webhook_endpoints, webhook_events, webhook_outbox
+from patron.webhooks import network, outbox
 from patron.webhooks.endpoints import enabling
 from patron.webhooks.outbox import DELIVERED, FAILED, PENDING, RETRY_WINDOW
 
@@ -67,6 +68,8 @@ MAX_RESPONSE = 4096
 MOST_DELAY = timedelta(hours=6)
 #: Requests under way at once, in one worker process.
 THREADS = 16
+#: The most events of the outbox a claim fans out to their endpoints.
+FAN_OUT = 2000
 USER_AGENT = f"Patron-Webhooks/{__version__}"
 
 
@@ -128,11 +131,16 @@ def _due(at: datetime) -> Any:
 
 
 def anything_due(conn: Connection, at: datetime) -> bool:
+    """Whether the outbox holds an event or one fanned out is due."""
+    if conn.execute(select(webhook_outbox.c.id).limit(1)).first() is not None:
+        return True
     return conn.execute(_due(at).limit(1)).first() is not None
 
 
 def claim(conn: Connection, at: datetime, lease: timedelta, most: int) -> list[Claimed]:
-    """Lease up to ``most`` due events (each endpoint within its concurrency), their attempts counted."""
+    """Fan out the outbox's new events, then lease up to ``most`` due events (each endpoint within its
+    concurrency), their attempts counted."""
+    outbox.fan_out(conn, FAN_OUT)
     e, p = webhook_events, webhook_endpoints
     busy = (
         select(e.c.endpoint)

@@ -1,6 +1,9 @@
-"""The webhooks' outbox: :func:`emit` writes an event, in the caller's transaction, once for each
-endpoint of the account subscribed to its type (enabled or not: a disabled endpoint keeps its events
-for replay). A change and the event that tells of it are thus committed together or not at all.
+"""The webhooks' outbox: :func:`emit` writes an event once, in the caller's transaction, when an
+endpoint of the account is subscribed to its type; a change and the event that tells of it are thus
+committed together or not at all. The deliverer then fans each event out (:func:`fan_out`, in its own
+write): one row of ``webhook_events`` for each endpoint subscribed to it then (enabled or not: a
+disabled endpoint keeps its events for replay), and the event leaves the outbox. The change's
+transaction writes one row per event, whatever the number of endpoints.
 
 Which endpoints an account has is read once per unit of work (a transaction, or a savepoint of the
 SQLite writer's group), so a round that emits many events asks once; an account without endpoints
@@ -19,10 +22,11 @@ from datetime import datetime, timedelta
 from typing import Any, Final, get_args
 
 import msgspec
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select, update
 
 from patron.model.rounds import Registry, Round
-from patron.store.schema import webhook_endpoints, webhook_events
+from patron.store import among
+from patron.store.schema import webhook_endpoints, webhook_events, webhook_outbox
 from patron.webhooks.requests import EventType
 
 PENDING: Final = "pending"
@@ -79,7 +83,7 @@ def flush(conn: Connection, *, end: bool = False) -> None:
     write the next ones at once again."""
     unit = _unit(conn)
     if unit.deferred:
-        conn.execute(insert(webhook_events), unit.deferred)
+        conn.execute(insert(webhook_outbox), unit.deferred)
     unit.deferred = None if end or unit.deferred is None else []
 
 
@@ -138,40 +142,65 @@ def emit(
     at: datetime,
     *,
     profile: str | None = None,
-) -> int:
-    """Write an event for each endpoint of the account subscribed to ``event_type``, in ``conn``'s
-    transaction; returns how many. Events about one ``profile`` are delivered to an endpoint in the
+) -> None:
+    """Write an event in ``conn``'s transaction if an endpoint of the account is subscribed to
+    ``event_type``. Events about one ``profile`` are delivered to an endpoint in the
     order they were written."""
     if event_type not in EVENT_TYPES:
         raise ValueError(f"unknown webhook event type {event_type!r}")
-    endpoints = subscribed(conn, account_id, event_type)
-    if not endpoints:
-        return 0
+    if not subscribed(conn, account_id, event_type):
+        return
     unit = _unit(conn)
-    body = payload(event_type, data, at)
     unit.emitted += 1
-    event_id = f"{unit.prefix}{unit.emitted:08x}"
+    row = {
+        "account_id": account_id,
+        "event_id": f"{unit.prefix}{unit.emitted:08x}",
+        "type": event_type,
+        "profile": profile,
+        "payload": payload(event_type, data, at),
+        "created_at": at,
+    }
+    if unit.deferred is not None:
+        unit.deferred.append(row)
+    else:
+        conn.execute(insert(webhook_outbox), [row])
+
+
+def fan_out(conn: Connection, most: int) -> int:
+    """Take up to ``most`` of the oldest events out of the outbox, each written for every endpoint of
+    its account subscribed to its type, in the outbox's order; returns how many were taken. Two
+    deliverers fan out in turn (the second waits for the first's rows), so the events keep their order."""
+    o, p = webhook_outbox, webhook_endpoints
+    taken = conn.execute(select(o).order_by(o.c.id).limit(most).with_for_update()).all()
+    if not taken:
+        return 0
+    accounts = sorted({row.account_id for row in taken})
+    theirs = select(p.c.id, p.c.account_id, p.c.event_types).where(among(conn, p.c.account_id, accounts))
+    by_account: dict[int, list[Any]] = {}
+    for endpoint in conn.execute(theirs.order_by(p.c.id)):
+        by_account.setdefault(endpoint.account_id, []).append(endpoint)
     rows = [
         {
-            "account_id": account_id,
-            "endpoint": endpoint,
-            "event_id": event_id,
-            "type": event_type,
-            "profile": profile,
-            "payload": body,
+            "account_id": row.account_id,
+            "endpoint": endpoint.id,
+            "event_id": row.event_id,
+            "type": row.type,
+            "profile": row.profile,
+            "payload": row.payload,
             "status": PENDING,
             "attempts": 0,
-            "next_attempt_at": at,
-            "retry_until": at + RETRY_WINDOW,
-            "created_at": at,
+            "next_attempt_at": row.created_at,
+            "retry_until": row.created_at + RETRY_WINDOW,
+            "created_at": row.created_at,
         }
-        for endpoint in endpoints
+        for row in taken
+        for endpoint in by_account.get(row.account_id, ())
+        if row.type in endpoint.event_types
     ]
-    if unit.deferred is not None:
-        unit.deferred += rows
-    else:
+    if rows:
         conn.execute(insert(webhook_events), rows)
-    return len(rows)
+    conn.execute(delete(o).where(among(conn, o.c.id, [row.id for row in taken])))
+    return len(taken)
 
 
 def anonymised(conn: Connection, account_id: int, profiles: Iterable[str], at: datetime) -> None:
@@ -196,9 +225,11 @@ def _profiles_changed(round: Round) -> None:
 
 
 def pending(conn: Connection) -> int:
-    """Events of every account not yet delivered nor failed (counted on ``ix_webhook_events_due``)."""
+    """Events of every account not yet delivered nor failed: in the outbox, or fanned out and pending
+    (counted on ``ix_webhook_events_due``)."""
     t = webhook_events
-    return int(conn.execute(select(func.count()).where(t.c.status == PENDING)).scalar_one())
+    waiting = conn.execute(select(func.count()).select_from(webhook_outbox)).scalar_one()
+    return int(waiting) + int(conn.execute(select(func.count()).where(t.c.status == PENDING)).scalar_one())
 
 
 def register(kinds: Registry) -> None:
@@ -210,9 +241,11 @@ def moved(conn: Connection, account_id: int, merged: str, survivor: str) -> None
     """A merge: the merged profile's undelivered events are the survivor's, delivered in order before
     its later ones."""
     flush(conn)
-    t = webhook_events
+    o, e = webhook_outbox, webhook_events
+    ours = (o.c.account_id == account_id) & (o.c.profile == merged)
+    conn.execute(update(o).where(ours).values(profile=survivor))
     conn.execute(
-        update(t)
-        .where(t.c.account_id == account_id, t.c.profile == merged, t.c.status == PENDING)
+        update(e)
+        .where(e.c.account_id == account_id, e.c.profile == merged, e.c.status == PENDING)
         .values(profile=survivor)
     )

@@ -16,7 +16,7 @@ from functools import lru_cache
 from typing import Any, Final
 
 import msgspec
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 
 from patron.errors import Conflict, FieldError
 from patron.profiles.segments import evaluate
@@ -153,36 +153,47 @@ def forget(conn: Connection, account_id: int, profile_ids: list[str]) -> None:
             )
 
 
-def _apply(
-    conn: Connection, account_id: int, segment_id: int, entered: set[str], left: set[str], at: datetime
-) -> None:
-    m, c = segment_members, segment_changes
-    base = {"account_id": account_id, "segment_id": segment_id, "created_at": at}
-    if entered:
-        conn.execute(insert(m), [{**base, "profile": pid} for pid in sorted(entered)])
-    if left:
+#: A segment's entries and exits: segment id -> (profiles entered, profiles left).
+Moves = dict[int, tuple[set[str], set[str]]]
+
+
+def _apply(conn: Connection, account_id: int, moves: Moves, at: datetime) -> int:
+    """Write segments' entries and exits: their members, a change for each, the webhooks' events and
+    the segments' sizes, in one statement each for all the segments (exits, in one per segment);
+    returns how many."""
+    m, c, s = segment_members, segment_changes, segments
+    base = {"account_id": account_id, "created_at": at}
+    entries = [(sid, pid) for sid, (entered, _) in moves.items() for pid in sorted(entered)]
+    exits = [(sid, pid) for sid, (_, left) in moves.items() for pid in sorted(left)]
+    if not entries and not exits:
+        return 0
+    if entries:
+        conn.execute(insert(m), [{**base, "segment_id": sid, "profile": pid} for sid, pid in entries])
+    for sid, (_, left) in moves.items():
         for chunk in chunks(sorted(left)):
             conn.execute(
                 delete(m).where(
-                    m.c.account_id == account_id,
-                    m.c.segment_id == segment_id,
-                    among(conn, m.c.profile, chunk),
+                    m.c.account_id == account_id, m.c.segment_id == sid, among(conn, m.c.profile, chunk)
                 )
             )
-    events = [{**base, "profile": pid, "event": ENTER} for pid in sorted(entered)]
-    events += [{**base, "profile": pid, "event": EXIT} for pid in sorted(left)]
-    if events:
-        conn.execute(insert(c), events)
-        with outbox.together(conn):  # webhooks subscribed to them are told, in this transaction
-            for kind, profile_ids in (("segment.entered", entered), ("segment.exited", left)):
-                for pid in sorted(profile_ids):
-                    data = {"segment_id": str(segment_id), "profile_id": pid}
-                    outbox.emit(conn, account_id, kind, data, at, profile=pid)
-        conn.execute(
-            update(segments)
-            .where(segments.c.id == segment_id)
-            .values(size=segments.c.size + len(entered) - len(left))
-        )
+    told = [(ENTER, "segment.entered", move) for move in entries] + [
+        (EXIT, "segment.exited", move) for move in exits
+    ]
+    conn.execute(
+        insert(c), [{**base, "segment_id": sid, "profile": pid, "event": e} for e, _, (sid, pid) in told]
+    )
+    with outbox.together(conn):  # webhooks subscribed to them are told, in this transaction
+        for _, kind, (sid, pid) in told:
+            outbox.emit(conn, account_id, kind, {"segment_id": str(sid), "profile_id": pid}, at, profile=pid)
+    conn.execute(
+        update(s).where(s.c.id == bindparam("sid")).values(size=s.c.size + bindparam("delta")),
+        [
+            {"sid": sid, "delta": len(entered) - len(left)}
+            for sid, (entered, left) in moves.items()
+            if entered or left
+        ],
+    )
+    return len(told)
 
 
 def evaluate_among(
@@ -209,7 +220,7 @@ def evaluate_among(
         ).scalars()
     )
     entered, left = meets - held, held - meets
-    _apply(conn, account_id, segment_id, entered, left, at)
+    _apply(conn, account_id, {segment_id: (entered, left)}, at)
     return entered, left
 
 
@@ -243,7 +254,7 @@ def build_step(
     span = (row.cursor, upto if upto is not None else MAX_ID)
     rule = _rule(row.rules)
     entered, left = evaluate.differences(conn, account_id, segment_id, rule, now, span, empty=row.size == 0)
-    _apply(conn, account_id, segment_id, entered, left, at)
+    _apply(conn, account_id, {segment_id: (entered, left)}, at)
     if upto is None:  # the last step
         conn.execute(update(s).where(s.c.id == segment_id).values(status=READY, checked_at=now))
         return False
@@ -271,10 +282,10 @@ def keep_current(conn: Connection, account_id: int, profile_ids: Collection[str]
             )
         ):
             kept.setdefault(segment_id, set()).add(profile)
-        for row, meet in zip(held, meets, strict=True):
-            entered, left = meet - kept[row.id], kept[row.id] - meet
-            _apply(conn, account_id, row.id, entered, left, at)
-            written += len(entered) + len(left)
+        moves = {
+            row.id: (meet - kept[row.id], kept[row.id] - meet) for row, meet in zip(held, meets, strict=True)
+        }
+        written += _apply(conn, account_id, moves, at)
     return written
 
 
