@@ -61,6 +61,8 @@ CONFORMANCE = [
 #: No key, an empty key, and a well-formed key that names no account.
 BAD_KEYS = [None, "", "0123456789abcdef" * 2]
 FUZZ = settings(max_examples=50, deadline=None, derandomize=True, database=None)
+#: A key's refusal comes before the request is read: a few cases of each operation show it.
+FUZZ_KEYS = settings(FUZZ, max_examples=8)
 #: How long the worker may take to apply an accepted write before the test stops waiting (it takes ms).
 APPLY_TIMEOUT = 30.0
 #: The body field a single-record POST must hold equal to each of its path parameters.
@@ -147,17 +149,19 @@ def api_schema(settings: Settings, store: Store) -> Iterator[BaseSchema]:
         asgi.shutdown_lifespans()  # the lifespan Schemathesis started for `app`
 
 
-def for_each_operation(schema: BaseSchema, subtests: pytest.Subtests, check: Callable[[Case], None]) -> None:
+def for_each_operation(
+    schema: BaseSchema, subtests: pytest.Subtests, check: Callable[[Case], None], fuzzing: settings = FUZZ
+) -> None:
     """Run ``check`` on generated cases of every operation of ``schema``, one subtest per operation."""
     operations: list[APIOperation] = [result.ok() for result in schema.get_all_operations()]
     assert operations, "the schema has no operation to test"
     for operation in operations:
         with subtests.test(operation.label):
-            fuzz(operation, check)
+            fuzz(operation, check, fuzzing)
 
 
-def fuzz(operation: APIOperation, check: Callable[[Case], None]) -> None:
-    @FUZZ
+def fuzz(operation: APIOperation, check: Callable[[Case], None], fuzzing: settings) -> None:
+    @fuzzing
     @given(case=operation.as_strategy())
     def run(case: Case) -> None:
         check(case)
@@ -266,4 +270,4 @@ def test_every_v2_operation_refuses_a_missing_or_wrong_key(
             case.validate_response(response, checks=CONFORMANCE)
             assert_refused(response)
 
-    for_each_operation(api_schema.include(path_regex="^/v2/"), subtests, check)
+    for_each_operation(api_schema.include(path_regex="^/v2/"), subtests, check, FUZZ_KEYS)

@@ -390,7 +390,10 @@ class Deliverer:
         def work(conn: Connection) -> tuple[list[Recorded], list[Claimed]]:
             at = now()
             recorded = record(conn, finished, at, self.settings)
-            return recorded, claim(conn, now(), self.lease, free) if free > 0 else []
+            if free <= 0:  # every thread busy: the outbox is fanned out all the same
+                outbox.fan_out(conn, FAN_OUT)
+                return recorded, []
+            return recorded, claim(conn, now(), self.lease, free)
 
         recorded, claimed = self.store.write_blocking(work)
         measured = instruments()
