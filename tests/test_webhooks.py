@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -107,6 +107,19 @@ def order(order_id: str, email: str, total: float = 10.0) -> dict[str, Any]:
 
 
 ORDERS = ["order.applied"]
+
+
+#: The deliverer's settings where a test takes its turns itself (:func:`turn`).
+SETTINGS = Webhooks(allow_networks=(), ca_files=(), backoff=1.0, lease=60.0, disable_after=100)
+LEASE = timedelta(seconds=SETTINGS.lease)
+
+
+def turn(
+    store: Store, finished: Sequence[tuple[delivery.Claimed, delivery.Outcome]], at: datetime, free: int
+) -> tuple[list[delivery.Recorded], list[delivery.Claimed]]:
+    """One write of the deliverer, as its loop takes it: the outbox fanned out, ``finished`` recorded
+    and up to ``free`` events claimed."""
+    return store.write_blocking(lambda conn: delivery.turn(conn, finished, at, LEASE, free, SETTINGS))
 
 
 def payloads(hooks: Receiver, path: str, secret: str) -> list[dict[str, Any]]:
@@ -405,9 +418,7 @@ def test_the_outbox_holds_each_event_once_and_a_claim_fans_it_out_to_each_endpoi
     held = select(func.count()).select_from(webhook_outbox)
     assert store.read_blocking(lambda conn: conn.execute(held).scalar_one()) == 2
     assert store.read_blocking(outbox.pending) == 2
-    claimed = store.write_blocking(
-        lambda conn: delivery.claim(conn, accounts.now(), timedelta(minutes=1), 10)
-    )
+    claimed = turn(store, [], accounts.now(), 10)[1]
     assert store.read_blocking(lambda conn: conn.execute(held).scalar_one()) == 0
     # each endpoint's first event about p1 (its profile.updated waits for its order.applied)
     urls = {c.url: json.loads(c.payload)["type"] for c in claimed}
@@ -436,9 +447,7 @@ def test_an_anonymisation_deletes_the_persons_events_still_in_the_outbox(
     store.write_blocking(lambda conn: gdpr.request(conn, account.id, None, "req-1", deletion, accounts.now()))
     while apply_round(store, queue_kinds()):
         pass
-    claimed = store.write_blocking(
-        lambda conn: delivery.claim(conn, accounts.now(), timedelta(minutes=1), 10)
-    )
+    claimed = turn(store, [], accounts.now(), 10)[1]
     got = sorted(json.loads(c.payload)["type"] for c in claimed)
     assert got == ["profile.anonymised", "profile.created"]  # eve's last event, fay's first
     assert store.read_blocking(outbox.pending) == 3  # and fay's order.applied after her profile.created
@@ -461,14 +470,12 @@ def test_outcomes_recorded_together_come_to_what_they_would_one_by_one(store: St
         return account.id, made.id
 
     account_id, endpoint_id = store.write_blocking(seed)
-    claimed = store.write_blocking(lambda conn: delivery.claim(conn, accounts.now(), timedelta(minutes=1), 4))
+    claimed = turn(store, [], accounts.now(), 4)[1]
     assert len(claimed) == 4
     ok, bad = delivery.Outcome(200, 5, None, "ok"), delivery.Outcome(503, 7, "HTTP 503", "busy")
-    settings = Webhooks(allow_networks=(), ca_files=(), backoff=1.0, lease=60.0, disable_after=100)
 
     def record(*finished: tuple[delivery.Claimed, delivery.Outcome]) -> list[str]:
-        done = store.write_blocking(lambda conn: delivery.record(conn, finished, accounts.now(), settings))
-        return [r.outcome for r in done]
+        return [r.outcome for r in turn(store, finished, accounts.now(), 0)[0]]
 
     def failures() -> int:
         return store.read_blocking(lambda conn: endpoints.one(conn, account_id, endpoint_id)).failures
@@ -486,7 +493,7 @@ def test_outcomes_recorded_together_come_to_what_they_would_one_by_one(store: St
     ]
     # the events retried are due again after their backoff, leased no more
     later = accounts.now() + timedelta(seconds=2)
-    again = store.write_blocking(lambda conn: delivery.claim(conn, later, timedelta(minutes=1), 4))
+    again = turn(store, [], later, 4)[1]
     assert sorted(c.id for c in again) == sorted([claimed[0].id, claimed[3].id])
     assert all(c.attempts == 2 for c in again)
 

@@ -9,8 +9,10 @@ for the threads they freed. A worker that dies during a request leaves the
 lease to expire (``PATRON_WEBHOOK_LEASE``), and the event is sent again with the same ``webhook-id``:
 delivery is at least once, and a receiver drops the duplicates by that id.
 
-Each claim first fans out the outbox's new events (``outbox.fan_out``: a row for each endpoint
-subscribed), up to :data:`FAN_OUT` of them. What is claimed:
+Each of the deliverer's writes (:func:`turn`) first fans out the outbox's new events
+(``outbox.fan_out``: a row for each endpoint subscribed), up to :data:`FAN_OUT` of them; it does so
+before anything else, so that the outbox's rows are the first it locks (two deliverers fan out in
+turn, and one waiting for the other holds nothing the other needs). What is claimed:
 
 - an event of an enabled endpoint, pending, due (``next_attempt_at``) and not leased;
 - only the first pending event of each profile and endpoint: a later event about the same profile
@@ -138,9 +140,7 @@ def anything_due(conn: Connection, at: datetime) -> bool:
 
 
 def claim(conn: Connection, at: datetime, lease: timedelta, most: int) -> list[Claimed]:
-    """Fan out the outbox's new events, then lease up to ``most`` due events (each endpoint within its
-    concurrency), their attempts counted."""
-    outbox.fan_out(conn, FAN_OUT)
+    """Lease up to ``most`` due events (each endpoint within its concurrency), their attempts counted."""
     e, p = webhook_events, webhook_endpoints
     busy = (
         select(e.c.endpoint)
@@ -309,6 +309,21 @@ def _failed(
     return recorded
 
 
+def turn(
+    conn: Connection,
+    finished: Sequence[tuple[Claimed, Outcome]],
+    at: datetime,
+    lease: timedelta,
+    free: int,
+    settings: Webhooks,
+) -> tuple[list[Recorded], list[Claimed]]:
+    """One write of the deliverer: the outbox fanned out, the ``finished`` attempts' outcomes
+    recorded (:func:`record`), and up to ``free`` due events claimed (:func:`claim`)."""
+    outbox.fan_out(conn, FAN_OUT)
+    recorded = record(conn, finished, at, settings)
+    return recorded, claim(conn, at, lease, free) if free > 0 else []
+
+
 class Deliverer:
     """Delivers due events until ``stop`` is set (a thread of ``patron worker``)."""
 
@@ -387,15 +402,9 @@ class Deliverer:
             if not self.store.read_blocking(lambda conn: anything_due(conn, at)):
                 return []
 
-        def work(conn: Connection) -> tuple[list[Recorded], list[Claimed]]:
-            at = now()
-            recorded = record(conn, finished, at, self.settings)
-            if free <= 0:  # every thread busy: the outbox is fanned out all the same
-                outbox.fan_out(conn, FAN_OUT)
-                return recorded, []
-            return recorded, claim(conn, now(), self.lease, free)
-
-        recorded, claimed = self.store.write_blocking(work)
+        recorded, claimed = self.store.write_blocking(
+            lambda conn: turn(conn, finished, now(), self.lease, free, self.settings)
+        )
         measured = instruments()
         for (c, outcome), kept in zip(finished, recorded, strict=True):
             measured.webhook_attempts.labels(kept.outcome).inc()

@@ -169,7 +169,8 @@ def emit(
 def fan_out(conn: Connection, most: int) -> int:
     """Take up to ``most`` of the oldest events out of the outbox, each written for every endpoint of
     its account subscribed to its type, in the outbox's order; returns how many were taken. Two
-    deliverers fan out in turn (the second waits for the first's rows), so the events keep their order."""
+    deliverers fan out in turn (the second waits for the first's rows), so the events keep their order;
+    the endpoints read are held from being deleted until the events written for them are committed."""
     o, p = webhook_outbox, webhook_endpoints
     taken = conn.execute(select(o).order_by(o.c.id).limit(most).with_for_update()).all()
     if not taken:
@@ -177,7 +178,7 @@ def fan_out(conn: Connection, most: int) -> int:
     accounts = sorted({row.account_id for row in taken})
     theirs = select(p.c.id, p.c.account_id, p.c.event_types).where(among(conn, p.c.account_id, accounts))
     by_account: dict[int, list[Any]] = {}
-    for endpoint in conn.execute(theirs.order_by(p.c.id)):
+    for endpoint in conn.execute(theirs.order_by(p.c.id).with_for_update(read=True, key_share=True)):
         by_account.setdefault(endpoint.account_id, []).append(endpoint)
     rows = [
         {
