@@ -60,7 +60,7 @@ CONFORMANCE = [
 ]
 #: No key, an empty key, and a well-formed key that names no account.
 BAD_KEYS = [None, "", "0123456789abcdef" * 2]
-FUZZ = settings(max_examples=50, deadline=None, derandomize=True, database=None)
+FUZZ = settings(max_examples=30, deadline=None, derandomize=True, database=None)
 #: A key's refusal comes before the request is read: a few cases of each operation show it.
 FUZZ_KEYS = settings(FUZZ, max_examples=8)
 #: How long the worker may take to apply an accepted write before the test stops waiting (it takes ms).

@@ -41,11 +41,7 @@ from patron.profiles import build, lists, read
 from patron.profiles.link import link_stored
 from patron.profiles.operations import UNSUBSCRIBE
 from patron.profiles.requests import Unsubscribe
-from patron.retention import Pruner
-from patron.segments import Rechecker
 from patron.store import chunks, lock_account, open_store
-from patron.tracking.abandonment import Sweeper
-from patron.webhooks.delivery import Deliverer
 
 DEMO_ACCOUNT = "demo"
 
@@ -187,7 +183,11 @@ def worker(ctx: click.Context, wake_stdin: bool, idle_poll: float, log_level: st
     import threading
 
     from patron.ingest.worker import pipe_waker, run
+    from patron.retention import Pruner
     from patron.runtime import queue_kinds
+    from patron.segments import Rechecker
+    from patron.tracking.abandonment import Sweeper
+    from patron.webhooks.delivery import Deliverer
 
     logs.configure(log_level.upper())
     stop = threading.Event()

@@ -18,6 +18,7 @@ import hmac
 import re
 import secrets
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Final, Literal
 
 import msgspec
@@ -42,8 +43,13 @@ MAX_PASSWORD: Final = 1024
 EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,189}\.[^@\s]{1,63}$")
 
 _hasher = PasswordHasher()  # argon2id, the library's current parameters
-#: Verified when the email is unknown, so that a wrong email takes as long as a wrong password.
-_DUMMY = _hasher.hash(secrets.token_urlsafe(16))
+
+
+@cache
+def _dummy() -> str:
+    """Verified when the email is unknown, so that a wrong email takes as long as a wrong password
+    (made at its first use: hashing takes a fifth of a second, which every command would pay)."""
+    return _hasher.hash(secrets.token_urlsafe(16))
 
 
 class OperatorError(errors.Invalid):
@@ -199,7 +205,7 @@ def verify(stored_hash: str | None, password: str) -> bool:
     """Whether ``password`` is the one hashed (argon2id; against a dummy hash when there is none, so
     that an unknown email costs the same time)."""
     try:
-        return _hasher.verify(stored_hash or _DUMMY, password[:MAX_PASSWORD]) and stored_hash is not None
+        return _hasher.verify(stored_hash or _dummy(), password[:MAX_PASSWORD]) and stored_hash is not None
     except (VerificationError, InvalidHashError):
         return False
 
