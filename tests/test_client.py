@@ -335,7 +335,9 @@ def test_pushes_keep_to_the_rate_the_server_announces(served: Served) -> None:
     with served.client(tenant) as api:
         result = api.push(order(i) for i in range(3_000))
         assert result.accepted == 3_000
-        assert api.stats.statuses == {202: 30}
+        # paced by the client's clock, counted by the server's as requests arrive: one held up on the
+        # way may land in the same second as a later one (a 429, retried); unpaced, most would be
+        assert api.stats.statuses[202] == 30 and api.stats.statuses.get(429, 0) <= 2, api.stats.statuses
         assert api.pacers["push"].announced
 
 

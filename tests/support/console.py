@@ -7,16 +7,20 @@ import re
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
+from sqlalchemy import Connection
 
-from conftest import Server, Tenant, create_tenant_cli, run_cli, start_server
+from conftest import Server, Tenant, run_cli, start_server
+from patron import accounts, operators
+from patron.config import Settings
 from patron.console.render import VENDOR
+from patron.store import open_store
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = [
@@ -57,21 +61,41 @@ def create_operator(
     run_cli(data_dir, *args, stdin=password + "\n", environment=environment)
 
 
+def _accounts_and_operators(data_dir: Path, database_url: str | None) -> tuple[Tenant, Tenant]:
+    """The console's two accounts and its operators of every role, made through the Python API in
+    this process (``patron operators create`` is tested on its own)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    store = open_store(replace(Settings(), data_dir=data_dir, database_url=database_url, redis_url=None))
+    store.start()  # migrated
+    hashed = operators.hash_password(PASSWORD)
+
+    def seed(conn: Connection) -> tuple[Tenant, Tenant]:
+        made = []
+        for name in ("Shop", "Other shop"):
+            account, key = accounts.create_account(conn, name, "staging")
+            made.append(Tenant(account.hash, key, name))
+        shop, other = made
+        for email, role, grants in [
+            ("owner@example.com", "owner", []),
+            ("admin@example.com", "admin", [shop.hash]),
+            ("viewer@example.com", "viewer", [shop.hash]),
+            ("other@example.com", "admin", [other.hash]),
+        ]:
+            operators.create_operator(conn, email, role, hashed, grants)
+        return shop, other
+
+    try:
+        return store.write_blocking(seed)
+    finally:
+        store.close()
+
+
 @contextmanager
 def serving(directory: Path, environment: dict[str, str] | None = None) -> Iterator[Console]:
     """A served console on SQLite in ``directory``, or on the store ``environment`` names
     (``PATRON_DATABASE_URL``), with its settings (``PATRON_WEBHOOK_...``)."""
     data_dir = directory / "data"
-    run_cli(data_dir, "migrate", environment=environment)
-    shop = create_tenant_cli(data_dir, "Shop", environment)
-    other = create_tenant_cli(data_dir, "Other shop", environment)
-    for email, role, grants in [
-        ("owner@example.com", "owner", []),
-        ("admin@example.com", "admin", [shop.hash]),
-        ("viewer@example.com", "viewer", [shop.hash]),
-        ("other@example.com", "admin", [other.hash]),
-    ]:
-        create_operator(data_dir, email, role, *grants, environment=environment)
+    shop, other = _accounts_and_operators(data_dir, (environment or {}).get("PATRON_DATABASE_URL"))
     server = start_server(data_dir, environment=environment)
     try:
         yield Console(server, shop, other)
