@@ -70,7 +70,7 @@ MAX_RESPONSE = 4096
 MOST_DELAY = timedelta(hours=6)
 #: Requests under way at once, in one worker process.
 THREADS = 16
-#: The most events of the outbox a claim fans out to their endpoints.
+#: The most events of the outbox one of the deliverer's writes fans out to their endpoints.
 FAN_OUT = 2000
 USER_AGENT = f"Patron-Webhooks/{__version__}"
 
