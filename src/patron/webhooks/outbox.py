@@ -25,7 +25,7 @@ import msgspec
 from sqlalchemy import Connection, delete, func, insert, select, update
 
 from patron.model.rounds import Registry, Round
-from patron.store import among
+from patron.store import among, insert_rows
 from patron.store.schema import webhook_endpoints, webhook_events, webhook_outbox
 from patron.webhooks.requests import EventType
 
@@ -39,6 +39,10 @@ RETRY_WINDOW: Final = timedelta(days=3)
 EVENT_TYPES: Final = get_args(EventType)
 
 
+#: Events of one account and time: (account id, time, the values of :data:`_COLUMNS` of each).
+_Events = tuple[int, datetime, list[tuple[str, str, str | None, str]]]
+
+
 @dataclass
 class _Unit:
     """What one unit of work knows of the webhooks: each account's endpoints by event type, and the
@@ -48,7 +52,7 @@ class _Unit:
     anonymised: set[str] = field(default_factory=set)
     #: While deferring (the worker's round, from its linker's start to its finish): the rows to
     #: write, in order, at :func:`flush`.
-    deferred: list[dict[str, Any]] | None = None
+    deferred: list[_Events] | None = None
     #: The events' ids: ``msg_``, 80 random bits of the unit's, and a count within it.
     prefix: str = field(default_factory=lambda: f"msg_{secrets.token_hex(10)}")
     emitted: int = 0
@@ -83,7 +87,7 @@ def flush(conn: Connection, *, end: bool = False) -> None:
     write the next ones at once again."""
     unit = _unit(conn)
     if unit.deferred:
-        conn.execute(insert(webhook_outbox), unit.deferred)
+        _write(conn, unit.deferred)
     unit.deferred = None if end or unit.deferred is None else []
 
 
@@ -129,11 +133,6 @@ def wants(conn: Connection, account_id: int, event_type: str) -> bool:
     return bool(subscribed(conn, account_id, event_type))
 
 
-def payload(event_type: str, data: Mapping[str, Any], at: datetime) -> str:
-    """The body of an event, as Standard Webhooks has it: ``{"type", "timestamp", "data"}``."""
-    return msgspec.json.encode({"type": event_type, "timestamp": at.isoformat(), "data": data}).decode()
-
-
 def emit(
     conn: Connection,
     account_id: int,
@@ -146,24 +145,50 @@ def emit(
     """Write an event in ``conn``'s transaction if an endpoint of the account is subscribed to
     ``event_type``. Events about one ``profile`` are delivered to an endpoint in the
     order they were written."""
+    emit_each(conn, account_id, event_type, [(data, profile)], at)
+
+
+def emit_each(
+    conn: Connection,
+    account_id: int,
+    event_type: str,
+    events: Iterable[tuple[Mapping[str, Any], str | None]],
+    at: datetime,
+) -> None:
+    """:func:`emit` for each of ``events`` (its data and the profile it is about), all of one type and
+    time, in that order."""
     if event_type not in EVENT_TYPES:
         raise ValueError(f"unknown webhook event type {event_type!r}")
     if not subscribed(conn, account_id, event_type):
         return
     unit = _unit(conn)
-    unit.emitted += 1
-    row = {
-        "account_id": account_id,
-        "event_id": f"{unit.prefix}{unit.emitted:08x}",
-        "type": event_type,
-        "profile": profile,
-        "payload": payload(event_type, data, at),
-        "created_at": at,
-    }
-    if unit.deferred is not None:
-        unit.deferred.append(row)
+    head = f'{{"type":"{event_type}","timestamp":"{at.isoformat()}","data":'
+    rows = []
+    for data, profile in events:
+        unit.emitted += 1
+        body = f"{head}{msgspec.json.encode(data).decode()}}}"
+        rows.append((f"{unit.prefix}{unit.emitted:08x}", event_type, profile, body))
+    if unit.deferred is None:
+        _write(conn, [(account_id, at, rows)])
     else:
-        conn.execute(insert(webhook_outbox), [row])
+        unit.deferred.append((account_id, at, rows))
+
+
+#: The outbox's columns given row by row (the account and the time are given once for each
+#: :data:`_Events`).
+_COLUMNS: Final = ("event_id", "type", "profile", "payload")
+
+
+def _write(conn: Connection, groups: list[_Events]) -> None:
+    """Write the events in order, one statement for each run of one account and time."""
+    start = 0
+    for n in range(1, len(groups) + 1):
+        if n == len(groups) or groups[n][:2] != groups[start][:2]:
+            account_id, at, _ = groups[start]
+            rows = [row for _, _, run in groups[start:n] for row in run]
+            fixed = {"account_id": account_id, "created_at": at}
+            insert_rows(conn, webhook_outbox, fixed, _COLUMNS, rows)
+            start = n
 
 
 def fan_out(conn: Connection, most: int) -> int:

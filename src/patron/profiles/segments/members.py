@@ -21,7 +21,7 @@ from sqlalchemy import Connection, bindparam, delete, func, insert, select, upda
 from patron.errors import Conflict, FieldError
 from patron.profiles.segments import evaluate
 from patron.profiles.segments import rules as r
-from patron.store import among, chunks, lock_account
+from patron.store import among, chunks, insert_rows, lock_account
 from patron.store.schema import profiles, segment_changes, segment_members, segments
 from patron.webhooks import outbox
 
@@ -162,13 +162,12 @@ def _apply(conn: Connection, account_id: int, moves: Moves, at: datetime) -> int
     the segments' sizes, in one statement each for all the segments (exits, in one per segment);
     returns how many."""
     m, c, s = segment_members, segment_changes, segments
-    base = {"account_id": account_id, "created_at": at}
     entries = [(sid, pid) for sid, (entered, _) in moves.items() for pid in sorted(entered)]
     exits = [(sid, pid) for sid, (_, left) in moves.items() for pid in sorted(left)]
     if not entries and not exits:
         return 0
-    if entries:
-        conn.execute(insert(m), [{**base, "segment_id": sid, "profile": pid} for sid, pid in entries])
+    fixed = {"account_id": account_id, "created_at": at}
+    insert_rows(conn, m, fixed, ("segment_id", "profile"), entries)
     for sid, (_, left) in moves.items():
         for chunk in chunks(sorted(left)):
             conn.execute(
@@ -176,15 +175,12 @@ def _apply(conn: Connection, account_id: int, moves: Moves, at: datetime) -> int
                     m.c.account_id == account_id, m.c.segment_id == sid, among(conn, m.c.profile, chunk)
                 )
             )
-    told = [(ENTER, "segment.entered", move) for move in entries] + [
-        (EXIT, "segment.exited", move) for move in exits
-    ]
-    conn.execute(
-        insert(c), [{**base, "segment_id": sid, "profile": pid, "event": e} for e, _, (sid, pid) in told]
-    )
-    with outbox.together(conn):  # webhooks subscribed to them are told, in this transaction
-        for _, kind, (sid, pid) in told:
-            outbox.emit(conn, account_id, kind, {"segment_id": str(sid), "profile_id": pid}, at, profile=pid)
+    changed = [(sid, pid, ENTER) for sid, pid in entries] + [(sid, pid, EXIT) for sid, pid in exits]
+    insert_rows(conn, c, fixed, ("segment_id", "profile", "event"), changed)
+    # webhooks subscribed to them are told, in this transaction
+    for kind, moved in (("segment.entered", entries), ("segment.exited", exits)):
+        events = [({"segment_id": str(sid), "profile_id": pid}, pid) for sid, pid in moved]
+        outbox.emit_each(conn, account_id, kind, events, at)
     conn.execute(
         update(s).where(s.c.id == bindparam("sid")).values(size=s.c.size + bindparam("delta")),
         [
@@ -193,7 +189,7 @@ def _apply(conn: Connection, account_id: int, moves: Moves, at: datetime) -> int
             if entered or left
         ],
     )
-    return len(told)
+    return len(changed)
 
 
 def evaluate_among(
