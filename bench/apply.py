@@ -8,7 +8,9 @@ every request the same 100 customers (so each profile ends with ``batches`` orde
 profile reads all its orders); ``distinct`` gives every order a new customer (a new profile and two
 identities per order). Then the ceiling: the same order rows, as the worker left them, inserted with
 raw ``sqlite3`` ``executemany`` into a fresh store (same schema and indexes, WAL, ``synchronous=FULL``),
-500 to a transaction as a round commits them: storage alone, with no merging, linking or profiles.
+500 to a transaction as a round commits them: storage alone, with no merging, linking or profiles;
+and the rows the rounds wrote beside them for segments and webhooks (members, entries and exits,
+events), inserted the same way in as many transactions as there were rounds: the floor of their cost.
 ``--webhooks N`` gives the account N endpoints subscribed to every event type, or to those
 ``--subscribe`` lists (the worker writes their events; none is delivered); ``--segments N`` gives it
 N live segments (:data:`SEGMENTS`, in turn), which the worker keeps current every round. Prints JSON
@@ -132,13 +134,14 @@ def main() -> None:
             kinds = queue_kinds()
             memory.settle()  # as `patron worker` does once started
             started = time.perf_counter()
+            rounds = 0
             while apply_round(store, kinds, args.round):
-                pass
+                rounds += 1
             seconds = time.perf_counter() - started
             written = store.read_blocking(_written)
         finally:
             store.close()
-        raw_seconds, rows = raw_inserts(Path(directory))
+        raw = raw_inserts(Path(directory), rounds)
     records = args.batches * RECORDS_PER_REQUEST
     result = {
         "customers": args.customers,
@@ -149,9 +152,7 @@ def main() -> None:
         "seconds": seconds,
         "records_per_s": records / seconds,
         **written,
-        "raw_rows": rows,
-        "raw_seconds": raw_seconds,
-        "raw_records_per_s": rows / raw_seconds,
+        **raw,
     }
     print(json.dumps(result, indent=2))
     if not args.no_docs and not args.webhooks and not args.segments:
@@ -183,11 +184,17 @@ def _written(conn: Connection) -> dict[str, int]:
     }
 
 
-def raw_inserts(directory: Path) -> tuple[float, int]:
-    """The orders the worker stored, inserted again with the sqlite3 module alone."""
+#: What a round writes beside the records for segments and webhooks, inserted again by
+#: :func:`raw_inserts` for the floor of their cost.
+BESIDE = ("segment_members", "segment_changes", "webhook_outbox")
+
+
+def raw_inserts(directory: Path, rounds: int) -> dict[str, float]:
+    """The orders the worker stored, inserted again with the sqlite3 module alone, 500 to a
+    transaction; and the rows it wrote beside them for segments and webhooks (:data:`BESIDE`), in
+    ``rounds`` transactions as the rounds wrote them: what those rows cost with no Python between."""
     source = sqlite3.connect(directory / "patron.db")
-    columns = [r[1] for r in source.execute("PRAGMA table_info(orders)") if r[1] != "id"]
-    rows = source.execute(f"SELECT {', '.join(columns)} FROM orders ORDER BY id").fetchall()  # noqa: S608
+    tables = {table: _rows(source, table) for table in ("orders", *BESIDE)}
     source.close()
     fresh = directory / "raw"
     store = open_store(replace(Settings(), data_dir=fresh, database_url=None))
@@ -197,15 +204,38 @@ def raw_inserts(directory: Path) -> tuple[float, int]:
     target.execute("PRAGMA journal_mode=WAL")
     target.execute("PRAGMA synchronous=FULL")
     target.execute("DELETE FROM orders")
-    statement = f"INSERT INTO orders ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"  # noqa: S608
+    statement, rows = tables["orders"]
     started = time.perf_counter()
     for start in range(0, len(rows), 500):
         target.execute("BEGIN")
         target.executemany(statement, rows[start : start + 500])
         target.execute("COMMIT")
     seconds = time.perf_counter() - started
+    beside = [tables[table] for table in BESIDE]
+    started = time.perf_counter()
+    for n in range(rounds):
+        target.execute("BEGIN")
+        for statement, rows in beside:
+            share = -(-len(rows) // rounds)
+            target.executemany(statement, rows[n * share : (n + 1) * share])
+        target.execute("COMMIT")
+    beside_seconds = time.perf_counter() - started
     target.close()
-    return seconds, len(rows)
+    return {
+        "raw_rows": len(tables["orders"][1]),
+        "raw_seconds": seconds,
+        "raw_records_per_s": len(tables["orders"][1]) / seconds,
+        "raw_beside_rows": sum(len(rows) for _, rows in beside),
+        "raw_beside_seconds": beside_seconds,
+    }
+
+
+def _rows(db: sqlite3.Connection, table: str) -> tuple[str, list[tuple[object, ...]]]:
+    """The insert of a table's rows (all columns but the id), and its rows in order."""
+    columns = [r[1] for r in db.execute(f"PRAGMA table_info({table})") if r[1] != "id"]
+    rows = db.execute(f"SELECT {', '.join(columns)} FROM {table} ORDER BY id").fetchall()  # noqa: S608
+    marks = ", ".join("?" * len(columns))
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows  # noqa: S608
 
 
 if __name__ == "__main__":

@@ -36,6 +36,8 @@ def test_the_apply_benchmark_keeps_segments_and_writes_webhook_events() -> None:
     # each order and each entry is one event in the outbox, whatever the number of endpoints
     assert result["segment_entries"] > 300
     assert result["webhook_events"] == 300 + result["segment_entries"]
+    # the floor of those rows: each member, entry and event inserted again by raw sqlite3
+    assert result["raw_beside_rows"] == 2 * result["segment_entries"] + result["webhook_events"]
 
 
 MICRO = ["bench/micro", "--benchmark-disable", "-o", "testpaths=bench"]
