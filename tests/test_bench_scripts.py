@@ -113,7 +113,9 @@ def test_the_segments_benchmark_builds_what_it_counts() -> None:
 
 
 def test_the_webhooks_benchmark_delivers_every_event() -> None:
-    done = run("bench/webhooks.py", "--events", "50", "--no-docs")
+    """Every event is delivered, with and without another account's backlog held."""
+    done = run("bench/webhooks.py", "--events", "50", "--backlog", "400", "--no-docs")
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout[done.stdout.index("{") :])
     assert result["events"] == 100 and result["deliveries_per_second"] > 0
+    assert result["backlog"] == 400 and result["backlog_deliveries_per_second"] > 0

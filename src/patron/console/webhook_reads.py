@@ -37,7 +37,10 @@ class Attempt(msgspec.Struct):
 def _pending(conn: Connection, row_id: int) -> int:
     e = webhook_events.c
     waiting = (
-        select(e.id).where(e.endpoint == row_id, e.status == outbox.PENDING).limit(MOST_COUNTED).subquery()
+        select(e.id)
+        .where(e.endpoint == row_id, e.status.in_(outbox.UNFINISHED))
+        .limit(MOST_COUNTED)
+        .subquery()
     )
     return int(conn.execute(select(func.count()).select_from(waiting)).scalar_one())
 
@@ -81,5 +84,5 @@ def attempts_page(
     if before is not None:
         query = query.where(a.id < before)
     rows = conn.execute(query.order_by(a.id.desc()).limit(PAGE + 1)).all()
-    found = [Attempt(*r) for r in rows[:PAGE]]
+    found = [Attempt(r[0], r[1], r[2], outbox.shown(r[3]), *r[4:]) for r in rows[:PAGE]]
     return found, (found[-1].row if len(rows) > PAGE else None)

@@ -154,6 +154,7 @@ def _insert_text(
     dialect: Dialect, table: Table, fixed: tuple[str, ...], columns: tuple[str, ...]
 ) -> tuple[str, list[Callable[[Any], Any] | None]]:
     """The text of :func:`insert_rows`' statement in ``dialect``, and the converter of each fixed value."""
+
     def converter(name: str) -> Callable[[Any], Any] | None:
         return table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
 

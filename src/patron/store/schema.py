@@ -800,7 +800,9 @@ webhook_events = Table(
     Column("type", String(40), nullable=False),
     Column("profile", String(32), nullable=True),  # the profile it is about: its events go in order
     Column("payload", Text, nullable=False),  # JSON: {"type", "timestamp", "data"}
-    Column("status", String(16), nullable=False),  # pending | delivered | failed
+    # pending: the first undelivered event of its profile for its endpoint; waiting: behind one
+    # (shown as pending); delivered | failed
+    Column("status", String(16), nullable=False),
     Column("attempts", Integer, nullable=False, default=0, server_default="0"),
     Column("next_attempt_at", UTCDateTime(), nullable=False),
     Column("leased_until", UTCDateTime(), nullable=True),  # an attempt is under way until then
@@ -808,6 +810,16 @@ webhook_events = Table(
     Column("created_at", UTCDateTime(), nullable=False),  # when the change happened
     Column("delivered_at", UTCDateTime(), nullable=True),
     Index("ix_webhook_events_due", "status", "next_attempt_at"),
+    # each endpoint's events due first (a claim reads a few of each enabled endpoint's, whatever waits)
+    Index("ix_webhook_events_endpoint_due", "endpoint", "status", "next_attempt_at"),
+    # the attempts under way, by endpoint (its concurrency)
+    Index(
+        "ix_webhook_events_endpoint_leased",
+        "endpoint",
+        "leased_until",
+        sqlite_where=text("leased_until IS NOT NULL"),
+        postgresql_where=text("leased_until IS NOT NULL"),
+    ),
     Index("ix_webhook_events_endpoint_profile", "endpoint", "profile", "status", "id"),
     Index("ix_webhook_events_endpoint_created", "endpoint", "created_at"),
     Index("ix_webhook_events_account_profile", "account_id", "profile"),

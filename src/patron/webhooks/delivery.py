@@ -15,9 +15,14 @@ before anything else, so that the outbox's rows are the first it locks (two deli
 turn, and one waiting for the other holds nothing the other needs). What is claimed:
 
 - an event of an enabled endpoint, pending, due (``next_attempt_at``) and not leased;
-- only the first pending event of each profile and endpoint: a later event about the same profile
-  waits until the earlier one is delivered or failed, so a receiver sees a profile's events in order;
+- only the first undelivered event of each profile and endpoint is pending: a later event about the
+  same profile is ``waiting`` until the earlier one is delivered or failed (``outbox.promote``), so a
+  receiver sees a profile's events in order;
 - no more events of an endpoint at once than its ``max_concurrency``.
+
+A claim reads a few due events of each enabled endpoint through an index: what waits behind an
+earlier event, for a retry, or for a disabled endpoint is not read, so a claim costs the same however
+many events an outage left behind (``bench/webhooks.py --backlog``).
 
 A 2xx answer delivers the event. Anything else (another status, a redirect, which is never followed,
 a refused address, a timeout) is retried with exponential backoff and jitter from
@@ -47,7 +52,7 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 import httpx
-from sqlalchemy import Connection, bindparam, exists, func, insert, or_, select, update
+from sqlalchemy import Connection, bindparam, func, insert, or_, select, true, update
 from sqlalchemy.orm import aliased
 from standardwebhooks import Webhook
 
@@ -82,6 +87,7 @@ class Claimed:
     id: int
     account_id: int
     endpoint: int
+    profile: str | None
     event_id: str
     payload: str
     attempts: int  # this one included
@@ -105,53 +111,63 @@ class Outcome:
         return self.status_code is not None and 200 <= self.status_code < 300
 
 
-def _due(at: datetime) -> Any:
+def _due(
+    conn: Connection, at: datetime, most: int, full: Sequence[int] = (), *, lock: bool = False
+) -> list[Any]:
+    """Up to ``most`` due events (id, endpoint) of each enabled endpoint not ``full``, in the order of
+    their ids: each endpoint's pending events read through ``ix_webhook_events_endpoint_due`` until
+    ``most`` are due and not leased (``lock``: on PostgreSQL, locked, skipping those another claim
+    holds). What waits (behind
+    an earlier event of its profile, for a retry, or of a disabled endpoint) is not read."""
     e, p = webhook_events, webhook_endpoints
-    earlier = aliased(e)
-    blocked = (
-        exists()
+    first = aliased(e)
+    theirs = (
+        select(first.c.id, first.c.endpoint)
         .where(
-            earlier.c.endpoint == e.c.endpoint,
-            earlier.c.profile == e.c.profile,
-            earlier.c.status == PENDING,
-            earlier.c.id < e.c.id,
+            first.c.endpoint == p.c.id,
+            first.c.status == PENDING,
+            first.c.next_attempt_at <= at,
+            or_(first.c.leased_until.is_(None), first.c.leased_until < at),
         )
-        .correlate(e)
+        .order_by(first.c.next_attempt_at)
+        .limit(most)
     )
-    return (
-        select(e.c.id, e.c.endpoint)
-        .join(p, p.c.id == e.c.endpoint)
-        .where(
-            e.c.status == PENDING,
-            e.c.next_attempt_at <= at,
-            or_(e.c.leased_until.is_(None), e.c.leased_until < at),
-            p.c.enabled,
-            ~blocked,
-        )
-        .order_by(e.c.id)
-    )
+    if conn.dialect.name == "postgresql":
+        each = (theirs.with_for_update(skip_locked=True) if lock else theirs).lateral()
+        query = select(each.c.id, each.c.endpoint).select_from(p).join(each, true())
+    else:  # the endpoints, then each one's events (SQLite never reorders a left join)
+        ids = theirs.with_only_columns(first.c.id).correlate(p).scalar_subquery()
+        query = select(e.c.id, e.c.endpoint).select_from(p).outerjoin(e, e.c.id.in_(ids))
+    query = query.where(p.c.enabled, p.c.id.not_in(full)) if full else query.where(p.c.enabled)
+    return sorted((row for row in conn.execute(query) if row.id is not None), key=lambda row: row.id)
+
+
+def _under_way(conn: Connection, at: datetime, endpoints: list[int] | None = None) -> dict[int, int]:
+    """The attempts under way (leased) of each endpoint (of those given), read through
+    ``ix_webhook_events_endpoint_leased``."""
+    e = webhook_events
+    query = select(e.c.endpoint, func.count().label("n")).where(e.c.leased_until >= at)
+    if endpoints is not None:
+        query = query.where(among(conn, e.c.endpoint, endpoints))
+    return {row.endpoint: row.n for row in conn.execute(query.group_by(e.c.endpoint))}
 
 
 def anything_due(conn: Connection, at: datetime) -> bool:
     """Whether the outbox holds an event or one fanned out is due."""
     if conn.execute(select(webhook_outbox.c.id).limit(1)).first() is not None:
         return True
-    return conn.execute(_due(at).limit(1)).first() is not None
+    return bool(_due(conn, at, 1))
 
 
 def claim(conn: Connection, at: datetime, lease: timedelta, most: int) -> list[Claimed]:
     """Lease up to ``most`` due events (each endpoint within its concurrency), their attempts counted."""
     e, p = webhook_events, webhook_endpoints
-    busy = (
-        select(e.c.endpoint)
-        .join(p, p.c.id == e.c.endpoint)
-        .where(e.c.status == PENDING, e.c.leased_until >= at)
-        .group_by(e.c.endpoint, p.c.max_concurrency)
-        .having(func.count() >= p.c.max_concurrency)
-    )
-    full = list(conn.execute(busy).scalars())  # endpoints at their concurrency: none of theirs is read
-    due = _due(at).where(e.c.endpoint.not_in(full)) if full else _due(at)
-    candidates = conn.execute(due.limit(most * 4).with_for_update(skip_locked=True, of=e)).all()
+    enabled = select(p.c.id, p.c.max_concurrency).where(p.c.enabled)
+    limits = {row.id: row.max_concurrency for row in conn.execute(enabled)}
+    full = [endpoint for endpoint, n in _under_way(conn, at).items() if n >= limits.get(endpoint, 0)]
+    candidates = _due(
+        conn, at, most, full, lock=True
+    )  # endpoints at their concurrency: none of theirs is read
     if not candidates:
         return []
     ids = sorted({row.endpoint for row in candidates})
@@ -164,13 +180,8 @@ def claim(conn: Connection, at: datetime, lease: timedelta, most: int) -> list[C
         .order_by(p.c.id)
         .with_for_update(skip_locked=True)
     )
-    limits: dict[int, int] = {row.id: row.max_concurrency for row in conn.execute(held)}
-    counted = (
-        select(e.c.endpoint, func.count().label("n"))
-        .where(among(conn, e.c.endpoint, ids), e.c.status == PENDING, e.c.leased_until >= at)
-        .group_by(e.c.endpoint)
-    )
-    under_way: dict[int, int] = {row.endpoint: row.n for row in conn.execute(counted)}
+    limits = {row.id: row.max_concurrency for row in conn.execute(held)}
+    under_way = _under_way(conn, at, ids)
     chosen: list[int] = []
     for row in candidates:
         if len(chosen) >= most:
@@ -190,6 +201,7 @@ def claim(conn: Connection, at: datetime, lease: timedelta, most: int) -> list[C
             e.c.id,
             e.c.account_id,
             e.c.endpoint,
+            e.c.profile,
             e.c.event_id,
             e.c.payload,
             e.c.attempts,
@@ -268,12 +280,19 @@ def record(
             update(p).where(among(conn, p.c.id, reached), failing).values(failures=0, failing_since=None)
         )
     last = {claimed.endpoint: n for n, (claimed, outcome) in enumerate(finished) if outcome.delivered}
-    return [
+    recorded = [
         Recorded("delivered")
         if outcome.delivered
         else _failed(conn, claimed, outcome, at, settings, counted=n > last.get(claimed.endpoint, -1))
         for n, (claimed, outcome) in enumerate(finished)
     ]
+    # the next event of each profile whose event was delivered or failed is pending now
+    profiles = sorted({claimed.profile for claimed, _ in finished if claimed.profile is not None})
+    if profiles:
+        outbox.promote(
+            conn, lambda t: among(conn, t.c.endpoint, ends), lambda t: among(conn, t.c.profile, profiles)
+        )
+    return recorded
 
 
 def _failed(

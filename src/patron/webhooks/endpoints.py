@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 import msgspec
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, case, delete, func, insert, select, update
 
 from patron.config import Network
 from patron.errors import Conflict, FieldInvalid, NotFound
@@ -186,7 +186,7 @@ def attempts(conn: Connection, account_id: int, endpoint_id: str, limit: int, of
         Attempt(
             event_id=r.event_id,
             type=r.type,
-            event_status=r.event_status,
+            event_status=outbox.shown(r.event_status),
             attempted_at=r.attempted_at,
             status_code=r.status_code,
             latency_ms=r.latency_ms,
@@ -208,11 +208,13 @@ def replay(
         update(e)
         .where(e.c.endpoint == row.id, e.c.created_at >= since, e.c.created_at < until)
         .values(
-            status=outbox.PENDING,
+            # each profile's events again in turn: the first of them pending (outbox.promote)
+            status=case((e.c.profile.is_(None), outbox.PENDING), else_=outbox.WAITING),
             next_attempt_at=at,
             retry_until=at + outbox.RETRY_WINDOW,
             leased_until=None,
             delivered_at=None,
         )
     )
+    outbox.promote(conn, lambda t: t.c.endpoint == row.id)
     return int(done.rowcount)

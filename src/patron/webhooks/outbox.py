@@ -15,21 +15,29 @@ from __future__ import annotations
 import secrets
 import threading
 import weakref
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final, get_args
 
 import msgspec
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import ColumnElement, Connection, delete, exists, func, insert, select, update
+from sqlalchemy.orm import aliased
 
 from patron.model.rounds import Registry, Round
-from patron.store import among, insert_rows
+from patron.store import among, chunks, insert_rows
 from patron.store.schema import webhook_endpoints, webhook_events, webhook_outbox
 from patron.webhooks.requests import EventType
 
+#: An event to be delivered: the first undelivered one of its profile for its endpoint (or one about
+#: no profile); a claim reads only these.
 PENDING: Final = "pending"
+#: To be delivered after an earlier event of its profile for its endpoint (:func:`promote` makes it
+#: pending then); shown as pending.
+WAITING: Final = "waiting"
+#: Events not yet delivered nor failed.
+UNFINISHED: Final = (PENDING, WAITING)
 DELIVERED: Final = "delivered"
 FAILED: Final = "failed"
 #: How long an event is retried: no attempt starts later than this after it is written (or replayed).
@@ -205,28 +213,74 @@ def fan_out(conn: Connection, most: int) -> int:
     by_account: dict[int, list[Any]] = {}
     for endpoint in conn.execute(theirs.order_by(p.c.id).with_for_update(read=True, key_share=True)):
         by_account.setdefault(endpoint.account_id, []).append(endpoint)
-    rows = [
-        {
-            "account_id": row.account_id,
-            "endpoint": endpoint.id,
-            "event_id": row.event_id,
-            "type": row.type,
-            "profile": row.profile,
-            "payload": row.payload,
-            "status": PENDING,
-            "attempts": 0,
-            "next_attempt_at": row.created_at,
-            "retry_until": row.created_at + RETRY_WINDOW,
-            "created_at": row.created_at,
-        }
+    fanned = [
+        (row, endpoint.id)
         for row in taken
         for endpoint in by_account.get(row.account_id, ())
         if row.type in endpoint.event_types
     ]
+    # an event is pending when it is the first undelivered one of its profile for its endpoint
+    ahead = _unfinished(conn, {(endpoint, row.profile) for row, endpoint in fanned if row.profile})
+    rows = []
+    for row, endpoint in fanned:
+        first = row.profile is None or (endpoint, row.profile) not in ahead
+        if row.profile is not None:
+            ahead.add((endpoint, row.profile))
+        rows.append(
+            {
+                "account_id": row.account_id,
+                "endpoint": endpoint,
+                "event_id": row.event_id,
+                "type": row.type,
+                "profile": row.profile,
+                "payload": row.payload,
+                "status": PENDING if first else WAITING,
+                "attempts": 0,
+                "next_attempt_at": row.created_at,
+                "retry_until": row.created_at + RETRY_WINDOW,
+                "created_at": row.created_at,
+            }
+        )
     if rows:
         conn.execute(insert(webhook_events), rows)
     conn.execute(delete(o).where(among(conn, o.c.id, [row.id for row in taken])))
     return len(taken)
+
+
+def _unfinished(conn: Connection, pairs: set[tuple[int, str]]) -> set[tuple[int, str]]:
+    """Those of the (endpoint, profile) pairs that have an event not yet delivered nor failed."""
+    e = webhook_events
+    found: set[tuple[int, str]] = set()
+    by_endpoint: dict[int, list[str]] = {}
+    for endpoint, profile in pairs:
+        by_endpoint.setdefault(endpoint, []).append(profile)
+    for endpoint, profiles in sorted(by_endpoint.items()):
+        for chunk in chunks(sorted(profiles)):
+            query = select(e.c.profile).where(
+                e.c.endpoint == endpoint, among(conn, e.c.profile, chunk), e.c.status.in_(UNFINISHED)
+            )
+            found.update((endpoint, profile) for profile in conn.execute(query.distinct()).scalars())
+    return found
+
+
+def promote(conn: Connection, *where: Callable[[Any], ColumnElement[bool]]) -> None:
+    """Make the first waiting event of each endpoint and profile pending where none of theirs is:
+    after the pending one was delivered or failed, or a merge or a replay. ``where`` narrows the
+    events looked at (each given the table's alias)."""
+    e = webhook_events
+    w, h = aliased(e), aliased(e)
+    ahead = exists().where(h.c.endpoint == w.c.endpoint, h.c.profile == w.c.profile, h.c.status == PENDING)
+    firsts = (
+        select(func.min(w.c.id))
+        .where(w.c.status == WAITING, ~ahead, *(condition(w) for condition in where))
+        .group_by(w.c.endpoint, w.c.profile)
+    )
+    conn.execute(update(e).where(e.c.id.in_(firsts)).values(status=PENDING))
+
+
+def shown(status: str) -> str:
+    """An event's status as the API and the console show it (a waiting one is pending)."""
+    return PENDING if status == WAITING else status
 
 
 def anonymised(conn: Connection, account_id: int, profiles: Iterable[str], at: datetime) -> None:
@@ -255,7 +309,9 @@ def pending(conn: Connection) -> int:
     (counted on ``ix_webhook_events_due``)."""
     t = webhook_events
     waiting = conn.execute(select(func.count()).select_from(webhook_outbox)).scalar_one()
-    return int(waiting) + int(conn.execute(select(func.count()).where(t.c.status == PENDING)).scalar_one())
+    return int(waiting) + int(
+        conn.execute(select(func.count()).where(t.c.status.in_(UNFINISHED))).scalar_one()
+    )
 
 
 def register(kinds: Registry) -> None:
@@ -264,14 +320,15 @@ def register(kinds: Registry) -> None:
 
 
 def moved(conn: Connection, account_id: int, merged: str, survivor: str) -> None:
-    """A merge: the merged profile's undelivered events are the survivor's, delivered in order before
-    its later ones."""
+    """A merge: the merged profile's undelivered events are the survivor's, delivered in order (of
+    their ids) with its own: the first of them for each endpoint is pending, the others wait (one
+    under way meanwhile is sent again in its turn)."""
     flush(conn)
     o, e = webhook_outbox, webhook_events
     ours = (o.c.account_id == account_id) & (o.c.profile == merged)
     conn.execute(update(o).where(ours).values(profile=survivor))
+    theirs = (e.c.account_id == account_id) & e.c.status.in_(UNFINISHED)
     conn.execute(
-        update(e)
-        .where(e.c.account_id == account_id, e.c.profile == merged, e.c.status == PENDING)
-        .values(profile=survivor)
+        update(e).where(theirs, e.c.profile.in_((merged, survivor))).values(profile=survivor, status=WAITING)
     )
+    promote(conn, lambda t: t.c.account_id == account_id, lambda t: t.c.profile == survivor)
