@@ -117,8 +117,8 @@ def _due(
     """Up to ``most`` due events (id, endpoint) of each enabled endpoint not ``full``, in the order of
     their ids: each endpoint's pending events read through ``ix_webhook_events_endpoint_due`` until
     ``most`` are due and not leased (``lock``: on PostgreSQL, locked, skipping those another claim
-    holds). What waits (behind
-    an earlier event of its profile, for a retry, or of a disabled endpoint) is not read."""
+    holds). What waits (behind an earlier event of its profile, for a retry, or of a disabled
+    endpoint) is not read."""
     e, p = webhook_events, webhook_endpoints
     first = aliased(e)
     theirs = (
@@ -165,9 +165,8 @@ def claim(conn: Connection, at: datetime, lease: timedelta, most: int) -> list[C
     enabled = select(p.c.id, p.c.max_concurrency).where(p.c.enabled)
     limits = {row.id: row.max_concurrency for row in conn.execute(enabled)}
     full = [endpoint for endpoint, n in _under_way(conn, at).items() if n >= limits.get(endpoint, 0)]
-    candidates = _due(
-        conn, at, most, full, lock=True
-    )  # endpoints at their concurrency: none of theirs is read
+    # the endpoints at their concurrency: none of their events is read
+    candidates = _due(conn, at, most, full, lock=True)
     if not candidates:
         return []
     ids = sorted({row.endpoint for row in candidates})

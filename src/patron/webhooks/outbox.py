@@ -12,6 +12,7 @@ costs one indexed read per unit.
 
 from __future__ import annotations
 
+import itertools
 import secrets
 import threading
 import weakref
@@ -170,6 +171,7 @@ def emit_each(
     if not subscribed(conn, account_id, event_type):
         return
     unit = _unit(conn)
+    # the body, as Standard Webhooks has it: {"type", "timestamp", "data"}
     head = f'{{"type":"{event_type}","timestamp":"{at.isoformat()}","data":'
     rows = []
     for data, profile in events:
@@ -189,14 +191,9 @@ _COLUMNS: Final = ("event_id", "type", "profile", "payload")
 
 def _write(conn: Connection, groups: list[_Events]) -> None:
     """Write the events in order, one statement for each run of one account and time."""
-    start = 0
-    for n in range(1, len(groups) + 1):
-        if n == len(groups) or groups[n][:2] != groups[start][:2]:
-            account_id, at, _ = groups[start]
-            rows = [row for _, _, run in groups[start:n] for row in run]
-            fixed = {"account_id": account_id, "created_at": at}
-            insert_rows(conn, webhook_outbox, fixed, _COLUMNS, rows)
-            start = n
+    for (account_id, at), runs in itertools.groupby(groups, key=lambda group: group[:2]):
+        rows = [row for _, _, run in runs for row in run]
+        insert_rows(conn, webhook_outbox, {"account_id": account_id, "created_at": at}, _COLUMNS, rows)
 
 
 def fan_out(conn: Connection, most: int) -> int:
