@@ -21,7 +21,7 @@ LAYERS: list[set[str]] = [
     {"model", "entities", "operators", "webhooks"},
     {"profiles", "email"},
     {"ingest"},
-    {"tracking", "gdpr", "report", "retention", "segments"},
+    {"tracking", "gdpr", "report", "retention", "segments", "replays"},
     {
         "runtime",
         "api",

@@ -10,10 +10,13 @@ import sqlite3
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import Connection, select, text, update
 
-from patron import accounts
+from patron import accounts, replays
 from patron.config import Webhooks
+from patron.ingest.worker import apply_round
+from patron.runtime import queue_kinds
 from patron.store import Store
 from patron.store.schema import webhook_endpoints, webhook_events
 from patron.webhooks import delivery, endpoints, outbox
@@ -166,20 +169,30 @@ def test_a_merge_leaves_one_pending_event_per_endpoint_the_earliest(store: Store
     assert orders(turn(store, [], accounts.now(), 10)) == ["o0"]
 
 
+def replayed(store: Store, account_id: int, endpoint_id: str, now: datetime) -> int:
+    """A replay of the last and next hour's events, asked for and applied by the worker's rounds."""
+    since, until = now - timedelta(hours=1), now + timedelta(hours=1)
+    count = store.write_blocking(
+        lambda conn: replays.replay(conn, account_id, endpoint_id, since, until, now)
+    )
+    while apply_round(store, queue_kinds()):
+        pass
+    return count
+
+
+def delivered_all(store: Store, now: datetime) -> None:
+    claimed = turn(store, [], now, 10)
+    while claimed:  # everything delivered, each profile's events in turn
+        claimed = turn(store, [(c, OK) for c in claimed], now, 10)
+
+
 def test_a_replay_sends_each_profiles_events_again_in_turn(store: Store) -> None:
     account_id, endpoint_id = account_with_endpoint(store)
     emit(store, account_id, "p1", "p1", "p2", None)
     now = accounts.now()
-    claimed = turn(store, [], now, 10)
-    while claimed:  # everything delivered, each profile's events in turn
-        claimed = turn(store, [(c, OK) for c in claimed], now, 10)
+    delivered_all(store, now)
     assert {status for _, _, status in statuses(store, account_id)} == {"delivered"}
-    done = store.write_blocking(
-        lambda conn: endpoints.replay(
-            conn, account_id, endpoint_id, now - timedelta(hours=1), now + timedelta(hours=1), now
-        )
-    )
-    assert done == 4
+    assert replayed(store, account_id, endpoint_id, now) == 4
     assert statuses(store, account_id) == [
         ("o0", "p1", "pending"),
         ("o1", "p1", "waiting"),
@@ -188,11 +201,47 @@ def test_a_replay_sends_each_profiles_events_again_in_turn(store: Store) -> None
     ]
     # the delivery log shows a replayed event waiting for its turn as pending
     log = store.read_blocking(lambda conn: endpoints.attempts(conn, account_id, endpoint_id, 20, 0))
-    assert (
-        sorted((a.event_id, a.event_status) for a in log) == sorted((a.event_id, "pending") for a in log)
-        and len(log) == 4
-    )
+    assert len(log) == 4 and {a.event_status for a in log} == {"pending"}
     assert orders(turn(store, [], now, 10)) == ["o0", "o2", "o3"]
+
+
+def test_a_replay_goes_in_bounded_steps_each_a_round_of_its_own(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Seven events replayed two at a time: four steps, every event sent again, each profile's in
+    turn, and a step that reaches an event already pending again leaves one pending per profile."""
+    monkeypatch.setattr(endpoints, "REPLAY_STEP", 2)
+    account_id, endpoint_id = account_with_endpoint(store)
+    emit(store, account_id, "p1", "p2", "p1", "p2", "p1", None, "p2")
+    now = accounts.now()
+    delivered_all(store, now)
+    steps: list[int] = []
+    real = endpoints.replay_step
+
+    def counted(conn: Connection, account: int, job: endpoints.Replaying) -> endpoints.Replaying | None:
+        steps.append(job.after_id)
+        return real(conn, account, job)
+
+    monkeypatch.setattr(endpoints, "replay_step", counted)
+    assert replayed(store, account_id, endpoint_id, now) == 7
+    assert len(steps) == 4 and steps[0] == 0 and steps == sorted(steps)
+    assert statuses(store, account_id) == [
+        ("o0", "p1", "pending"),
+        ("o1", "p2", "pending"),
+        ("o2", "p1", "waiting"),
+        ("o3", "p2", "waiting"),
+        ("o4", "p1", "waiting"),
+        ("o5", None, "pending"),
+        ("o6", "p2", "waiting"),
+    ]
+    sent = []
+    claimed = turn(store, [], now, 10)
+    while claimed:
+        sent += orders(claimed)
+        claimed = turn(store, [(c, OK) for c in claimed], now, 10)
+    assert sorted(sent) == [f"o{n}" for n in range(7)]
+    assert [o for o in sent if o in ("o0", "o2", "o4")] == ["o0", "o2", "o4"]  # p1's in order
+    assert [o for o in sent if o in ("o1", "o3", "o6")] == ["o1", "o3", "o6"]  # p2's in order
 
 
 def test_events_stored_before_the_queue_had_waiting_events_wait_after_the_upgrade(tmp_path: Path) -> None:

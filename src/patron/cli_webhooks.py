@@ -11,7 +11,7 @@ import msgspec
 from rich.table import Table
 from sqlalchemy import Connection
 
-from patron import accounts
+from patron import accounts, replays
 from patron.cli_common import (
     Moment,
     account_option,
@@ -199,7 +199,7 @@ def replay_command(
 
     def replay(conn: Connection) -> int:
         account = accounts.get_account(conn, account_hash)
-        return endpoints.replay(conn, account.id, endpoint_id, body.since, body.until, accounts.now())
+        return replays.replay(conn, account.id, endpoint_id, body.since, body.until, accounts.now())
 
     count = run(ctx, replay)
     if as_json:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from patron import gdpr, segments
+from patron import gdpr, replays, segments
 from patron.model.rounds import Registry
 from patron.profiles import link, operations
 from patron.tracking import events
@@ -11,9 +11,9 @@ from patron.webhooks import outbox
 
 def queue_kinds() -> Registry:
     """Every kind of queued row the worker applies: the record types, the profile operations, tag
-    events, anonymisations and segment builds; and, after each round, the segments' membership and
-    the webhooks' events of the profiles it changed."""
+    events, anonymisations, segment builds and webhook replays; and, after each round, the segments'
+    membership and the webhooks' events of the profiles it changed."""
     kinds = Registry()
-    for package in (link, operations, events, gdpr, segments, outbox):
+    for package in (link, operations, events, gdpr, segments, replays, outbox):
         package.register(kinds)
     return kinds

@@ -9,7 +9,7 @@ import msgspec
 from litestar import Request, Response, delete, get, post, put
 from litestar.params import PathParameter
 
-from patron import entities
+from patron import entities, replays
 from patron.accounts import now
 from patron.api.auth import BODY_TYPE, CurrentAccount
 from patron.api.body import decode, read_json
@@ -132,8 +132,11 @@ async def replay_webhook(
     request: Request[Any, Any, Any], webhook_id: WebhookId, account: CurrentAccount, store: Injected[Store]
 ) -> Replayed:
     body = decode(await read_json(request), _replay)
-    count = await store.write(
-        lambda conn: endpoints.replay(conn, account.id, webhook_id, body.since, body.until, now())
+    count = await store.read(
+        lambda conn: endpoints.replay_count(conn, account.id, webhook_id, body.since, body.until)
+    )
+    await store.write(
+        lambda conn: replays.replay(conn, account.id, webhook_id, body.since, body.until, now())
     )
     return Replayed(count)
 

@@ -16,7 +16,7 @@ from litestar.params import PathParameter, QueryParameter
 from litestar.response import Redirect
 from sqlalchemy import Connection
 
-from patron import accounts, operators
+from patron import accounts, operators, replays
 from patron.api.body import decode
 from patron.api.edge import Injected
 from patron.api.problems import ProblemError, status_of
@@ -236,7 +236,7 @@ async def replay(
 
     def again(conn: Connection) -> int:
         account = operators.account_for(checked.operator, conn, account_hash)
-        return endpoints.replay(conn, account.id, webhook_id, asked.since, asked.until, accounts.now())
+        return replays.replay(conn, account.id, webhook_id, asked.since, asked.until, accounts.now())
 
     count = await store.write(again)
     said = f"{count:,} {'event is' if count == 1 else 'events are'} delivered again."

@@ -23,6 +23,7 @@ from sqlalchemy import (
     Connection,
     Dialect,
     Float,
+    Select,
     Table,
     Text,
     any_,
@@ -31,6 +32,7 @@ from sqlalchemy import (
     cast,
     func,
     select,
+    true,
     type_coerce,
 )
 from sqlalchemy.dialects import postgresql as postgresql_dialect
@@ -167,6 +169,25 @@ def _insert_text(
     names = ", ".join(quote(name) for name in fixed + columns)
     marks = ", ".join([mark] * (len(fixed) + len(columns)))
     return f"INSERT INTO {quote(table.name)} ({names}) VALUES ({marks})", convert  # noqa: S608
+
+
+def each_of(
+    conn: Connection, outer: Table, inner: Select[Any], table: Table, *, lock: bool = False
+) -> Select[Any]:
+    """``inner`` (a select of columns of an alias of ``table``, correlated to ``outer``, with its own
+    ORDER BY and LIMIT) run for each row of ``outer``, as one select of its columns from ``outer``:
+    each row of ``outer`` reads only its own few through an index, whatever else ``table`` holds.
+    PostgreSQL joins it LATERAL (``lock``: the rows locked, skipping those another transaction
+    holds); SQLite, which has no LATERAL, reads ``table``'s rows whose id ``inner`` finds, ``outer``
+    first (a left join, which SQLite never reorders: an ``outer`` row with none gives a row of NULLs).
+    """
+    if conn.dialect.name == "postgresql":
+        each = (inner.with_for_update(skip_locked=True) if lock else inner).lateral()
+        return select(*each.c).select_from(outer).join(each, true())
+    [first, *_] = inner.selected_columns
+    ids = inner.with_only_columns(first).correlate(outer).scalar_subquery()
+    columns = [table.c[column.name] for column in inner.selected_columns]
+    return select(*columns).select_from(outer).outerjoin(table, table.c.id.in_(ids))
 
 
 def chunks(items: Sequence[T], size: int = CHUNK) -> list[list[T]]:

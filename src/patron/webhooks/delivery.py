@@ -52,7 +52,7 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 import httpx
-from sqlalchemy import Connection, bindparam, func, insert, or_, select, true, update
+from sqlalchemy import Connection, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import aliased
 from standardwebhooks import Webhook
 
@@ -60,7 +60,7 @@ from patron import __version__
 from patron.accounts import now
 from patron.config import Webhooks
 from patron.metrics import instruments
-from patron.store import Store, among
+from patron.store import Store, among, each_of
 from patron.store.schema import webhook_attempts, webhook_endpoints, webhook_events, webhook_outbox
 from patron.webhooks import network, outbox
 from patron.webhooks.endpoints import enabling
@@ -132,12 +132,7 @@ def _due(
         .order_by(first.c.next_attempt_at)
         .limit(most)
     )
-    if conn.dialect.name == "postgresql":
-        each = (theirs.with_for_update(skip_locked=True) if lock else theirs).lateral()
-        query = select(each.c.id, each.c.endpoint).select_from(p).join(each, true())
-    else:  # the endpoints, then each one's events (SQLite never reorders a left join)
-        ids = theirs.with_only_columns(first.c.id).correlate(p).scalar_subquery()
-        query = select(e.c.id, e.c.endpoint).select_from(p).outerjoin(e, e.c.id.in_(ids))
+    query = each_of(conn, p, theirs, e, lock=lock)  # (on SQLite, an endpoint with none: a row of NULLs)
     query = query.where(p.c.enabled, p.c.id.not_in(full)) if full else query.where(p.c.enabled)
     return sorted((row for row in conn.execute(query) if row.id is not None), key=lambda row: row.id)
 

@@ -7,13 +7,14 @@ import base64
 import secrets
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 import msgspec
-from sqlalchemy import Connection, case, delete, func, insert, select, update
+from sqlalchemy import ColumnElement, Connection, and_, case, delete, func, insert, or_, select, update
 
 from patron.config import Network
 from patron.errors import Conflict, FieldInvalid, NotFound
+from patron.store import among
 from patron.store.schema import webhook_attempts, webhook_endpoints, webhook_events
 from patron.webhooks import network, outbox
 from patron.webhooks.requests import MAX_ENDPOINTS, EndpointUpdate, NewEndpoint
@@ -197,18 +198,69 @@ def attempts(conn: Connection, account_id: int, endpoint_id: str, limit: int, of
     ]
 
 
-def replay(
-    conn: Connection, account_id: int, endpoint_id: str, since: datetime, until: datetime, at: datetime
+#: How many events one step of a replay sends again (one bounded write).
+REPLAY_STEP: Final = 5_000
+
+
+class Replaying(msgspec.Struct):
+    """A replay under way: the endpoint's events written in [since, until) after ``after_time`` and
+    ``after_id`` (in that order) are yet to be sent again, each with a retry window from ``at`` (when
+    the replay was asked for). Times are ISO 8601, as the queue keeps them."""
+
+    endpoint: int
+    since: str
+    until: str
+    at: str
+    after_time: str | None = None
+    after_id: int = 0
+
+
+def _in_range(endpoint: int, since: datetime, until: datetime) -> list[ColumnElement[bool]]:
+    e = webhook_events.c
+    return [e.endpoint == endpoint, e.created_at >= since, e.created_at < until]
+
+
+def replay_count(
+    conn: Connection, account_id: int, endpoint_id: str, since: datetime, until: datetime
 ) -> int:
-    """Deliver again the endpoint's events written in [since, until), with their own webhook-ids,
-    each retried for a new window; returns how many."""
+    """How many of the endpoint's events were written in [since, until) (counted on
+    ``ix_webhook_events_endpoint_created`` alone)."""
     row = _row(conn, account_id, endpoint_id)
+    query = select(func.count()).select_from(webhook_events).where(*_in_range(row.id, since, until))
+    return int(conn.execute(query).scalar_one())
+
+
+def replay_start(
+    conn: Connection, account_id: int, endpoint_id: str, since: datetime, until: datetime, at: datetime
+) -> Replaying:
+    """A replay of the endpoint's events written in [since, until), to be sent again with their own
+    webhook-ids, :data:`REPLAY_STEP` at a time (:func:`replay_step`)."""
+    row = _row(conn, account_id, endpoint_id)
+    return Replaying(row.id, since.isoformat(), until.isoformat(), at.isoformat())
+
+
+def replay_step(conn: Connection, account_id: int, job: Replaying) -> Replaying | None:
+    """Send again the next :data:`REPLAY_STEP` events of a replay, each retried for a new window, each
+    profile's in turn (the first of them pending, ``outbox.promote``); the replay's next step, None
+    when it is done (or its endpoint is gone)."""
     e = webhook_events
-    done = conn.execute(
+    after = datetime.fromisoformat(job.after_time) if job.after_time else None
+    where = _in_range(job.endpoint, datetime.fromisoformat(job.since), datetime.fromisoformat(job.until))
+    if after is not None:
+        where.append(or_(e.c.created_at > after, and_(e.c.created_at == after, e.c.id > job.after_id)))
+    rows = conn.execute(
+        select(e.c.id, e.c.profile, e.c.created_at)
+        .where(e.c.account_id == account_id, *where)
+        .order_by(e.c.created_at, e.c.id)
+        .limit(REPLAY_STEP)
+    ).all()
+    if not rows:
+        return None
+    at = datetime.fromisoformat(job.at)
+    conn.execute(
         update(e)
-        .where(e.c.endpoint == row.id, e.c.created_at >= since, e.c.created_at < until)
+        .where(among(conn, e.c.id, [row.id for row in rows]))
         .values(
-            # each profile's events again in turn: the first of them pending (outbox.promote)
             status=case((e.c.profile.is_(None), outbox.PENDING), else_=outbox.WAITING),
             next_attempt_at=at,
             retry_until=at + outbox.RETRY_WINDOW,
@@ -216,5 +268,9 @@ def replay(
             delivered_at=None,
         )
     )
-    outbox.promote(conn, lambda t: t.c.endpoint == row.id)
-    return int(done.rowcount)
+    profiles = sorted({row.profile for row in rows if row.profile is not None})
+    outbox.promote(conn, lambda t: t.c.endpoint == job.endpoint, lambda t: among(conn, t.c.profile, profiles))
+    if len(rows) < REPLAY_STEP:
+        return None
+    last = rows[-1]
+    return msgspec.structs.replace(job, after_time=last.created_at.isoformat(), after_id=last.id)
