@@ -24,8 +24,7 @@ def replay(
 ) -> int:
     """Queue a replay of the endpoint's events written in [since, until) (the one way the API, the CLI
     and the console ask for one); how many there are (``NotFound``: no such endpoint of the account)."""
-    count = endpoints.replay_count(conn, account_id, endpoint_id, since, until)
-    job = endpoints.replay_start(conn, account_id, endpoint_id, since, until, at)
+    count, job = endpoints.replay_start(conn, account_id, endpoint_id, since, until, at)
     enqueue_operation(conn, account_id, None, str(uuid.uuid4()), REPLAY, job, at)
     return count
 

@@ -132,10 +132,7 @@ async def replay_webhook(
     request: Request[Any, Any, Any], webhook_id: WebhookId, account: CurrentAccount, store: Injected[Store]
 ) -> Replayed:
     body = decode(await read_json(request), _replay)
-    count = await store.read(
-        lambda conn: endpoints.replay_count(conn, account.id, webhook_id, body.since, body.until)
-    )
-    await store.write(
+    count = await store.write(
         lambda conn: replays.replay(conn, account.id, webhook_id, body.since, body.until, now())
     )
     return Replayed(count)

@@ -220,23 +220,16 @@ def _in_range(endpoint: int, since: datetime, until: datetime) -> list[ColumnEle
     return [e.endpoint == endpoint, e.created_at >= since, e.created_at < until]
 
 
-def replay_count(
-    conn: Connection, account_id: int, endpoint_id: str, since: datetime, until: datetime
-) -> int:
-    """How many of the endpoint's events were written in [since, until) (counted on
-    ``ix_webhook_events_endpoint_created`` alone)."""
-    row = _row(conn, account_id, endpoint_id)
-    query = select(func.count()).select_from(webhook_events).where(*_in_range(row.id, since, until))
-    return int(conn.execute(query).scalar_one())
-
-
 def replay_start(
     conn: Connection, account_id: int, endpoint_id: str, since: datetime, until: datetime, at: datetime
-) -> Replaying:
+) -> tuple[int, Replaying]:
     """A replay of the endpoint's events written in [since, until), to be sent again with their own
-    webhook-ids, :data:`REPLAY_STEP` at a time (:func:`replay_step`)."""
+    webhook-ids, :data:`REPLAY_STEP` at a time (:func:`replay_step`); and how many there are (counted
+    on ``ix_webhook_events_endpoint_created`` alone)."""
     row = _row(conn, account_id, endpoint_id)
-    return Replaying(row.id, since.isoformat(), until.isoformat(), at.isoformat())
+    query = select(func.count()).select_from(webhook_events).where(*_in_range(row.id, since, until))
+    count = int(conn.execute(query).scalar_one())
+    return count, Replaying(row.id, since.isoformat(), until.isoformat(), at.isoformat())
 
 
 def replay_step(conn: Connection, account_id: int, job: Replaying) -> Replaying | None:

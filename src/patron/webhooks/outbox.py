@@ -16,8 +16,7 @@ import itertools
 import secrets
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final, get_args
@@ -98,22 +97,6 @@ def flush(conn: Connection, *, end: bool = False) -> None:
     if unit.deferred:
         _write(conn, unit.deferred)
     unit.deferred = None if end or unit.deferred is None else []
-
-
-@contextmanager
-def together(conn: Connection) -> Iterator[None]:
-    """The events emitted inside written together at its end, in one statement (as between
-    :func:`defer` and :func:`flush`), or with the unit's deferred ones if it is deferring already."""
-    unit = _unit(conn)
-    if unit.deferred is not None:
-        yield
-        return
-    unit.deferred = []
-    try:
-        yield
-        flush(conn, end=True)
-    finally:
-        unit.deferred = None
 
 
 def forget(conn: Connection) -> None:
@@ -292,13 +275,11 @@ def anonymised(conn: Connection, account_id: int, profiles: Iterable[str], at: d
 def _profiles_changed(round: Round) -> None:
     """``profile.updated`` for the profiles a round changed (not those it made: their
     ``profile.created`` was emitted as the linker made them, before their records' events)."""
-    conn, account_id = round.conn, round.account_id
-    if not subscribed(conn, account_id, "profile.updated"):
+    if not wants(round.conn, round.account_id, "profile.updated"):
         return
-    quiet = _unit(conn).anonymised
-    with together(conn):
-        for profile in sorted(round.updated - quiet):
-            emit(conn, account_id, "profile.updated", {"profile_id": profile}, round.at, profile=profile)
+    told = sorted(round.updated - _unit(round.conn).anonymised)
+    events = [({"profile_id": profile}, profile) for profile in told]
+    emit_each(round.conn, round.account_id, "profile.updated", events, round.at)
 
 
 def pending(conn: Connection) -> int:
