@@ -102,6 +102,44 @@ def test_migrations_match_the_schema_exactly(store: Store) -> None:
     assert store.read_blocking(current_revision) == head_revision()
 
 
+def test_each_migration_is_numbered_by_its_file_after_the_one_before() -> None:
+    """The head and a database's revision are read without Alembic (``patron.store.migrate``): that
+    holds while each script's revision is its file's number and follows the one before."""
+    from alembic.script import ScriptDirectory
+
+    from patron.store.migrate import VERSIONS, _config
+
+    scripts = ScriptDirectory.from_config(_config())
+    by_revision = {script.revision: script for script in scripts.walk_revisions()}
+    numbers = sorted(path.name[:4] for path in VERSIONS.glob("*.py") if path.name[0].isdigit())
+    assert sorted(by_revision) == numbers
+    for before, number in zip([None, *numbers], numbers, strict=False):
+        assert by_revision[number].down_revision == before
+    assert scripts.get_current_head() == head_revision() == numbers[-1]
+
+
+def test_an_older_sqlite_database_is_upgraded_when_the_store_starts(tmp_path: Path) -> None:
+    from alembic import command
+    from sqlalchemy import create_engine
+
+    from patron.store.migrate import _config
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        command.upgrade(_config(conn), "0023")
+        assert current_revision(conn) == "0023"
+    engine.dispose()
+    store = SQLiteStore(url)
+    store.start()
+    try:
+        assert store.read_blocking(current_revision) == head_revision()
+        tables = store.read_blocking(lambda c: c.exec_driver_sql("PRAGMA index_list(webhook_events)").all())
+        assert "ix_webhook_events_endpoint_due" in {row[1] for row in tables}  # made by 0024
+    finally:
+        store.close()
+
+
 def test_start_is_idempotent_and_reopening_keeps_data(settings: Settings, tmp_path: Path) -> None:
     store = open_store(settings)
     store.start()

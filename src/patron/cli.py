@@ -1,14 +1,13 @@
-"""The ``patron`` command: serve, work, migrate; operators, profiles, the integration check and
-unsubscribes here, accounts and keys in ``cli_accounts``, the queue in ``cli_queue``, moving records in
-``cli_transfer``."""
+"""The ``patron`` command: serve, work, migrate, back up, operators and the demo account here; the
+other commands in the ``cli_*`` modules (:data:`ELSEWHERE`), each imported only when it runs: accounts
+and keys, the queue, profiles and the integration check, segments, webhooks, moving records."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import sqlite3
 import sys
-import uuid
-from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import replace
 from pathlib import Path
@@ -18,10 +17,8 @@ import msgspec
 from rich.table import Table
 from sqlalchemy import Connection
 
-from patron import __version__, accounts, errors, logs, memory, metrics, operators, report
-from patron.cli_accounts import COMMANDS as account_commands
+from patron import __version__, accounts, errors, logs, memory, operators
 from patron.cli_common import (
-    account_option,
     hash_column,
     json_option,
     one_line_errors,
@@ -30,18 +27,8 @@ from patron.cli_common import (
     print_json,
     run,
 )
-from patron.cli_queue import COMMANDS as queue_commands
-from patron.cli_segments import COMMANDS as segment_commands
-from patron.cli_transfer import COMMANDS as transfer_commands
-from patron.cli_webhooks import COMMANDS as webhook_commands
 from patron.config import DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORT, Settings
-from patron.entities import Page
-from patron.ingest.queue import enqueue_operation
-from patron.profiles import build, lists, read
-from patron.profiles.link import link_stored
-from patron.profiles.operations import UNSUBSCRIBE
-from patron.profiles.requests import Unsubscribe
-from patron.store import chunks, lock_account, open_store
+from patron.store import open_store
 
 DEMO_ACCOUNT = "demo"
 
@@ -55,7 +42,39 @@ LOG_LEVEL = click.option(
 )
 
 
-@click.group()
+#: The commands of the other ``cli_*`` modules, by name: each imported only when named, so that a
+#: command line imports what it runs and not every command's dependencies.
+ELSEWHERE: dict[str, str] = {
+    "accounts": "patron.cli_accounts:accounts_group",
+    "keys": "patron.cli_accounts:keys_group",
+    "queue": "patron.cli_queue:queue_command",
+    "errors": "patron.cli_queue:errors_command",
+    "segments": "patron.cli_segments:segments_group",
+    "webhooks": "patron.cli_webhooks:webhooks_group",
+    "import": "patron.cli_transfer:import_command",
+    "export": "patron.cli_transfer:export_command",
+    "copy": "patron.cli_transfer:copy_command",
+    "profiles": "patron.cli_profiles:profiles_group",
+    "report": "patron.cli_profiles:report_command",
+    "unsubscribe": "patron.cli_profiles:unsubscribe",
+}
+
+
+class _Commands(click.Group):
+    """The ``patron`` group: its own commands, and those of :data:`ELSEWHERE` imported when named."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *ELSEWHERE})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in ELSEWHERE:
+            return super().get_command(ctx, cmd_name)
+        module, name = ELSEWHERE[cmd_name].split(":")
+        command: click.Command = getattr(importlib.import_module(module), name)
+        return command
+
+
+@click.group(cls=_Commands)
 @click.version_option(__version__, prog_name="patron")
 @click.option(
     "--data-dir",
@@ -182,6 +201,7 @@ def worker(ctx: click.Context, wake_stdin: bool, idle_poll: float, log_level: st
     import signal
     import threading
 
+    from patron import metrics
     from patron.ingest.worker import pipe_waker, run
     from patron.retention import Pruner
     from patron.runtime import queue_kinds
@@ -363,119 +383,6 @@ def demo(ctx: click.Context) -> None:
     click.echo("The console, for people: make an operator, then open it and sign in:")
     click.echo("  .venv/bin/patron operators create --email you@example.com --role owner")
     click.echo(f"  https://localhost:{DEFAULT_PORT}/console")
-
-
-@main.group(name="profiles")
-def profiles_group() -> None:
-    """The single customer view."""
-
-
-@profiles_group.command("rebuild")
-@account_option(required=False, help="Only this account's hash (default: every account).")
-@click.pass_context
-def profiles_rebuild(ctx: click.Context, account_hash: str | None) -> None:
-    """Recompute every profile from the stored records, and say how many changed (0 when the worker
-    kept them up to date). Records not linked to a profile yet (stored by an older version) are
-    linked first."""
-    settings: Settings = ctx.obj
-    with opened(settings) as store:
-        try:
-            chosen = store.read_blocking(
-                lambda conn: (
-                    [accounts.get_account(conn, account_hash)]
-                    if account_hash
-                    else accounts.list_accounts(conn)
-                )
-            )
-        except errors.PatronError as exc:
-            raise click.ClickException(str(exc)) from exc
-        for account in chosen:
-            linked = store.write_blocking(
-                lambda conn, a=account.id: link_stored(conn, a, accounts.now())  # type: ignore[misc]
-            )
-            ids = store.read_blocking(lambda conn, a=account.id: build.live_profiles(conn, a))  # type: ignore[misc]
-            changed = 0
-            for chunk in chunks(ids):
-                changed += store.write_blocking(
-                    lambda conn, a=account.id, c=chunk: _under_claim(  # type: ignore[misc]
-                        conn, a, lambda: build.refresh(conn, a, c, accounts.now())
-                    )
-                )
-            recounted = store.write_blocking(
-                lambda conn, a=account.id: _under_claim(  # type: ignore[misc]
-                    conn, a, lambda: lists.recount(conn, a, accounts.now())
-                )
-            )
-            done = f"{linked} records linked, {len(ids)} profiles recomputed, {changed} changed"
-            click.echo(f"{account.hash}: {done}, {recounted} lists recounted")
-
-
-def _under_claim(conn: Connection, account_id: int, work: Callable[[], int]) -> int:
-    """``work``, holding the account's claim, so that no worker round rewrites its profiles meanwhile."""
-    lock_account(conn, account_id)
-    return work()
-
-
-@main.command(name="report")
-@account_option()
-@json_option
-@click.pass_context
-def report_command(ctx: click.Context, account_hash: str, as_json: bool) -> None:
-    """The integration check: whether the account's data is right before it goes live (exit status 1
-    when it is not ready)."""
-
-    def build(conn: Connection) -> report.Report:
-        account = accounts.get_account(conn, account_hash)
-        return report.report(conn, account.id, accounts.now())
-
-    found = run(ctx, build, write=False)
-    if as_json:
-        click.echo(msgspec.json.format(msgspec.json.encode(found), indent=2).decode())
-    else:
-        out.print(
-            f"{account_hash}: [bold]{found.verdict}[/bold] ({found.errors} errors, {found.warnings} warnings)"
-        )
-        table = Table("severity", "rule", "count", "samples", "explanation")
-        table.columns[1].no_wrap = True
-        for f in found.findings:
-            shown = ", ".join(s.id for s in f.samples[:3]) + (" ..." if f.count > 3 else "")
-            table.add_row(f.severity, f.rule, str(f.count), shown, f.explanation)
-        out.print(table)
-    if found.verdict != report.READY:
-        ctx.exit(1)
-
-
-@main.command()
-@account_option()
-@click.option("--email", required=True, help="The email address to unsubscribe.")
-@click.option("--reason", help="Why, as GET /v2/unsubscribes shows it.")
-@click.pass_context
-def unsubscribe(ctx: click.Context, account_hash: str, email: str, reason: str | None) -> None:
-    """Unsubscribe an email from marketing, as the account's operator (type "app"); queued, and applied
-    by the worker after the pushes before it."""
-    request_id = str(uuid.uuid4())
-
-    def queue(conn: Connection) -> None:
-        account = accounts.get_account(conn, account_hash)
-        if not read.by_email(conn, account.id, email, Page()):
-            raise accounts.AccountError(f"no profile of account {account_hash} has the email {email!r}")
-        body = Unsubscribe(email, "app", reason)
-        enqueue_operation(
-            conn, account.id, account.queue_limit, request_id, UNSUBSCRIBE, body, accounts.now()
-        )
-
-    run(ctx, queue)
-    click.echo(f"queued {request_id}: the worker applies it after the pushes before it")
-
-
-for _command in [
-    *account_commands,
-    *queue_commands,
-    *segment_commands,
-    *transfer_commands,
-    *webhook_commands,
-]:
-    main.add_command(_command)
 
 
 if __name__ == "__main__":  # pragma: no cover

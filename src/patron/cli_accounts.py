@@ -359,6 +359,3 @@ def keys_revoke(ctx: click.Context, account_hash: str, key_id: str) -> None:
     within seconds."""
     api_key = run(ctx, lambda conn: accounts.revoke_key(conn, key_id, account_hash))
     click.echo(f"revoked {api_key.id} of account {api_key.account_hash}")
-
-
-COMMANDS = [accounts_group, keys_group]

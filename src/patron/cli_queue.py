@@ -130,6 +130,3 @@ def errors_command(ctx: click.Context, account_hash: str, limit: int, as_json: b
             e["message"],
         )
     out.print(table)
-
-
-COMMANDS = [queue_command, errors_command]

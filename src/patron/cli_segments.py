@@ -145,6 +145,3 @@ def segments_count(ctx: click.Context, account_hash: str, rules_text: str, as_js
         print_json({"count": found})
         return
     click.echo(f"{found:,}")
-
-
-COMMANDS = [segments_group]

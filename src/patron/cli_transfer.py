@@ -326,6 +326,3 @@ def copy_command(
     with _progress("copying", None) as report:
         tally = _run(run.run(report), source, target)
     _summary(tally, "copied", target, rejects)
-
-
-COMMANDS = [import_command, export_command, copy_command]

@@ -206,6 +206,3 @@ def replay_command(
         print_json({"id": endpoint_id, "events": count, "since": iso(body.since), "until": iso(body.until)})
     else:
         click.echo(f"endpoint {endpoint_id}: {count} events to deliver again")
-
-
-COMMANDS = [webhooks_group]

@@ -27,7 +27,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from patron.errors import Invalid
 from patron.store import StoreUnavailable, Wait, Work
 from patron.store.fair import Deadline, FairPool, owner
-from patron.store.migrate import upgrade
+from patron.store.migrate import is_current, upgrade
 
 T = TypeVar("T")
 log = logging.getLogger("patron.store")
@@ -179,7 +179,8 @@ class SQLiteStore:
     def _migrate(self) -> None:
         assert self._write_engine is not None
         with self._writers, self._write_engine.connect() as conn:
-            upgrade(conn)
+            if not is_current(conn):
+                upgrade(conn)
             conn.commit()
 
     def close(self) -> None:

@@ -11,6 +11,7 @@ worker's incremental one (:func:`matching_each`: the profiles a round touched, e
 
 from __future__ import annotations
 
+import math
 import operator
 from collections.abc import Collection
 from datetime import datetime
@@ -117,14 +118,31 @@ def _date(conn: Connection, rule: r.DateCondition, now: datetime) -> ColumnEleme
 
 
 def _counted(query: Select[Any], rule: Any, total: ColumnElement[Any] | None = None) -> ColumnElement[bool]:
-    """``rule.op rule.value`` of how many rows ``query`` finds (or of ``total``'s sum over them);
-    "at least one" as an ``EXISTS``, which stops at the first."""
-    if total is None and rule.op == "gte" and rule.value == 1:
-        return exists(query.with_only_columns(true()))
-    if total is None and rule.op == "lt" and rule.value == 1:
-        return not_(exists(query.with_only_columns(true())))
-    measured = func.count() if total is None else func.coalesce(func.sum(total), 0.0)
-    return _compare(query.with_only_columns(measured).scalar_subquery(), rule.op, rule.value)
+    """``rule.op rule.value`` of how many rows ``query`` finds (or of ``total``'s sum over them). A
+    count is compared through :func:`_at_least`, which reads no further than the value: "at least 3
+    orders" stops at the third, however many the profile has."""
+    if total is not None:
+        summed = query.with_only_columns(func.coalesce(func.sum(total), 0.0)).scalar_subquery()
+        return _compare(summed, rule.op, rule.value)
+    value, op = rule.value, rule.op
+    if op in ("eq", "ne"):
+        exactly = (
+            and_(_at_least(query, int(value)), not_(_at_least(query, int(value) + 1)))
+            if value == int(value)
+            else false()
+        )
+        return exactly if op == "eq" else not_(exactly)
+    # count > v is count >= floor(v) + 1, count >= v is count >= ceil(v); lt and lte their complements
+    least = math.floor(value) + 1 if op in ("gt", "lte") else math.ceil(value)
+    reached = _at_least(query, least)
+    return reached if op in ("gt", "gte") else not_(reached)
+
+
+def _at_least(query: Select[Any], least: int) -> ColumnElement[bool]:
+    """Whether ``query`` finds ``least`` rows or more: whether its row number ``least`` exists."""
+    if least <= 0:
+        return true()
+    return exists(query.with_only_columns(true()).limit(1).offset(least - 1))
 
 
 def _orders(conn: Connection, rule: r.OrdersCondition, now: datetime) -> ColumnElement[bool]:
