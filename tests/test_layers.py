@@ -32,6 +32,7 @@ LAYERS: list[set[str]] = [
         "cli",
         "cli_accounts",
         "cli_common",
+        "cli_profiles",
         "cli_queue",
         "cli_segments",
         "cli_transfer",

@@ -40,7 +40,10 @@ def commands(
     """Every command of ``patron`` with its path (``("patron", "serve")``), the group itself first."""
     yield path, group
     if isinstance(group, click.Group):
-        for name, command in group.commands.items():
+        ctx = click.Context(group)
+        for name in group.list_commands(ctx):  # as click lists them (the lazy ones imported here)
+            command = group.get_command(ctx, name)
+            assert command is not None, f"{' '.join(path)} lists {name} and has no such command"
             yield from commands(command, (*path, name))
 
 
