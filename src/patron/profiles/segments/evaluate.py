@@ -139,10 +139,12 @@ def _counted(query: Select[Any], rule: Any, total: ColumnElement[Any] | None = N
 
 
 def _at_least(query: Select[Any], least: int) -> ColumnElement[bool]:
-    """Whether ``query`` finds ``least`` rows or more: whether its row number ``least`` exists."""
+    """Whether ``query`` finds ``least`` rows or more: whether its row number ``least`` exists (for
+    one row, a bare ``EXISTS``, which PostgreSQL may also run as a join over many profiles)."""
     if least <= 0:
         return true()
-    return exists(query.with_only_columns(true()).limit(1).offset(least - 1))
+    found = query.with_only_columns(true())
+    return exists(found if least == 1 else found.limit(1).offset(least - 1))
 
 
 def _orders(conn: Connection, rule: r.OrdersCondition, now: datetime) -> ColumnElement[bool]:
