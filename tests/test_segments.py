@@ -346,6 +346,40 @@ def test_a_merge_takes_the_merged_profile_out(client: Client, tenant: Tenant) ->
     assert held == [ids["ann"]]
 
 
+def test_a_product_gaining_or_losing_an_attribute_moves_its_buyers(client: Client, tenant: Tenant) -> None:
+    """Nobody's profile changes, yet the buyers of a product that gains (or loses) the attribute a
+    segment asks for enter (or leave) it: the segment is built again; one asking for another
+    attribute keeps its members."""
+    acme = {"type": "brand", "id": "acme"}
+    push(client, tenant, [contact("ann"), contact("bob")])
+    push(client, tenant, [product("P1", acme), product("P2", {"type": "brand", "id": "zeta"})])
+    push(
+        client,
+        tenant,
+        [order("o1", "ann", 10.0, products=("P1",)), order("o2", "bob", 10.0, products=("P2",))],
+    )
+    segment = create(client, tenant, {"orders": "count", "attribute": acme})
+    other = create(client, tenant, {"orders": "count", "attribute": {"type": "brand", "id": "zeta"}})
+    ready(client, tenant, segment["id"])
+    ready(client, tenant, other["id"])
+    assert members(client, tenant, segment["id"]) == {"ann"}
+    push(client, tenant, [product("P2", {"type": "brand", "id": "zeta"}, acme)])  # P2 is acme too
+    done = ready(client, tenant, segment["id"])
+    assert members(client, tenant, segment["id"]) == {"ann", "bob"} and done["size"] == 2
+    push(client, tenant, [product("P1")])  # P1 is no longer acme
+    done = ready(client, tenant, segment["id"])
+    assert members(client, tenant, segment["id"]) == {"bob"} and done["size"] == 1
+    ids = profile_ids(client, tenant)
+    changes = read(client, tenant, f"/v2/segments/{segment['id']}/changes")
+    assert [(c["type"], c["profile_id"]) for c in changes] == [
+        ("segment_enter", ids["ann"]),
+        ("segment_enter", ids["bob"]),
+        ("segment_exit", ids["ann"]),
+    ]
+    assert members(client, tenant, other["id"]) == {"bob"}
+    assert read(client, tenant, f"/v2/segments/{other['id']}")["status"] == "ready"
+
+
 def test_changing_the_rules_builds_the_segment_again(client: Client, tenant: Tenant) -> None:
     push(client, tenant, [contact("ann", country_id="GB"), contact("bob", country_id="FR")])
     segment = create(client, tenant, {"field": "country_id", "op": "eq", "value": "GB"})

@@ -119,9 +119,15 @@ def apply_export(round: Round, op: Op) -> None:
 
 
 def after_round(round: Round) -> None:
-    """Keep the account's segments current for the profiles the round touched, made or merged away."""
+    """Keep the account's segments current for the profiles the round touched, made or merged away;
+    build again those asking for a product attribute the round's products gained or lost."""
     changed = round.touched | round.created | round.updated | round.merged
     members.keep_current(round.conn, round.account_id, changed, round.at)
+    if round.attributes:
+        for segment_id, version in members.rebuild_for_attributes(
+            round.conn, round.account_id, round.attributes
+        ):
+            queue_build(round.conn, round.account_id, segment_id, version, round.at)
 
 
 def recheck(conn: Connection, moment: datetime, every: float = RECHECK) -> int:

@@ -4,8 +4,9 @@ A round applies the oldest queued rows of the import queue, in arrival order, in
 Each row has a kind (a record type, an operation, a beacon): a :class:`QueueKind`, registered in a
 :class:`Registry` by the package that owns it, says how it applies and whether it runs alone. The
 worker knows the kinds only through the registry. Every handler is given the :class:`Round` of the
-account it applies to: the connection, the account, the round's clock, the profiles it touched and the
-failures it recorded, and :class:`Links`, identity resolution's narrow interface.
+account it applies to: the connection, the account, the round's clock, the profiles it touched, the
+product attributes it changed and the failures it recorded, and :class:`Links`, identity
+resolution's narrow interface.
 """
 
 from __future__ import annotations
@@ -72,6 +73,8 @@ class Round:
     created: set[str] = field(default_factory=set)  # profiles the round made (once written)
     updated: set[str] = field(default_factory=set)  # other profiles whose documents it changed
     merged: set[str] = field(default_factory=set)  # profiles it merged away (no longer live)
+    # product attributes ((type, id)) a product of the round gained or lost: its buyers may move
+    attributes: set[tuple[str, str]] = field(default_factory=set)
     failures: list[Failure] = field(default_factory=list)
     links: Links = field(init=False)  # given once made: identity resolution works within the round
 

@@ -160,6 +160,8 @@ class Linker:
             profile = self._follower(op, op.step, ids, was)
             if op.step.before is None:
                 self._custom_events(op, op.step, profile)
+        elif op.record_type == "product" and op.step:
+            self.round.attributes |= _attributes(op.step.after) ^ _attributes(op.step.before or {})
 
     def _order_event(self, op: Op, step: Step, profile: str | None) -> None:
         """``order.applied``: an order pushed, new or changed, with its profile."""
@@ -452,6 +454,16 @@ class Linker:
             select(kind.table.c.profile).where(kind.table.c.account_id == self.account_id, *where)
         ).scalar()
         return found
+
+
+def _attributes(doc: Document) -> set[tuple[str, str]]:
+    """A product's attributes, as (type, id)."""
+    held = doc.get("attributes")
+    return {
+        (str(a.get("type")), str(a.get("id")))
+        for a in (held if isinstance(held, list) else [])
+        if isinstance(a, dict)
+    }
 
 
 def link_stored(conn: Connection, account_id: int, at: datetime) -> int:

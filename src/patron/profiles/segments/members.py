@@ -285,6 +285,33 @@ def keep_current(conn: Connection, account_id: int, profile_ids: Collection[str]
     return written
 
 
+def rebuild_for_attributes(
+    conn: Connection, account_id: int, changed: Collection[tuple[str, str]]
+) -> list[tuple[int, int]]:
+    """The segments whose rules ask for a product attribute in ``changed`` (a product gained or lost
+    it, so any of its buyers may move) are built again in full, from their first profile; (segment,
+    version) of each that was ready, whose build the caller queues (one under way goes on from the
+    start)."""
+    s = segments
+    rows = conn.execute(
+        select(s.c.id, s.c.version, s.c.status, s.c.rules).where(s.c.account_id == account_id)
+    ).all()
+    wanted = set(changed)
+    again = [
+        row
+        for row in rows
+        if any(
+            isinstance(node, r.OrdersCondition)
+            and node.attribute is not None
+            and (node.attribute.type, node.attribute.id) in wanted
+            for node in r.walk(_rule(row.rules))
+        )
+    ]
+    if again:
+        conn.execute(update(s).where(s.c.id.in_([row.id for row in again])).values(status=BUILDING, cursor=0))
+    return [(row.id, row.version) for row in again if row.status == READY]
+
+
 def recheck_step(
     conn: Connection,
     account_id: int,
