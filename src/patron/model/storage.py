@@ -13,7 +13,7 @@ from sqlalchemy import Column, Connection, Table, bindparam, func, insert, selec
 
 from patron.model import defects, stats
 from patron.model.documents import Document, Key, Step, merge
-from patron.store import among, chunks
+from patron.store import among_keys
 from patron.store.schema import contacts, custom_events, orders, products
 
 _encode = msgspec.json.Encoder().encode
@@ -123,15 +123,11 @@ def plan(
     keys = {kind.key_of(r) for r, _ in records}
     key_cols = kind.key_columns()
     stored: dict[Key, tuple[int, Document]] = {}
-    for chunk in chunks(sorted(keys)):
-        condition = among(conn, key_cols[-1], [k[-1] for k in chunk])
+    for condition in among_keys(conn, key_cols, keys):
         found = conn.execute(
             select(table.c.id, table.c.data, *key_cols).where(table.c.account_id == account_id, condition)
         )
-        for row in found:
-            key = tuple(str(v) for v in row[2:])
-            if key in keys:
-                stored[key] = (row.id, _decode(row.data))
+        stored.update({tuple(str(v) for v in row[2:]): (row.id, _decode(row.data)) for row in found})
     merged: dict[Key, tuple[Document, datetime, datetime]] = {}  # doc, first and last touch
     steps: list[Step] = []
     for record, at in records:
@@ -190,15 +186,12 @@ def _keep_defects(conn: Connection, changes: Changes) -> None:
     flawed = {key: d for key, d in zip(keys, found, strict=True) if d}
     ids = dict(changes.stored)
     new = [key for key in flawed if key not in ids]
-    for chunk in chunks(new):  # the internal ids of the new records that have defects
-        key_cols = kind.key_columns()
+    key_cols = kind.key_columns()
+    for condition in among_keys(conn, key_cols, new):  # the internal ids of the new records with defects
         rows = conn.execute(
-            select(kind.table.c.id, *key_cols).where(
-                kind.table.c.account_id == account_id, among(conn, key_cols[-1], [k[-1] for k in chunk])
-            )
+            select(kind.table.c.id, *key_cols).where(kind.table.c.account_id == account_id, condition)
         )
-        wanted = set(chunk)
-        ids.update({key: row.id for row in rows if (key := tuple(str(v) for v in row[1:])) in wanted})
+        ids.update({tuple(str(v) for v in row[1:]): row.id for row in rows})
     replaced = [(ids[key], flawed.get(key, [])) for key in changes.stored]
     defects.keep(conn, kind.name, account_id, replaced, replace=True)
     defects.keep(conn, kind.name, account_id, [(ids[key], flawed[key]) for key in new], replace=False)

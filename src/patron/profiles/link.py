@@ -30,7 +30,7 @@ from patron.model.rounds import Op, QueueKind, Registry, Round
 from patron.model.storage import KINDS, Changes
 from patron.profiles import build, consent, lists
 from patron.profiles.identity import Kind, identifiers, new_profile_id
-from patron.store import among, chunks
+from patron.store import among, among_keys, chunks
 from patron.store.schema import (
     accounts,
     contacts,
@@ -112,19 +112,15 @@ class Linker:
         for record_type, wanted_keys in keys.items():
             spec = KINDS[record_type]
             columns = spec.key_columns()
-            for some in chunks(sorted(wanted_keys)):
-                stored = self._stored[record_type]
-                stored.update(dict.fromkeys(some, None))
+            stored = self._stored[record_type]
+            stored.update(dict.fromkeys(wanted_keys, None))
+            for condition in among_keys(self.conn, columns, wanted_keys):
                 found = self.conn.execute(
                     select(spec.table.c.profile, *columns).where(
-                        spec.table.c.account_id == self.account_id,
-                        among(self.conn, columns[-1], [k[-1] for k in some]),
+                        spec.table.c.account_id == self.account_id, condition
                     )
                 )
-                for row in found:
-                    key = tuple(str(v) for v in row[1:])
-                    if key in stored:
-                        stored[key] = row.profile
+                stored.update({tuple(str(v) for v in row[1:]): row.profile for row in found})
 
     def forget(self) -> None:
         """Drop what was read: a merge moved identifiers and records between profiles."""

@@ -125,11 +125,12 @@ def _merge_one(round: Round, merged: str, survivor: str, at: datetime) -> None:
     lists.move(round.conn, account, merged, survivor, at)
     build.withdraw(round.conn, account, [merged], at)  # its lists' totals count the survivor only
     p = profiles
-    round.conn.execute(
-        update(p)
-        .where(p.c.account_id == account, (p.c.profile_id == merged) | (p.c.merged_into == merged))
-        .values(merged_into=survivor, updated_at=at)
-    )
+    for merged_or_into_it in (p.c.profile_id == merged, p.c.merged_into == merged):  # each by its index
+        round.conn.execute(
+            update(p)
+            .where(p.c.account_id == account, merged_or_into_it)
+            .values(merged_into=survivor, updated_at=at)
+        )
     round.touched.discard(merged)
     round.merged.add(merged)
     round.touch(survivor)

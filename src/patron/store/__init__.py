@@ -26,6 +26,7 @@ from sqlalchemy import (
     Select,
     Table,
     Text,
+    and_,
     any_,
     bindparam,
     case,
@@ -193,6 +194,27 @@ def each_of(
 def chunks(items: Sequence[T], size: int = CHUNK) -> list[list[T]]:
     """``items`` in lists of at most ``size``, for :func:`among`."""
     return [list(items[i : i + size]) for i in range(0, len(items), size)]
+
+
+def among_keys(
+    conn: Connection, columns: Sequence[ColumnElement[Any]], keys: Collection[tuple[str, ...]]
+) -> list[ColumnElement[bool]]:
+    """Conditions that together find the rows whose ``columns`` hold one of ``keys`` (a value for each
+    column): for each value of the leading columns (a contact's collection), those columns equal to
+    it and the last :func:`among` its keys' last values, :data:`CHUNK` at a time. With the leading
+    columns given, an index of them all finds the rows; with the last column alone, it serves only
+    as far as the account."""
+    *scope, last = columns
+    lasts: dict[tuple[str, ...], list[str]] = {}
+    for key in sorted(keys):
+        lasts.setdefault(key[:-1], []).append(key[-1])
+    return [
+        and_(
+            *(column == value for column, value in zip(scope, leading, strict=True)), among(conn, last, part)
+        )
+        for leading, values in lasts.items()
+        for part in chunks(values)
+    ]
 
 
 #: The JSON types :func:`json_field` reads, and what each is to SQLite's ``json_type`` and

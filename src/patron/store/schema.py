@@ -429,6 +429,13 @@ profiles = Table(
     Index("ix_profiles_account_email", "account_id", "email"),
     Index("ix_profiles_account_created", "account_id", "created_at"),  # the console's new profiles per day
     Index("ix_profiles_account_id", "account_id", "id"),  # an account's profiles in steps (segments' builds)
+    Index(  # the profiles merged into one (a merge moves them on to its survivor)
+        "ix_profiles_account_merged_into",
+        "account_id",
+        "merged_into",
+        sqlite_where=text("merged_into IS NOT NULL"),
+        postgresql_where=text("merged_into IS NOT NULL"),
+    ),
     # who crossed a relative date's line since a segment was last checked (a range of one date)
     *(Index(f"ix_profiles_account_{name}", "account_id", name) for name in PROFILE_DATES),
 )
@@ -497,7 +504,8 @@ list_members = Table(
     Column("profile", String(32), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
     UniqueConstraint("account_id", "list_id", "profile", name="uq_list_members_account_key"),
-    Index("ix_list_members_account_profile", "account_id", "profile"),
+    # (the list as well: the index covers a read of a few profiles' lists, so SQLite prefers it)
+    Index("ix_list_members_account_profile", "account_id", "profile", "list_id"),
 )
 
 #: ``list_enter`` / ``list_exit`` events, for ``GET /v2/lists/{id}/changes``.
@@ -731,7 +739,7 @@ segment_members = Table(
     Column("profile", String(32), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
     UniqueConstraint("account_id", "segment_id", "profile", name="uq_segment_members_account_key"),
-    Index("ix_segment_members_account_profile", "account_id", "profile"),
+    Index("ix_segment_members_account_profile", "account_id", "profile", "segment_id"),
 )
 
 #: ``segment_enter`` / ``segment_exit`` events, for ``GET /v2/segments/{id}/changes`` and the timeline.

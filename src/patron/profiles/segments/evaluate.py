@@ -177,15 +177,13 @@ def _bought_with(conn: Connection, attribute: r.ProductAttribute) -> ColumnEleme
         )
         .correlate(pr)
     )
+    # the products the order's lines name, found by key (as a join, SQLite may read every product of
+    # the account for each line instead)
+    named = select(json_field(conn, item.c.value, "product_id", "text")).select_from(item)
     return exists(
         select(true())
-        .select_from(item)
-        .join(
-            pr,
-            (pr.c.account_id == o.c.account_id)
-            & (pr.c.product_id == json_field(conn, item.c.value, "product_id", "text")),
-        )
-        .where(with_attribute)
+        .select_from(pr)
+        .where(pr.c.account_id == o.c.account_id, pr.c.product_id.in_(named), with_attribute)
         .correlate(o)
     )
 
