@@ -15,7 +15,9 @@ import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -23,6 +25,7 @@ import pytest
 from sqlalchemy import Connection, Engine, event
 
 from patron import accounts
+from patron.config import Settings
 from patron.ingest.push import push
 from patron.ingest.queue import enqueue_operation
 from patron.ingest.submit import Submitter
@@ -33,7 +36,7 @@ from patron.profiles.segments import members
 from patron.profiles.segments import rules as r
 from patron.runtime import queue_kinds
 from patron.segments import queue_build
-from patron.store import Store
+from patron.store import Store, open_store
 from patron.webhooks import endpoints
 from patron.webhooks.outbox import EVENT_TYPES
 from patron.webhooks.requests import NewEndpoint
@@ -121,7 +124,15 @@ def statements() -> Iterator[list[tuple[str, Any]]]:
         event.remove(Engine, "before_cursor_execute", record)
 
 
-@pytest.mark.parametrize("backend", ["sqlite"], scope="session")
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    """A SQLite store, whichever store the other modules' tests run on."""
+    store = open_store(replace(Settings(), data_dir=tmp_path / "data", database_url=None, redis_url=None))
+    store.start()
+    yield store
+    store.close()
+
+
 def test_a_round_reads_no_table_by_the_account_alone(store: Store) -> None:
     """Returning and new customers, list entries, orders, events, a product's attribute changing and a
     merge, with segments of every kind and endpoints taking every event: no statement of the rounds
