@@ -22,9 +22,9 @@ from typing import Any
 
 import msgspec
 import pytest
-from sqlalchemy import Connection, Engine, event
+from sqlalchemy import Connection, Engine, event, func, select
 
-from patron import accounts
+from patron import accounts, segments
 from patron.config import Settings
 from patron.ingest.push import push
 from patron.ingest.queue import enqueue_operation
@@ -37,6 +37,7 @@ from patron.profiles.segments import rules as r
 from patron.runtime import queue_kinds
 from patron.segments import queue_build
 from patron.store import Store, open_store
+from patron.store.schema import list_members
 from patron.webhooks import endpoints
 from patron.webhooks.outbox import EVENT_TYPES
 from patron.webhooks.requests import NewEndpoint
@@ -134,20 +135,23 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 
 def test_a_round_reads_no_table_by_the_account_alone(store: Store) -> None:
-    """Returning and new customers, list entries, orders, events, a product's attribute changing and a
-    merge, with segments of every kind and endpoints taking every event: no statement of the rounds
-    scans a table or reads one by the account alone but the account's settings."""
+    """Returning and new customers, list entries, orders, events, a product's attribute changing, a
+    merge, a segment's export to a list and a check of the relative segments, with segments of every
+    kind and endpoints taking every event: no statement of the rounds scans a table or reads one by
+    the account alone but the account's settings."""
     account, _ = store.write_blocking(lambda conn: accounts.create_account(conn, "shop", "staging"))
     account = msgspec.structs.replace(account, queue_limit=10**6)
 
-    def setup(conn: Connection) -> None:
+    def setup(conn: Connection) -> list[int]:
         at = accounts.now()
         body = NewEndpoint(url="https://hooks.example.com/", event_types=list(EVENT_TYPES))
         endpoints.create(conn, account.id, body, body.url, at)
-        for n, rule in enumerate(RULES):
-            queue_build(conn, account.id, members.create(conn, account.id, f"s{n}", r.parse(rule), at), 1, at)
+        made = [members.create(conn, account.id, f"s{n}", r.parse(rule), at) for n, rule in enumerate(RULES)]
+        for segment_id in made:
+            queue_build(conn, account.id, segment_id, 1, at)
+        return made
 
-    store.write_blocking(setup)
+    segment_ids = store.write_blocking(setup)
     submit = Submitter(store, wake=lambda: None)
     kinds = queue_kinds()
 
@@ -173,10 +177,25 @@ def test_a_round_reads_no_table_by_the_account_alone(store: Store) -> None:
             conn, account.id, None, str(uuid.uuid4()), MERGE, merge, accounts.now()
         )
     )
+
+    def export_and_check(conn: Connection) -> int:  # a segment exported to a list; relative ones checked
+        vip = segment_ids[RULES.index({"list": "vip"})]
+        segments.export(conn, account.id, vip, "exported", accounts.now())
+        return segments.recheck(conn, accounts.now() + timedelta(days=1))
+
+    assert store.write_blocking(export_and_check) > 0
     with statements() as ran:
         while apply_round(store, kinds):
             pass
     assert any("segment_members" in s for s, _ in ran) and any("list_members" in s for s, _ in ran)
+    exported = store.read_blocking(
+        lambda conn: conn.execute(
+            select(func.count()).where(
+                list_members.c.list_id == "exported", list_members.c.account_id == account.id
+            )
+        ).scalar_one()
+    )
+    assert exported > 0
 
     by_account = re.compile(r"^SEARCH (\w+) USING (?:COVERING )?INDEX \w+ \(account_id=\?\)$")
     readings = []
