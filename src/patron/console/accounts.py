@@ -49,14 +49,14 @@ async def whole_report(
     """The integration check's verdict and rules: a part of the dashboard (htmx), or a page."""
     moment = accounts.now()
 
-    def read(conn: Connection) -> tuple[reads.Overview, report.Report]:
+    def read(conn: Connection) -> tuple[accounts.Account, report.Report]:
         account = operators.account_for(session.operator, conn, account_hash)
-        return reads.overview(conn, account, moment), report.report(conn, account.id, moment)
+        return account, report.report(conn, account.id, moment)
 
     with COMPUTING.hold(account_hash):
-        overview, found = await store.read(read, report.BUDGET)
+        account, found = await store.read(read, report.BUDGET)
     template = "report.html" if request.headers.get("hx-request") else "report_page.html"
-    return page(template, "Integration check", session=session, account=overview, report=found)
+    return page(template, "Integration check", session=session, account=account, report=found)
 
 
 @get(f"{PATH}/accounts/{{account_hash:str}}/report/{{rule:str}}", include_in_schema=False)
@@ -69,17 +69,17 @@ async def rule_samples(
 ) -> Response[str]:
     moment = accounts.now()
 
-    def read(conn: Connection) -> tuple[reads.Overview, report.Finding]:
+    def read(conn: Connection) -> tuple[accounts.Account, report.Finding]:
         account = operators.account_for(session.operator, conn, account_hash)
         found = report.one(conn, account.id, moment, rule, report.MAX_SAMPLES, offset)
-        return reads.overview(conn, account, moment), found
+        return account, found
 
-    overview, finding = await store.read(read, report.BUDGET)
+    account, finding = await store.read(read, report.BUDGET)
     return page(
         "rule.html",
         finding.rule,
         session=session,
-        account=overview,
+        account=account,
         finding=finding,
         offset=offset,
         page_size=report.MAX_SAMPLES,

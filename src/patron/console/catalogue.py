@@ -12,7 +12,7 @@ from sqlalchemy import Connection
 from patron import accounts, operators
 from patron.api.edge import Injected
 from patron.api.entities import IdSegment
-from patron.console import pages_reads, reads
+from patron.console import pages_reads
 from patron.console.accounts import AccountHash
 from patron.console.render import page
 from patron.console.session import PATH, Signed
@@ -31,17 +31,16 @@ async def catalogue(
     q: ProductKey = None,
     after: ProductKey = None,
 ) -> Response[str]:
-    moment = accounts.now()
     prefix = (q or "").strip() or None
 
-    def read(conn: Connection) -> tuple[reads.Overview, pages_reads.Products]:
+    def read(conn: Connection) -> tuple[accounts.Account, pages_reads.Products]:
         account = operators.account_for(session.operator, conn, account_hash)
         found = pages_reads.products_page(conn, account.id, after, prefix)
-        return reads.overview(conn, account, moment), found
+        return account, found
 
-    overview, found = await store.read(read)
+    account, found = await store.read(read)
     return page(
-        "catalogue.html", "Catalogue", session=session, account=overview, found=found, q=prefix, after=after
+        "catalogue.html", "Catalogue", session=session, account=account, found=found, q=prefix, after=after
     )
 
 
@@ -54,19 +53,18 @@ async def product(
     after: ProductKey = None,
 ) -> Response[str]:
     """A product (its id as the path's end, so that ``2024%2F0001`` reads as ``2024/0001``)."""
-    moment = accounts.now()
     wanted = product_id.removeprefix("/")
 
-    def read(conn: Connection) -> tuple[reads.Overview, pages_reads.Product | None]:
+    def read(conn: Connection) -> tuple[accounts.Account, pages_reads.Product | None]:
         account = operators.account_for(session.operator, conn, account_hash)
         found = pages_reads.product(conn, account.id, wanted, after)
-        return reads.overview(conn, account, moment), found
+        return account, found
 
-    overview, found = await store.read(read)
+    account, found = await store.read(read)
     if found is None:
         raise NotFound.at("id", f"no product {wanted!r} in this account")
     return page(
-        "product.html", f"Product {found.id}", session=session, account=overview, product=found, after=after
+        "product.html", f"Product {found.id}", session=session, account=account, product=found, after=after
     )
 
 

@@ -17,7 +17,7 @@ from sqlalchemy import Connection
 
 from patron import accounts, gdpr, operators
 from patron.api.edge import Injected
-from patron.console import customer_reads, reads
+from patron.console import customer_reads
 from patron.console.render import page
 from patron.console.session import PATH, Signed, require
 from patron.errors import NotFound
@@ -62,19 +62,17 @@ async def customers(
     store: Injected[Store],
     q: Annotated[str, QueryParameter(max_length=customer_reads.MAX_QUERY)] = "",
 ) -> Response[str]:
-    moment = accounts.now()
-
-    def lookup(conn: Connection) -> tuple[reads.Overview, list[customer_reads.Found]]:
+    def lookup(conn: Connection) -> tuple[accounts.Account, list[customer_reads.Found]]:
         account = operators.account_for(session.operator, conn, account_hash)
         found = (
             customer_reads.search(conn, account.id, q)
             if q.strip()
             else customer_reads.recent(conn, account.id)
         )
-        return reads.overview(conn, account, moment), found
+        return account, found
 
-    overview, found = await store.read(lookup)
-    return page("customers.html", "Customers", session=session, account=overview, q=q, found=found)
+    account, found = await store.read(lookup)
+    return page("customers.html", "Customers", session=session, account=account, q=q, found=found)
 
 
 @get(ONE, include_in_schema=False)
@@ -85,27 +83,25 @@ async def profile(
     store: Injected[Store],
     done: Annotated[str, QueryParameter(max_length=20)] = "",
 ) -> Response[Any]:
-    moment = accounts.now()
-
-    def lookup(conn: Connection) -> tuple[reads.Overview, str, customer_reads.Customer | None, str | None]:
+    def lookup(conn: Connection) -> tuple[accounts.Account, str, customer_reads.Customer | None, str | None]:
         account = operators.account_for(session.operator, conn, account_hash)
         live = survivor(conn, account.id, profile_id)
         if live is None:
             raise _missing(profile_id)
         if live != profile_id:
-            return reads.overview(conn, account, moment), live, None, None
+            return account, live, None, None
         shown = customer_reads.customer(conn, account.id, live)
         email = customer_reads.unsubscribable(conn, account.id, live)
-        return reads.overview(conn, account, moment), live, shown, email
+        return account, live, shown, email
 
-    overview, live, shown, email = await store.read(lookup)
+    account, live, shown, email = await store.read(lookup)
     if shown is None:  # merged away: its survivor's page
         return Redirect(_url(account_hash, live), status_code=303)
     return page(
         "profile.html",
         shown.profile.get("name") or shown.profile.get("email") or live,
         session=session,
-        account=overview,
+        account=account,
         customer=shown,
         profile_id=live,
         unsubscribable=email,
@@ -176,21 +172,20 @@ async def confirm_deletion(
 ) -> Response[str]:
     """The question before a GDPR deletion (nothing is done until it is answered)."""
     require(session, "admin")
-    moment = accounts.now()
 
-    def lookup(conn: Connection) -> tuple[reads.Overview, dict[str, Any]]:
+    def lookup(conn: Connection) -> tuple[accounts.Account, dict[str, Any]]:
         account = operators.account_for(session.operator, conn, account_hash)
         doc = read.get_profile(conn, account.id, profile_id)
         if doc is None:
             raise _missing(profile_id)
-        return reads.overview(conn, account, moment), msgspec.json.decode(doc)
+        return account, msgspec.json.decode(doc)
 
-    overview, doc = await store.read(lookup)
+    account, doc = await store.read(lookup)
     return page(
         "confirm_deletion.html",
         "Delete this customer's data?",
         session=session,
-        account=overview,
+        account=account,
         profile=doc,
     )
 
@@ -221,13 +216,13 @@ async def request_deletion(
         return gdpr.request(conn, account.id, account.queue_limit, request_id, body, at)
 
     view = await submit.queue(queue, limit=None)
-    overview = await store.read(lambda conn: reads.granted(conn, checked.operator, account_hash, at))
+    account = await store.read(lambda conn: operators.account_for(checked.operator, conn, account_hash))
     return page(
         "confirm_deleted.html",
         "Deletion requested",
         status=202,
         session=checked,
-        account=overview,
+        account=account,
         deletion=view,
         profile_id=profile_id,
     )

@@ -16,7 +16,7 @@ from sqlalchemy import Connection
 
 from patron import accounts, operators
 from patron.api.edge import Injected
-from patron.console import pages_reads, reads
+from patron.console import pages_reads
 from patron.console.accounts import AccountHash
 from patron.console.render import POLICY, page
 from patron.console.session import PATH, Signed
@@ -67,22 +67,20 @@ async def email(
     offset: Annotated[int, QueryParameter(ge=0, le=pages_reads.MAX_OFFSET)] = 0,
     before: Annotated[int | None, QueryParameter(ge=1)] = None,
 ) -> Response[str]:
-    moment = accounts.now()
-
     def read(conn: Connection) -> tuple[Any, ...]:
         account = operators.account_for(session.operator, conn, account_hash)
         return (
-            reads.overview(conn, account, moment),
+            account,
             pages_reads.templates_page(conn, account.id, offset),
             pages_reads.outbox(conn, account.id, before),
         )
 
-    overview, (found, more), (sent, following) = await store.read(read)
+    account, (found, more), (sent, following) = await store.read(read)
     return page(
         "email.html",
         "Email",
         session=session,
-        account=overview,
+        account=account,
         templates=found,
         more=more,
         offset=offset,
@@ -95,17 +93,15 @@ async def email(
 
 async def _template(
     store: Store, session: Signed, account_hash: str, template_id: int
-) -> tuple[reads.Overview, templates.Template]:
-    moment = accounts.now()
-
-    def read(conn: Connection) -> tuple[reads.Overview, templates.Template | None]:
+) -> tuple[accounts.Account, templates.Template]:
+    def read(conn: Connection) -> tuple[accounts.Account, templates.Template | None]:
         account = operators.account_for(session.operator, conn, account_hash)
-        return reads.overview(conn, account, moment), templates.get(conn, account.id, template_id)
+        return account, templates.get(conn, account.id, template_id)
 
-    overview, found = await store.read(read)
+    account, found = await store.read(read)
     if found is None:
         raise NotFound.at("template_id", f"no template {template_id} in this account")
-    return overview, found
+    return account, found
 
 
 @get(f"{PATH}/accounts/{{account_hash:str}}/email/templates/{{template_id:int}}", include_in_schema=False)
@@ -116,13 +112,13 @@ async def template(
     store: Injected[Store],
     renderer: Injected[Renderer],
 ) -> Response[str]:
-    overview, found = await _template(store, session, account_hash, template_id)
+    account, found = await _template(store, session, account_hash, template_id)
     preview = await _preview(renderer, found)
     answer = page(
         "template.html",
         f"Template {found.id}" + (f": {found.name}" if found.name else ""),
         session=session,
-        account=overview,
+        account=account,
         shown=found,
         preview=preview,
     )

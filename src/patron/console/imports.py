@@ -12,7 +12,7 @@ from sqlalchemy import Connection
 
 from patron import accounts, operators
 from patron.api.edge import Injected
-from patron.console import pushes, reads
+from patron.console import pushes
 from patron.console.accounts import AccountHash
 from patron.console.render import page
 from patron.console.session import PATH, Signed
@@ -55,21 +55,20 @@ async def import_list(
     outcome: Choice = "",
     before: Annotated[int | None, QueryParameter(ge=1)] = None,
 ) -> Response[str]:
-    moment = accounts.now()
     record_type = kind if kind in pushes.TYPES else None
     chosen = outcome if outcome in pushes.OUTCOMES else None
 
-    def read(conn: Connection) -> tuple[reads.Overview, pushes.BatchPage]:
+    def read(conn: Connection) -> tuple[accounts.Account, pushes.BatchPage]:
         account = operators.account_for(session.operator, conn, account_hash)
         found = pushes.batches(conn, account.id, record_type, chosen, before)
-        return reads.overview(conn, account, moment), found
+        return account, found
 
-    overview, found = await store.read(read)
+    account, found = await store.read(read)
     return page(
         "imports.html",
         "Imports",
         session=session,
-        account=overview,
+        account=account,
         found=found,
         types=pushes.TYPES,
         outcomes=pushes.OUTCOMES,
@@ -83,13 +82,11 @@ async def import_list(
 async def import_request(
     account_hash: AccountHash, request_id: RequestId, session: Signed, store: Injected[Store]
 ) -> Response[str]:
-    moment = accounts.now()
-
-    def read(conn: Connection) -> tuple[reads.Overview, pushes.Request | None]:
+    def read(conn: Connection) -> tuple[accounts.Account, pushes.Request | None]:
         account = operators.account_for(session.operator, conn, account_hash)
-        return reads.overview(conn, account, moment), pushes.request(conn, account.id, request_id)
+        return account, pushes.request(conn, account.id, request_id)
 
-    overview, found = await store.read(read)
+    account, found = await store.read(read)
     if found is None:
         raise NotFound.at("request_id", f"no push request {request_id!r} in this account")
     links = [stored_url(account_hash, record) for record in found.records]
@@ -97,7 +94,7 @@ async def import_request(
         "imports_request.html",
         f"Push request {request_id}",
         session=session,
-        account=overview,
+        account=account,
         found=found,
         links=links,
         max_errors=pushes.MAX_ERRORS,

@@ -11,7 +11,7 @@ from sqlalchemy import Connection
 
 from patron import accounts, operators
 from patron.api.edge import Injected
-from patron.console import pages_reads, reads
+from patron.console import pages_reads
 from patron.console.accounts import AccountHash
 from patron.console.render import page
 from patron.console.session import PATH, Signed
@@ -30,18 +30,16 @@ async def list_lists(
     store: Injected[Store],
     offset: Annotated[int, QueryParameter(ge=0, le=pages_reads.MAX_OFFSET)] = 0,
 ) -> Response[str]:
-    moment = accounts.now()
-
-    def read(conn: Connection) -> tuple[reads.Overview, tuple[list[ListView], bool]]:
+    def read(conn: Connection) -> tuple[accounts.Account, tuple[list[ListView], bool]]:
         account = operators.account_for(session.operator, conn, account_hash)
-        return reads.overview(conn, account, moment), pages_reads.lists_page(conn, account.id, offset)
+        return account, pages_reads.lists_page(conn, account.id, offset)
 
-    overview, (found, more) = await store.read(read)
+    account, (found, more) = await store.read(read)
     return page(
         "lists.html",
         "Lists",
         session=session,
-        account=overview,
+        account=account,
         lists=found,
         more=more,
         offset=offset,
@@ -57,24 +55,22 @@ async def one_list(
     store: Injected[Store],
     after: Annotated[str | None, QueryParameter(max_length=32)] = None,
 ) -> Response[str]:
-    moment = accounts.now()
-
     def read(
         conn: Connection,
-    ) -> tuple[reads.Overview, ListView | None, tuple[list[pages_reads.Member], str | None]]:
+    ) -> tuple[accounts.Account, ListView | None, tuple[list[pages_reads.Member], str | None]]:
         account = operators.account_for(session.operator, conn, account_hash)
         found = pages_reads.one_list(conn, account.id, list_id)
         members = pages_reads.members(conn, account.id, list_id, after) if found else ([], None)
-        return reads.overview(conn, account, moment), found, members
+        return account, found, members
 
-    overview, found, (members, following) = await store.read(read)
+    account, found, (members, following) = await store.read(read)
     if found is None:
         raise NotFound.at("list_id", f"no list {list_id!r} in this account")
     return page(
         "list.html",
         f"List {found.title or found.id}",
         session=session,
-        account=overview,
+        account=account,
         list=found,
         members=members,
         following=following,

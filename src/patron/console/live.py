@@ -19,9 +19,9 @@ import msgspec
 from litestar import Request, Response, get
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
-from patron import accounts, operators
+from patron import operators
 from patron.api.edge import Injected
-from patron.console import reads, tail
+from patron.console import tail
 from patron.console.accounts import AccountHash
 from patron.console.imports import import_url, profile_url
 from patron.console.render import page
@@ -40,9 +40,8 @@ _encode = msgspec.json.Encoder().encode
 
 @get(f"{PATH}/accounts/{{account_hash:str}}/live", include_in_schema=False)
 async def live(account_hash: AccountHash, session: Signed, store: Injected[Store]) -> Response[str]:
-    moment = accounts.now()
-    overview = await store.read(lambda conn: reads.granted(conn, session.operator, account_hash, moment))
-    return page("live.html", "Live", session=session, account=overview, kinds=tail.KINDS)
+    account = await store.read(lambda conn: operators.account_for(session.operator, conn, account_hash))
+    return page("live.html", "Live", session=session, account=account, kinds=tail.KINDS)
 
 
 def _message(account_hash: str, line: tail.Line, cursor: tail.Cursor) -> ServerSentEventMessage:

@@ -17,7 +17,7 @@ from sqlalchemy import Connection
 
 from patron import accounts, operators, segments
 from patron.api.edge import Injected
-from patron.console import pages_reads, reads, segment_reads
+from patron.console import pages_reads, segment_reads
 from patron.console.accounts import AccountHash
 from patron.console.render import page
 from patron.console.session import PATH, Signed, require
@@ -71,18 +71,16 @@ async def segments_list(
     store: Injected[Store],
     offset: Annotated[int, QueryParameter(ge=0, le=members.MAX_SEGMENTS)] = 0,
 ) -> Response[str]:
-    moment = accounts.now()
-
-    def read(conn: Connection) -> tuple[reads.Overview, tuple[list[members.SegmentView], bool]]:
+    def read(conn: Connection) -> tuple[accounts.Account, tuple[list[members.SegmentView], bool]]:
         account = operators.account_for(session.operator, conn, account_hash)
-        return reads.overview(conn, account, moment), segment_reads.segments_page(conn, account.id, offset)
+        return account, segment_reads.segments_page(conn, account.id, offset)
 
-    overview, (found, more) = await store.read(read)
+    account, (found, more) = await store.read(read)
     return page(
         "segments.html",
         "Segments",
         session=session,
-        account=overview,
+        account=account,
         segments=found,
         more=more,
         offset=offset,
@@ -102,14 +100,13 @@ async def _form(
     rules: str = "",
     problem: str | None = None,
 ) -> Response[str]:
-    moment = accounts.now()
-    overview = await store.read(lambda conn: reads.granted(conn, session.operator, account_hash, moment))
+    account = await store.read(lambda conn: operators.account_for(session.operator, conn, account_hash))
     return page(
         "segment_form.html",
         "Change the segment" if segment_id else "New segment",
         status=status,
         session=session,
-        account=overview,
+        account=account,
         segment_id=segment_id,
         name=name,
         rules=rules,
@@ -194,26 +191,24 @@ async def one_segment(
     after: Annotated[str | None, QueryParameter(max_length=32)] = None,
     before: Annotated[int | None, QueryParameter(ge=1)] = None,
 ) -> Response[str]:
-    moment = accounts.now()
-
-    def read(conn: Connection) -> tuple[reads.Overview, segment_reads.Segment, Any, Any]:
+    def read(conn: Connection) -> tuple[accounts.Account, segment_reads.Segment, Any, Any]:
         account = operators.account_for(session.operator, conn, account_hash)
         found = segment_reads.one_segment(conn, account.id, segment_id)
         if found is None:
             raise _missing(segment_id)
         return (
-            reads.overview(conn, account, moment),
+            account,
             found,
             segment_reads.segment_members_page(conn, account.id, segment_id, after),
             segment_reads.changes_page(conn, account.id, segment_id, before),
         )
 
-    overview, found, (joined, following), (changes, older) = await store.read(read)
+    account, found, (joined, following), (changes, older) = await store.read(read)
     return page(
         "segment.html",
         f"Segment {found.view.name}",
         session=session,
-        account=overview,
+        account=account,
         segment=found,
         members=joined,
         following=following,
@@ -284,21 +279,20 @@ async def confirm_delete(
 ) -> Response[str]:
     """The question before a segment is deleted (nothing is done until it is answered)."""
     require(session, "admin")
-    moment = accounts.now()
 
-    def read(conn: Connection) -> tuple[reads.Overview, segment_reads.Segment]:
+    def read(conn: Connection) -> tuple[accounts.Account, segment_reads.Segment]:
         account = operators.account_for(session.operator, conn, account_hash)
         found = segment_reads.one_segment(conn, account.id, segment_id)
         if found is None:
             raise _missing(segment_id)
-        return reads.overview(conn, account, moment), found
+        return account, found
 
-    overview, found = await store.read(read)
+    account, found = await store.read(read)
     return page(
         "confirm_segment_deletion.html",
         "Delete this segment?",
         session=session,
-        account=overview,
+        account=account,
         segment=found.view,
     )
 

@@ -16,7 +16,7 @@ from sqlalchemy import Connection
 from patron import accounts, operators
 from patron.api.edge import Injected
 from patron.config import Site
-from patron.console import pages_reads, reads
+from patron.console import pages_reads
 from patron.console.accounts import AccountHash
 from patron.console.render import page
 from patron.console.session import PATH, Signed, require
@@ -34,20 +34,18 @@ def tag_snippet(site: Site, account_hash: str) -> str:
 async def _settings_page(
     store: Store, session: Signed, site: Site, account_hash: str, **extra: Any
 ) -> Response[str]:
-    moment = accounts.now()
-
-    def read(conn: Connection) -> tuple[reads.Overview, pages_reads.Settings]:
+    def read(conn: Connection) -> tuple[accounts.Account, pages_reads.Settings]:
         account = operators.account_for(session.operator, conn, account_hash)
-        return reads.overview(conn, account, moment), pages_reads.settings(conn, account)
+        return account, pages_reads.settings(conn, account)
 
-    overview, found = await store.read(read)
+    account, found = await store.read(read)
     return page(
         "settings.html",
         "Settings",
         session=session,
-        account=overview,
+        account=account,
         settings=found,
-        snippet=tag_snippet(site, overview.hash),
+        snippet=tag_snippet(site, account.hash),
         may_change=session.operator.may("admin"),
         **{"new_key": None, "new_key_id": None, **extra},
     )

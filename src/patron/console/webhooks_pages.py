@@ -21,7 +21,7 @@ from patron.api.body import decode
 from patron.api.edge import Injected
 from patron.api.problems import ProblemError, status_of
 from patron.config import Webhooks
-from patron.console import reads, webhook_reads
+from patron.console import webhook_reads
 from patron.console.accounts import AccountHash
 from patron.console.render import page
 from patron.console.session import PATH, Signed, require
@@ -72,19 +72,17 @@ def _moment(name: str, text: str) -> datetime:
 async def _list_page(
     store: Store, session: Signed, account_hash: str, *, status: int = 200, **extra: Any
 ) -> Response[str]:
-    moment = accounts.now()
-
-    def read(conn: Connection) -> tuple[reads.Overview, list[webhook_reads.Endpoint]]:
+    def read(conn: Connection) -> tuple[accounts.Account, list[webhook_reads.Endpoint]]:
         account = operators.account_for(session.operator, conn, account_hash)
-        return reads.overview(conn, account, moment), webhook_reads.hooks(conn, account.id)
+        return account, webhook_reads.hooks(conn, account.id)
 
-    overview, found = await store.read(read)
+    account, found = await store.read(read)
     return page(
         "webhooks.html",
         "Webhooks",
         status=status,
         session=session,
-        account=overview,
+        account=account,
         hooks=found,
         event_types=EVENT_TYPES,
         most_counted=webhook_reads.MOST_COUNTED,
@@ -108,23 +106,21 @@ async def _hook_page(
     status: int = 200,
     **extra: Any,
 ) -> Response[str]:
-    moment = accounts.now()
-
-    def read(conn: Connection) -> tuple[reads.Overview, webhook_reads.Endpoint, Any]:
+    def read(conn: Connection) -> tuple[accounts.Account, webhook_reads.Endpoint, Any]:
         account = operators.account_for(session.operator, conn, account_hash)
         found = webhook_reads.hook(conn, account.id, webhook_id)
         if found is None:
             raise _missing(webhook_id)
         attempts = webhook_reads.attempts_page(conn, account.id, webhook_id, before)
-        return reads.overview(conn, account, moment), found, attempts
+        return account, found, attempts
 
-    overview, found, (attempts, older) = await store.read(read)
+    account, found, (attempts, older) = await store.read(read)
     return page(
         "webhook.html",
         f"Webhook endpoint {webhook_id}",
         status=status,
         session=session,
-        account=overview,
+        account=account,
         hook=found,
         attempts=attempts,
         older=older,
@@ -249,21 +245,20 @@ async def confirm_delete(
 ) -> Response[str]:
     """The question before an endpoint is deleted (nothing is done until it is answered)."""
     require(session, "admin")
-    moment = accounts.now()
 
-    def read(conn: Connection) -> tuple[reads.Overview, webhook_reads.Endpoint]:
+    def read(conn: Connection) -> tuple[accounts.Account, webhook_reads.Endpoint]:
         account = operators.account_for(session.operator, conn, account_hash)
         found = webhook_reads.hook(conn, account.id, webhook_id)
         if found is None:
             raise _missing(webhook_id)
-        return reads.overview(conn, account, moment), found
+        return account, found
 
-    overview, found = await store.read(read)
+    account, found = await store.read(read)
     return page(
         "confirm_webhook_deletion.html",
         "Delete this webhook endpoint?",
         session=session,
-        account=overview,
+        account=account,
         hook=found,
     )
 
