@@ -74,6 +74,7 @@ def main() -> None:
         subprocess.run(add, cwd=ROOT, check=True)
         for installed in INSTALLED:  # what make installs and git ignores, shared with the base
             if (ROOT / installed).exists() and not (base / installed).exists():
+                (base / installed).parent.mkdir(parents=True, exist_ok=True)  # an older base may lack it
                 (base / installed).symlink_to(ROOT / installed)
         try:
             sides: dict[str, list[dict[str, float]]] = {"base": [], "tree": []}

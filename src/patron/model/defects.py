@@ -14,10 +14,10 @@ from collections.abc import Callable, Iterable
 from typing import Any, Final, NamedTuple
 
 import phonenumbers
-from sqlalchemy import Connection, Table, delete, insert, select
+from sqlalchemy import Connection, Table, delete, select
 
 from patron.model.documents import Document
-from patron.store import among, chunks
+from patron.store import among, chunks, insert_rows
 from patron.store.schema import contact_flags, order_flags, product_flags, products
 
 #: How far a total may be from the sum it should be and still be right (rounding): one cent.
@@ -255,18 +255,11 @@ def keep(
         for chunk in chunks([row_id for row_id, _ in rows]):
             conn.execute(delete(t).where(among(conn, t.c.row_id, chunk)))
     values = [
-        {
-            "account_id": account_id,
-            "row_id": row_id,
-            "rule": d.rule,
-            "ref": d.ref,
-            "value": None if d.value is None else json.dumps(d.value),
-        }
+        (row_id, d.rule, d.ref, None if d.value is None else json.dumps(d.value))
         for row_id, defects in rows
         for d in defects
     ]
-    if values:
-        conn.execute(insert(t), values)
+    insert_rows(conn, t, {"account_id": account_id}, ("row_id", "rule", "ref", "value"), values)
 
 
 def products_arrived(conn: Connection, account_id: int, product_ids: list[str]) -> None:

@@ -162,22 +162,26 @@ def write(conn: Connection, changes: Changes, links: dict[Key, str | None] | Non
             updates.append({"_id": changes.stored[key], **values})
         else:
             inserts.append(values)
+    first = None
     if inserts:
         # each account's entities are numbered 1, 2, 3... in creation order (deep pages seek to it);
         # only the worker holding the account's claim inserts them
         last = conn.execute(
             select(func.max(table.c.seq)).where(table.c.account_id == changes.account_id)
         ).scalar()
-        for n, values in enumerate(inserts, start=(last or 0) + 1):
+        first = (last or 0) + 1
+        for n, values in enumerate(inserts, start=first):
             values["seq"] = n
         conn.execute(insert(table).values(account_id=changes.account_id), inserts)
     if updates:
         conn.execute(update(table).where(table.c.id == bindparam("_id")), updates)
-    _keep_defects(conn, changes)
+    _keep_defects(conn, changes, first)
 
 
-def _keep_defects(conn: Connection, changes: Changes) -> None:
-    """The written records' defects replace those kept for them (:mod:`patron.model.defects`)."""
+def _keep_defects(conn: Connection, changes: Changes, first: int | None) -> None:
+    """The written records' defects replace those kept for them (:mod:`patron.model.defects`);
+    ``first``: the ``seq`` of the first record :func:`write` inserted (the new ones follow it, in
+    the order of ``changes.rows``)."""
     kind, account_id = changes.kind, changes.account_id
     if kind.name not in defects.FLAGS:
         return
@@ -185,16 +189,16 @@ def _keep_defects(conn: Connection, changes: Changes) -> None:
     found = defects.find(kind.name, [changes.rows[key]["data"] for key in keys], conn, account_id)
     flawed = {key: d for key, d in zip(keys, found, strict=True) if d}
     ids = dict(changes.stored)
-    new = [key for key in flawed if key not in ids]
-    key_cols = kind.key_columns()
-    for condition in among_keys(conn, key_cols, new):  # the internal ids of the new records with defects
-        rows = conn.execute(
-            select(kind.table.c.id, *key_cols).where(kind.table.c.account_id == account_id, condition)
-        )
-        ids.update({tuple(str(v) for v in row[1:]): row.id for row in rows})
+    new = [key for key in keys if key not in ids]
+    if first is not None and any(key in flawed for key in new):  # their internal ids, by their seq
+        t = kind.table
+        span = t.c.seq.between(first, first + len(new) - 1)
+        by_seq = dict(conn.execute(select(t.c.seq, t.c.id).where(t.c.account_id == account_id, span)).all())
+        ids.update({key: by_seq[first + n] for n, key in enumerate(new)})
     replaced = [(ids[key], flawed.get(key, [])) for key in changes.stored]
     defects.keep(conn, kind.name, account_id, replaced, replace=True)
-    defects.keep(conn, kind.name, account_id, [(ids[key], flawed[key]) for key in new], replace=False)
+    flawed_new = [(ids[key], flawed[key]) for key in new if key in flawed]
+    defects.keep(conn, kind.name, account_id, flawed_new, replace=False)
     arrived = [key[-1] for key in changes.rows if key not in changes.stored]
     if kind.name == "product" and arrived:
         defects.products_arrived(conn, account_id, arrived)
