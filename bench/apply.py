@@ -175,7 +175,7 @@ def main() -> None:
 def _written(conn: Connection) -> dict[str, int]:
     """What the rounds wrote beside the records: segment entries and exits, and webhook events."""
     c = segment_changes.c
-    changes = dict(conn.execute(select(c.event, func.count()).group_by(c.event)).tuples().all())
+    changes = dict(conn.execute(select(c.event, func.count()).group_by(c.event)).all())
     events = conn.execute(select(func.count()).select_from(webhook_outbox)).scalar_one()
     return {
         "segment_entries": changes.get(ENTER, 0),

@@ -297,7 +297,7 @@ def _clicks(conn: Connection, account_id: int, live: str, limit: int) -> list[Cl
                 select(m.c.message_id, m.c.subject).where(
                     m.c.account_id == account_id, among(conn, m.c.message_id, ids)
                 )
-            ).tuples()
+            ).all()
         )
         if ids
         else {}

@@ -56,7 +56,7 @@ def _row_id(conn: Connection, account_id: int, endpoint_id: str) -> int | None:
 def hooks(conn: Connection, account_id: int) -> list[Endpoint]:
     """The account's endpoints (at most ``requests.MAX_ENDPOINTS``), each with its pending events."""
     w = webhook_endpoints.c
-    rows = dict(conn.execute(select(w.endpoint_id, w.id).where(w.account_id == account_id)).tuples().all())
+    rows = dict(conn.execute(select(w.endpoint_id, w.id).where(w.account_id == account_id)).all())
     return [Endpoint(found, _pending(conn, rows[found.id])) for found in endpoints.read(conn, account_id)]
 
 
