@@ -861,8 +861,10 @@ def request_the_owners_deletion(client: Client, caller: Tenant, owner: Owner) ->
     }
     response = client.post("/v2/data-deletion-requests", json=body, headers=caller.headers)
     assert response.status_code == 202, response.text
-    wait_applied(client, caller, response.json()["id"])
-    done = get(client, caller, item("/v2/data-deletion-requests", response.json()["id"])).json()
+    path = item("/v2/data-deletion-requests", response.json()["id"])
+    done = eventually(
+        lambda: (found := get(client, caller, path).json())["status"] == "completed" and found, path
+    )
     assert done["summary"] == "0 contact records anonymised, 0 orders anonymised, 0 events anonymised", done
     assert snapshot(client, owner) == before
 

@@ -3,8 +3,9 @@
 A round touches a few hundred profiles of an account that may hold millions: each statement it runs
 must find their rows by profile (or key), never by reading every row the account holds. On SQLite,
 ``EXPLAIN QUERY PLAN`` of each statement a round ran says how it reads; PostgreSQL chooses its plans
-from the statistics of the data, so this module is about SQLite alone. (An anonymisation is not among
-the rounds here: it looks for the person's identifiers in all the free text the account holds.)
+from the statistics of the data, so this module is about SQLite alone. An anonymisation is among the
+rounds: its sweeps of anyone's free text read windows of ids by the primary key, never the account's
+rows through an index of the account.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import msgspec
 import pytest
 from sqlalchemy import Connection, Engine, event, func, select
 
-from patron import accounts, segments
+from patron import accounts, gdpr, segments
 from patron.config import Settings
 from patron.ingest.push import push
 from patron.ingest.queue import enqueue_operation
@@ -37,7 +38,7 @@ from patron.profiles.segments import rules as r
 from patron.runtime import queue_kinds
 from patron.segments import queue_build
 from patron.store import Store, open_store
-from patron.store.schema import list_members
+from patron.store.schema import deletion_requests, list_members
 from patron.webhooks import endpoints
 from patron.webhooks.outbox import EVENT_TYPES
 from patron.webhooks.requests import NewEndpoint
@@ -184,6 +185,10 @@ def test_a_round_reads_no_table_by_the_account_alone(store: Store) -> None:
         return segments.recheck(conn, accounts.now() + timedelta(days=1))
 
     assert store.write_blocking(export_and_check) > 0
+    anonymise = gdpr.DeletionRequest(email="c2@example.com")
+    store.write_blocking(
+        lambda conn: gdpr.request(conn, account.id, None, str(uuid.uuid4()), anonymise, accounts.now())
+    )
     with statements() as ran:
         while apply_round(store, kinds):
             pass
@@ -196,6 +201,8 @@ def test_a_round_reads_no_table_by_the_account_alone(store: Store) -> None:
         ).scalar_one()
     )
     assert exported > 0
+    status = select(deletion_requests.c.status).where(deletion_requests.c.account_id == account.id)
+    assert store.read_blocking(lambda conn: conn.execute(status).scalar_one()) == "completed"
 
     by_account = re.compile(r"^SEARCH (\w+) USING (?:COVERING )?INDEX \w+ \(account_id=\?\)$")
     readings = []

@@ -25,14 +25,15 @@ import hashlib
 import hmac
 import logging
 import re
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
-from sqlalchemy import Connection, Table, delete, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, Connection, Table, delete, func, insert, or_, select, update
 
 from patron.errors import FieldInvalid
 from patron.ingest.queue import enqueue_operation, pack, unpack
@@ -42,7 +43,7 @@ from patron.profiles.operations import resolve
 from patron.profiles.segments import members as segment_members_of
 from patron.records.fields import EMAIL_PATTERN, MAX_ID_LENGTH, MAX_TEXT_LENGTH, NO_NUL_PATTERN, Email
 from patron.signing import account_key
-from patron.store import among, chunks
+from patron.store import among, chunks, id_window
 from patron.store.schema import (
     accounts,
     consents,
@@ -71,6 +72,9 @@ from patron.webhooks import outbox
 
 log = logging.getLogger("patron.gdpr")
 ANONYMISE = "anonymise"
+#: The queue kinds of an anonymisation's steps: its sweeps, and its completion.
+SWEEP = "anonymise_sweep"
+DONE = "anonymise_done"
 ANONYMOUS_DOMAIN = "anonymous.ometria"
 #: DeletionIdentity types of a request, and the merge-profile identifier type each resolves as.
 RESOLVE_AS = {
@@ -259,6 +263,7 @@ class Person:
     names: set[str] = field(default_factory=set)
     key: str = ""  # the account's key (hex), for the ids' hashes
     renamed: dict[str, str] = field(default_factory=dict)  # an id that held an identifier: its hash
+    messages: list[str] = field(default_factory=list)  # the ids of the messages sent to them
     _own: re.Pattern[str] | None = field(default=None, init=False, repr=False)
     _quoted: re.Pattern[str] | None = field(default=None, init=False, repr=False)
 
@@ -306,6 +311,46 @@ class Person:
         message = f"anonymised id {attempt}:{value}".encode()
         return f"anonymised-{hmac.new(bytes.fromhex(self.key), message, hashlib.sha256).hexdigest()[:32]}"
 
+    def traced(self) -> Traces:
+        """What the sweeps carry of them from one step to the next (not the account's key)."""
+        return Traces(
+            self.profiles,
+            self.anonymous_email,
+            sorted(self.traces),
+            self.counts,
+            self.browsers,
+            sorted(self.names),
+            self.renamed,
+            self.messages,
+        )
+
+
+class Traces(msgspec.Struct, array_like=True):
+    """A :class:`Person` as a step of the sweeps carries it in the queue (a stub replaces it there
+    once the step has run)."""
+
+    profiles: list[str]
+    anonymous_email: str
+    traces: list[str]
+    counts: dict[str, int]
+    browsers: list[str]
+    names: list[str]
+    renamed: dict[str, str]
+    messages: list[str]
+
+    def person(self, key: str) -> Person:
+        return Person(
+            self.profiles,
+            self.anonymous_email,
+            set(self.traces),
+            self.counts,
+            self.browsers,
+            set(self.names),
+            key,
+            self.renamed,
+            self.messages,
+        )
+
 
 #: The shortest value looked for inside free text (shorter ones would match by accident).
 MIN_QUOTED = 6
@@ -333,6 +378,10 @@ def _leaves(value: Any) -> list[str]:
 
 
 Handler = Callable[[Connection, int, Person, Op], None]
+#: The account's rows among the ids of a table one step of a sweep reads (``store.id_window``).
+Window = ColumnElement[bool]
+#: A sweep of anyone's rows among a window of ids of its table.
+Sweeper = Callable[[Connection, int, Person, Window], None]
 #: The fields that identify a person on their own: a record elsewhere (a rejected one, a copy in the
 #: import queue) that holds one of their values is theirs. Names alone are not: two people share them.
 _IDENTIFYING = ("email", "customer_id", "phone_number")
@@ -386,14 +435,9 @@ def _person(round: Round, op: Op) -> Person:
         _add(person.traces, doc.get("identity_email"), doc.get("identity_account_id"))
     person.traces -= {person.anonymous_email}
     person.traces = {t for t in person.traces if len(t) >= 3}  # an id "7" would match everything
-    m = messages
-    for sent in conn.execute(
-        select(m.c.recipient, m.c.recipient_name, m.c.profile).where(
-            m.c.account_id == account, m.c.recipient_name.is_not(None)
-        )
-    ):
-        if sent.profile in people or person.owns(sent.recipient):
-            _add(person.names, sent.recipient_name)
+    for where in _theirs(conn, account, person):
+        named = select(messages.c.recipient_name).where(where, messages.c.recipient_name.is_not(None))
+        _add(person.names, *conn.execute(named).scalars())
     browsers = conn.execute(select(visitors.c.cid).where(_of(conn, visitors, account, people))).scalars()
     person.browsers = list(browsers)
     person.key = account_key(conn, account)
@@ -456,17 +500,17 @@ def _fit(column: Any, value: str) -> str:
 
 
 def _redact_rows(
-    conn: Connection, t: Table, account_id: int, person: Person, columns: tuple[str, ...]
+    conn: Connection, t: Table, account_id: int, person: Person, columns: tuple[str, ...], window: Window
 ) -> None:
-    """In anyone's rows of ``t``, the person's identifiers quoted in ``columns`` replaced, and the
-    ids renamed in this anonymisation given their hashes. The database picks the rows that may
-    quote them; each is then rewritten here."""
+    """In anyone's rows of ``t`` within ``window``, the person's identifiers quoted in ``columns``
+    replaced, and the ids renamed in this anonymisation given their hashes. The database picks the
+    rows that may quote them; each is then rewritten here."""
     needles = person.needles()
     if not needles:
         return
     cs = [t.c[name] for name in columns]
     quoting = or_(*(func.lower(c).contains(n.lower(), autoescape=True) for c in cs for n in needles))
-    rows = conn.execute(select(t.c.id, *cs).where(t.c.account_id == account_id, quoting)).all()
+    rows = conn.execute(select(t.c.id, *cs).where(window, quoting)).all()
     for row in rows:
         values = {}
         for name in columns:
@@ -620,7 +664,10 @@ def _consents(conn: Connection, account_id: int, person: Person, op: Op) -> None
             .where(_of(conn, t, account_id, person.profiles), t.c.channel == channel)
             .values(address=address, contact_id=None, reason=None)
         )
-    _redact_rows(conn, t, account_id, person, ("reason",))
+
+
+def _consents_quoting(conn: Connection, account_id: int, person: Person, window: Window) -> None:
+    _redact_rows(conn, consents, account_id, person, ("reason",), window)
 
 
 def _list_members(conn: Connection, account_id: int, person: Person, op: Op) -> None:
@@ -641,22 +688,18 @@ def _segment_changes(conn: Connection, account_id: int, person: Person, op: Op) 
     memberships."""
 
 
-def _merge_jobs(conn: Connection, account_id: int, person: Person, op: Op) -> None:
+def _merge_jobs(conn: Connection, account_id: int, person: Person, window: Window) -> None:
     t = merge_jobs
-    for row in conn.execute(
-        select(t.c.id, t.c.error).where(t.c.account_id == account_id, t.c.error.is_not(None))
-    ).all():
+    for row in conn.execute(select(t.c.id, t.c.error).where(window, t.c.error.is_not(None))).all():
         if person.named_in(row.error):
             conn.execute(update(t).where(t.c.id == row.id).values(error="(anonymised)"))
 
 
-def _push_errors(conn: Connection, account_id: int, person: Person, op: Op) -> None:
+def _push_errors(conn: Connection, account_id: int, person: Person, window: Window) -> None:
     """Rejected records that mention the person are deleted (a value of theirs, or one quoted in the
     record's id, its text or its error)."""
     t = push_errors
-    rows = conn.execute(
-        select(t.c.id, t.c.record_id, t.c.record, t.c.error_message).where(t.c.account_id == account_id)
-    )
+    rows = conn.execute(select(t.c.id, t.c.record_id, t.c.record, t.c.error_message).where(window))
     doomed = [
         r.id
         for r in rows
@@ -681,15 +724,20 @@ def _quotes(person: Person, record: str) -> bool:
     return person.owns(decoded) or any(person.named_in(leaf) for leaf in _leaves(decoded))
 
 
-def _import_batches(conn: Connection, account_id: int, person: Person, op: Op) -> None:
-    """The queue's copies of the records, applied or not, and this request's own operation: a
-    record that mentions the person is replaced by a stub saying it was anonymised."""
+def _forget_operation(conn: Connection, op: Op) -> None:
+    """The queue's copy of this operation (the person's identities, or what a step carries of them)
+    becomes a stub."""
     t = import_batches
-    own = conn.execute(select(t.c.id).where(t.c.request_id == op.request_id)).scalar_one()
-    # what came after the request is not the person's as anonymised (a later request sees to its own)
-    rows = conn.execute(
-        select(t.c.id, t.c.request_id, t.c.records).where(t.c.account_id == account_id, t.c.id <= own)
-    )
+    stub = [{"@type": op.record_type, "@anonymised": True}]
+    conn.execute(update(t).where(t.c.request_id == op.request_id).values(records=pack(stub)))
+
+
+def _import_batches(conn: Connection, account_id: int, person: Person, window: Window) -> None:
+    """The queue's copies of the records, applied or not, queued before the request (what came after
+    it is not the person's as anonymised: a later request sees to its own): a record that mentions
+    the person is replaced by a stub saying it was anonymised."""
+    t = import_batches
+    rows = conn.execute(select(t.c.id, t.c.request_id, t.c.records).where(window))
     browsers = set(person.browsers)
 
     def theirs(record: dict[str, Any]) -> bool:  # a tag event of their browser counts as theirs
@@ -701,55 +749,57 @@ def _import_batches(conn: Connection, account_id: int, person: Person, op: Op) -
         )
 
     for row in rows.all():
-        if row.request_id == op.request_id:
-            done = [{"@type": ANONYMISE, "@anonymised": True}]
-            conn.execute(update(t).where(t.c.id == row.id).values(records=pack(done)))
-        else:
-            records = unpack(row.records)
-            if any(theirs(r) for r in records):
-                kept = [{"@type": r.get("@type"), "@anonymised": True} if theirs(r) else r for r in records]
-                conn.execute(update(t).where(t.c.id == row.id).values(records=pack(kept)))
+        records = unpack(row.records)
+        if any(theirs(r) for r in records):
+            kept = [{"@type": r.get("@type"), "@anonymised": True} if theirs(r) else r for r in records]
+            conn.execute(update(t).where(t.c.id == row.id).values(records=pack(kept)))
 
 
 def _email_clicks(conn: Connection, account_id: int, person: Person, op: Op) -> None:
-    """Their clicks on email links go (a link's address may name them): those on their profiles,
-    and those on messages sent to them (before ``_messages`` rewrites the recipients)."""
-    m, t = messages, email_clicks
-    theirs = [
-        row.message_id
-        for row in conn.execute(
-            select(m.c.message_id, m.c.recipient, m.c.profile).where(m.c.account_id == account_id)
-        )
-        if row.profile in person.profiles or person.owns(row.recipient)
-    ]
-    for chunk in chunks(theirs) or [[]]:
-        conn.execute(
-            delete(t).where(
-                t.c.account_id == account_id,
-                among(conn, t.c.profile, person.profiles) | among(conn, t.c.message_id, chunk),
-            )
-        )
-    _redact_rows(conn, t, account_id, person, ("url",))
+    """Their clicks on email links go (a link's address may name them): those on their profiles
+    here, those on the other messages sent to them by :func:`_clicks_on_theirs`."""
+    t = email_clicks
+    conn.execute(delete(t).where(_of(conn, t, account_id, person.profiles)))
+
+
+def _clicks_on_theirs(conn: Connection, account_id: int, person: Person, window: Window) -> None:
+    """The clicks on messages sent to them (found by :func:`_messages` and :func:`_messages_to`)
+    go; anyone else's link address that quotes them loses it."""
+    t = email_clicks
+    theirs = set(person.messages)
+    if theirs:
+        clicked = conn.execute(select(t.c.id, t.c.message_id).where(window))
+        gone = [row.id for row in clicked if row.message_id in theirs]
+        for chunk in chunks(gone):
+            conn.execute(delete(t).where(among(conn, t.c.id, chunk)))
+    _redact_rows(conn, t, account_id, person, ("url",), window)
 
 
 def _tracking_events(conn: Connection, account_id: int, person: Person, op: Op) -> None:
     """What their browsers did goes, and any identify or profile event that names them."""
+    _by_browser(conn, tracking_events, account_id, person)
+
+
+def _tracking_naming(conn: Connection, account_id: int, person: Person, window: Window) -> None:
+    """Identify and profile events (of any browser) that name them go; other events lose what they
+    quote."""
     t = tracking_events
-    _by_browser(conn, t, account_id, person)
-    naming = conn.execute(
-        select(t.c.id, t.c.data).where(t.c.account_id == account_id, t.c.kind.in_(("identify", "profile")))
-    )
+    naming = conn.execute(select(t.c.id, t.c.data).where(window, t.c.kind.in_(("identify", "profile"))))
     gone = [row.id for row in naming if person.owns(msgspec.json.decode(row.data))]
     for chunk in chunks(gone):
         conn.execute(delete(t).where(among(conn, t.c.id, chunk)))
-    _redact_rows(conn, t, account_id, person, ("url", "page_type", "data"))
+    _redact_rows(conn, t, account_id, person, ("url", "page_type", "data"), window)
 
 
 def _tracking_sessions(conn: Connection, account_id: int, person: Person, op: Op) -> None:
     t = tracking_sessions
     conn.execute(delete(t).where(_of(conn, t, account_id, person.profiles)))
     _by_browser(conn, t, account_id, person)
-    _redact_rows(conn, t, account_id, person, ("site", "source", "basket", "checkout_stage", "transactions"))
+
+
+def _sessions_quoting(conn: Connection, account_id: int, person: Person, window: Window) -> None:
+    columns = ("site", "source", "basket", "checkout_stage", "transactions")
+    _redact_rows(conn, tracking_sessions, account_id, person, columns, window)
 
 
 def _order_sources(conn: Connection, account_id: int, person: Person, op: Op) -> None:
@@ -762,16 +812,20 @@ def _order_sources(conn: Connection, account_id: int, person: Person, op: Op) ->
             select(t.c.id, t.c.order_id).where(t.c.account_id == account_id, among(conn, t.c.order_id, chunk))
         ).all():
             conn.execute(update(t).where(t.c.id == row.id).values(order_id=person.renamed[row.order_id]))
+
+
+def _sources_quoting(conn: Connection, account_id: int, person: Person, window: Window) -> None:
+    """An order id that quotes them is renamed (as their orders' were); first and last touches lose
+    what they quote."""
+    t = order_sources
     needles = person.needles()
     if needles:
         quoting = or_(*(func.lower(t.c.order_id).contains(n.lower(), autoescape=True) for n in needles))
-        for row in conn.execute(
-            select(t.c.id, t.c.order_id).where(t.c.account_id == account_id, quoting)
-        ).all():
+        for row in conn.execute(select(t.c.id, t.c.order_id).where(window, quoting)).all():
             if person.named_in(row.order_id):
                 order_id = _rename(conn, account_id, person, row.order_id)
                 conn.execute(update(t).where(t.c.id == row.id).values(order_id=order_id))
-    _redact_rows(conn, t, account_id, person, ("first_touch", "last_touch"))
+    _redact_rows(conn, t, account_id, person, ("first_touch", "last_touch"), window)
 
 
 def _by_browser(conn: Connection, t: Table, account_id: int, person: Person) -> None:
@@ -782,20 +836,56 @@ def _by_browser(conn: Connection, t: Table, account_id: int, person: Person) -> 
 
 def _visitors(conn: Connection, account_id: int, person: Person, op: Op) -> None:
     conn.execute(delete(visitors).where(_of(conn, visitors, account_id, person.profiles)))
-    _redact_rows(conn, visitors, account_id, person, ("first_source",))
+
+
+def _visitors_quoting(conn: Connection, account_id: int, person: Person, window: Window) -> None:
+    _redact_rows(conn, visitors, account_id, person, ("first_source",), window)
+
+
+def _theirs(conn: Connection, account_id: int, person: Person) -> list[ColumnElement[bool]]:
+    """The messages sent to them, found by key: to their profiles, and to their addresses as given."""
+    m = messages
+    addresses = sorted({v for t in person.traces if "@" in t for v in (t, t.lower())})
+    return [
+        _of(conn, m, account_id, person.profiles),
+        (m.c.account_id == account_id) & among(conn, m.c.recipient, addresses),
+    ]
 
 
 def _messages(conn: Connection, account_id: int, person: Person, op: Op) -> None:
     """Their transactional emails keep only what happened to them (a delivery error, its SMTP code);
-    one not yet sent never will be. Other messages lose any identifier of theirs they quote."""
+    one not yet sent never will be. Here those found by key; :func:`_messages_to` finds any other."""
+    for where in _theirs(conn, account_id, person):
+        _rewrite_messages(conn, person, where)
+
+
+def _messages_to(conn: Connection, account_id: int, person: Person, window: Window) -> None:
+    """A message sent to an address of theirs written otherwise (``Ann@...``) is rewritten as theirs;
+    other messages lose any identifier of theirs they quote."""
+    m = messages
+    others = m.c.recipient != person.anonymous_email  # those found by key are done
+    _rewrite_messages(conn, person, window & others)
+    _redact_rows(conn, messages, account_id, person, _MESSAGE_TEXT, window)
+
+
+def _rewrite_messages(conn: Connection, person: Person, where: ColumnElement[bool]) -> None:
     t = messages
     rows = conn.execute(
         select(
-            t.c.id, t.c.recipient, t.c.profile, t.c.status, t.c.error, t.c.stream, t.c.sender, t.c.reply_to
-        ).where(t.c.account_id == account_id)
+            t.c.id,
+            t.c.message_id,
+            t.c.recipient,
+            t.c.profile,
+            t.c.status,
+            t.c.error,
+            t.c.stream,
+            t.c.sender,
+            t.c.reply_to,
+        ).where(where)
     )
     for row in rows.all():
         if row.profile in person.profiles or person.owns(row.recipient):
+            person.messages.append(row.message_id)
             values: dict[str, Any] = {
                 "recipient": person.anonymous_email,
                 "recipient_name": None,
@@ -812,7 +902,6 @@ def _messages(conn: Connection, account_id: int, person: Person, op: Op) -> None
             if row.status in ("queued", "sending"):
                 values.update(status="failed", error="the recipient was anonymised before delivery")
             conn.execute(update(t).where(t.c.id == row.id).values(**values))
-    _redact_rows(conn, t, account_id, person, _MESSAGE_TEXT)
 
 
 #: What a message to someone else may quote: its subject, bodies, delivery error, stream and name.
@@ -835,50 +924,49 @@ def _error(person: Person, error: str | None) -> str | None:
     return person.scrub(error)
 
 
-def _deletion_requests(conn: Connection, account_id: int, person: Person, op: Op) -> None:
-    """This request is done; its identities were only ever kept hashed, and no request's comment
-    keeps quoting them."""
-    parts = [f"{n} {what}{'' if n == 1 else 's'} anonymised" for what, n in person.counts.items()]
-    t = deletion_requests
-    _redact_rows(conn, t, account_id, person, ("comment",))
-    conn.execute(
-        update(t)
-        .where(t.c.account_id == account_id, t.c.request_id == op.request_id)
-        .values(status="completed", summary=", ".join(parts), completed_at=op.at)
-    )
+def _requests_quoting(conn: Connection, account_id: int, person: Person, window: Window) -> None:
+    """No request's comment keeps quoting them (the identities were only ever kept hashed)."""
+    _redact_rows(conn, deletion_requests, account_id, person, ("comment",), window)
 
 
 def _webhook_outbox(conn: Connection, account_id: int, person: Person, op: Op) -> None:
-    """Their events not yet fanned out to the endpoints are deleted (never sent); anyone else's that
-    quotes them loses it."""
+    """Their events not yet fanned out to the endpoints are deleted (never sent)."""
     t = webhook_outbox
     outbox.flush(conn)  # the round's events so far are written, to be deleted with the others
     conn.execute(delete(t).where(_of(conn, t, account_id, person.profiles)))
-    _redact_rows(conn, t, account_id, person, ("payload",))
 
 
 def _webhook_attempts(conn: Connection, account_id: int, person: Person, op: Op) -> None:
-    """Their events' delivery attempts go with the events (:func:`_webhook_events`); a receiver's
-    answer to anyone else's that quotes them loses it."""
+    """Their events' delivery attempts go with the events (:func:`_webhook_events`)."""
     t, e = webhook_attempts, webhook_events
     theirs = select(e.c.id).where(_of(conn, e, account_id, person.profiles))
     conn.execute(delete(t).where(t.c.account_id == account_id, t.c.event.in_(theirs)))
-    _redact_rows(conn, t, account_id, person, ("error", "response"))
 
 
 def _webhook_events(conn: Connection, account_id: int, person: Person, op: Op) -> None:
     """Their events, delivered or not, are deleted (an undelivered one never goes); then each of their
-    profiles gets a last event, ``profile.anonymised``, carrying its id alone. Anyone else's event
-    that quotes them loses it."""
+    profiles gets a last event, ``profile.anonymised``, carrying its id alone."""
     t = webhook_events
     conn.execute(delete(t).where(_of(conn, t, account_id, person.profiles)))
-    _redact_rows(conn, t, account_id, person, ("payload",))
     outbox.anonymised(conn, account_id, person.profiles, op.at)
+
+
+def _payloads_quoting(table: Table, columns: tuple[str, ...]) -> Sweeper:
+    """Anyone else's events (or a receiver's answers to them) that quote them lose it."""
+
+    def sweep(conn: Connection, account_id: int, person: Person, window: Window) -> None:
+        _redact_rows(conn, table, account_id, person, columns, window)
+
+    return sweep
 
 
 def _nothing(conn: Connection, account_id: int, person: Person, op: Op) -> None:
     """The table holds nothing about people (accounts, keys, counters, products, lists' own rows,
     email templates)."""
+
+
+def _swept(conn: Connection, account_id: int, person: Person, op: Op) -> None:
+    """Nothing of the table is theirs by key: what quotes them is found by its sweep (:data:`SWEEPS`)."""
 
 
 #: Every table of the schema and what anonymisation does to it, in the order it runs.
@@ -893,16 +981,16 @@ HANDLERS: dict[str, Handler] = {
     "list_changes": _list_changes,
     "segment_members": _segment_members,
     "segment_changes": _segment_changes,
-    "merge_jobs": _merge_jobs,
-    "push_errors": _push_errors,
-    "import_batches": _import_batches,
+    "merge_jobs": _swept,
+    "push_errors": _swept,
+    "import_batches": _swept,
     "email_clicks": _email_clicks,
     "messages": _messages,
     "tracking_events": _tracking_events,
     "tracking_sessions": _tracking_sessions,
     "order_sources": _order_sources,
     "visitors": _visitors,
-    "deletion_requests": _deletion_requests,
+    "deletion_requests": _swept,
     "webhook_outbox": _webhook_outbox,
     "webhook_attempts": _webhook_attempts,
     "webhook_events": _webhook_events,
@@ -928,25 +1016,135 @@ HANDLERS: dict[str, Handler] = {
 }
 
 
+#: The sweeps of anyone's rows that may quote the person, in the order they run: each table, how many
+#: of its ids one step reads at most, and what is done to the account's rows among them. A sweep of
+#: messages finds those sent to them (not by profile) before their clicks are swept.
+SWEEPS: list[tuple[Table, int, Sweeper]] = [
+    (consents, 20_000, _consents_quoting),
+    (merge_jobs, 20_000, _merge_jobs),
+    (push_errors, 5_000, _push_errors),
+    (import_batches, 200, _import_batches),
+    (messages, 2_000, _messages_to),
+    (email_clicks, 20_000, _clicks_on_theirs),
+    (tracking_events, 20_000, _tracking_naming),
+    (tracking_sessions, 20_000, _sessions_quoting),
+    (order_sources, 20_000, _sources_quoting),
+    (visitors, 20_000, _visitors_quoting),
+    (deletion_requests, 20_000, _requests_quoting),
+    (webhook_outbox, 5_000, _payloads_quoting(webhook_outbox, ("payload",))),
+    (webhook_events, 5_000, _payloads_quoting(webhook_events, ("payload",))),
+    (webhook_attempts, 5_000, _payloads_quoting(webhook_attempts, ("error", "response"))),
+]
+#: The sweeps whose last id is read when they start rather than with the request: the webhooks' events
+#: move from the outbox to the events as they are fanned out meanwhile.
+_LATE: Final = frozenset({"webhook_outbox", "webhook_events", "webhook_attempts"})
+
+
+class Sweeping(msgspec.Struct):
+    """An anonymisation's sweeps under way (``anonymise_sweep``): the person as found, the sweep and
+    the id it has reached, and the last id of each table to sweep."""
+
+    request_id: str  # the deletion request
+    person: Traces
+    upto: dict[str, int]
+    sweep: int = 0
+    after: int = 0
+
+
+class Completion(msgspec.Struct):
+    """An anonymisation done (``anonymise_done``): its request, and what was anonymised."""
+
+    request_id: str
+    counts: dict[str, int]
+    profiles: int
+
+
 def anonymise(round: Round, op: Op) -> None:
-    """Run a queued anonymisation (the worker's operation ``anonymise``)."""
+    """Run a queued anonymisation (the worker's operation ``anonymise``): everything that is the
+    person's by key, in this round; then the sweeps of what may quote them, a bounded step at a time
+    (:func:`sweep`), queued in this transaction."""
     person = _person(round, op)
+    conn = round.conn
     for handler in HANDLERS.values():
-        handler(round.conn, round.account_id, person, op)
+        handler(conn, round.account_id, person, op)
     round.touch(*person.profiles)
+    _forget_operation(conn, op)
+    own = conn.execute(select(import_batches.c.id).where(import_batches.c.request_id == op.request_id))
+    # what came after the request is not the person's as anonymised
+    upto = {t.name: _last_id(conn, t) for t, _, _ in SWEEPS if t.name not in _LATE}
+    upto[import_batches.name] = own.scalar_one() - 1
+    _next(round, Sweeping(op.request_id, person.traced(), upto))
+
+
+def _last_id(conn: Connection, table: Table) -> int:
+    return int(conn.execute(select(func.max(table.c.id))).scalar() or 0)
+
+
+def _next(round: Round, state: Sweeping) -> None:
+    """Queue the next step of the sweeps, or the anonymisation's completion when none is left."""
+    request_id = str(uuid.uuid4())
+    if state.sweep < len(SWEEPS):
+        enqueue_operation(round.conn, round.account_id, None, request_id, SWEEP, state, round.at)
+    else:
+        done = Completion(state.request_id, state.person.counts, len(state.person.profiles))
+        enqueue_operation(round.conn, round.account_id, None, request_id, DONE, done, round.at)
+
+
+def sweep(round: Round, op: Op) -> None:
+    """One step of an anonymisation's sweeps: at most :data:`SWEEPS`' ids of one table read (or a
+    table's last ids and the next table's first ones), the rows that quote the person rewritten, and
+    the next step queued."""
+    conn, account_id = round.conn, round.account_id
+    state = msgspec.convert(op.record, Sweeping)
+    person = state.person.person(account_key(conn, account_id))
+    budget = 1.0  # of a step: a table's ids read take 1 / its ids a step
+    while state.sweep < len(SWEEPS):
+        table, most, sweeper = SWEEPS[state.sweep]
+        upto = state.upto.get(table.name)
+        if upto is None:  # a sweep whose last id is read as it starts
+            upto = state.upto[table.name] = _last_id(conn, table)
+        ids = int(budget * most)
+        if ids < 1:
+            break
+        until = min(upto, state.after + ids)
+        if until > state.after:
+            sweeper(conn, account_id, person, id_window(table, account_id, state.after, until))
+        budget -= (until - state.after) / most
+        if until < upto:
+            state.after = until
+            break
+        state.sweep, state.after = state.sweep + 1, 0
+    _forget_operation(conn, op)
+    _next(round, msgspec.structs.replace(state, person=person.traced()))
+
+
+def complete(round: Round, op: Op) -> None:
+    """The anonymisation is done: its request says so, with what was anonymised."""
+    conn = round.conn
+    done = msgspec.convert(op.record, Completion)
+    parts = [f"{n} {what}{'' if n == 1 else 's'} anonymised" for what, n in done.counts.items()]
+    t = deletion_requests
+    conn.execute(
+        update(t)
+        .where(t.c.account_id == round.account_id, t.c.request_id == done.request_id)
+        .values(status="completed", summary=", ".join(parts), completed_at=op.at)
+    )
     log.info(
         "anonymised",
         extra={
-            "request_id": op.request_id,
-            "account": round.conn.execute(
+            "request_id": done.request_id,
+            "account": conn.execute(
                 select(accounts.c.hash).where(accounts.c.id == round.account_id)
             ).scalar_one(),
-            "profiles": len(person.profiles),
-            **{f"{what.replace(' ', '_')}s": n for what, n in person.counts.items()},
+            "profiles": done.profiles,
+            **{f"{what.replace(' ', '_')}s": n for what, n in done.counts.items()},
         },
     )
 
 
 def register(kinds: Registry) -> None:
-    """Anonymisation: in a round of its own, after which the store's files lose the old bytes."""
+    """Anonymisation: its keyed part in a round of its own, then its sweeps a step a round, then its
+    completion, after which the store's files lose the old bytes."""
     kinds.add(QueueKind(ANONYMISE, anonymise, alone=True, erases=True))
+    kinds.add(QueueKind(SWEEP, sweep, alone=True))
+    kinds.add(QueueKind(DONE, complete, alone=True, erases=True))

@@ -11,7 +11,7 @@ from typing import Any
 import msgspec
 from sqlalchemy import Connection, and_, func, or_, select
 
-from patron.gdpr import ANONYMISE
+from patron.gdpr import ANONYMISE, DONE, SWEEP
 from patron.ingest.queue import APPLIED, QUEUED, unpack
 from patron.model.storage import KINDS
 from patron.profiles.operations import EMAIL_CLICK, MERGE, PREFERENCES, UNSUBSCRIBE
@@ -20,7 +20,7 @@ from patron.tracking.events import TRACK
 
 #: Record types a push carries, and the operations queued with them (``track``: a tag beacon).
 RECORD_TYPES = ("contact", "order", "product", "custom_event")
-OPERATIONS = (MERGE, UNSUBSCRIBE, PREFERENCES, EMAIL_CLICK, ANONYMISE, TRACK)
+OPERATIONS = (MERGE, UNSUBSCRIBE, PREFERENCES, EMAIL_CLICK, ANONYMISE, SWEEP, DONE, TRACK)
 TYPES = RECORD_TYPES + OPERATIONS
 #: What a request came to: still queued, applied, or with rejected records.
 REJECTS = "rejects"

@@ -191,6 +191,14 @@ def each_of(
     return select(*columns).select_from(outer).outerjoin(table, table.c.id.in_(ids))
 
 
+def id_window(table: Table, account_id: int, after: int, upto: int) -> ColumnElement[bool]:
+    """The account's rows of ``table`` whose ids are in ``(after, upto]``, read by the range of the
+    primary key: at most ``upto - after`` rows, however many the account holds. The account is
+    compared as ``account_id + 0``, which no index serves, so that the database does not read all
+    the account's rows through an index of the account instead."""
+    return (table.c.id > after) & (table.c.id <= upto) & ((table.c.account_id + 0) == account_id)
+
+
 def chunks(items: Sequence[T], size: int = CHUNK) -> list[list[T]]:
     """``items`` in lists of at most ``size``, for :func:`among`."""
     return [list(items[i : i + size]) for i in range(0, len(items), size)]

@@ -519,6 +519,7 @@ list_changes = Table(
     Column("event", String(16), nullable=False),  # list_enter | list_exit
     Column("created_at", UTCDateTime(), nullable=False),
     Index("ix_list_changes_account_list", "account_id", "list_id", "created_at"),
+    Index("ix_list_changes_account_profile", "account_id", "profile"),  # a person's (GDPR)
 )
 
 #: Merge jobs (``POST /v2/merge-profile``) once the worker has run them.
@@ -611,6 +612,7 @@ messages = Table(
     Index("ix_messages_status_next", "status", "next_attempt_at"),
     Index("ix_messages_account_profile", "account_id", "profile", "id"),
     Index("ix_messages_account_id", "account_id", "id"),  # an account's outbox, newest first
+    Index("ix_messages_account_recipient", "account_id", "recipient"),  # those sent to a person (GDPR)
 )
 
 #: Clicks on the verified links of transactional emails, each on the profile of its recipient.

@@ -10,6 +10,7 @@ round (:func:`keep_current`).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Collection
 from datetime import datetime
 from functools import lru_cache
@@ -138,15 +139,14 @@ def forget(conn: Connection, account_id: int, profile_ids: list[str]) -> None:
     their entries and exits (an anonymisation)."""
     m, c = segment_members, segment_changes
     for chunk in chunks(sorted(profile_ids)):
-        held = conn.execute(
-            select(m.c.segment_id, func.count().label("n"))
-            .where(m.c.account_id == account_id, among(conn, m.c.profile, chunk))
-            .group_by(m.c.segment_id)
-        ).all()
-        for row in held:
+        # counted here: grouped by segment, SQLite would read every member of the account in that order
+        held = Counter(
             conn.execute(
-                update(segments).where(segments.c.id == row.segment_id).values(size=segments.c.size - row.n)
-            )
+                select(m.c.segment_id).where(m.c.account_id == account_id, among(conn, m.c.profile, chunk))
+            ).scalars()
+        )
+        for segment_id, n in held.items():
+            conn.execute(update(segments).where(segments.c.id == segment_id).values(size=segments.c.size - n))
         for table in (m, c):
             conn.execute(
                 delete(table).where(table.c.account_id == account_id, among(conn, table.c.profile, chunk))
