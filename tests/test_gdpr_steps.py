@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -16,13 +20,16 @@ from sqlalchemy import select
 
 from patron import accounts, gdpr
 from patron.accounts import Account
+from patron.config import Settings
 from patron.ingest.push import push
 from patron.ingest.queue import unpack
 from patron.ingest.submit import Submitter
 from patron.ingest.worker import apply_round
 from patron.runtime import queue_kinds
-from patron.store import Store
+from patron.store import Store, open_store
 from patron.store.schema import contacts, deletion_requests, import_batches, push_errors
+
+SWEEPING = Path(__file__).parent / "support" / "sweeping.py"
 
 ANN = "ann.sweep@example.com"
 #: Ids of each table one step reads, here: a few rejected records take several steps.
@@ -98,3 +105,57 @@ def test_the_sweeps_take_bounded_steps_between_other_accounts_pushes(
 
 def _all(store: Store, column: Any) -> list[Any]:
     return list(store.read_blocking(lambda conn: conn.execute(select(column)).scalars().all()))
+
+
+def _quoting(store: Store) -> int:
+    records = _all(store, push_errors.c.record)
+    return sum(ANN in (record or "") for record in records)
+
+
+def _status(store: Store, request_id: str) -> str:
+    query = select(deletion_requests.c.status).where(deletion_requests.c.request_id == request_id)
+    return str(store.read_blocking(lambda conn: conn.execute(query).scalar_one()))
+
+
+def test_a_worker_killed_mid_sweep_leaves_the_rest_to_the_next(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGKILL of the worker between two steps of the sweeps: the next worker goes on from the step
+    the last one queued, and the request completes with nothing of her left."""
+    store = open_store(settings)
+    store.start()
+    try:
+        shop = _account(store, "shop")
+        submit, kinds = Submitter(store, wake=lambda: None), queue_kinds()
+        rejected = [_contact(f"r{n}", ANN, marketing_optin="maybe") for n in range(8)]
+        _push(submit, shop, [_contact("ann", ANN), *rejected])
+        while apply_round(store, kinds):
+            pass
+        request_id = str(uuid.uuid4())
+        body = gdpr.DeletionRequest(email=ANN)
+        store.write_blocking(lambda conn: gdpr.request(conn, shop.id, None, request_id, body, accounts.now()))
+    finally:
+        store.close()
+    # -P: not its own directory first on the path (tests/support/http.py is not the standard library's)
+    command = [sys.executable, "-P", str(SWEEPING), str(settings.data_dir), settings.database_url or ""]
+    worker = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        assert worker.stdout is not None
+        assert [worker.stdout.readline().strip() for _ in range(3)] == ["1", "2", "3"]  # two steps in
+    finally:
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=30)
+        if worker.stdout is not None:
+            worker.stdout.close()
+    assert worker.returncode == -signal.SIGKILL
+    monkeypatch.setattr(gdpr, "SWEEPS", [(table, WINDOW, sweep) for table, _, sweep in gdpr.SWEEPS])
+    store = open_store(settings)
+    store.start()
+    try:
+        assert _status(store, request_id) == "queued"
+        assert 0 < _quoting(store) < 8  # some swept, some not
+        while apply_round(store, kinds):
+            pass
+        assert (_status(store, request_id), _quoting(store)) == ("completed", 0)
+    finally:
+        store.close()
