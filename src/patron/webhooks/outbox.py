@@ -45,6 +45,7 @@ RETRY_WINDOW: Final = timedelta(days=3)
 
 #: Every event type an endpoint may subscribe to (docs/webhooks.md describes each one's data).
 EVENT_TYPES: Final = get_args(EventType)
+_KNOWN: Final = frozenset(EVENT_TYPES)
 
 
 #: Events of one account and time: (account id, time, the values of :data:`_COLUMNS` of each).
@@ -64,6 +65,8 @@ class _Unit:
     #: The events' ids: ``msg_``, 80 random bits of the unit's, and a count within it.
     prefix: str = field(default_factory=lambda: f"msg_{secrets.token_hex(10)}")
     emitted: int = 0
+    #: The last moment an event was emitted at, as text (a round's events share a few).
+    moment: tuple[datetime | None, str] = (None, "")
 
 
 _units: weakref.WeakKeyDictionary[Any, _Unit] = weakref.WeakKeyDictionary()
@@ -74,11 +77,11 @@ def _unit(conn: Connection) -> _Unit:
     transaction = conn.get_nested_transaction() or conn.get_transaction()
     if transaction is None:  # pragma: no cover - emit runs inside a unit of work
         return _Unit()
-    with _lock:
-        unit = _units.get(transaction)
-        if unit is None:
-            unit = _units[transaction] = _Unit()
-        return unit
+    unit = _units.get(transaction)
+    if unit is None:
+        with _lock:  # made once per unit of work, by whichever thread asks first
+            unit = _units.setdefault(transaction, _Unit())
+    return unit
 
 
 def defer(conn: Connection) -> None:
@@ -106,7 +109,10 @@ def forget(conn: Connection) -> None:
 
 def subscribed(conn: Connection, account_id: int, event_type: str) -> list[int]:
     """The endpoints (their row ids) of the account subscribed to ``event_type``."""
-    unit = _unit(conn)
+    return _subscribed(conn, _unit(conn), account_id, event_type)
+
+
+def _subscribed(conn: Connection, unit: _Unit, account_id: int, event_type: str) -> list[int]:
     by_type = unit.endpoints.get(account_id)
     if by_type is None:
         e = webhook_endpoints
@@ -149,13 +155,15 @@ def emit_each(
 ) -> None:
     """:func:`emit` for each of ``events`` (its data and the profile it is about), all of one type and
     time, in that order."""
-    if event_type not in EVENT_TYPES:
+    if event_type not in _KNOWN:
         raise ValueError(f"unknown webhook event type {event_type!r}")
-    if not subscribed(conn, account_id, event_type):
-        return
     unit = _unit(conn)
+    if not _subscribed(conn, unit, account_id, event_type):
+        return
+    if unit.moment[0] != at:
+        unit.moment = (at, at.isoformat())
     # the body, as Standard Webhooks has it: {"type", "timestamp", "data"}
-    head = f'{{"type":"{event_type}","timestamp":"{at.isoformat()}","data":'
+    head = f'{{"type":"{event_type}","timestamp":"{unit.moment[1]}","data":'
     rows = []
     for data, profile in events:
         unit.emitted += 1
