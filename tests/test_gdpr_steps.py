@@ -62,19 +62,11 @@ def test_the_sweeps_take_bounded_steps_between_other_accounts_pushes(
     while apply_round(store, kinds):
         pass
 
-    def quoting(table: Any) -> int:
-        rows = store.read_blocking(lambda conn: conn.execute(select(table.c.record)).scalars().all())
-        return sum(ANN in (record or "") for record in rows)
-
-    assert quoting(push_errors) == 5
+    assert _quoting(store) == 5
     request_id = str(uuid.uuid4())
     body = gdpr.DeletionRequest(email=ANN)
     store.write_blocking(lambda conn: gdpr.request(conn, shop.id, None, request_id, body, accounts.now()))
     _push(submit, other, [_contact("carol", "carol.sweep@example.com")])  # queued after the request
-
-    def status() -> str:
-        query = select(deletion_requests.c.status).where(deletion_requests.c.request_id == request_id)
-        return str(store.read_blocking(lambda conn: conn.execute(query).scalar_one()))
 
     def stored(account: Account) -> list[str]:
         query = select(contacts.c.email).where(contacts.c.account_id == account.id)
@@ -82,7 +74,10 @@ def test_the_sweeps_take_bounded_steps_between_other_accounts_pushes(
 
     assert apply_round(store, kinds) == 1  # the anonymisation's keyed part, alone
     assert gdpr.hashed_email(ANN) in stored(shop) and ANN not in stored(shop)
-    assert (status(), quoting(push_errors)) == ("queued", 5)  # the rejected records are swept later
+    assert (_status(store, request_id), _quoting(store)) == (
+        "queued",
+        5,
+    )  # the rejected records are swept later
     assert apply_round(store, kinds) == 1  # the other account's push comes before the first step
     assert stored(other) == ["carol.sweep@example.com"]
     rounds = 0
@@ -90,7 +85,7 @@ def test_the_sweeps_take_bounded_steps_between_other_accounts_pushes(
         rounds += 1
     # five rejected records of hers and one of Bob's, two ids a step: three steps for them alone
     assert rounds >= 4
-    assert (status(), quoting(push_errors)) == ("completed", 0)
+    assert (_status(store, request_id), _quoting(store)) == ("completed", 0)
     assert any("bob.sweep@example.com" in (r or "") for r in _all(store, push_errors.c.record))
     # the queue's copies of the anonymisation and of each of its steps keep nothing of her
     query = select(import_batches.c.record_type, import_batches.c.records).where(

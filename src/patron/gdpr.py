@@ -666,10 +666,6 @@ def _consents(conn: Connection, account_id: int, person: Person, op: Op) -> None
         )
 
 
-def _consents_quoting(conn: Connection, account_id: int, person: Person, window: Window) -> None:
-    _redact_rows(conn, consents, account_id, person, ("reason",), window)
-
-
 def _list_members(conn: Connection, account_id: int, person: Person, op: Op) -> None:
     conn.execute(delete(list_members).where(_of(conn, list_members, account_id, person.profiles)))
 
@@ -797,11 +793,6 @@ def _tracking_sessions(conn: Connection, account_id: int, person: Person, op: Op
     _by_browser(conn, t, account_id, person)
 
 
-def _sessions_quoting(conn: Connection, account_id: int, person: Person, window: Window) -> None:
-    columns = ("site", "source", "basket", "checkout_stage", "transactions")
-    _redact_rows(conn, tracking_sessions, account_id, person, columns, window)
-
-
 def _order_sources(conn: Connection, account_id: int, person: Person, op: Op) -> None:
     """Their orders stay (for revenue); where they came from on the site goes. What another browser
     confirmed keeps pointing at the order (renamed as the order was) without naming them."""
@@ -836,10 +827,6 @@ def _by_browser(conn: Connection, t: Table, account_id: int, person: Person) -> 
 
 def _visitors(conn: Connection, account_id: int, person: Person, op: Op) -> None:
     conn.execute(delete(visitors).where(_of(conn, visitors, account_id, person.profiles)))
-
-
-def _visitors_quoting(conn: Connection, account_id: int, person: Person, window: Window) -> None:
-    _redact_rows(conn, visitors, account_id, person, ("first_source",), window)
 
 
 def _theirs(conn: Connection, account_id: int, person: Person) -> list[ColumnElement[bool]]:
@@ -904,6 +891,8 @@ def _rewrite_messages(conn: Connection, person: Person, where: ColumnElement[boo
             conn.execute(update(t).where(t.c.id == row.id).values(**values))
 
 
+#: What another browser's session may quote: where it came from, its basket and checkout.
+_SESSION_TEXT = ("site", "source", "basket", "checkout_stage", "transactions")
 #: What a message to someone else may quote: its subject, bodies, delivery error, stream and name.
 _MESSAGE_TEXT = ("subject", "html", "text", "error", "stream", "recipient_name")
 
@@ -922,11 +911,6 @@ def _error(person: Person, error: str | None) -> str | None:
     if answer:
         return " ".join(code for code in (*answer.groups(), ANONYMISED) if code)
     return person.scrub(error)
-
-
-def _requests_quoting(conn: Connection, account_id: int, person: Person, window: Window) -> None:
-    """No request's comment keeps quoting them (the identities were only ever kept hashed)."""
-    _redact_rows(conn, deletion_requests, account_id, person, ("comment",), window)
 
 
 def _webhook_outbox(conn: Connection, account_id: int, person: Person, op: Op) -> None:
@@ -951,8 +935,9 @@ def _webhook_events(conn: Connection, account_id: int, person: Person, op: Op) -
     outbox.anonymised(conn, account_id, person.profiles, op.at)
 
 
-def _payloads_quoting(table: Table, columns: tuple[str, ...]) -> Sweeper:
-    """Anyone else's events (or a receiver's answers to them) that quote them lose it."""
+def _quoting(table: Table, *columns: str) -> Sweeper:
+    """A sweep of anyone's rows of ``table`` whose ``columns`` may quote them (a consent's reason,
+    another request's comment, another event's payload...): what they quote becomes ``(anonymised)``."""
 
     def sweep(conn: Connection, account_id: int, person: Person, window: Window) -> None:
         _redact_rows(conn, table, account_id, person, columns, window)
@@ -1020,20 +1005,20 @@ HANDLERS: dict[str, Handler] = {
 #: of its ids one step reads at most, and what is done to the account's rows among them. A sweep of
 #: messages finds those sent to them (not by profile) before their clicks are swept.
 SWEEPS: list[tuple[Table, int, Sweeper]] = [
-    (consents, 20_000, _consents_quoting),
+    (consents, 20_000, _quoting(consents, "reason")),
     (merge_jobs, 20_000, _merge_jobs),
     (push_errors, 5_000, _push_errors),
     (import_batches, 200, _import_batches),
     (messages, 2_000, _messages_to),
     (email_clicks, 20_000, _clicks_on_theirs),
     (tracking_events, 20_000, _tracking_naming),
-    (tracking_sessions, 20_000, _sessions_quoting),
+    (tracking_sessions, 20_000, _quoting(tracking_sessions, *_SESSION_TEXT)),
     (order_sources, 20_000, _sources_quoting),
-    (visitors, 20_000, _visitors_quoting),
-    (deletion_requests, 20_000, _requests_quoting),
-    (webhook_outbox, 5_000, _payloads_quoting(webhook_outbox, ("payload",))),
-    (webhook_events, 5_000, _payloads_quoting(webhook_events, ("payload",))),
-    (webhook_attempts, 5_000, _payloads_quoting(webhook_attempts, ("error", "response"))),
+    (visitors, 20_000, _quoting(visitors, "first_source")),
+    (deletion_requests, 20_000, _quoting(deletion_requests, "comment")),
+    (webhook_outbox, 5_000, _quoting(webhook_outbox, "payload")),
+    (webhook_events, 5_000, _quoting(webhook_events, "payload")),
+    (webhook_attempts, 5_000, _quoting(webhook_attempts, "error", "response")),
 ]
 #: The sweeps whose last id is read when they start rather than with the request: the webhooks' events
 #: move from the outbox to the events as they are fanned out meanwhile.
@@ -1069,10 +1054,10 @@ def anonymise(round: Round, op: Op) -> None:
         handler(conn, round.account_id, person, op)
     round.touch(*person.profiles)
     _forget_operation(conn, op)
-    own = conn.execute(select(import_batches.c.id).where(import_batches.c.request_id == op.request_id))
     # what came after the request is not the person's as anonymised
     upto = {t.name: _last_id(conn, t) for t, _, _ in SWEEPS if t.name not in _LATE}
-    upto[import_batches.name] = own.scalar_one() - 1
+    own = select(import_batches.c.id).where(import_batches.c.request_id == op.request_id)
+    upto[import_batches.name] = conn.execute(own).scalar_one() - 1
     _next(round, Sweeping(op.request_id, person.traced(), upto))
 
 

@@ -199,6 +199,5 @@ def _keep_defects(conn: Connection, changes: Changes, first: int | None) -> None
     defects.keep(conn, kind.name, account_id, replaced, replace=True)
     flawed_new = [(ids[key], flawed[key]) for key in new if key in flawed]
     defects.keep(conn, kind.name, account_id, flawed_new, replace=False)
-    arrived = [key[-1] for key in changes.rows if key not in changes.stored]
-    if kind.name == "product" and arrived:
-        defects.products_arrived(conn, account_id, arrived)
+    if kind.name == "product" and new:
+        defects.products_arrived(conn, account_id, [key[-1] for key in new])
