@@ -26,7 +26,7 @@ import sqlite3
 import sys
 import tempfile
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import msgspec
@@ -46,7 +46,7 @@ from patron.profiles.segments import rules as r
 from patron.profiles.segments.members import ENTER, EXIT
 from patron.runtime import queue_kinds
 from patron.segments import queue_build
-from patron.store import open_store
+from patron.store import Store, open_store
 from patron.store.schema import segment_changes, webhook_outbox
 from patron.webhooks import endpoints
 from patron.webhooks.outbox import EVENT_TYPES
@@ -83,6 +83,86 @@ SEGMENTS: list[dict[str, object]] = [
 ]
 
 
+@dataclass(frozen=True)
+class Load:
+    """What the account keeps beside its queue: ``webhooks`` endpoints subscribed to ``subscribe``
+    (``all`` or a comma-separated list of event types), and ``segments`` live segments."""
+
+    webhooks: int = 0
+    segments: int = 0
+    subscribe: str = "all"
+
+
+def prepared(directory: Path, customers: str, batches: int, load: Load) -> Store:
+    """A started store in ``directory`` whose account has the load's endpoints and segments and
+    ``batches`` requests of 100 orders queued."""
+    store = open_store(replace(Settings(), data_dir=directory, database_url=None))
+    store.start()
+    account, _ = store.write_blocking(lambda conn: accounts.create_account(conn, "bench", "staging"))
+    account = msgspec.structs.replace(account, queue_limit=10**9)
+    types = list(EVENT_TYPES) if load.subscribe == "all" else load.subscribe.split(",")
+    for n in range(load.webhooks):
+        body = NewEndpoint(url=f"https://hooks{n}.example.com/", event_types=types)
+        store.write_blocking(
+            lambda conn, b=body: endpoints.create(conn, account.id, b, b.url, accounts.now())  # type: ignore[misc]
+        )
+    for n in range(load.segments):
+        rule = r.parse(SEGMENTS[n % len(SEGMENTS)])
+
+        def segment(conn, rule=rule, n=n):  # type: ignore[no-untyped-def]
+            at = accounts.now()
+            segment_id = members.create(conn, account.id, f"s{n}", rule, at)
+            queue_build(conn, account.id, segment_id, 1, at)
+
+        store.write_blocking(segment)
+    submit = Submitter(store, wake=lambda: None)  # the rounds of :func:`applied` are the worker
+
+    async def fill() -> None:
+        for n in range(batches):
+            first = n * RECORDS_PER_REQUEST if customers == "distinct" else 0
+            records = [order(str(n), first + i) for i in range(RECORDS_PER_REQUEST)]
+            await push(submit, account, json.dumps(records).encode(), accounts.now())
+
+    asyncio.run(fill())
+    return store
+
+
+def applied(stores: list[Store], round_records: int = ROUND_RECORDS) -> list[dict[str, float]]:
+    """Apply each store's queue until it is empty, a round of each in turn: a change of the machine's
+    speed falls on all of them alike. For each store: the seconds spent in its own rounds (wall, and
+    the process's CPU time: every thread's), and how many rounds applied something."""
+    kinds = queue_kinds()
+    memory.settle()  # as `patron worker` does once started
+    timed = [{"seconds": 0.0, "cpu_seconds": 0.0, "rounds": 0} for _ in stores]
+    busy = list(range(len(stores)))
+    while busy:
+        for n in list(busy):
+            started, cpu = time.perf_counter(), time.process_time()
+            more = apply_round(stores[n], kinds, round_records)
+            timed[n]["seconds"] += time.perf_counter() - started
+            timed[n]["cpu_seconds"] += time.process_time() - cpu
+            if more:
+                timed[n]["rounds"] += 1
+            else:
+                busy.remove(n)
+    return timed
+
+
+def result(directory: Path, store: Store, records: int, timed: dict[str, float]) -> dict[str, float]:
+    """A store's figures once its queue is applied (and the store closed): the rate, what the rounds
+    wrote beside the records, and the raw ceilings of :func:`raw_inserts`."""
+    written = store.read_blocking(_written)
+    store.close()
+    return {
+        "records": records,
+        **timed,
+        "records_per_s": records / timed["seconds"],
+        "records_per_cpu_s": records / timed["cpu_seconds"],
+        **written,
+        **raw_inserts(directory, int(timed["rounds"])),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batches", type=int, default=1500)
@@ -99,69 +179,30 @@ def main() -> None:
     )
     parser.add_argument("--round", type=int, default=ROUND_RECORDS, help="records a round takes")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as directory:
-        store = open_store(replace(Settings(), data_dir=Path(directory), database_url=None))
-        store.start()
-        try:
-            account, _ = store.write_blocking(lambda conn: accounts.create_account(conn, "bench", "staging"))
-            account = msgspec.structs.replace(account, queue_limit=10**9)
-            for n in range(args.webhooks):
-                types = list(EVENT_TYPES) if args.subscribe == "all" else args.subscribe.split(",")
-                body = NewEndpoint(url=f"https://hooks{n}.example.com/", event_types=types)
-                store.write_blocking(
-                    lambda conn, b=body: endpoints.create(conn, account.id, b, b.url, accounts.now())  # type: ignore[misc]
-                )
-
-            for n in range(args.segments):
-                rule = r.parse(SEGMENTS[n % len(SEGMENTS)])
-
-                def segment(conn, rule=rule, n=n):  # type: ignore[no-untyped-def]
-                    at = accounts.now()
-                    segment_id = members.create(conn, account.id, f"s{n}", rule, at)
-                    queue_build(conn, account.id, segment_id, 1, at)
-
-                store.write_blocking(segment)
-
-            submit = Submitter(store, wake=lambda: None)  # the rounds below are the worker
-
-            async def fill() -> None:
-                for n in range(args.batches):
-                    first = n * RECORDS_PER_REQUEST if args.customers == "distinct" else 0
-                    records = [order(str(n), first + i) for i in range(RECORDS_PER_REQUEST)]
-                    await push(submit, account, json.dumps(records).encode(), accounts.now())
-
-            asyncio.run(fill())
-            kinds = queue_kinds()
-            memory.settle()  # as `patron worker` does once started
-            started = time.perf_counter()
-            rounds = 0
-            while apply_round(store, kinds, args.round):
-                rounds += 1
-            seconds = time.perf_counter() - started
-            written = store.read_blocking(_written)
-        finally:
-            store.close()
-        raw = raw_inserts(Path(directory), rounds)
+    load = Load(args.webhooks, args.segments, args.subscribe)
     records = args.batches * RECORDS_PER_REQUEST
-    result = {
-        "customers": args.customers,
-        "webhooks": args.webhooks,
-        "segments": args.segments,
-        "subscribe": args.subscribe,
-        "records": records,
-        "seconds": seconds,
-        "records_per_s": records / seconds,
-        **written,
-        **raw,
-    }
-    print(json.dumps(result, indent=2))
+    with tempfile.TemporaryDirectory() as directory:
+        store = prepared(Path(directory), args.customers, args.batches, load)
+        try:
+            [timed] = applied([store], args.round)
+        except BaseException:
+            store.close()
+            raise
+        found = {
+            "customers": args.customers,
+            "webhooks": args.webhooks,
+            "segments": args.segments,
+            "subscribe": args.subscribe,
+            **result(Path(directory), store, records, timed),
+        }
+    print(json.dumps(found, indent=2))
     if not args.no_docs and not args.webhooks and not args.segments:
-        ratio = result["records_per_s"] / result["raw_records_per_s"]
+        ratio = found["records_per_s"] / found["raw_records_per_s"]
         row = (
             f"records/s applied by the worker (`{args.customers}` customers: entities, identities, profiles)",
-            f"{result['records_per_s']:,.0f} ({records:,} orders in {seconds:.1f} s)",
+            f"{found['records_per_s']:,.0f} ({records:,} orders in {found['seconds']:.1f} s)",
             "raw `sqlite3` `executemany` of the same order rows, 500 a transaction:"
-            f" {result['raw_records_per_s']:,.0f}",
+            f" {found['raw_records_per_s']:,.0f}",
             f"{ratio:.2f}",
             "≥ 10,000",
         )
@@ -173,14 +214,17 @@ def main() -> None:
 
 
 def _written(conn: Connection) -> dict[str, int]:
-    """What the rounds wrote beside the records: segment entries and exits, and webhook events."""
+    """What the rounds wrote beside the records: segment entries and exits, and webhook events (and the
+    outbox's rows holding them)."""
     c = segment_changes.c
     changes = dict(conn.execute(select(c.event, func.count()).group_by(c.event)).all())
-    events = conn.execute(select(func.count()).select_from(webhook_outbox)).scalar_one()
+    o = webhook_outbox.c
+    rows, events = conn.execute(select(func.count(), func.coalesce(func.sum(o.events), 0))).one()
     return {
         "segment_entries": changes.get(ENTER, 0),
         "segment_exits": changes.get(EXIT, 0),
         "webhook_events": int(events),
+        "webhook_rows": int(rows),
     }
 
 

@@ -1,6 +1,7 @@
 """Segments: a new five-condition segment evaluated over many profiles (a dry-run count, and a full
 build of its membership in the worker's bounded steps), on SQLite; and the worker's rate with 20 live
-segments and 2 webhook endpoints beside its rate with none (``bench/apply.py`` run in turn).
+segments and 2 webhook endpoints beside its rate with none (``bench/apply.py``'s stores, one per load,
+their rounds applied in turn).
 
 The profiles are written straight into the database (documents and typed columns made by
 ``profiles.build``, as the worker makes them), not pushed: what is measured is the evaluation alone.
@@ -15,8 +16,7 @@ import json
 import random
 import shutil
 import statistics
-import subprocess
-import sys
+import tempfile
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -24,7 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+from apply import Load, applied, prepared, result
 from common import fresh, machine, write_section
+from push import RECORDS_PER_REQUEST
 from sqlalchemy import insert, select
 
 from patron.config import Settings
@@ -109,42 +111,42 @@ def seed(settings: Settings, hash_: str, n: int) -> int:
         store.close()
 
 
-#: The worker's loads compared: (label, bench/apply.py options).
+#: The worker's loads compared: (label, what the account keeps).
 LOADS = [
-    ("none", []),
-    ("20 segments", ["--segments", "20"]),
+    ("none", Load()),
+    ("20 segments", Load(segments=20)),
     (
         "20 segments, 2 endpoints taking segment entries and exits and orders",
-        [
-            "--segments",
-            "20",
-            "--webhooks",
-            "2",
-            "--subscribe",
-            "segment.entered,segment.exited,order.applied",
-        ],
+        Load(webhooks=2, segments=20, subscribe="segment.entered,segment.exited,order.applied"),
     ),
-    ("20 segments, 2 endpoints taking every event type", ["--segments", "20", "--webhooks", "2"]),
+    ("20 segments, 2 endpoints taking every event type", Load(webhooks=2, segments=20)),
 ]
 #: bench/apply.py's customers, and how many requests of 100 orders each load applies.
 WORKLOADS = {"repeat": 300, "distinct": 200}
 
 
 def worker_rates(runs: int) -> dict[tuple[str, str], dict[str, Any]]:
-    """For each load and workload, the loads run in turn ``runs`` times (so that a change of the
-    machine's speed falls on all of them): the median records/s and seconds, the median of its ratios
-    to the run with none just before it, the median seconds of
-    the rows written beside the records for segments and webhooks inserted again with raw ``sqlite3``
-    (``raw_beside_seconds``: their floor), and what the load wrote per order beside the records."""
+    """For each workload, ``runs`` times: a store for each load (``apply.prepared``), their queues
+    applied a round of each in turn (``apply.applied``), so that a change of the machine's speed falls
+    on all of them alike. For each load and workload: the median records/s and seconds, the median of
+    its ratios to the load with none of the same run, the median seconds of the rows written beside
+    the records for segments and webhooks inserted again with raw ``sqlite3`` (``raw_beside_seconds``:
+    their floor), and what the load wrote per order beside the records."""
     found: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    apply = str(Path(__file__).parent / "apply.py")
     for _ in range(runs):
         for customers, batches in WORKLOADS.items():
-            for label, options in LOADS:
-                command = [sys.executable, apply, "--no-docs", "--customers", customers]
-                command += ["--batches", str(batches), *options]
-                out = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
-                found.setdefault((customers, label), []).append(out)
+            with tempfile.TemporaryDirectory() as directory:
+                places = [Path(directory) / str(n) for n in range(len(LOADS))]
+                stores = [prepared(places[n], customers, batches, load) for n, (_, load) in enumerate(LOADS)]
+                try:
+                    timed = applied(stores)
+                except BaseException:
+                    for store in stores:
+                        store.close()
+                    raise
+                records = batches * RECORDS_PER_REQUEST
+                for place, store, each, (label, _) in zip(places, stores, timed, LOADS, strict=True):
+                    found.setdefault((customers, label), []).append(result(place, store, records, each))
     summary = {}
     for (customers, label), outs in found.items():
         nones = found[customers, "none"]
@@ -153,7 +155,7 @@ def worker_rates(runs: int) -> dict[tuple[str, str], dict[str, Any]]:
         events = last["webhook_events"] / last["records"]
         summary[customers, label] = {
             "rate": statistics.median(out["records_per_s"] for out in outs),
-            # each run beside the run of no segments just before it (the machine's speed drifts)
+            # each run beside the load with none of the same run, their rounds in turn
             "ratio": statistics.median(
                 out["records_per_s"] / none["records_per_s"] for out, none in zip(outs, nones, strict=True)
             ),
@@ -244,17 +246,20 @@ def main() -> None:
                 )
         if rates:
             preamble += (
-                f" The worker's rates are medians of {args.runs} runs of `bench/apply.py --customers C"
-                " --batches B` with each load in turn (`repeat`: 300 requests of 100 orders by the same"
-                " 100 customers; `distinct`: 200 requests, a new customer each order, so every order"
-                " makes a profile that enters its segments); the segments are `apply.SEGMENTS` (stats,"
-                " consent, country, dates, order windows, a product, lists, custom events, product"
-                " views, abandoned baskets, combinations). An event is written once into the webhooks'"
-                " outbox, whatever the number of endpoints; the deliverer, which fans it out to them, is"
-                " not run here. The ratio is the median of each run's rate to that of the run with none"
-                ' just before it. "At most": the rate with none over its time plus that of inserting'
-                " the rows the load wrote for segments and webhooks (members, entries and exits, events)"
-                " again by raw `sqlite3`, in as many transactions: the best ratio those rows allow, were"
+                f" The worker's rates are medians of {args.runs} runs; in each, a store for each load"
+                " queued as `bench/apply.py --customers C --batches B` queues (`repeat`: 300 requests of"
+                " 100 orders by the same 100 customers; `distinct`: 200 requests, a new customer each"
+                " order, so every order makes a profile that enters its segments), and their queues"
+                " applied a round of each store in turn, so that the machine's changes of speed fall on"
+                " every load alike; a load's time is that of its own rounds; the segments are"
+                " `apply.SEGMENTS` (stats, consent, country, dates, order windows, a product, lists,"
+                " custom events, product views, abandoned baskets, combinations). A round's events are"
+                " one row of the webhooks' outbox, whatever their number and that of the endpoints; the"
+                " deliverer, which fans them out to the endpoints, is not run here. The ratio is the"
+                " median of each run's rate to that of the load with none in the same run."
+                ' "At most": the rate with none over its time plus that of inserting the rows the load'
+                " wrote for segments and webhooks (members, entries and exits, the outbox's rows) again"
+                " by raw `sqlite3`, in as many transactions: the best ratio those rows allow, were"
                 " nothing but their inserts added."
             )
         write_section("segments", preamble, rows)

@@ -16,7 +16,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, func, select
 
 from patron import accounts, gdpr
 from patron.accounts import Account
@@ -96,6 +96,34 @@ def test_the_sweeps_take_bounded_steps_between_other_accounts_pushes(
     assert all(ANN not in json.dumps(unpack(records)) for _, records in copies)
     steps = [unpack(records) for kind, records in copies if kind != gdpr.DONE]
     assert all(found == [{"@type": found[0]["@type"], "@anonymised": True}] for found in steps)
+
+
+def test_a_sweep_starts_at_its_tables_first_row(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows deleted before the first one left (pruned, another account's) cost no step: forty ids of
+    rejected records gone would be twenty steps of two ids."""
+    monkeypatch.setattr(gdpr, "SWEEPS", [(table, WINDOW, sweep) for table, _, sweep in gdpr.SWEEPS])
+    shop, other = _account(store, "shop"), _account(store, "other")
+    submit, kinds = Submitter(store, wake=lambda: None), queue_kinds()
+    _push(submit, other, [_contact(f"x{n}", f"x{n}@example.com", marketing_optin="maybe") for n in range(40)])
+    while apply_round(store, kinds):
+        pass
+    _push(submit, shop, [_contact("ann", ANN), _contact("r1", ANN, marketing_optin="maybe")])
+    while apply_round(store, kinds):
+        pass
+    gone = push_errors.c.account_id == other.id
+    store.write_blocking(lambda conn: conn.execute(delete(push_errors).where(gone)))
+    assert _quoting(store) == 1
+    request_id = str(uuid.uuid4())
+    body = gdpr.DeletionRequest(email=ANN)
+    store.write_blocking(lambda conn: gdpr.request(conn, shop.id, None, request_id, body, accounts.now()))
+    while apply_round(store, kinds):
+        pass
+    assert (_status(store, request_id), _quoting(store)) == ("completed", 0)
+    kind = import_batches.c.record_type
+    steps = store.read_blocking(
+        lambda conn: conn.execute(select(func.count()).where(kind == gdpr.SWEEP)).scalar()
+    )
+    assert 1 <= steps < 20
 
 
 def _all(store: Store, column: Any) -> list[Any]:

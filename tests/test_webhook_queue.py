@@ -7,6 +7,7 @@ replay (docs/webhooks.md)."""
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -14,10 +15,10 @@ import pytest
 from sqlalchemy import Connection, select, text, update
 
 from patron import accounts, replays
-from patron.config import Webhooks
+from patron.config import Settings, Webhooks
 from patron.ingest.worker import apply_round
 from patron.runtime import queue_kinds
-from patron.store import Store
+from patron.store import Store, open_store
 from patron.store.schema import webhook_endpoints, webhook_events
 from patron.webhooks import delivery, endpoints, outbox
 
@@ -299,3 +300,62 @@ def test_events_stored_before_the_queue_had_waiting_events_wait_after_the_upgrad
         ("msg_4", "pending"),
         ("msg_5", "pending"),
     ]
+
+
+def test_events_in_the_outbox_before_its_rows_held_several_are_delivered_as_they_were(tmp_path: Path) -> None:
+    """Migration 0027: each event waiting in the outbox becomes a row of one event, fanned out with its
+    webhook-id and body as they were written."""
+    from alembic import command
+    from sqlalchemy import create_engine
+
+    from patron.store.migrate import _config
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'patron.db'}")
+    at = "2026-01-01 00:00:00"
+    bodies = {
+        "msg_a": (
+            "p1",
+            '{"type":"order.applied","timestamp":"2026-01-01T00:00:00+00:00","data":{"order_id":"o1"}}',
+        ),
+        "msg_b": (
+            None,
+            '{"type":"order.applied","timestamp":"2026-01-01T00:00:00+00:00","data":{"order_id":"o2"}}',
+        ),
+    }
+    with engine.begin() as conn:
+        command.upgrade(_config(conn), "0026")
+        conn.execute(
+            text(
+                "INSERT INTO accounts (id, hash, name, environment, limits, created_at)"
+                " VALUES (1, '0000000000000001', 'a', 'staging', '{}', :at)"
+            ),
+            {"at": at},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO webhook_endpoints (id, account_id, endpoint_id, url, event_types, secret,"
+                " enabled, max_concurrency, failures, created_at, updated_at) VALUES"
+                " (1, 1, 'ep_1', 'https://a.example.com/', :types, 'whsec_x', 1, 4, 0, :at, :at)"
+            ),
+            {"at": at, "types": '["order.applied"]'},
+        )
+        for event_id, (profile, body) in bodies.items():
+            conn.execute(
+                text(
+                    "INSERT INTO webhook_outbox (account_id, event_id, type, profile, payload, created_at)"
+                    " VALUES (1, :id, 'order.applied', :profile, :body, :at)"
+                ),
+                {"id": event_id, "profile": profile, "body": body, "at": at},
+            )
+    engine.dispose()
+    store = open_store(replace(Settings(), data_dir=tmp_path, database_url=None))
+    store.start()
+    try:
+        assert store.read_blocking(outbox.pending) == 2
+        claimed = turn(store, [], accounts.now(), 10)
+        assert {c.event_id: c.payload for c in claimed} == {
+            event_id: body for event_id, (_, body) in bodies.items()
+        }
+        assert statuses(store, 1) == [("o1", "p1", "pending"), ("o2", None, "pending")]
+    finally:
+        store.close()

@@ -914,10 +914,15 @@ def _error(person: Person, error: str | None) -> str | None:
 
 
 def _webhook_outbox(conn: Connection, account_id: int, person: Person, op: Op) -> None:
-    """Their events not yet fanned out to the endpoints are deleted (never sent)."""
-    t = webhook_outbox
-    outbox.flush(conn)  # the round's events so far are written, to be deleted with the others
-    conn.execute(delete(t).where(_of(conn, t, account_id, person.profiles)))
+    """Their events not yet fanned out to the endpoints are never sent: the deliverer drops those of
+    anonymised profiles, and the outbox's sweep (:func:`_outbox_theirs`) takes them out of its rows."""
+
+
+def _outbox_theirs(conn: Connection, account_id: int, person: Person, window: Window) -> None:
+    """Their events still in the outbox are taken out of its rows; what anyone else's quote of them
+    is redacted."""
+    outbox.drop(conn, window, person.profiles)
+    _redact_rows(conn, webhook_outbox, account_id, person, ("payload",), window)
 
 
 def _webhook_attempts(conn: Connection, account_id: int, person: Person, op: Op) -> None:
@@ -1016,7 +1021,7 @@ SWEEPS: list[tuple[Table, int, Sweeper]] = [
     (order_sources, 20_000, _sources_quoting),
     (visitors, 20_000, _quoting(visitors, "first_source")),
     (deletion_requests, 20_000, _quoting(deletion_requests, "comment")),
-    (webhook_outbox, 5_000, _quoting(webhook_outbox, "payload")),
+    (webhook_outbox, 20, _outbox_theirs),  # a row: up to outbox.ROW_EVENTS events
     (webhook_events, 5_000, _quoting(webhook_events, "payload")),
     (webhook_attempts, 5_000, _quoting(webhook_attempts, "error", "response")),
 ]
@@ -1088,6 +1093,9 @@ def sweep(round: Round, op: Op) -> None:
         upto = state.upto.get(table.name)
         if upto is None:  # a sweep whose last id is read as it starts
             upto = state.upto[table.name] = _last_id(conn, table)
+        if state.after == 0:  # from the table's first row (those before were deleted)
+            first = int(conn.execute(select(func.min(table.c.id))).scalar() or 1)
+            state.after = min(upto, first - 1)
         ids = int(budget * most)
         if ids < 1:
             break

@@ -303,13 +303,17 @@ def database_size(conn: Connection) -> int:
 ACCOUNT_LOCKS = 0x7061  # "pa"
 
 
-def lock_account(conn: Connection, account_id: int, *, wait: bool = True) -> bool:
+def lock_account(conn: Connection, account_id: int, *, wait: bool = True, shared: bool = False) -> bool:
     """On PostgreSQL, hold the account's claim (the one workers take to apply its queue) until the
-    transaction ends; False if ``wait`` is off and another transaction holds it. On SQLite every write
-    transaction is alone already."""
+    transaction ends; False if ``wait`` is off and another transaction holds it. ``shared``: a claim
+    others may hold too (``shared`` ones), which keeps the account's rounds from running meanwhile. On
+    SQLite every write transaction is alone already."""
     if conn.dialect.name != "postgresql":
         return True
-    lock = func.pg_advisory_xact_lock if wait else func.pg_try_advisory_xact_lock
+    if shared:
+        lock = func.pg_advisory_xact_lock_shared if wait else func.pg_try_advisory_xact_lock_shared
+    else:
+        lock = func.pg_advisory_xact_lock if wait else func.pg_try_advisory_xact_lock
     return conn.execute(select(lock(ACCOUNT_LOCKS, account_id))).scalar() is not False
 
 

@@ -784,18 +784,18 @@ webhook_endpoints = Table(
 )
 
 #: The webhooks' outbox: each event once, written in the transaction of the change it tells of, until
-#: the deliverer fans it out to the endpoints subscribed to it (``webhook_events``) and deletes it.
+#: the deliverer fans it out to the endpoints subscribed to it (``webhook_events``) and deletes it. A
+#: row holds the events of one account and time a unit of work emitted together (a round's, in one
+#: row), in the order emitted.
 webhook_outbox = Table(
     "webhook_outbox",
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
     _account_id(),
-    Column("event_id", String(40), nullable=False),  # the webhook-id header: msg_...
-    Column("type", String(40), nullable=False),
-    Column("profile", String(32), nullable=True),  # the profile it is about: its events go in order
-    Column("payload", Text, nullable=False),  # JSON: {"type", "timestamp", "data"}
+    Column("events", Integer, nullable=False, default=1, server_default="1"),  # how many it holds
+    # JSON: [[event id (the webhook-id header: msg_...), type, the profile it is about or null, data]]
+    Column("payload", Text, nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),  # when the change happened
-    Index("ix_webhook_outbox_account_profile", "account_id", "profile"),
 )
 
 #: Each event of the outbox for each endpoint subscribed to it, until delivered or failed (kept for

@@ -1,9 +1,14 @@
 """The webhooks' outbox: :func:`emit` writes an event once, in the caller's transaction, when an
 endpoint of the account is subscribed to its type; a change and the event that tells of it are thus
-committed together or not at all. The deliverer then fans each event out (:func:`fan_out`, in its own
+committed together or not at all. The events a unit of work emits together (of one account and time:
+a round's) are one row of the outbox, their data not yet made into bodies, whatever their number
+and the number of endpoints. The deliverer then fans each event out (:func:`fan_out`, in its own
 write): one row of ``webhook_events`` for each endpoint subscribed to it then (enabled or not: a
-disabled endpoint keeps its events for replay), and the event leaves the outbox. The change's
-transaction writes one row per event, whatever the number of endpoints.
+disabled endpoint keeps its events for replay), with its body, and the row leaves the outbox.
+
+An event is about the profile it names as it is when fanned out: a profile merged meanwhile gives its
+events to the one it was merged into (delivered in order with that one's), and the events of a profile
+anonymised meanwhile are dropped, but its ``profile.anonymised``.
 
 Which endpoints an account has is read once per unit of work (a transaction, or a savepoint of the
 SQLite writer's group), so a round that emits many events asks once; an account without endpoints
@@ -16,18 +21,18 @@ import itertools
 import secrets
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final, get_args
 
 import msgspec
-from sqlalchemy import ColumnElement, Connection, delete, exists, func, insert, select, update
+from sqlalchemy import ColumnElement, Connection, delete, exists, func, insert, or_, select, update
 from sqlalchemy.orm import aliased
 
 from patron.model.rounds import Registry, Round
-from patron.store import among, chunks, insert_rows
-from patron.store.schema import webhook_endpoints, webhook_events, webhook_outbox
+from patron.store import among, chunks, insert_rows, lock_account
+from patron.store.schema import profiles, webhook_endpoints, webhook_events, webhook_outbox
 from patron.webhooks.requests import EventType
 
 #: An event to be delivered: the first undelivered one of its profile for its endpoint (or one about
@@ -48,8 +53,12 @@ EVENT_TYPES: Final = get_args(EventType)
 _KNOWN: Final = frozenset(EVENT_TYPES)
 
 
-#: Events of one account and time: (account id, time, the values of :data:`_COLUMNS` of each).
-_Events = tuple[int, datetime, list[tuple[str, str, str | None, str]]]
+#: An event in the outbox: its id (the webhook-id header), type, the profile it is about, its data.
+_Event = tuple[str, str, str | None, msgspec.Raw]
+#: Events of one account and time: (account id, time, the events).
+_Events = tuple[int, datetime, list[_Event]]
+#: The most events a row of the outbox holds (a round's events beyond are written in more rows).
+ROW_EVENTS: Final = 1000
 
 
 @dataclass
@@ -65,8 +74,6 @@ class _Unit:
     #: The events' ids: ``msg_``, 80 random bits of the unit's, and a count within it.
     prefix: str = field(default_factory=lambda: f"msg_{secrets.token_hex(10)}")
     emitted: int = 0
-    #: The last moment an event was emitted at, as text (a round's events share a few).
-    moment: tuple[datetime | None, str] = (None, "")
 
 
 _units: weakref.WeakKeyDictionary[Any, _Unit] = weakref.WeakKeyDictionary()
@@ -160,68 +167,91 @@ def emit_each(
     unit = _unit(conn)
     if not _subscribed(conn, unit, account_id, event_type):
         return
-    if unit.moment[0] != at:
-        unit.moment = (at, at.isoformat())
-    # the body, as Standard Webhooks has it: {"type", "timestamp", "data"}
-    head = f'{{"type":"{event_type}","timestamp":"{unit.moment[1]}","data":'
-    rows = []
-    for data, profile in events:
+    made = []
+    for data, profile in events:  # the data encoded now: the caller may change it afterwards
         unit.emitted += 1
-        body = f"{head}{msgspec.json.encode(data).decode()}}}"
-        rows.append((f"{unit.prefix}{unit.emitted:08x}", event_type, profile, body))
+        made.append((f"{unit.prefix}{unit.emitted:08x}", event_type, profile, msgspec.Raw(_encode(data))))
     if unit.deferred is None:
-        _write(conn, [(account_id, at, rows)])
+        _write(conn, [(account_id, at, made)])
     else:
-        unit.deferred.append((account_id, at, rows))
+        unit.deferred.append((account_id, at, made))
 
 
-#: The outbox's columns given row by row (the account and the time are given once for each
-#: :data:`_Events`).
-_COLUMNS: Final = ("event_id", "type", "profile", "payload")
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder(list[_Event]).decode
 
 
 def _write(conn: Connection, groups: list[_Events]) -> None:
-    """Write the events in order, one statement for each run of one account and time."""
+    """Write the events in order: a row for each run of one account and time (of at most
+    :data:`ROW_EVENTS`), one statement for them all."""
     for (account_id, at), runs in itertools.groupby(groups, key=lambda group: group[:2]):
-        rows = [row for _, _, run in runs for row in run]
-        insert_rows(conn, webhook_outbox, {"account_id": account_id, "created_at": at}, _COLUMNS, rows)
+        events = [event for _, _, run in runs for event in run]
+        rows = [
+            (len(part), _encode(part).decode())
+            for part in (events[n : n + ROW_EVENTS] for n in range(0, len(events), ROW_EVENTS))
+        ]
+        fixed = {"account_id": account_id, "created_at": at}
+        insert_rows(conn, webhook_outbox, fixed, ("events", "payload"), rows)
 
 
 def fan_out(conn: Connection, most: int) -> int:
-    """Take up to ``most`` of the oldest events out of the outbox, each written for every endpoint of
-    its account subscribed to its type, in the outbox's order; returns how many were taken. Two
-    deliverers fan out in turn (the second waits for the first's rows), so the events keep their order;
-    the endpoints read are held from being deleted until the events written for them are committed."""
+    """Take the oldest rows of the outbox, up to ``most`` events (one row at least), each event written
+    for every endpoint of its account subscribed to its type, in the outbox's order; returns how many
+    events were taken. Two deliverers fan out in turn (the second waits for the first's rows), so the
+    events keep their order; the endpoints read are held from being deleted until the events written
+    for them are committed. On PostgreSQL the accounts' claims are held (shared: no round of theirs
+    runs meanwhile, so no profile read is being merged or anonymised), taken before any row."""
     o, p = webhook_outbox, webhook_endpoints
-    taken = conn.execute(select(o).order_by(o.c.id).limit(most).with_for_update()).all()
-    if not taken:
+    heads = conn.execute(select(o.c.id, o.c.account_id, o.c.events).order_by(o.c.id).limit(most)).all()
+    ids: list[int] = []
+    total = 0
+    for head in heads:
+        if ids and total + head.events > most:
+            break
+        ids.append(head.id)
+        total += head.events
+    if not ids:
+        return 0
+    for account_id in sorted({head.account_id for head in heads[: len(ids)]}):
+        lock_account(conn, account_id, shared=True)
+    taken = conn.execute(select(o).where(among(conn, o.c.id, ids)).order_by(o.c.id).with_for_update()).all()
+    if not taken:  # (another deliverer's since the look above)
         return 0
     accounts = sorted({row.account_id for row in taken})
     theirs = select(p.c.id, p.c.account_id, p.c.event_types).where(among(conn, p.c.account_id, accounts))
     by_account: dict[int, list[Any]] = {}
     for endpoint in conn.execute(theirs.order_by(p.c.id).with_for_update(read=True, key_share=True)):
         by_account.setdefault(endpoint.account_id, []).append(endpoint)
-    fanned = [
-        (row, endpoint.id)
-        for row in taken
-        for endpoint in by_account.get(row.account_id, ())
-        if row.type in endpoint.event_types
-    ]
+    events = [(row, _decode(row.payload)) for row in taken]
+    now = _profiles_now(conn, {(row.account_id, e[2]) for row, made in events for e in made if e[2]})
+    fanned = []
+    for row, made in events:
+        timestamp = row.created_at.isoformat()
+        for event_id, kind, profile, data in made:
+            if profile is not None and kind != "profile.anonymised":
+                profile = now.get((row.account_id, profile), profile)
+                if profile is None:
+                    continue  # anonymised since: never sent
+            # the body, as Standard Webhooks has it: {"type", "timestamp", "data"}
+            body = f'{{"type":"{kind}","timestamp":"{timestamp}","data":{bytes(data).decode()}}}'
+            for endpoint in by_account.get(row.account_id, ()):
+                if kind in endpoint.event_types:
+                    fanned.append((row, endpoint.id, event_id, kind, profile, body))
     # an event is pending when it is the first undelivered one of its profile for its endpoint
-    ahead = _unfinished(conn, {(endpoint, row.profile) for row, endpoint in fanned if row.profile})
+    ahead = _unfinished(conn, {(endpoint, profile) for _, endpoint, _, _, profile, _ in fanned if profile})
     rows = []
-    for row, endpoint in fanned:
-        first = row.profile is None or (endpoint, row.profile) not in ahead
-        if row.profile is not None:
-            ahead.add((endpoint, row.profile))
+    for row, endpoint, event_id, kind, profile, body in fanned:
+        first = profile is None or (endpoint, profile) not in ahead
+        if profile is not None:
+            ahead.add((endpoint, profile))
         rows.append(
             {
                 "account_id": row.account_id,
                 "endpoint": endpoint,
-                "event_id": row.event_id,
-                "type": row.type,
-                "profile": row.profile,
-                "payload": row.payload,
+                "event_id": event_id,
+                "type": kind,
+                "profile": profile,
+                "payload": body,
                 "status": PENDING if first else WAITING,
                 "attempts": 0,
                 "next_attempt_at": row.created_at,
@@ -232,7 +262,54 @@ def fan_out(conn: Connection, most: int) -> int:
     if rows:
         conn.execute(insert(webhook_events), rows)
     conn.execute(delete(o).where(among(conn, o.c.id, [row.id for row in taken])))
-    return len(taken)
+    return sum(row.events for row in taken)
+
+
+def _profiles_now(conn: Connection, named: set[tuple[int, str]]) -> dict[tuple[int, str], str | None]:
+    """Of the (account, profile) pairs events name, those changed since: merged (the profile it was
+    merged into) or anonymised, or merged into one anonymised (None)."""
+    pr = profiles
+    by_account: dict[int, set[str]] = {}
+    for account_id, profile in named:
+        by_account.setdefault(account_id, set()).add(profile)
+    changed: dict[tuple[int, str], str | None] = {}
+    for account_id, ids in sorted(by_account.items()):
+
+        def read(ids: set[str], account_id: int = account_id) -> dict[str, Any]:
+            found: dict[str, Any] = {}
+            for chunk in chunks(sorted(ids)):
+                query = select(pr.c.profile_id, pr.c.merged_into, pr.c.anonymised_at).where(
+                    pr.c.account_id == account_id, among(conn, pr.c.profile_id, chunk)
+                )
+                found.update((row.profile_id, row) for row in conn.execute(query))
+            return found
+
+        rows = read(ids)
+        rows |= read({row.merged_into for row in rows.values() if row.merged_into} - rows.keys())
+        for profile, row in rows.items():
+            into = rows.get(row.merged_into) if row.merged_into else None
+            if row.anonymised_at is not None or (into is not None and into.anonymised_at is not None):
+                changed[account_id, profile] = None
+            elif row.merged_into:
+                changed[account_id, profile] = row.merged_into
+    return changed
+
+
+def drop(conn: Connection, where: ColumnElement[bool], about: Collection[str]) -> None:
+    """Take the events about the profiles ``about`` (but their ``profile.anonymised``) out of the
+    outbox's rows ``where`` says."""
+    o = webhook_outbox
+    if not about:
+        return
+    naming = or_(*(o.c.payload.contains(f'"{profile}"', autoescape=True) for profile in about))
+    for row in conn.execute(select(o.c.id, o.c.payload).where(where, naming)).all():
+        made = _decode(row.payload)
+        kept = [event for event in made if event[2] not in about or event[1] == "profile.anonymised"]
+        if not kept:
+            conn.execute(delete(o).where(o.c.id == row.id))
+        elif len(kept) < len(made):
+            payload = _encode(kept).decode()
+            conn.execute(update(o).where(o.c.id == row.id).values(events=len(kept), payload=payload))
 
 
 def _unfinished(conn: Connection, pairs: set[tuple[int, str]]) -> set[tuple[int, str]]:
@@ -242,8 +319,8 @@ def _unfinished(conn: Connection, pairs: set[tuple[int, str]]) -> set[tuple[int,
     by_endpoint: dict[int, list[str]] = {}
     for endpoint, profile in pairs:
         by_endpoint.setdefault(endpoint, []).append(profile)
-    for endpoint, profiles in sorted(by_endpoint.items()):
-        for chunk in chunks(sorted(profiles)):
+    for endpoint, named in sorted(by_endpoint.items()):
+        for chunk in chunks(sorted(named)):
             query = select(e.c.profile).where(
                 e.c.endpoint == endpoint, among(conn, e.c.profile, chunk), e.c.status.in_(UNFINISHED)
             )
@@ -294,7 +371,7 @@ def pending(conn: Connection) -> int:
     """Events of every account not yet delivered nor failed: in the outbox, or fanned out and pending
     (counted on ``ix_webhook_events_due``)."""
     t = webhook_events
-    waiting = conn.execute(select(func.count()).select_from(webhook_outbox)).scalar_one()
+    waiting = conn.execute(select(func.coalesce(func.sum(webhook_outbox.c.events), 0))).scalar_one()
     return int(waiting) + int(
         conn.execute(select(func.count()).where(t.c.status.in_(UNFINISHED))).scalar_one()
     )
@@ -308,11 +385,9 @@ def register(kinds: Registry) -> None:
 def moved(conn: Connection, account_id: int, merged: str, survivor: str) -> None:
     """A merge: the merged profile's undelivered events are the survivor's, delivered in order (of
     their ids) with its own: the first of them for each endpoint is pending, the others wait (one
-    under way meanwhile is sent again in its turn)."""
-    flush(conn)
-    o, e = webhook_outbox, webhook_events
-    ours = (o.c.account_id == account_id) & (o.c.profile == merged)
-    conn.execute(update(o).where(ours).values(profile=survivor))
+    under way meanwhile is sent again in its turn). (Those still in the outbox are the survivor's
+    when fanned out.)"""
+    e = webhook_events
     theirs = (e.c.account_id == account_id) & e.c.status.in_(UNFINISHED)
     conn.execute(
         update(e).where(theirs, e.c.profile.in_((merged, survivor))).values(profile=survivor, status=WAITING)

@@ -179,8 +179,9 @@ def _apply(conn: Connection, account_id: int, moves: Moves, at: datetime) -> int
     insert_rows(conn, c, fixed, ("segment_id", "profile", "event"), changed)
     # webhooks subscribed to them are told, in this transaction
     for kind, moved in (("segment.entered", entries), ("segment.exited", exits)):
-        events = [({"segment_id": str(sid), "profile_id": pid}, pid) for sid, pid in moved]
-        outbox.emit_each(conn, account_id, kind, events, at)
+        if moved and outbox.wants(conn, account_id, kind):
+            events = [({"segment_id": str(sid), "profile_id": pid}, pid) for sid, pid in moved]
+            outbox.emit_each(conn, account_id, kind, events, at)
     conn.execute(
         update(s).where(s.c.id == bindparam("sid")).values(size=s.c.size + bindparam("delta")),
         [
