@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, func, select, update
 from standardwebhooks import Webhook
 
 from conftest import Tenant, create_tenant_cli, eventually, push, run_cli, start_server
@@ -530,6 +530,50 @@ def test_a_rounds_events_are_one_row_and_a_merged_profiles_are_the_survivors_whe
         ("order.applied", "o3"),
         ("profile.merged", None),
     ]
+    e = webhook_events
+    told = store.read_blocking(lambda conn: conn.execute(select(e.c.profile).distinct()).scalars().all())
+    assert told == [ann]
+
+
+def test_a_merge_under_way_holds_the_fan_out_of_its_accounts_events(store: Store, hooks: Receiver) -> None:
+    """A deliverer fanning out while a transaction merges profiles waits for it (PostgreSQL: the
+    account's fan-out lock; SQLite: the one writer), then reads the merge: the merged profile's event
+    in the outbox is the survivor's, behind its own."""
+    import threading
+
+    account, _ = store.write_blocking(lambda conn: accounts.create_account(conn, "shop", "staging"))
+    body = endpoints.NewEndpoint(url=hooks.url("/held"), event_types=["order.applied"])
+    store.write_blocking(lambda conn: endpoints.create(conn, account.id, body, body.url, accounts.now()))
+    applied(
+        store, account, json.dumps([order("o1", "ann@example.com"), order("o2", "bob@example.com")]).encode()
+    )
+    ann, bob = (
+        profile_of(store, account.id, "ann@example.com"),
+        profile_of(store, account.id, "bob@example.com"),
+    )
+    held, go = threading.Event(), threading.Event()
+
+    def merging(conn: Connection) -> None:
+        outbox.hold(conn, account.id)
+        p = profiles
+        conn.execute(
+            update(p).where(p.c.account_id == account.id, p.c.profile_id == bob).values(merged_into=ann)
+        )
+        held.set()
+        go.wait(30)
+
+    merge = threading.Thread(target=store.write_blocking, args=(merging,))
+    merge.start()
+    assert held.wait(30)
+    claimed: list[delivery.Claimed] = []
+    deliverer = threading.Thread(target=lambda: claimed.extend(turn(store, [], accounts.now(), 10)[1]))
+    deliverer.start()
+    deliverer.join(1.0)
+    assert deliverer.is_alive()  # waiting for the merge
+    go.set()
+    merge.join(30)
+    deliverer.join(30)
+    assert [json.loads(c.payload)["data"]["order_id"] for c in claimed] == ["o1"]  # o2 waits behind it
     e = webhook_events
     told = store.read_blocking(lambda conn: conn.execute(select(e.c.profile).distinct()).scalars().all())
     assert told == [ann]

@@ -1055,6 +1055,7 @@ def anonymise(round: Round, op: Op) -> None:
     (:func:`sweep`), queued in this transaction."""
     person = _person(round, op)
     conn = round.conn
+    outbox.hold(conn, round.account_id)  # no deliverer reads their events meanwhile
     for handler in HANDLERS.values():
         handler(conn, round.account_id, person, op)
     round.touch(*person.profiles)

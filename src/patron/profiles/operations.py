@@ -108,6 +108,7 @@ def _merge_parties(round: Round, body: Document) -> tuple[str, list[str]]:
 def _merge_one(round: Round, merged: str, survivor: str, at: datetime) -> None:
     """Everything of ``merged`` becomes ``survivor``'s; the merged id resolves to the survivor."""
     account = round.account_id
+    outbox.hold(round.conn, account)  # no deliverer reads the merged profile's events meanwhile
     i = identities  # moved as new rows, so that the survivor's own come first (its customer id)
     moved = round.conn.execute(
         delete(i).where(i.c.account_id == account, i.c.profile == merged).returning(i.c.kind, i.c.value)

@@ -303,18 +303,29 @@ def database_size(conn: Connection) -> int:
 ACCOUNT_LOCKS = 0x7061  # "pa"
 
 
-def lock_account(conn: Connection, account_id: int, *, wait: bool = True, shared: bool = False) -> bool:
+def lock_account(conn: Connection, account_id: int, *, wait: bool = True) -> bool:
     """On PostgreSQL, hold the account's claim (the one workers take to apply its queue) until the
-    transaction ends; False if ``wait`` is off and another transaction holds it. ``shared``: a claim
-    others may hold too (``shared`` ones), which keeps the account's rounds from running meanwhile. On
-    SQLite every write transaction is alone already."""
+    transaction ends; False if ``wait`` is off and another transaction holds it. On SQLite every write
+    transaction is alone already."""
     if conn.dialect.name != "postgresql":
         return True
-    if shared:
-        lock = func.pg_advisory_xact_lock_shared if wait else func.pg_try_advisory_xact_lock_shared
-    else:
-        lock = func.pg_advisory_xact_lock if wait else func.pg_try_advisory_xact_lock
+    lock = func.pg_advisory_xact_lock if wait else func.pg_try_advisory_xact_lock
     return conn.execute(select(lock(ACCOUNT_LOCKS, account_id))).scalar() is not False
+
+
+#: The first key of the PostgreSQL advisory locks that keep an account's profiles from being merged or
+#: anonymised while its webhook events are fanned out.
+FAN_OUT_LOCKS = 0x7066  # "pf"
+
+
+def lock_fan_out(conn: Connection, account_id: int, *, shared: bool) -> None:
+    """On PostgreSQL, wait for and hold the account's fan-out lock until the transaction ends:
+    ``shared`` by a deliverer fanning out the account's webhook events (several may), alone by a
+    transaction that merges or anonymises its profiles (what those events are about). A round that
+    does neither never waits for a deliverer. On SQLite every write transaction is alone already."""
+    if conn.dialect.name == "postgresql":
+        lock = func.pg_advisory_xact_lock_shared if shared else func.pg_advisory_xact_lock
+        conn.execute(select(lock(FAN_OUT_LOCKS, account_id)))
 
 
 #: The first key of the PostgreSQL advisory locks of tasks that one worker at a time runs (the second

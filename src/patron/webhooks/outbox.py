@@ -31,7 +31,7 @@ from sqlalchemy import ColumnElement, Connection, delete, exists, func, insert, 
 from sqlalchemy.orm import aliased
 
 from patron.model.rounds import Registry, Round
-from patron.store import among, chunks, insert_rows, lock_account
+from patron.store import among, chunks, insert_rows, lock_fan_out
 from patron.store.schema import profiles, webhook_endpoints, webhook_events, webhook_outbox
 from patron.webhooks.requests import EventType
 
@@ -199,8 +199,8 @@ def fan_out(conn: Connection, most: int) -> int:
     for every endpoint of its account subscribed to its type, in the outbox's order; returns how many
     events were taken. Two deliverers fan out in turn (the second waits for the first's rows), so the
     events keep their order; the endpoints read are held from being deleted until the events written
-    for them are committed. On PostgreSQL the accounts' claims are held (shared: no round of theirs
-    runs meanwhile, so no profile read is being merged or anonymised), taken before any row."""
+    for them are committed. On PostgreSQL the accounts' fan-out locks are held (shared), taken before
+    any row: no profile the events name is being merged or anonymised meanwhile (:func:`hold`)."""
     o, p = webhook_outbox, webhook_endpoints
     heads = conn.execute(select(o.c.id, o.c.account_id, o.c.events).order_by(o.c.id).limit(most)).all()
     ids: list[int] = []
@@ -213,7 +213,7 @@ def fan_out(conn: Connection, most: int) -> int:
     if not ids:
         return 0
     for account_id in sorted({head.account_id for head in heads[: len(ids)]}):
-        lock_account(conn, account_id, shared=True)
+        lock_fan_out(conn, account_id, shared=True)
     taken = conn.execute(select(o).where(among(conn, o.c.id, ids)).order_by(o.c.id).with_for_update()).all()
     if not taken:  # (another deliverer's since the look above)
         return 0
@@ -380,6 +380,13 @@ def pending(conn: Connection) -> int:
 def register(kinds: Registry) -> None:
     """Emit the profiles' updates at the end of every account's part of every round."""
     kinds.after(_profiles_changed)
+
+
+def hold(conn: Connection, account_id: int) -> None:
+    """Before the account's profiles are merged or anonymised: wait for the deliverers fanning out its
+    events (they then read the profiles as this transaction leaves them), and keep them from it until
+    this transaction ends."""
+    lock_fan_out(conn, account_id, shared=False)
 
 
 def moved(conn: Connection, account_id: int, merged: str, survivor: str) -> None:
