@@ -245,6 +245,25 @@ def test_a_replay_goes_in_bounded_steps_each_a_round_of_its_own(
     assert [o for o in sent if o in ("o1", "o3", "o6")] == ["o1", "o3", "o6"]  # p2's in order
 
 
+def _account_and_endpoint(conn: Connection, at: str, event_types: str) -> None:
+    """Account 1 and its endpoint 1, written as an older schema holds them."""
+    conn.execute(
+        text(
+            "INSERT INTO accounts (id, hash, name, environment, limits, created_at)"
+            " VALUES (1, '0000000000000001', 'a', 'staging', '{}', :at)"
+        ),
+        {"at": at},
+    )
+    conn.execute(
+        text(
+            "INSERT INTO webhook_endpoints (id, account_id, endpoint_id, url, event_types, secret,"
+            " enabled, max_concurrency, failures, created_at, updated_at) VALUES"
+            " (1, 1, 'ep_1', 'https://a.example.com/', :types, 'whsec_x', 1, 4, 0, :at, :at)"
+        ),
+        {"at": at, "types": event_types},
+    )
+
+
 def test_events_stored_before_the_queue_had_waiting_events_wait_after_the_upgrade(tmp_path: Path) -> None:
     """Migration 0024: of a profile's pending events for an endpoint, all but the first wait."""
     from alembic import command
@@ -256,21 +275,7 @@ def test_events_stored_before_the_queue_had_waiting_events_wait_after_the_upgrad
     at = "2026-01-01 00:00:00"
     with engine.begin() as conn:
         command.upgrade(_config(conn), "0023")
-        conn.execute(
-            text(
-                "INSERT INTO accounts (id, hash, name, environment, limits, created_at)"
-                " VALUES (1, '0000000000000001', 'a', 'staging', '{}', :at)"
-            ),
-            {"at": at},
-        )
-        conn.execute(
-            text(
-                "INSERT INTO webhook_endpoints (id, account_id, endpoint_id, url, event_types, secret,"
-                " enabled, max_concurrency, failures, created_at, updated_at) VALUES"
-                " (1, 1, 'ep_1', 'https://a.example.com/', '[]', 'whsec_x', 1, 4, 0, :at, :at)"
-            ),
-            {"at": at},
-        )
+        _account_and_endpoint(conn, at, "[]")
         for n, (profile, status) in enumerate(
             [
                 ("p1", "delivered"),
@@ -324,21 +329,7 @@ def test_events_in_the_outbox_before_its_rows_held_several_are_delivered_as_they
     }
     with engine.begin() as conn:
         command.upgrade(_config(conn), "0026")
-        conn.execute(
-            text(
-                "INSERT INTO accounts (id, hash, name, environment, limits, created_at)"
-                " VALUES (1, '0000000000000001', 'a', 'staging', '{}', :at)"
-            ),
-            {"at": at},
-        )
-        conn.execute(
-            text(
-                "INSERT INTO webhook_endpoints (id, account_id, endpoint_id, url, event_types, secret,"
-                " enabled, max_concurrency, failures, created_at, updated_at) VALUES"
-                " (1, 1, 'ep_1', 'https://a.example.com/', :types, 'whsec_x', 1, 4, 0, :at, :at)"
-            ),
-            {"at": at, "types": '["order.applied"]'},
-        )
+        _account_and_endpoint(conn, at, '["order.applied"]')
         for event_id, (profile, body) in bodies.items():
             conn.execute(
                 text(
