@@ -7,19 +7,18 @@ replay (docs/webhooks.md)."""
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Connection, select, text, update
+from sqlalchemy import JSON, Connection, bindparam, select, text, update
 
 from patron import accounts, replays
 from patron.config import Settings, Webhooks
 from patron.ingest.worker import apply_round
 from patron.runtime import queue_kinds
 from patron.store import Store, open_store
-from patron.store.schema import webhook_endpoints, webhook_events
+from patron.store.schema import UTCDateTime, webhook_endpoints, webhook_events
 from patron.webhooks import delivery, endpoints, outbox
 
 SETTINGS = Webhooks(allow_networks=(), ca_files=(), backoff=1.0, lease=60.0, disable_after=100)
@@ -245,22 +244,24 @@ def test_a_replay_goes_in_bounded_steps_each_a_round_of_its_own(
     assert [o for o in sent if o in ("o1", "o3", "o6")] == ["o1", "o3", "o6"]  # p2's in order
 
 
-def _account_and_endpoint(conn: Connection, at: str, event_types: str) -> None:
+#: Typed parameters of the older schemas' rows (PostgreSQL takes no text for a time or JSON).
+_AT = bindparam("at", datetime(2026, 1, 1, tzinfo=UTC), type_=UTCDateTime())
+
+
+def _account_and_endpoint(conn: Connection, event_types: list[str]) -> None:
     """Account 1 and its endpoint 1, written as an older schema holds them."""
     conn.execute(
         text(
             "INSERT INTO accounts (id, hash, name, environment, limits, created_at)"
             " VALUES (1, '0000000000000001', 'a', 'staging', '{}', :at)"
-        ),
-        {"at": at},
+        ).bindparams(_AT)
     )
     conn.execute(
         text(
             "INSERT INTO webhook_endpoints (id, account_id, endpoint_id, url, event_types, secret,"
             " enabled, max_concurrency, failures, created_at, updated_at) VALUES"
-            " (1, 1, 'ep_1', 'https://a.example.com/', :types, 'whsec_x', 1, 4, 0, :at, :at)"
-        ),
-        {"at": at, "types": event_types},
+            " (1, 1, 'ep_1', 'https://a.example.com/', :types, 'whsec_x', true, 4, 0, :at, :at)"
+        ).bindparams(_AT, bindparam("types", event_types, type_=JSON())),
     )
 
 
@@ -272,10 +273,9 @@ def test_events_stored_before_the_queue_had_waiting_events_wait_after_the_upgrad
     from patron.store.migrate import _config
 
     engine = create_engine(f"sqlite:///{tmp_path / 'old.db'}")
-    at = "2026-01-01 00:00:00"
     with engine.begin() as conn:
         command.upgrade(_config(conn), "0023")
-        _account_and_endpoint(conn, at, "[]")
+        _account_and_endpoint(conn, [])
         for n, (profile, status) in enumerate(
             [
                 ("p1", "delivered"),
@@ -291,8 +291,8 @@ def test_events_stored_before_the_queue_had_waiting_events_wait_after_the_upgrad
                     "INSERT INTO webhook_events (account_id, endpoint, event_id, type, profile, payload,"
                     " status, attempts, next_attempt_at, retry_until, created_at) VALUES"
                     " (1, 1, :id, 'order.applied', :profile, '{}', :status, 0, :at, :at, :at)"
-                ),
-                {"id": f"msg_{n}", "profile": profile, "status": status, "at": at},
+                ).bindparams(_AT),
+                {"id": f"msg_{n}", "profile": profile, "status": status},
             )
     with engine.begin() as conn:
         command.upgrade(_config(conn), "head")
@@ -307,16 +307,22 @@ def test_events_stored_before_the_queue_had_waiting_events_wait_after_the_upgrad
     ]
 
 
-def test_events_in_the_outbox_before_its_rows_held_several_are_delivered_as_they_were(tmp_path: Path) -> None:
+def test_events_in_the_outbox_before_its_rows_held_several_are_delivered_as_they_were(
+    settings: Settings,
+) -> None:
     """Migration 0027: each event waiting in the outbox becomes a row of one event, fanned out with its
     webhook-id and body as they were written."""
     from alembic import command
-    from sqlalchemy import create_engine
+    from sqlalchemy import create_engine, make_url
 
     from patron.store.migrate import _config
 
-    engine = create_engine(f"sqlite:///{tmp_path / 'patron.db'}")
-    at = "2026-01-01 00:00:00"
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if settings.database_url is None:
+        url = f"sqlite:///{settings.data_dir / 'patron.db'}"
+    else:
+        url = make_url(settings.database_url).set(drivername="postgresql+psycopg").render_as_string(False)
+    engine = create_engine(url)
     bodies = {
         "msg_a": (
             "p1",
@@ -328,18 +334,22 @@ def test_events_in_the_outbox_before_its_rows_held_several_are_delivered_as_they
         ),
     }
     with engine.begin() as conn:
+        # (a PostgreSQL database of the tests is made at the head: taken back to 0026)
         command.upgrade(_config(conn), "0026")
-        _account_and_endpoint(conn, at, '["order.applied"]')
+        command.downgrade(_config(conn), "0026")
+        _account_and_endpoint(conn, ["order.applied"])
         for event_id, (profile, body) in bodies.items():
             conn.execute(
                 text(
                     "INSERT INTO webhook_outbox (account_id, event_id, type, profile, payload, created_at)"
                     " VALUES (1, :id, 'order.applied', :profile, :body, :at)"
-                ),
-                {"id": event_id, "profile": profile, "body": body, "at": at},
+                ).bindparams(_AT),
+                {"id": event_id, "profile": profile, "body": body},
             )
+    with engine.begin() as conn:
+        command.upgrade(_config(conn), "head")
     engine.dispose()
-    store = open_store(replace(Settings(), data_dir=tmp_path, database_url=None))
+    store = open_store(settings)
     store.start()
     try:
         assert store.read_blocking(outbox.pending) == 2
