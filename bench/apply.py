@@ -130,21 +130,27 @@ def prepared(directory: Path, customers: str, batches: int, load: Load) -> Store
 def applied(stores: list[Store], round_records: int = ROUND_RECORDS) -> list[dict[str, float]]:
     """Apply each store's queue until it is empty, a round of each in turn: a change of the machine's
     speed falls on all of them alike. For each store: the seconds spent in its own rounds (wall, and
-    the process's CPU time: every thread's), and how many rounds applied something."""
+    the process's CPU time: every thread's), and how many rounds applied something. The stores are
+    closed if it fails."""
     kinds = queue_kinds()
     memory.settle()  # as `patron worker` does once started
     timed = [{"seconds": 0.0, "cpu_seconds": 0.0, "rounds": 0} for _ in stores]
     busy = list(range(len(stores)))
-    while busy:
-        for n in list(busy):
-            started, cpu = time.perf_counter(), time.process_time()
-            more = apply_round(stores[n], kinds, round_records)
-            timed[n]["seconds"] += time.perf_counter() - started
-            timed[n]["cpu_seconds"] += time.process_time() - cpu
-            if more:
-                timed[n]["rounds"] += 1
-            else:
-                busy.remove(n)
+    try:
+        while busy:
+            for n in list(busy):
+                started, cpu = time.perf_counter(), time.process_time()
+                more = apply_round(stores[n], kinds, round_records)
+                timed[n]["seconds"] += time.perf_counter() - started
+                timed[n]["cpu_seconds"] += time.process_time() - cpu
+                if more:
+                    timed[n]["rounds"] += 1
+                else:
+                    busy.remove(n)
+    except BaseException:
+        for store in stores:
+            store.close()
+        raise
     return timed
 
 
@@ -183,11 +189,7 @@ def main() -> None:
     records = args.batches * RECORDS_PER_REQUEST
     with tempfile.TemporaryDirectory() as directory:
         store = prepared(Path(directory), args.customers, args.batches, load)
-        try:
-            [timed] = applied([store], args.round)
-        except BaseException:
-            store.close()
-            raise
+        [timed] = applied([store], args.round)
         found = {
             "customers": args.customers,
             "webhooks": args.webhooks,

@@ -138,12 +138,7 @@ def worker_rates(runs: int) -> dict[tuple[str, str], dict[str, Any]]:
             with tempfile.TemporaryDirectory() as directory:
                 places = [Path(directory) / str(n) for n in range(len(LOADS))]
                 stores = [prepared(places[n], customers, batches, load) for n, (_, load) in enumerate(LOADS)]
-                try:
-                    timed = applied(stores)
-                except BaseException:
-                    for store in stores:
-                        store.close()
-                    raise
+                timed = applied(stores)
                 records = batches * RECORDS_PER_REQUEST
                 for place, store, each, (label, _) in zip(places, stores, timed, LOADS, strict=True):
                     found.setdefault((customers, label), []).append(result(place, store, records, each))

@@ -913,14 +913,9 @@ def _error(person: Person, error: str | None) -> str | None:
     return person.scrub(error)
 
 
-def _webhook_outbox(conn: Connection, account_id: int, person: Person, op: Op) -> None:
-    """Their events not yet fanned out to the endpoints are never sent: the deliverer drops those of
-    anonymised profiles, and the outbox's sweep (:func:`_outbox_theirs`) takes them out of its rows."""
-
-
 def _outbox_theirs(conn: Connection, account_id: int, person: Person, window: Window) -> None:
-    """Their events still in the outbox are taken out of its rows; what anyone else's quote of them
-    is redacted."""
+    """Their events still in the outbox are taken out of its rows (they are never sent: the deliverer
+    drops the events of anonymised profiles); what anyone else's quote of them is redacted."""
     outbox.drop(conn, window, person.profiles)
     _redact_rows(conn, webhook_outbox, account_id, person, ("payload",), window)
 
@@ -981,7 +976,7 @@ HANDLERS: dict[str, Handler] = {
     "order_sources": _order_sources,
     "visitors": _visitors,
     "deletion_requests": _swept,
-    "webhook_outbox": _webhook_outbox,
+    "webhook_outbox": _swept,
     "webhook_attempts": _webhook_attempts,
     "webhook_events": _webhook_events,
     "accounts": _nothing,

@@ -268,24 +268,14 @@ def fan_out(conn: Connection, most: int) -> int:
 def _profiles_now(conn: Connection, named: set[tuple[int, str]]) -> dict[tuple[int, str], str | None]:
     """Of the (account, profile) pairs events name, those changed since: merged (the profile it was
     merged into) or anonymised, or merged into one anonymised (None)."""
-    pr = profiles
     by_account: dict[int, set[str]] = {}
     for account_id, profile in named:
         by_account.setdefault(account_id, set()).add(profile)
     changed: dict[tuple[int, str], str | None] = {}
     for account_id, ids in sorted(by_account.items()):
-
-        def read(ids: set[str], account_id: int = account_id) -> dict[str, Any]:
-            found: dict[str, Any] = {}
-            for chunk in chunks(sorted(ids)):
-                query = select(pr.c.profile_id, pr.c.merged_into, pr.c.anonymised_at).where(
-                    pr.c.account_id == account_id, among(conn, pr.c.profile_id, chunk)
-                )
-                found.update((row.profile_id, row) for row in conn.execute(query))
-            return found
-
-        rows = read(ids)
-        rows |= read({row.merged_into for row in rows.values() if row.merged_into} - rows.keys())
+        rows = _profile_rows(conn, account_id, ids)
+        into_others = {row.merged_into for row in rows.values() if row.merged_into} - rows.keys()
+        rows |= _profile_rows(conn, account_id, into_others)
         for profile, row in rows.items():
             into = rows.get(row.merged_into) if row.merged_into else None
             if row.anonymised_at is not None or (into is not None and into.anonymised_at is not None):
@@ -293,6 +283,19 @@ def _profiles_now(conn: Connection, named: set[tuple[int, str]]) -> dict[tuple[i
             elif row.merged_into:
                 changed[account_id, profile] = row.merged_into
     return changed
+
+
+def _profile_rows(conn: Connection, account_id: int, ids: set[str]) -> dict[str, Any]:
+    """The account's profiles of ``ids`` by id: whether and into what each was merged, and when it was
+    anonymised."""
+    pr = profiles
+    found: dict[str, Any] = {}
+    for chunk in chunks(sorted(ids)):
+        query = select(pr.c.profile_id, pr.c.merged_into, pr.c.anonymised_at).where(
+            pr.c.account_id == account_id, among(conn, pr.c.profile_id, chunk)
+        )
+        found.update((row.profile_id, row) for row in conn.execute(query))
+    return found
 
 
 def drop(conn: Connection, where: ColumnElement[bool], about: Collection[str]) -> None:
