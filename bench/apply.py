@@ -278,8 +278,11 @@ def raw_inserts(directory: Path, rounds: int) -> dict[str, float]:
 
 def _rows(db: sqlite3.Connection, table: str) -> tuple[str, list[tuple[object, ...]]]:
     """The insert of a table's rows (all columns but the id), and its rows in order."""
-    columns = [r[1] for r in db.execute(f"PRAGMA table_info({table})") if r[1] != "id"]
-    rows = db.execute(f"SELECT {', '.join(columns)} FROM {table} ORDER BY id").fetchall()  # noqa: S608
+    names = [r[1] for r in db.execute(f"PRAGMA table_info({table})")]
+    columns = [name for name in names if name != "id"]
+    # in the order written: by row id, or (a table keyed without one) by time and key
+    order = "id" if "id" in names else "created_at, " + ", ".join(columns[:-1])
+    rows = db.execute(f"SELECT {', '.join(columns)} FROM {table} ORDER BY {order}").fetchall()  # noqa: S608
     marks = ", ".join("?" * len(columns))
     return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows  # noqa: S608
 

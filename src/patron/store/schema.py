@@ -23,6 +23,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
@@ -732,16 +733,19 @@ segments = Table(
     Index("ix_segments_account", "account_id", "id"),
 )
 
+#: A segment's members, keyed by the segment and the profile (on SQLite the rows are that key's
+#: b-tree: the members of a segment are read in profile id order, a page at any depth found by the
+#: key alone, and an entry writes two b-trees, not a table and two indexes).
 segment_members = Table(
     "segment_members",
     metadata,
-    Column("id", Id, primary_key=True, autoincrement=True),
     _account_id(),
     Column("segment_id", BigInteger, nullable=False),
     Column("profile", String(32), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
-    UniqueConstraint("account_id", "segment_id", "profile", name="uq_segment_members_account_key"),
+    PrimaryKeyConstraint("account_id", "segment_id", "profile"),
     Index("ix_segment_members_account_profile", "account_id", "profile", "segment_id"),
+    sqlite_with_rowid=False,
 )
 
 #: ``segment_enter`` / ``segment_exit`` events, for ``GET /v2/segments/{id}/changes`` and the timeline.

@@ -388,22 +388,17 @@ def rules_of(conn: Connection, account_id: int, segment_id: int) -> r.Rule | Non
 
 
 def member_ids(conn: Connection, account_id: int, segment_id: int, limit: int, offset: int) -> list[str]:
-    """A page of the segment's members' profile ids, in the order they entered."""
+    """A page of the segment's members' profile ids, in profile id order (the members' key: the
+    offset is walked on the key alone)."""
     m = segment_members
     query = (
         select(m.c.profile)
         .where(m.c.account_id == account_id, m.c.segment_id == segment_id)
-        .order_by(m.c.id)
+        .order_by(m.c.profile)
         .limit(limit)
         .offset(offset)
     )
     return list(conn.execute(query).scalars())
-
-
-def all_member_ids(conn: Connection, account_id: int, segment_id: int) -> set[str]:
-    m = segment_members
-    query = select(m.c.profile).where(m.c.account_id == account_id, m.c.segment_id == segment_id)
-    return set(conn.execute(query).scalars())
 
 
 def changes(
@@ -422,18 +417,15 @@ def changes(
 def member_documents(
     conn: Connection, account_id: int, segment_id: int, limit: int, offset: int
 ) -> list[str]:
-    """A page of the segment's members' profile documents (JSON), in the order they entered."""
-    m, p = segment_members, profiles
-    query = (
-        select(p.c.data)
-        .select_from(m)
-        .join(p, (p.c.account_id == m.c.account_id) & (p.c.profile_id == m.c.profile))
-        .where(m.c.account_id == account_id, m.c.segment_id == segment_id)
-        .order_by(m.c.id)
-        .limit(limit)
-        .offset(offset)
+    """A page of the segment's members' profile documents (JSON), in profile id order: the page's
+    ids are found on the members' key first, then their documents."""
+    p = profiles
+    page = member_ids(conn, account_id, segment_id, limit, offset)
+    documents = select(p.c.profile_id, p.c.data).where(
+        p.c.account_id == account_id, among(conn, p.c.profile_id, page)
     )
-    return list(conn.execute(query).scalars())
+    found = {row.profile_id: row.data for row in conn.execute(documents)}
+    return [found[profile] for profile in page if profile in found]
 
 
 #: How many members one step of an export adds to the list (one bounded write).
@@ -444,54 +436,51 @@ def export_start(
     conn: Connection, account_id: int, segment_id: int, list_id: str, at: datetime
 ) -> Export | None:
     """Begin an export of the segment's members to the static list ``list_id`` (made now if new):
-    the members as they are now (up to the latest entry), to be added by :func:`export_step`; None:
-    no such segment."""
+    the members as they are now (those who entered up to ``at``), to be added by :func:`export_step`;
+    None: no such segment."""
     from patron.profiles import lists
 
-    m = segment_members
     size = conn.execute(
         select(segments.c.size).where(segments.c.account_id == account_id, segments.c.id == segment_id)
     ).scalar()
     if size is None:
         return None
     lists.ensure(conn, account_id, list_id, at)
-    upto = conn.execute(
-        select(func.max(m.c.id)).where(m.c.account_id == account_id, m.c.segment_id == segment_id)
-    ).scalar()
-    return Export(segment_id, list_id, int(size), 0, int(upto or 0))
+    return Export(segment_id, list_id, int(size), until=at.isoformat())
 
 
 class Export(msgspec.Struct):
-    """An export under way: the members (by their row ids) after ``after`` up to ``upto`` are yet to
-    enter the list."""
+    """An export under way: the members who entered up to ``until`` (ISO 8601) and whose profile ids
+    come after ``start`` are yet to enter the list. (An export queued by an older release, whose
+    fields were row ids, has neither: it starts again from the first member, as of its next step.)"""
 
     segment: int
     list_id: str
     size: int
-    after: int
-    upto: int
+    start: str = ""
+    until: str = ""
 
 
 def export_step(conn: Connection, account_id: int, job: Export, at: datetime) -> Export | None:
     """Add the next :data:`EXPORT_STEP` members of an export to its list (their documents show the
     list at once); the export's next step, None when it is done. A member who left the segment
-    meanwhile is not added."""
+    meanwhile is not added, nor one who entered after the export began."""
     from patron.profiles import build, lists
 
     m = segment_members
+    until = datetime.fromisoformat(job.until) if job.until else at
     rows = conn.execute(
-        select(m.c.id, m.c.profile)
-        .where(
-            m.c.account_id == account_id,
-            m.c.segment_id == job.segment,
-            m.c.id > job.after,
-            m.c.id <= job.upto,
-        )
-        .order_by(m.c.id)
+        select(m.c.profile, m.c.created_at)
+        .where(m.c.account_id == account_id, m.c.segment_id == job.segment, m.c.profile > job.start)
+        .order_by(m.c.profile)
         .limit(EXPORT_STEP)
     ).all()
-    entered = [row.profile for row in rows if lists.add(conn, account_id, job.list_id, row.profile, at)]
+    entered = [
+        row.profile
+        for row in rows
+        if row.created_at <= until and lists.add(conn, account_id, job.list_id, row.profile, at)
+    ]
     build.refresh(conn, account_id, entered, at)
     if len(rows) < EXPORT_STEP:
         return None
-    return msgspec.structs.replace(job, after=rows[-1].id)
+    return msgspec.structs.replace(job, start=rows[-1].profile, until=until.isoformat())
