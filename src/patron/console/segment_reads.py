@@ -8,7 +8,7 @@ import json
 from datetime import datetime
 
 import msgspec
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, select, tuple_
 
 from patron.console.pages_reads import PAGE, Member
 from patron.profiles.segments import members
@@ -68,14 +68,21 @@ def segment_members_page(
 def changes_page(
     conn: Connection, account_id: int, segment_id: int, before: int | None
 ) -> tuple[list[Change], int | None]:
-    """A page of a segment's entries and exits, newest first (before the row ``before``), and where
-    the next page starts."""
+    """A page of a segment's entries and exits, newest first (before the row ``before`` in that
+    order: by time, then by row, the order of the segment's index), and where the next page starts."""
     c = segment_changes.c
     query = select(c.id, c.event, c.profile, c.created_at).where(
         c.account_id == account_id, c.segment_id == segment_id
     )
-    if before is not None:
-        query = query.where(c.id < before)
-    rows = conn.execute(query.order_by(c.id.desc()).limit(PAGE + 1)).all()
+    last = (
+        None
+        if before is None
+        else conn.execute(
+            select(c.created_at, c.id).where(c.account_id == account_id, c.id == before)
+        ).first()
+    )
+    if last is not None:
+        query = query.where(tuple_(c.created_at, c.id) < tuple_(*last))
+    rows = conn.execute(query.order_by(c.created_at.desc(), c.id.desc()).limit(PAGE + 1)).all()
     found = [Change(*r) for r in rows[:PAGE]]
     return found, (found[-1].row if len(rows) > PAGE else None)

@@ -229,9 +229,11 @@ def recount(conn: Connection, account_id: int, at: datetime) -> int:
 def changes(
     conn: Connection, account_id: int, list_id: str, since: datetime | None, limit: int, offset: int
 ) -> list[ListChange]:
+    """A page of the list's entries and exits in time order (then by row), on the list's index by
+    time: nothing sorted, ``since`` a range of it."""
     c = list_changes
     where = [c.c.account_id == account_id, c.c.list_id == list_id]
     if since is not None:
         where.append(c.c.created_at >= since)
-    rows = conn.execute(select(c).where(*where).order_by(c.c.id).limit(limit).offset(offset))
+    rows = conn.execute(select(c).where(*where).order_by(c.c.created_at, c.c.id).limit(limit).offset(offset))
     return [ListChange(r.event, r.list_id, r.profile, stamp(r.created_at)) for r in rows]

@@ -758,7 +758,8 @@ segment_changes = Table(
     Column("profile", String(32), nullable=False),
     Column("event", String(16), nullable=False),  # segment_enter | segment_exit
     Column("created_at", UTCDateTime(), nullable=False),
-    Index("ix_segment_changes_account_segment", "account_id", "segment_id", "id"),
+    # a segment's feed in time order (then by id: on SQLite, every index ends with the row id)
+    Index("ix_segment_changes_account_segment", "account_id", "segment_id", "created_at"),
     Index("ix_segment_changes_account_profile", "account_id", "profile"),
 )
 

@@ -404,11 +404,13 @@ def member_ids(conn: Connection, account_id: int, segment_id: int, limit: int, o
 def changes(
     conn: Connection, account_id: int, segment_id: int, since: datetime | None, limit: int, offset: int
 ) -> list[SegmentChange]:
+    """A page of the segment's entries and exits in time order (then by row), on the segment's index
+    by time: nothing sorted, ``since`` a range of it."""
     c = segment_changes
     where = [c.c.account_id == account_id, c.c.segment_id == segment_id]
     if since is not None:
         where.append(c.c.created_at >= since)
-    rows = conn.execute(select(c).where(*where).order_by(c.c.id).limit(limit).offset(offset))
+    rows = conn.execute(select(c).where(*where).order_by(c.c.created_at, c.c.id).limit(limit).offset(offset))
     return [
         SegmentChange(row.event, str(row.segment_id), row.profile, r.stamp(row.created_at)) for row in rows
     ]
