@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, event
+from sqlalchemy import Connection
 
 from patron import accounts
 from patron.config import Settings
@@ -21,7 +21,7 @@ from patron.console.pages_reads import PAGE
 from patron.profiles import lists
 from patron.profiles.segments import members
 from patron.store import Store, open_store
-from test_segment_members import applied, contacts, pushed, shop
+from test_segment_members import applied, contacts, plan, pushed, shop
 
 SIZE = PAGE + 10  # the console's page and a part of the next
 
@@ -79,26 +79,6 @@ def test_the_consoles_page_of_a_segments_changes_goes_back_in_time_a_page_at_a_t
     assert [(c.at, c.row) for c in seen] == sorted(((c.at, c.row) for c in seen), reverse=True)
     assert [c.kind for c in seen[:10]] == ["segment_exit"] * 10
     assert len({c.row for c in seen}) == SIZE + 10
-
-
-def plan(conn: Connection, read: Callable[[Connection], object], table: str) -> str:
-    """How SQLite runs the one statement on ``table`` that ``read`` runs."""
-    ran: list[tuple[str, Any]] = []
-
-    def seen(*args: Any) -> None:
-        if f"FROM {table}" in args[2] and "ORDER" in args[2]:
-            ran.append((args[2], args[3]))  # (statement, parameters)
-
-    event.listen(conn, "before_cursor_execute", seen)
-    try:
-        read(conn)
-    finally:
-        event.remove(conn, "before_cursor_execute", seen)
-    [(statement, parameters)] = [
-        (sql, given) for sql, given in ran if f"FROM {table}" in sql and "ORDER" in sql
-    ]
-    rows = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
-    return " / ".join(row[-1] for row in rows)
 
 
 def test_sqlite_reads_a_page_of_each_feed_on_its_index_by_time(tmp_path: Path) -> None:
