@@ -6,6 +6,11 @@ and the number of endpoints. The deliverer then fans each event out (:func:`fan_
 write): one row of ``webhook_events`` for each endpoint subscribed to it then (enabled or not: a
 disabled endpoint keeps its events for replay), with its body, and the row leaves the outbox.
 
+A segment's entries and exits are their rows of ``segment_changes`` (written in the same transaction):
+the outbox holds where the unit's rows begin and end (:func:`emit_changes`), and the deliverer reads
+them when it fans the row out, so a round of many entries encodes and stores no event of its own for
+them. An entry or exit deleted before then (its person anonymised, its segment deleted) is not sent.
+
 An event is about the profile it names as it is when fanned out: a profile merged meanwhile gives its
 events to the one it was merged into (delivered in order with that one's), and the events of a profile
 anonymised meanwhile are dropped, but its ``profile.anonymised``.
@@ -32,7 +37,7 @@ from sqlalchemy.orm import aliased
 
 from patron.model.rounds import Registry, Round
 from patron.store import among, chunks, insert_rows, lock_fan_out
-from patron.store.schema import profiles, webhook_endpoints, webhook_events, webhook_outbox
+from patron.store.schema import profiles, segment_changes, webhook_endpoints, webhook_events, webhook_outbox
 from patron.webhooks.requests import EventType
 
 #: An event to be delivered: the first undelivered one of its profile for its endpoint (or one about
@@ -59,6 +64,11 @@ _Event = tuple[str, str, str | None, msgspec.Raw]
 _Events = tuple[int, datetime, list[_Event]]
 #: The most events a row of the outbox holds (a round's events beyond are written in more rows).
 ROW_EVENTS: Final = 1000
+#: The type of an outbox entry that stands for a segment's entries and exits: its data ``[after,
+#: upto, count]``, the account's rows of ``segment_changes`` with ids after ``after`` up to ``upto``.
+_CHANGES: Final = "segment.changes"
+#: The event type of each kind of segment change.
+_CHANGE_TYPES: Final = {"segment_enter": "segment.entered", "segment_exit": "segment.exited"}
 
 
 @dataclass
@@ -138,6 +148,11 @@ def wants(conn: Connection, account_id: int, event_type: str) -> bool:
     return bool(subscribed(conn, account_id, event_type))
 
 
+def wants_changes(conn: Connection, account_id: int) -> bool:
+    """Whether an endpoint of the account takes segments' entries or exits."""
+    return any(wants(conn, account_id, kind) for kind in _CHANGE_TYPES.values())
+
+
 def emit(
     conn: Connection,
     account_id: int,
@@ -177,6 +192,47 @@ def emit_each(
         unit.deferred.append((account_id, at, made))
 
 
+def emit_changes(conn: Connection, account_id: int, after: int, upto: int, count: int, at: datetime) -> None:
+    """The ``count`` entries and exits of the account's segments just written (its rows of
+    ``segment_changes`` after the id ``after`` up to ``upto``) as events, if an endpoint of the account
+    takes either type: one entry of the outbox, read when the deliverer fans it out."""
+    if not wants_changes(conn, account_id):
+        return
+    unit = _unit(conn)
+    made: list[_Event] = [("", _CHANGES, None, msgspec.Raw(_encode([after, upto, count])))]
+    if unit.deferred is None:
+        _write(conn, [(account_id, at, made)])
+    else:
+        unit.deferred.append((account_id, at, made))
+
+
+def _weight(event: _Event) -> int:
+    """How many events an outbox entry stands for."""
+    return int(msgspec.json.decode(event[3])[2]) if event[1] == _CHANGES else 1
+
+
+def _changes(conn: Connection, account_id: int, made: list[_Event]) -> list[_Event]:
+    """The entries of a row of the outbox, a segment's changes read for each entry that stands for
+    them (those deleted since are not there to read)."""
+    if not any(event[1] == _CHANGES for event in made):
+        return made
+    c = segment_changes.c
+    found: list[_Event] = []
+    for event in made:
+        if event[1] != _CHANGES:
+            found.append(event)
+            continue
+        after, upto, _ = msgspec.json.decode(event[3])
+        query = select(c.id, c.segment_id, c.profile, c.event).where(
+            c.id > after, c.id <= upto, c.account_id == account_id
+        )
+        for row in conn.execute(query.order_by(c.id)):
+            data = {"segment_id": str(row.segment_id), "profile_id": row.profile}
+            raw = msgspec.Raw(_encode(data))
+            found.append((f"msg_change{row.id:020x}", _CHANGE_TYPES[row.event], row.profile, raw))
+    return found
+
+
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(list[_Event]).decode
 
@@ -187,7 +243,7 @@ def _write(conn: Connection, groups: list[_Events]) -> None:
     for (account_id, at), runs in itertools.groupby(groups, key=lambda group: group[:2]):
         events = [event for _, _, run in runs for event in run]
         rows = [
-            (len(part), _encode(part).decode())
+            (sum(map(_weight, part)), _encode(part).decode())
             for part in (events[n : n + ROW_EVENTS] for n in range(0, len(events), ROW_EVENTS))
         ]
         fixed = {"account_id": account_id, "created_at": at}
@@ -222,7 +278,7 @@ def fan_out(conn: Connection, most: int) -> int:
     by_account: dict[int, list[Any]] = {}
     for endpoint in conn.execute(theirs.order_by(p.c.id).with_for_update(read=True, key_share=True)):
         by_account.setdefault(endpoint.account_id, []).append(endpoint)
-    events = [(row, _decode(row.payload)) for row in taken]
+    events = [(row, _changes(conn, row.account_id, _decode(row.payload))) for row in taken]
     now = _profiles_now(conn, {(row.account_id, e[2]) for row, made in events for e in made if e[2]})
     fanned = []
     for row, made in events:
@@ -312,7 +368,8 @@ def drop(conn: Connection, where: ColumnElement[bool], about: Collection[str]) -
             conn.execute(delete(o).where(o.c.id == row.id))
         elif len(kept) < len(made):
             payload = _encode(kept).decode()
-            conn.execute(update(o).where(o.c.id == row.id).values(events=len(kept), payload=payload))
+            events = sum(map(_weight, kept))
+            conn.execute(update(o).where(o.c.id == row.id).values(events=events, payload=payload))
 
 
 def _unfinished(conn: Connection, pairs: set[tuple[int, str]]) -> set[tuple[int, str]]:

@@ -176,12 +176,11 @@ def _apply(conn: Connection, account_id: int, moves: Moves, at: datetime) -> int
                 )
             )
     changed = [(sid, pid, ENTER) for sid, pid in entries] + [(sid, pid, EXIT) for sid, pid in exits]
+    told = outbox.wants_changes(conn, account_id)
+    after = _last_change(conn) if told else 0
     insert_rows(conn, c, fixed, ("segment_id", "profile", "event"), changed)
-    # webhooks subscribed to them are told, in this transaction
-    for kind, moved in (("segment.entered", entries), ("segment.exited", exits)):
-        if moved and outbox.wants(conn, account_id, kind):
-            events = [({"segment_id": str(sid), "profile_id": pid}, pid) for sid, pid in moved]
-            outbox.emit_each(conn, account_id, kind, events, at)
+    if told:  # webhooks subscribed to them are told, in this transaction: the deliverer reads these rows
+        outbox.emit_changes(conn, account_id, after, _last_change(conn), len(changed), at)
     conn.execute(
         update(s).where(s.c.id == bindparam("sid")).values(size=s.c.size + bindparam("delta")),
         [
@@ -191,6 +190,12 @@ def _apply(conn: Connection, account_id: int, moves: Moves, at: datetime) -> int
         ],
     )
     return len(changed)
+
+
+def _last_change(conn: Connection) -> int:
+    """The highest id of ``segment_changes`` (the account's entries and exits written next come after
+    it: the account is held by its round, or by the step writing them)."""
+    return int(conn.execute(select(func.max(segment_changes.c.id))).scalar() or 0)
 
 
 def evaluate_among(
