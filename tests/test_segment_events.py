@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+import msgspec
 from sqlalchemy import Connection, select
 
 from patron import accounts, gdpr, segments
@@ -113,3 +114,27 @@ def test_the_changes_of_another_account_in_the_range_are_not_taken(store: Store)
 
     store.write_blocking(interleaved)
     assert [profile for _, _, profile, _ in fanned(store)] == ["p0", "p2"]
+
+
+def test_a_build_of_many_entries_is_fanned_out_a_bounded_part_at_a_time(store: Store) -> None:
+    """A segment built over 2,500 profiles enters them in one step: the outbox's rows stand for at
+    most ``ROW_EVENTS`` of them each, and a fan-out takes at most what it is given room for."""
+    account, _ = store.write_blocking(lambda conn: accounts.create_account(conn, "shop", "staging"))
+    account = msgspec.structs.replace(account, queue_limit=10**6)
+    many = 2 * outbox.ROW_EVENTS + 500
+    pushed(store, account, contacts(0, many))
+    applied(store)
+    hooked(store, account.id)
+    store.write_blocking(lambda conn: segments.create(conn, account.id, "gb", GB, accounts.now()))
+    applied(store)
+    weights = store.read_blocking(lambda conn: conn.execute(select(webhook_outbox.c.events)).scalars().all())
+    assert sum(weights) == many and max(weights) <= outbox.ROW_EVENTS
+    taken = []
+    while took := store.write_blocking(lambda conn: outbox.fan_out(conn, 2 * outbox.ROW_EVENTS)):
+        taken.append(took)
+    assert sum(taken) == many and max(taken) <= 2 * outbox.ROW_EVENTS and len(taken) == 2
+    e = webhook_events.c
+    profiles_sent = store.read_blocking(
+        lambda conn: conn.execute(select(e.profile).order_by(e.id)).scalars().all()
+    )
+    assert profiles_sent == profile_ids(store, account.id)

@@ -195,11 +195,18 @@ def emit_each(
 def emit_changes(conn: Connection, account_id: int, after: int, upto: int, count: int, at: datetime) -> None:
     """The ``count`` entries and exits of the account's segments just written (its rows of
     ``segment_changes`` after the id ``after`` up to ``upto``) as events, if an endpoint of the account
-    takes either type: one entry of the outbox, read when the deliverer fans it out."""
+    takes either type: an entry of the outbox for each :data:`ROW_EVENTS` ids of them, read when the
+    deliverer fans it out (each standing for as many events as its ids, at most ``count``: on
+    PostgreSQL other accounts' rows may lie among them)."""
     if not wants_changes(conn, account_id):
         return
     unit = _unit(conn)
-    made: list[_Event] = [("", _CHANGES, None, msgspec.Raw(_encode([after, upto, count])))]
+    made: list[_Event] = []
+    for start in range(after, upto, ROW_EVENTS):
+        end = min(start + ROW_EVENTS, upto)
+        made.append(("", _CHANGES, None, msgspec.Raw(_encode([start, end, min(end - start, count)]))))
+    if not made:
+        return
     if unit.deferred is None:
         _write(conn, [(account_id, at, made)])
     else:
@@ -239,13 +246,21 @@ _decode = msgspec.json.Decoder(list[_Event]).decode
 
 def _write(conn: Connection, groups: list[_Events]) -> None:
     """Write the events in order: a row for each run of one account and time (of at most
-    :data:`ROW_EVENTS`), one statement for them all."""
+    :data:`ROW_EVENTS`, an entry standing for a segment's changes counting as many), one statement
+    for them all."""
     for (account_id, at), runs in itertools.groupby(groups, key=lambda group: group[:2]):
-        events = [event for _, _, run in runs for event in run]
-        rows = [
-            (sum(map(_weight, part)), _encode(part).decode())
-            for part in (events[n : n + ROW_EVENTS] for n in range(0, len(events), ROW_EVENTS))
-        ]
+        rows: list[tuple[int, str]] = []
+        part: list[_Event] = []
+        weight = 0
+        for event in (event for _, _, run in runs for event in run):
+            stands_for = _weight(event)
+            if part and weight + stands_for > ROW_EVENTS:
+                rows.append((weight, _encode(part).decode()))
+                part, weight = [], 0
+            part.append(event)
+            weight += stands_for
+        if part:
+            rows.append((weight, _encode(part).decode()))
         fixed = {"account_id": account_id, "created_at": at}
         insert_rows(conn, webhook_outbox, fixed, ("events", "payload"), rows)
 
