@@ -74,15 +74,10 @@ def changes_page(
     query = select(c.id, c.event, c.profile, c.created_at).where(
         c.account_id == account_id, c.segment_id == segment_id
     )
-    last = (
-        None
-        if before is None
-        else conn.execute(
-            select(c.created_at, c.id).where(c.account_id == account_id, c.id == before)
-        ).first()
-    )
-    if last is not None:
-        query = query.where(tuple_(c.created_at, c.id) < tuple_(*last))
+    if before is not None:
+        last = conn.execute(select(c.created_at, c.id).where(c.account_id == account_id, c.id == before))
+        if (row := last.first()) is not None:
+            query = query.where(tuple_(c.created_at, c.id) < tuple_(*row))
     rows = conn.execute(query.order_by(c.created_at.desc(), c.id.desc()).limit(PAGE + 1)).all()
     found = [Change(*r) for r in rows[:PAGE]]
     return found, (found[-1].row if len(rows) > PAGE else None)

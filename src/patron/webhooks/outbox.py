@@ -186,31 +186,29 @@ def emit_each(
     for data, profile in events:  # the data encoded now: the caller may change it afterwards
         unit.emitted += 1
         made.append((f"{unit.prefix}{unit.emitted:08x}", event_type, profile, msgspec.Raw(_encode(data))))
+    _add(conn, unit, (account_id, at, made))
+
+
+def _add(conn: Connection, unit: _Unit, events: _Events) -> None:
+    """Write the unit's events now, or keep them for :func:`flush` while it defers."""
     if unit.deferred is None:
-        _write(conn, [(account_id, at, made)])
+        _write(conn, [events])
     else:
-        unit.deferred.append((account_id, at, made))
+        unit.deferred.append(events)
 
 
 def emit_changes(conn: Connection, account_id: int, after: int, upto: int, count: int, at: datetime) -> None:
     """The ``count`` entries and exits of the account's segments just written (its rows of
-    ``segment_changes`` after the id ``after`` up to ``upto``) as events, if an endpoint of the account
-    takes either type: an entry of the outbox for each :data:`ROW_EVENTS` ids of them, read when the
-    deliverer fans it out (each standing for as many events as its ids, at most ``count``: on
-    PostgreSQL other accounts' rows may lie among them)."""
-    if not wants_changes(conn, account_id):
-        return
-    unit = _unit(conn)
+    ``segment_changes`` after the id ``after`` up to ``upto``) as events, for an account whose
+    endpoints take them (:func:`wants_changes`): an entry of the outbox for each :data:`ROW_EVENTS`
+    ids of them, read when the deliverer fans it out (each standing for as many events as its ids, at
+    most ``count``: on PostgreSQL other accounts' rows may lie among them)."""
     made: list[_Event] = []
     for start in range(after, upto, ROW_EVENTS):
         end = min(start + ROW_EVENTS, upto)
         made.append(("", _CHANGES, None, msgspec.Raw(_encode([start, end, min(end - start, count)]))))
-    if not made:
-        return
-    if unit.deferred is None:
-        _write(conn, [(account_id, at, made)])
-    else:
-        unit.deferred.append((account_id, at, made))
+    if made:
+        _add(conn, _unit(conn), (account_id, at, made))
 
 
 def _weight(event: _Event) -> int:
@@ -221,8 +219,6 @@ def _weight(event: _Event) -> int:
 def _changes(conn: Connection, account_id: int, made: list[_Event]) -> list[_Event]:
     """The entries of a row of the outbox, a segment's changes read for each entry that stands for
     them (those deleted since are not there to read)."""
-    if not any(event[1] == _CHANGES for event in made):
-        return made
     c = segment_changes.c
     found: list[_Event] = []
     for event in made:
